@@ -1,0 +1,204 @@
+"""The Hypervisor protocol: what the node agent needs from a machine driver.
+
+The agent translates a VMI spec into a ``MachineSpec`` (plain values, no API types) so that drivers
+stay ignorant of Kubernetes objects. Every method acts on the real machine and returns when the
+hypervisor acknowledged the request; what the machine *is* comes only from ``observe``. Drivers call
+the ``on_change`` callback they are given whenever a machine's observed state may have changed (a
+process exit, a completed unplug, a crash), so the agent can re-read it: the loop stays
+level-triggered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal, Protocol
+
+__all__ = [
+    "DiskSpec",
+    "HotplugError",
+    "Hypervisor",
+    "HypervisorError",
+    "KernelBoot",
+    "MachineNotFoundError",
+    "MachineSpec",
+    "MachineState",
+    "NicSpec",
+    "ObservedDisk",
+    "ObservedMachine",
+    "ObservedNic",
+    "OnChange",
+    "UnplugTimeoutError",
+]
+
+OnChange = Callable[[str], None]
+
+
+class HypervisorError(Exception):
+    """Base of every error a Hypervisor raises."""
+
+
+class MachineNotFoundError(HypervisorError):
+    """No machine of that name is known (never started, or gone)."""
+
+
+class HotplugError(HypervisorError):
+    """The hypervisor refused a hotplug or unplug request."""
+
+
+class UnplugTimeoutError(HotplugError):
+    """An unplug was requested but the guest never acknowledged it before the deadline."""
+
+
+@dataclass(frozen=True, slots=True)
+class DiskSpec:
+    """A block device: ``path`` is an image on the host (created by the agent beforehand)."""
+
+    name: str
+    path: str
+    format: Literal["qcow2", "raw"] = "qcow2"
+    bus: Literal["virtio", "sata", "scsi"] = "virtio"
+    cdrom: bool = False
+    readonly: bool = False
+    serial: str | None = None
+    hotpluggable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NicSpec:
+    """A network interface; ``link_up`` False boots it with the link down."""
+
+    name: str
+    mac: str
+    model: str = "virtio"
+    link_up: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class KernelBoot:
+    """Direct kernel boot (``-kernel``/``-initrd``/``-append``)."""
+
+    kernel: str
+    initrd: str | None = None
+    cmdline: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MachineSpec:
+    """Everything needed to boot one guest, with the hotplug headroom it must have at boot."""
+
+    name: str
+    uuid: str
+    sockets: int
+    cores: int = 1
+    threads: int = 1
+    max_sockets: int = 0
+    memory_bytes: int = 128 * 1024 * 1024
+    max_memory_bytes: int | None = None
+    machine: str = "q35"
+    cpu_model: str | None = None
+    disks: tuple[DiskSpec, ...] = ()
+    nics: tuple[NicSpec, ...] = ()
+    kernel_boot: KernelBoot | None = None
+    spare_root_ports: int = 8
+
+
+class MachineState(str, Enum):
+    """Where a machine is in its life, as the hypervisor sees it."""
+
+    STARTING = "Starting"
+    RUNNING = "Running"
+    STOPPED = "Stopped"
+    CRASHED = "Crashed"
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedDisk:
+    """A block device the hypervisor reports attached."""
+
+    name: str
+    path: str
+    cdrom: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedNic:
+    """A network interface the hypervisor reports attached."""
+
+    name: str
+    mac: str
+    link_up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedMachine:
+    """What the hypervisor reports, never what was asked for."""
+
+    name: str
+    state: MachineState
+    sockets: int = 0
+    cores: int = 1
+    threads: int = 1
+    vcpus: int = 0
+    memory_bytes: int = 0
+    disks: tuple[ObservedDisk, ...] = ()
+    nics: tuple[ObservedNic, ...] = ()
+    reason: str = ""
+    pending_unplugs: tuple[str, ...] = field(default=())
+
+
+class Hypervisor(Protocol):
+    """A driver that runs machines: ``QemuHypervisor`` for real guests, ``SimulatedHypervisor`` in tests."""
+
+    async def start(self, spec: MachineSpec) -> None:
+        """Boot a machine; returns once the hypervisor accepted it (state Starting or Running)."""
+        ...
+
+    async def stop(self, name: str, *, grace_period: float) -> None:
+        """Power the guest down (ACPI), killing it after ``grace_period`` seconds; idempotent."""
+        ...
+
+    async def set_sockets(self, name: str, sockets: int) -> None:
+        """Hotplug vCPUs until ``sockets`` sockets are present (increase only)."""
+        ...
+
+    async def set_memory(self, name: str, memory_bytes: int) -> None:
+        """Grow (or shrink, not below boot size) guest memory to ``memory_bytes``."""
+        ...
+
+    async def attach_disk(self, name: str, disk: DiskSpec) -> None:
+        """Hotplug a block device."""
+        ...
+
+    async def detach_disk(self, name: str, disk_name: str, *, timeout: float) -> None:
+        """Unplug a block device and wait for the guest to release it (UnplugTimeoutError if not)."""
+        ...
+
+    async def attach_nic(self, name: str, nic: NicSpec) -> None:
+        """Hotplug a network interface."""
+        ...
+
+    async def detach_nic(self, name: str, nic_name: str, *, timeout: float) -> None:
+        """Unplug a network interface and wait for the guest to release it."""
+        ...
+
+    async def set_link(self, name: str, nic_name: str, *, up: bool) -> None:
+        """Set an interface's link state."""
+        ...
+
+    async def observe(self, name: str) -> ObservedMachine:
+        """The machine as the hypervisor sees it now; MachineNotFoundError if unknown."""
+        ...
+
+    async def adopt(self) -> list[str]:
+        """Reconnect to machines left running by an earlier process; returns their names."""
+        ...
+
+    async def forget(self, name: str) -> None:
+        """Drop a stopped or crashed machine's records and files."""
+        ...
+
+    async def close(self) -> None:
+        """Disconnect from every machine without stopping any of them."""
+        ...
