@@ -215,13 +215,13 @@ class Quantity:
         """The value in bytes, rounded up (an alias of ``to_int`` for memory sizes)."""
         return self.to_int()
 
-    def __add__(self, other: object) -> Quantity:
+    def __add__(self, other: Quantity) -> Quantity:
         if not isinstance(other, Quantity):
             return NotImplemented
         # Kubernetes keeps the receiver's format, unless the receiver is zero (so 0 + 1Gi stays 1Gi).
         return Quantity._of(self.value + other.value, other.format if self.value == 0 else self.format)
 
-    def __sub__(self, other: object) -> Quantity:
+    def __sub__(self, other: Quantity) -> Quantity:
         if not isinstance(other, Quantity):
             return NotImplemented
         return Quantity._of(self.value - other.value, other.format if self.value == 0 else self.format)
