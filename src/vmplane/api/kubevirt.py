@@ -1,0 +1,133 @@
+"""``KubeVirt`` (cluster configuration) and ``ControllerRevision`` (the boot snapshot)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from vmplane.api.meta import Condition, ObjectMeta
+from vmplane.api.model import WireModel
+from vmplane.api.quantity import Quantity
+
+__all__ = [
+    "DEFAULT_MAX_HOTPLUG_RATIO",
+    "ControllerRevision",
+    "KubeVirt",
+    "KubeVirtConfiguration",
+    "LiveUpdateConfiguration",
+    "RolloutStrategy",
+]
+
+DEFAULT_MAX_HOTPLUG_RATIO = 4
+
+
+class RolloutStrategy(str, Enum):
+    """``spec.configuration.vmRolloutStrategy``; absent means ``Stage`` in vmplane."""
+
+    STAGE = "Stage"
+    LIVE_UPDATE = "LiveUpdate"
+
+
+class LiveUpdateConfiguration(WireModel):
+    """Cluster-wide hotplug ceilings."""
+
+    max_hotplug_ratio: int | None = Field(default=None, ge=1)
+    max_cpu_sockets: int | None = Field(default=None, ge=0)
+    max_guest: Quantity | None = None
+
+
+class DeveloperConfiguration(WireModel):
+    """``developerConfiguration``."""
+
+    feature_gates: list[str] | None = None
+    cpu_allocation_ratio: int | None = Field(default=None, ge=1)
+
+
+class ArchConfiguration(WireModel):
+    """Per-architecture defaults."""
+
+    machine_type: str | None = None
+    ovmf_path: str | None = None
+    emulated_machines: list[str] | None = None
+
+
+class ArchitectureConfiguration(WireModel):
+    """``architectureConfiguration``."""
+
+    amd64: ArchConfiguration | None = None
+    arm64: ArchConfiguration | None = None
+    ppc64le: ArchConfiguration | None = None
+    s390x: ArchConfiguration | None = None
+    default_architecture: str | None = None
+
+
+class KubeVirtConfiguration(WireModel):
+    """``spec.configuration``: the rollout strategy and the cluster defaults that enter effective specs."""
+
+    vm_rollout_strategy: RolloutStrategy | None = None
+    live_update_configuration: LiveUpdateConfiguration | None = None
+    developer_configuration: DeveloperConfiguration | None = None
+    cpu_model: str | None = None
+    machine_type: str | None = None
+    architecture_configuration: ArchitectureConfiguration | None = None
+    eviction_strategy: Literal["None", "LiveMigrate", "LiveMigrateIfPossible", "External"] | None = None
+
+    @property
+    def rollout_strategy(self) -> RolloutStrategy:
+        """The strategy in force: ``Stage`` unless ``LiveUpdate`` is set."""
+        return self.vm_rollout_strategy or RolloutStrategy.STAGE
+
+    @property
+    def max_hotplug_ratio(self) -> int:
+        """The hotplug ratio in force (4 unless configured)."""
+        luc = self.live_update_configuration
+        if luc is None or luc.max_hotplug_ratio is None:
+            return DEFAULT_MAX_HOTPLUG_RATIO
+        return luc.max_hotplug_ratio
+
+    @property
+    def default_machine_type(self) -> str | None:
+        """The amd64 machine type default (``architectureConfiguration`` wins over legacy ``machineType``)."""
+        arch = self.architecture_configuration
+        if arch is not None and arch.amd64 is not None and arch.amd64.machine_type:
+            return arch.amd64.machine_type
+        return self.machine_type
+
+
+class KubeVirtSpec(WireModel):
+    """``spec`` of the KubeVirt object."""
+
+    configuration: KubeVirtConfiguration = Field(default_factory=KubeVirtConfiguration)
+    image_tag: str | None = None
+    image_registry: str | None = None
+    workload_update_strategy: dict[str, Any] | None = None
+
+
+class KubeVirtStatus(WireModel):
+    """``status`` of the KubeVirt object."""
+
+    phase: str | None = None
+    conditions: list[Condition] | None = None
+    observed_generation: int | None = None
+
+
+class KubeVirt(WireModel):
+    """The installation's configuration object (``kubevirt/kubevirt``)."""
+
+    api_version: Literal["kubevirt.io/v1"] = "kubevirt.io/v1"
+    kind: Literal["KubeVirt"] = "KubeVirt"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: KubeVirtSpec = Field(default_factory=KubeVirtSpec)
+    status: KubeVirtStatus | None = None
+
+
+class ControllerRevision(WireModel):
+    """``apps/v1`` ControllerRevision: immutable ``data`` (the VM spec at boot) and a ``revision`` number."""
+
+    api_version: Literal["apps/v1"] = "apps/v1"
+    kind: Literal["ControllerRevision"] = "ControllerRevision"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    data: dict[str, Any] | None = None
+    revision: int

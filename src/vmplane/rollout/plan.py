@@ -1,0 +1,153 @@
+"""The planner: what a change to a VM does to its running guest. A pure function, no I/O.
+
+``plan()`` compares the running spec (the VMI's) with the VM's current effective spec and sorts every
+difference into live changes, to apply now, and pending changes, which wait for a restart. The
+``RestartRequired`` condition follows from the result alone: it is set exactly while something is
+pending, and while it is set nothing is propagated; live-capable changes wait among the pending
+ones. So reverting the template clears the condition, and the waiting changes then go live.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from vmplane.api.kubevirt import KubeVirtConfiguration, RolloutStrategy
+from vmplane.api.vm import ChangeSource, PendingChange
+from vmplane.api.vmi import VirtualMachineInstanceSpec, VirtualMachineInstanceStatus
+from vmplane.rollout.diff import Difference, diff_specs
+from vmplane.rollout.effective import EffectiveSpec, Provenance
+from vmplane.rollout.observed import observed_from_status
+from vmplane.rollout.paths import set_path
+from vmplane.rollout.reasons import MESSAGES, Reason
+from vmplane.rollout.table import Context, LiveKind, classify
+
+__all__ = ["TEMPLATE_SPEC_PREFIX", "LiveChange", "Plan", "RestartRequired", "plan", "vm_path"]
+
+TEMPLATE_SPEC_PREFIX = "spec.template.spec."
+
+
+def vm_path(spec_path: str) -> str:
+    """The VM-level path of a VMI-spec path: ``domain.cpu.sockets`` → ``spec.template.spec.domain...``."""
+    return TEMPLATE_SPEC_PREFIX + spec_path
+
+
+@dataclass(frozen=True, slots=True)
+class LiveChange:
+    """A difference to apply to the running guest now (``path`` relative to the VMI spec)."""
+
+    path: str
+    running: Any
+    desired: Any
+    kind: LiveKind
+    source: ChangeSource
+
+
+@dataclass(frozen=True, slots=True)
+class RestartRequired:
+    """The ``RestartRequired`` condition's reason (of the first pending change) and message (of all)."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The outcome: live changes, pending changes, the condition, and the VMI spec to write."""
+
+    live: tuple[LiveChange, ...]
+    pending: tuple[PendingChange, ...]
+    restart_required: RestartRequired | None
+    next_running: VirtualMachineInstanceSpec
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to apply and nothing pending."""
+        return not self.live and not self.pending
+
+
+def _source(effective: EffectiveSpec, path: str) -> ChangeSource:
+    is_cluster = effective.source_of(path) is Provenance.CLUSTER
+    return ChangeSource.CLUSTER if is_cluster else ChangeSource.TEMPLATE
+
+
+def _pending(diff: Difference, reason: Reason, message: str, source: ChangeSource) -> PendingChange:
+    return PendingChange(
+        path=vm_path(diff.path),
+        running=diff.running,
+        desired=diff.desired,
+        reason=reason.value,
+        message=message,
+        source=source,
+    )
+
+
+def _summary(pending: list[PendingChange]) -> str:
+    lines = [f"{p.path}: {p.message}" for p in pending]
+    if len(lines) == 1:
+        return lines[0]
+    return f"{len(lines)} changes require a restart: " + "; ".join(lines)
+
+
+def plan(
+    *,
+    running: VirtualMachineInstanceSpec,
+    desired: EffectiveSpec,
+    observed: VirtualMachineInstanceStatus | None,
+    config: KubeVirtConfiguration,
+) -> Plan:
+    """Plan how the running guest follows the VM: live changes now, the rest pending (SPEC §2)."""
+    running_wire = running.to_wire()
+    desired_wire = desired.spec.to_wire()
+    facts = observed_from_status(observed, running_wire)
+    # Plan from what the guest really has where a hotplug failed.
+    actual = copy.deepcopy(running_wire) if facts.failed else running_wire
+    for path, failed in facts.failed.items():
+        set_path(actual, path, failed.observed)
+    ctx = Context(running, desired.spec, actual, desired_wire, facts)
+    live_update = config.rollout_strategy is RolloutStrategy.LIVE_UPDATE
+
+    blocking: list[PendingChange] = []
+    live: list[tuple[Difference, LiveChange]] = []
+    for diff in diff_specs(actual, desired_wire):
+        source = _source(desired, diff.path)
+        if desired.source_of(diff.path) is Provenance.HEADROOM:
+            continue
+        verdict, kind = classify(diff, ctx)
+        failure = facts.failed.get(diff.path)
+        if failure is not None:
+            message = f"{MESSAGES[Reason.HOTPLUG_FAILED]}: {failure.message}".rstrip(": ")
+            blocking.append(_pending(diff, Reason.HOTPLUG_FAILED, message, source))
+        elif source is ChangeSource.CLUSTER and not (verdict.live and live_update):
+            blocking.append(
+                _pending(
+                    diff, Reason.CLUSTER_DEFAULT_CHANGED, MESSAGES[Reason.CLUSTER_DEFAULT_CHANGED], source
+                )
+            )
+        elif not verdict.live:
+            assert verdict.reason is not None
+            blocking.append(_pending(diff, verdict.reason, verdict.message, source))
+        elif not live_update:
+            blocking.append(
+                _pending(diff, Reason.STAGED_BY_STRATEGY, MESSAGES[Reason.STAGED_BY_STRATEGY], source)
+            )
+        else:
+            assert kind is not None
+            live.append((diff, LiveChange(diff.path, diff.running, diff.desired, kind, source)))
+
+    if blocking:
+        waiting = [
+            _pending(diff, Reason.WAITING_FOR_RESTART, MESSAGES[Reason.WAITING_FOR_RESTART], change.source)
+            for diff, change in live
+        ]
+        condition = RestartRequired(blocking[0].reason, _summary(blocking))
+        return Plan((), tuple(blocking + waiting), condition, running)
+
+    if not live and actual is running_wire:
+        return Plan((), (), None, running)
+    next_wire = copy.deepcopy(actual)
+    for diff, _ in live:
+        set_path(next_wire, diff.path, diff.desired)
+    next_running = VirtualMachineInstanceSpec.model_validate(next_wire)
+    return Plan(tuple(change for _, change in live), (), None, next_running)

@@ -1,0 +1,54 @@
+"""Revert: write the running values back into a VM template, so those paths stop being pending."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+from vmplane.api.vmi import VirtualMachineInstanceSpec
+from vmplane.rollout.paths import get_path, set_path, split
+from vmplane.rollout.plan import TEMPLATE_SPEC_PREFIX
+
+__all__ = ["revert"]
+
+# A disk and its volume (an interface and its network) share a name and only make sense together.
+_PARTNERS = {
+    "domain.devices.disks": "volumes",
+    "volumes": "domain.devices.disks",
+    "domain.devices.interfaces": "networks",
+    "networks": "domain.devices.interfaces",
+}
+
+
+def _spec_path(path: str) -> str:
+    return path.removeprefix(TEMPLATE_SPEC_PREFIX)
+
+
+def _with_partners(paths: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for path in map(_spec_path, paths):
+        out.append(path)
+        if "[name=" in path and path.endswith("]"):
+            base, name = path[:-1].split("[name=", 1)
+            partner = _PARTNERS.get(base)
+            if partner is not None:
+                out.append(f"{partner}[name={name}]")
+    return list(dict.fromkeys(out))
+
+
+def revert(
+    template: VirtualMachineInstanceSpec,
+    running: VirtualMachineInstanceSpec,
+    paths: Iterable[str],
+) -> VirtualMachineInstanceSpec:
+    """The template with each path (VM- or VMI-spec-relative) set to its running value.
+
+    A disk's volume and an interface's network are reverted with it. A path absent from the running
+    spec is removed from the template.
+    """
+    running_wire = running.to_wire()
+    template_wire = copy.deepcopy(template.to_wire())
+    for path in _with_partners(paths):
+        split(path)
+        set_path(template_wire, path, copy.deepcopy(get_path(running_wire, path)))
+    return VirtualMachineInstanceSpec.model_validate(template_wire)
