@@ -20,7 +20,16 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-__all__ = ["Quantity", "QuantityError", "QuantityFormat"]
+__all__ = [
+    "ERR_FORMAT_WRONG",
+    "ERR_NUMERIC",
+    "ERR_OUT_OF_RANGE",
+    "ERR_SUFFIX",
+    "OPENAPI_PATTERN",
+    "Quantity",
+    "QuantityError",
+    "QuantityFormat",
+]
 
 QuantityFormat = Literal["BinarySI", "DecimalSI", "DecimalExponent"]
 
