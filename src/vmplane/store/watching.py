@@ -1,0 +1,162 @@
+"""Watch fan-out shared by the Store backends: replay from an event log, then stream live events.
+
+Every backend keeps a dense event log (one entry per revision) and publishes each committed entry to
+a ``WatchHub``. ``stream`` turns those two into the Store's watch contract: every change after
+``since`` exactly once and in order. The hand-over from replay to live is race-free because the
+subscription is taken and the log's head read with no ``await`` in between, so every later write
+reaches the subscription, and anything the subscription repeats from the replay is skipped by
+revision.
+
+A subscriber that falls ``LIVE_QUEUE_LIMIT`` events behind is not allowed to grow memory without
+bound: its queue is dropped and it goes back to replaying from the log, which holds the same events.
+Only if the log has been compacted past it meanwhile does it end with ExpiredError, like a Kubernetes
+watch that gets 410 Gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from vmplane.store.base import ExpiredError, StoreError, WatchEvent, WatchEventType
+
+__all__ = ["LIVE_QUEUE_LIMIT", "REPLAY_PAGE", "LogEntry", "LogPage", "LogReader", "WatchHub", "stream"]
+
+LIVE_QUEUE_LIMIT = 10_000
+REPLAY_PAGE = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One committed change as the log holds it: JSON text, decoded afresh for each delivery."""
+
+    revision: int
+    type: WatchEventType
+    resource: str
+    namespace: str
+    body: str
+
+    def to_event(self) -> WatchEvent:
+        """A WatchEvent with its own copy of the object."""
+        return WatchEvent(self.type, json.loads(self.body), self.revision)
+
+
+LogPage = list[LogEntry]
+# read(resource, namespace, after, upto, limit): log entries of that resource (and namespace, unless
+# None) with after < revision <= upto, oldest first, at most ``limit`` of them.
+LogReader = Callable[[str, "str | None", int, int, int], LogPage]
+
+
+class _Subscriber:
+    __slots__ = ("closed", "namespace", "overflowed", "pending", "resource", "wakeup")
+
+    def __init__(self, resource: str, namespace: str | None) -> None:
+        self.resource = resource
+        self.namespace = namespace
+        self.pending: deque[LogEntry] = deque()
+        self.wakeup = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+
+    def offer(self, entry: LogEntry, limit: int) -> None:
+        if self.overflowed or entry.resource != self.resource:
+            return
+        if self.namespace is not None and entry.namespace != self.namespace:
+            return
+        if len(self.pending) >= limit:
+            self.pending.clear()
+            self.overflowed = True
+        else:
+            self.pending.append(entry)
+        self.wakeup.set()
+
+    def end(self) -> None:
+        self.closed = True
+        self.wakeup.set()
+
+
+class WatchHub:
+    """In-process fan-out of committed log entries to open watches."""
+
+    def __init__(self, *, limit: int | None = None) -> None:
+        self._limit = LIVE_QUEUE_LIMIT if limit is None else limit
+        self._subscribers: set[_Subscriber] = set()
+        self.closed = False
+
+    def publish(self, entry: LogEntry) -> None:
+        """Hand a committed entry to every matching watch; never blocks."""
+        for subscriber in self._subscribers:
+            subscriber.offer(entry, self._limit)
+
+    def close(self) -> None:
+        """End every open watch after it has delivered what it already holds."""
+        self.closed = True
+        for subscriber in self._subscribers:
+            subscriber.end()
+        self._subscribers.clear()
+
+    def _subscribe(self, resource: str, namespace: str | None) -> _Subscriber:
+        subscriber = _Subscriber(resource, namespace)
+        self._subscribers.add(subscriber)
+        return subscriber
+
+    def _unsubscribe(self, subscriber: _Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+
+
+async def stream(
+    *,
+    hub: WatchHub,
+    read: LogReader,
+    head: Callable[[], int],
+    compacted: Callable[[], int],
+    resource: str,
+    namespace: str | None,
+    since: int,
+) -> AsyncIterator[WatchEvent]:
+    """The Store.watch contract over a backend's log (``read``, ``head``, ``compacted`` revisions).
+
+    ``read`` must not await: the completeness check below relies on no compaction running between
+    the read and the check.
+    """
+    last = since
+    while True:
+        if hub.closed:
+            raise StoreError("store is closed")
+        _check_retained(last, compacted())
+        subscriber = hub._subscribe(resource, namespace)
+        try:
+            cut = head()
+            while last < cut:
+                page = read(resource, namespace, last, cut, REPLAY_PAGE)
+                # A compaction while we were suspended in a yield may have removed entries after
+                # `last`; the page is only complete if it did not.
+                _check_retained(last, compacted())
+                for entry in page:
+                    yield entry.to_event()
+                    last = entry.revision
+                if len(page) < REPLAY_PAGE:
+                    last = cut  # the rest of (last, cut] belongs to other resources or namespaces
+            while True:
+                if subscriber.pending:
+                    entry = subscriber.pending.popleft()
+                    if entry.revision > last:
+                        yield entry.to_event()
+                        last = entry.revision
+                elif subscriber.closed:
+                    return
+                elif subscriber.overflowed:
+                    break  # resubscribe and catch up from the log
+                else:
+                    subscriber.wakeup.clear()
+                    await subscriber.wakeup.wait()
+        finally:
+            hub._unsubscribe(subscriber)
+
+
+def _check_retained(since: int, compacted: int) -> None:
+    if since < compacted:
+        raise ExpiredError(f"too old resource version: {since} (oldest retained change is {compacted + 1})")
