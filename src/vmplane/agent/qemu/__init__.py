@@ -1,0 +1,1 @@
+"""QEMU driver: runs machines as QEMU processes and hotplugs them over QMP."""
