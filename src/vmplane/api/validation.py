@@ -1,0 +1,191 @@
+"""Admission: every rule a VM must satisfy, each failure one cause naming its field; all are reported.
+
+Upstream KubeVirt's rules keep upstream's messages; the structural rules (names, references between
+disks and volumes, interfaces and networks) are the ones KubeVirt's VMI admitter applies.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+from vmplane.api.errors import CauseType, FieldCause
+from vmplane.api.kubevirt import KubeVirtConfiguration, RolloutStrategy
+from vmplane.api.memory_hotplug import memory_hotplug_errors
+from vmplane.api.meta import ObjectMeta
+from vmplane.api.vm import VirtualMachine
+from vmplane.api.vmi import VirtualMachineInstanceSpec
+
+__all__ = ["INTERFACE_MODELS", "validate_metadata", "validate_vm", "validate_vmi_spec"]
+
+TEMPLATE = "spec.template.spec"
+INTERFACE_MODELS = ("virtio", "e1000", "e1000e", "igb", "ne2k_pci", "pcnet", "rtl8139")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_MAC = re.compile(r"([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}")
+
+
+def validate_metadata(meta: ObjectMeta, *, namespaced: bool = True) -> list[FieldCause]:
+    """Name and namespace rules every object follows."""
+    causes: list[FieldCause] = []
+    if not meta.name and not meta.generate_name:
+        causes.append(
+            FieldCause(
+                "metadata.name",
+                "Required value: name or generateName is required",
+                CauseType.FIELD_VALUE_REQUIRED,
+            )
+        )
+    elif meta.name and (len(meta.name) > 253 or not _DNS_SUBDOMAIN.fullmatch(meta.name)):
+        causes.append(
+            FieldCause(
+                "metadata.name",
+                f"Invalid value: {meta.name!r}: a lowercase RFC 1123 subdomain must consist of lower case "
+                "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+            )
+        )
+    if namespaced and meta.namespace and not _DNS_LABEL.fullmatch(meta.namespace):
+        causes.append(
+            FieldCause(
+                "metadata.namespace", f"Invalid value: {meta.namespace!r}: must be a lowercase RFC 1123 label"
+            )
+        )
+    return causes
+
+
+def _duplicates(names: Iterable[str], field: str) -> list[FieldCause]:
+    counts = Counter(names)
+    return [
+        FieldCause(field, f"Duplicate value: {name!r}", CauseType.FIELD_VALUE_DUPLICATE)
+        for name, count in counts.items()
+        if count > 1
+    ]
+
+
+def validate_vmi_spec(spec: VirtualMachineInstanceSpec, *, prefix: str = TEMPLATE) -> list[FieldCause]:
+    """Structural rules of a VMI spec: unique names, disk↔volume and interface↔network references."""
+    causes: list[FieldCause] = []
+    devices = spec.domain.devices
+    disks, interfaces = devices.disks or [], devices.interfaces or []
+    volumes, networks = spec.volumes or [], spec.networks or []
+    volume_names = {v.name for v in volumes}
+    network_names = {n.name for n in networks}
+
+    causes += _duplicates((d.name for d in disks), f"{prefix}.domain.devices.disks")
+    causes += _duplicates((v.name for v in volumes), f"{prefix}.volumes")
+    causes += _duplicates((i.name for i in interfaces), f"{prefix}.domain.devices.interfaces")
+    causes += _duplicates((n.name for n in networks), f"{prefix}.networks")
+
+    for i, disk in enumerate(disks):
+        field = f"{prefix}.domain.devices.disks[{i}]"
+        targets = [t for t in (disk.disk, disk.cdrom, disk.lun) if t is not None]
+        if len(targets) > 1:
+            causes.append(FieldCause(field, "should have only one of disk, cdrom or lun"))
+        if disk.name not in volume_names and disk.cdrom is None:
+            causes.append(
+                FieldCause(
+                    f"{field}.name",
+                    f"{disk.name} must have a matching volume",
+                    CauseType.FIELD_VALUE_REQUIRED,
+                )
+            )
+    for i, volume in enumerate(volumes):
+        field = f"{prefix}.volumes[{i}]"
+        if len(volume.sources) != 1:
+            causes.append(FieldCause(field, "must have exactly one source type set"))
+        if volume.cloud_init_no_cloud is not None:
+            data = volume.cloud_init_no_cloud
+            if data.user_data is not None and data.user_data_base64 is not None:
+                causes.append(
+                    FieldCause(
+                        f"{field}.cloudInitNoCloud", "userData and userDataBase64 are mutually exclusive"
+                    )
+                )
+    for i, interface in enumerate(interfaces):
+        field = f"{prefix}.domain.devices.interfaces[{i}]"
+        if interface.name not in network_names:
+            causes.append(
+                FieldCause(
+                    f"{field}.name",
+                    f"{interface.name} must have a matching network",
+                    CauseType.FIELD_VALUE_REQUIRED,
+                )
+            )
+        bindings = [
+            b for b in ("masquerade", "bridge", "sriov", "passt") if getattr(interface, b) is not None
+        ]
+        if len(bindings) + (interface.binding is not None) > 1:
+            causes.append(FieldCause(field, "should have only one binding method"))
+        if interface.model is not None and interface.model not in INTERFACE_MODELS:
+            causes.append(
+                FieldCause(
+                    f"{field}.model",
+                    f"Unsupported value: {interface.model!r}: "
+                    f"supported values: {', '.join(INTERFACE_MODELS)}",
+                    CauseType.FIELD_VALUE_NOT_SUPPORTED,
+                )
+            )
+        if interface.mac_address is not None and not _MAC.fullmatch(interface.mac_address):
+            causes.append(
+                FieldCause(
+                    f"{field}.macAddress",
+                    f"Invalid value: {interface.mac_address!r}: must be a valid MAC address",
+                )
+            )
+        if interface.state == "absent" and interface.masquerade is not None:
+            causes.append(
+                FieldCause(
+                    f"{field}.state", '"absent" is not supported for an interface with the masquerade binding'
+                )
+            )
+    for i, network in enumerate(networks):
+        field = f"{prefix}.networks[{i}]"
+        if (network.pod is None) == (network.multus is None):
+            causes.append(FieldCause(field, "should have exactly one network source (pod or multus)"))
+    if sum(1 for n in networks if n.pod is not None) > 1:
+        causes.append(FieldCause(f"{prefix}.networks", "more than one pod network is not allowed"))
+    return causes
+
+
+def validate_vm(vm: VirtualMachine, config: KubeVirtConfiguration) -> list[FieldCause]:
+    """All admission causes for a VM under the cluster configuration (empty when it is valid)."""
+    causes = validate_metadata(vm.metadata)
+    spec = vm.spec.template.spec
+    if vm.spec.running is not None and vm.spec.run_strategy is not None:
+        causes.append(
+            FieldCause(
+                "spec.running",
+                "running and runStrategy are mutually exclusive",
+                CauseType.FIELD_VALUE_FORBIDDEN,
+            )
+        )
+    causes += validate_vmi_spec(spec)
+
+    cpu = spec.domain.cpu
+    if cpu is not None and cpu.max_sockets and (cpu.sockets or 0) > cpu.max_sockets:
+        causes.append(
+            FieldCause(
+                f"{TEMPLATE}.domain.cpu.sockets",
+                "Number of sockets in CPU topology is greater than the maximum sockets allowed",
+            )
+        )
+    memory = spec.domain.memory
+    resources = spec.domain.resources
+    if config.rollout_strategy is RolloutStrategy.LIVE_UPDATE:
+        if memory is not None and memory.max_guest is not None:
+            causes += [
+                FieldCause(f"{TEMPLATE}.domain.memory.guest", message)
+                for message in memory_hotplug_errors(spec, memory.max_guest)
+            ]
+    elif memory is not None and memory.guest is not None and resources is not None:
+        limit = (resources.limits or {}).get("memory")
+        if limit is not None and limit.value != 0 and memory.guest > limit:
+            causes.append(
+                FieldCause(
+                    f"{TEMPLATE}.domain.memory.guest",
+                    f"{TEMPLATE}.domain.memory.guest '{memory.guest}' must be equal to or less than the "
+                    f"memory limit {TEMPLATE}.domain.resources.limits.memory '{limit}'",
+                )
+            )
+    return causes
