@@ -10,6 +10,7 @@ manifests round-trip losslessly; ``canonical()`` gives what the API server would
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -190,9 +191,7 @@ class Quantity:
         """Parse a quantity as Kubernetes does; ints and floats are read from their ``str()``."""
         if isinstance(text, bool) or not isinstance(text, str | int | float):
             raise QuantityError(text, "a quantity must be a string or a number")  # e.g. YAML's true
-        as_text = str(text)
-        value, fmt = _parse(as_text)
-        return cls(value, as_text, fmt)
+        return _parse_cached(str(text))
 
     @classmethod
     def _of(cls, value: Fraction, fmt: QuantityFormat) -> Quantity:
@@ -287,3 +286,11 @@ class Quantity:
             "pattern": OPENAPI_PATTERN,
             "x-kubernetes-int-or-string": True,
         }
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(text: str) -> Quantity:
+    # Quantities are immutable and manifests repeat the same few texts ("1Gi", "100m"), so every
+    # validation of a spec would otherwise re-parse them.
+    value, fmt = _parse(text)
+    return Quantity(value, text, fmt)

@@ -9,13 +9,13 @@ ones. So reverting the template clears the condition, and the waiting changes th
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
 from vmplane.api.kubevirt import KubeVirtConfiguration, RolloutStrategy
 from vmplane.api.vm import ChangeSource, PendingChange
 from vmplane.api.vmi import VirtualMachineInstanceSpec, VirtualMachineInstanceStatus
+from vmplane.rollout.apply import replace_paths
 from vmplane.rollout.diff import Difference, diff_specs
 from vmplane.rollout.effective import EffectiveSpec, Provenance
 from vmplane.rollout.observed import observed_from_status
@@ -101,8 +101,9 @@ def plan(
     running_wire = running.to_wire()
     desired_wire = desired.spec.to_wire()
     facts = observed_from_status(observed, running_wire)
-    # Plan from what the guest really has where a hotplug failed.
-    actual = copy.deepcopy(running_wire) if facts.failed else running_wire
+    # Plan from what the guest really has where a hotplug failed. ``to_wire`` returns a fresh
+    # dict, so it is ours to change in place.
+    actual = running_wire
     for path, failed in facts.failed.items():
         set_path(actual, path, failed.observed)
     ctx = Context(running, desired.spec, actual, desired_wire, facts)
@@ -144,10 +145,11 @@ def plan(
         condition = RestartRequired(blocking[0].reason, _summary(blocking))
         return Plan((), tuple(blocking + waiting), condition, running)
 
-    if not live and actual is running_wire:
+    if not live and not facts.failed:
         return Plan((), (), None, running)
-    next_wire = copy.deepcopy(actual)
+    next_wire = actual
     for diff, _ in live:
         set_path(next_wire, diff.path, diff.desired)
-    next_running = VirtualMachineInstanceSpec.model_validate(next_wire)
+    touched = [diff.path for diff, _ in live] + list(facts.failed)
+    next_running = replace_paths(running, touched, next_wire)
     return Plan(tuple(change for _, change in live), (), None, next_running)
