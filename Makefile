@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install demo test lint unit e2e bench
+.PHONY: install demo test lint bench
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,3 +23,6 @@ test: install lint
 
 bench: install
 	$(PY) bench/planner.py
+
+demo: install
+	$(VENV)/bin/vmplane plan examples/vm-running.yaml examples/vm-desired.yaml --strategy LiveUpdate
