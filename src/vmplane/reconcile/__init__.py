@@ -1,0 +1,1 @@
+"""Level-triggered reconcile machinery shared by the controllers and the node agent."""
