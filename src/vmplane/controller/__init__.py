@@ -1,1 +1,1 @@
-
+"""The controllers: the VM controller turns VMs into VMIs and rolls changes out to them."""

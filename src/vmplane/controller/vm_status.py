@@ -1,0 +1,93 @@
+"""A VM's status, derived in one pure function from the VM, its VMI and the rollout plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vmplane.api.lifecycle import effective_run_strategy
+from vmplane.api.meta import Condition
+from vmplane.api.vm import PrintableStatus, VirtualMachine, VirtualMachineStatus
+from vmplane.api.vmi import VirtualMachineInstance, VMIPhase
+from vmplane.controller.conditions import merge_conditions
+from vmplane.rollout.plan import Plan
+
+__all__ = ["NOT_MIRRORED", "READY", "RESTART_REQUIRED", "Observation", "derive_status"]
+
+READY = "Ready"
+RESTART_REQUIRED = "RestartRequired"
+FAILURE = "Failure"
+# Upstream mirrors every VMI condition onto the VM except these, which the VM owns.
+NOT_MIRRORED = frozenset({READY, FAILURE, RESTART_REQUIRED})
+UNSCHEDULABLE = "Unschedulable"
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """Everything the status depends on besides the VM itself."""
+
+    vmi: VirtualMachineInstance | None
+    plan: Plan | None
+    crash_loop: bool
+    now: str
+
+
+def _printable(vm: VirtualMachine, obs: Observation) -> PrintableStatus:
+    vmi = obs.vmi
+    if vm.metadata.deletion_timestamp:
+        return PrintableStatus.TERMINATING
+    if vmi is None:
+        return PrintableStatus.CRASH_LOOP_BACK_OFF if obs.crash_loop else PrintableStatus.STOPPED
+    if vmi.metadata.deletion_timestamp:
+        return PrintableStatus.STOPPING
+    status = vmi.status
+    phase = status.phase if status is not None else None
+    if phase is VMIPhase.RUNNING:
+        return PrintableStatus.RUNNING
+    if phase in (VMIPhase.SUCCEEDED, VMIPhase.FAILED):
+        return PrintableStatus.CRASH_LOOP_BACK_OFF if obs.crash_loop else PrintableStatus.STOPPED
+    scheduled = status.condition("PodScheduled") if status is not None else None
+    if scheduled is not None and scheduled.status == "False" and scheduled.reason == UNSCHEDULABLE:
+        return PrintableStatus.ERROR_UNSCHEDULABLE
+    return PrintableStatus.STARTING
+
+
+def _ready(obs: Observation) -> Condition:
+    vmi = obs.vmi
+    if vmi is None:
+        return Condition(type=READY, status="False", reason="VMINotExists", message="VMI does not exist")
+    ready = vmi.status.condition(READY) if vmi.status is not None else None
+    if ready is None:
+        return Condition(
+            type=READY, status="False", reason="NotReady", message="the guest is not running yet"
+        )
+    return ready
+
+
+def derive_status(vm: VirtualMachine, obs: Observation) -> VirtualMachineStatus:
+    """The VM's status: conditions, pending changes, printable status and generations."""
+    previous = vm.status or VirtualMachineStatus()
+    conditions = [_ready(obs)]
+    if obs.plan is not None and obs.plan.restart_required is not None:
+        required = obs.plan.restart_required
+        conditions.append(
+            Condition(type=RESTART_REQUIRED, status="True", reason=required.reason, message=required.message)
+        )
+    if obs.vmi is not None and obs.vmi.status is not None:
+        conditions += [c for c in obs.vmi.status.conditions or () if c.type not in NOT_MIRRORED]
+    generation = vm.metadata.generation
+    converged = obs.vmi is not None and obs.plan is not None and obs.plan.empty
+    observed_generation = generation if converged else previous.observed_generation
+    pending = list(obs.plan.pending) if obs.plan is not None and obs.plan.pending else None
+    merged = merge_conditions(previous.conditions or (), conditions, now=obs.now)
+    return previous.model_copy(
+        update={
+            "created": obs.vmi is not None,
+            "ready": merged[0].status == "True",
+            "printable_status": _printable(vm, obs),
+            "run_strategy": effective_run_strategy(vm),
+            "conditions": merged,
+            "pending_changes": pending,
+            "observed_generation": observed_generation,
+            "desired_generation": generation,
+        }
+    )
