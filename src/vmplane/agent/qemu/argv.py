@@ -24,7 +24,17 @@ from typing import Literal
 from vmplane.agent.hypervisor import DiskSpec, MachineSpec, NicSpec
 from vmplane.agent.qemu import naming
 
-__all__ = ["DIMM_SLOTS", "MAX_ROOT_PORTS", "MIB", "NIC_DRIVERS", "boot_root_ports", "build_argv"]
+__all__ = [
+    "DIMM_SLOTS",
+    "MAX_ROOT_PORTS",
+    "MIB",
+    "NIC_DRIVERS",
+    "blockdev_node",
+    "boot_root_ports",
+    "build_argv",
+    "disk_device",
+    "nic_device",
+]
 
 MIB = 1 << 20
 #: pc-dimm slots reserved at boot; each memory increase uses one, each decrease frees some.
@@ -106,20 +116,21 @@ def _root_port(index: int) -> list[str]:
     return ["-device", _json(port)]
 
 
-def _blockdev(disk: DiskSpec) -> list[str]:
+def blockdev_node(disk: DiskSpec) -> dict[str, object]:
+    """The ``-blockdev``/``blockdev-add`` options of a disk (format node over a file node)."""
     readonly = disk.readonly or disk.cdrom
-    node = {
+    return {
         "driver": disk.format,
         "node-name": naming.drive_node(disk.name),
         "read-only": readonly,
         "file": {"driver": "file", "filename": disk.path, "read-only": readonly},
     }
-    return ["-blockdev", _json(node)]
 
 
-def _disk_device(
+def disk_device(
     disk: DiskSpec, *, port: str | None, sata: int | None, scsi_lun: int | None
 ) -> dict[str, object]:
+    """The ``-device``/``device_add`` options of a disk: on a root port, the SCSI bus or a SATA port."""
     device: dict[str, object] = {
         "id": naming.disk_device_id(disk.name),
         "drive": naming.drive_node(disk.name),
@@ -135,7 +146,8 @@ def _disk_device(
     return device
 
 
-def _nic_device(nic: NicSpec, port: str) -> dict[str, object]:
+def nic_device(nic: NicSpec, port: str) -> dict[str, object]:
+    """The ``-device``/``device_add`` options of a NIC on root port ``port``."""
     if nic.model not in NIC_DRIVERS:
         raise ValueError(
             f"NIC {nic.name}: unsupported model {nic.model!r} (supported: {', '.join(NIC_DRIVERS)})"
@@ -161,21 +173,21 @@ def _devices(spec: MachineSpec) -> list[str]:
         argv += ["-device", _json({"driver": "virtio-scsi-pci", "id": "scsi0", "bus": next(ports)})]
     sata = scsi = 0
     for disk in spec.disks:
-        argv += _blockdev(disk)
+        argv += ["-blockdev", _json(blockdev_node(disk))]
         if _on_root_port(disk):
-            device = _disk_device(disk, port=next(ports), sata=None, scsi_lun=None)
+            device = disk_device(disk, port=next(ports), sata=None, scsi_lun=None)
         elif disk.bus == "scsi":
-            device = _disk_device(disk, port=None, sata=None, scsi_lun=scsi)
+            device = disk_device(disk, port=None, sata=None, scsi_lun=scsi)
             scsi += 1
         else:  # sata, and virtio cdroms (a CD-ROM cannot be virtio-blk)
             if sata == _SATA_PORTS:
                 raise ValueError(f"more than {_SATA_PORTS} SATA disks")
-            device = _disk_device(disk, port=None, sata=sata, scsi_lun=None)
+            device = disk_device(disk, port=None, sata=sata, scsi_lun=None)
             sata += 1
         argv += ["-device", _json(device)]
     for nic in spec.nics:
         argv += ["-netdev", f"user,id={naming.netdev_id(nic.name)}"]
-        argv += ["-device", _json(_nic_device(nic, next(ports)))]
+        argv += ["-device", _json(nic_device(nic, next(ports)))]
     return argv
 
 
