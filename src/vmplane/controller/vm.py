@@ -19,11 +19,11 @@ from vmplane.api.resources import CONTROLLER_REVISIONS, VIRTUAL_MACHINE_INSTANCE
 from vmplane.api.vm import RunStrategy, StateChangeRequest, VirtualMachine, VirtualMachineStatus
 from vmplane.api.vmi import VirtualMachineInstance, VMIPhase
 from vmplane.controller.boot import boot_objects, revision_prefix
-from vmplane.controller.vm_status import Observation, derive_status
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Result
 from vmplane.rollout.effective import effective_spec
 from vmplane.rollout.plan import Plan, plan, vm_path
+from vmplane.rollout.vm_status import Observation, derive_status
 from vmplane.store.base import AlreadyExistsError, NotFoundError, Store
 
 __all__ = ["EventSink", "VMReconciler", "cluster_configuration"]

@@ -1,4 +1,8 @@
-"""A VM's status, derived in one pure function from the VM, its VMI and the rollout plan."""
+"""A VM's status, derived in one pure function from the VM, its VMI and the rollout plan.
+
+The controller writes it after every reconcile; the API computes it for a dry run, to show what a
+change would do before it is made.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from vmplane.api.lifecycle import effective_run_strategy
 from vmplane.api.meta import Condition
 from vmplane.api.vm import PrintableStatus, VirtualMachine, VirtualMachineStatus
 from vmplane.api.vmi import VirtualMachineInstance, VMIPhase
-from vmplane.controller.conditions import merge_conditions
+from vmplane.rollout.conditions import merge_conditions
 from vmplane.rollout.plan import Plan
 
 __all__ = ["NOT_MIRRORED", "READY", "RESTART_REQUIRED", "Observation", "derive_status"]
