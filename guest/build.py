@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""Build the tiny Linux guest that vmplane's end-to-end tests boot under QEMU.
+
+Run as ``python guest/build.py --out guest/out``. It downloads Debian's stock kernel and
+``busybox-static`` with ``apt-get download`` (cached under ``guest/cache/``), extracts them with
+``dpkg-deb``, and writes:
+
+* ``<out>/vmlinuz``: the Debian kernel, unchanged;
+* ``<out>/initrd.img``: a gzip'd cpio (newc) with busybox, the virtio modules and their dependencies,
+  and an ``/init`` that onlines hot-plugged CPUs and memory and prints a status line to the serial
+  console (see ``INIT_SCRIPT``);
+* ``<out>/cmdline``: the recommended kernel command line (``CMDLINE``).
+
+Debian's kernel package ships no ``modules.dep`` (``depmod`` runs at install time, and ``kmod`` may be
+absent), so dependencies are resolved from each module's own ``.modinfo`` ``depends=`` field, which is
+what ``depmod`` reads too. The cpio archive is written here because the ``cpio`` tool is often missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import lzma
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["CMDLINE", "MODULES", "build"]
+
+#: The kernel command line the guest is meant to boot with. ``online_movable`` makes hot-plugged DIMMs
+#: removable again; ``quiet`` keeps kernel messages from splitting the status lines.
+CMDLINE = "console=ttyS0 quiet loglevel=3 memhp_default_state=online_movable panic=0"
+
+#: Modules loaded by /init, in this order after their dependencies.
+MODULES = ("virtio_pci", "virtio_blk", "virtio_net")
+
+STATUS_PREFIX = "VMPLANE-STATUS"
+
+# The guest's /init. It polls four times a second and prints a status line whenever something
+# changed, and at least once a second, so tests see hotplug latency at 0.25 s resolution.
+INIT_SCRIPT = r"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+for m in $(cat /etc/modules.load); do insmod "/lib/modules/$m" || echo "VMPLANE-ERROR insmod $m"; done
+echo "VMPLANE-BOOTED"
+last=""
+n=0
+while true; do
+  for f in /sys/devices/system/cpu/cpu[0-9]*/online; do
+    [ "$(cat "$f" 2>/dev/null)" = 0 ] && echo 1 > "$f" 2>/dev/null
+  done
+  for f in /sys/devices/system/memory/memory*/state; do
+    [ "$(cat "$f" 2>/dev/null)" = offline ] && echo online_movable > "$f" 2>/dev/null
+  done
+  vcpus=$(grep -c '^processor' /proc/cpuinfo)
+  mem=$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)
+  blk=""
+  for d in /sys/block/*; do
+    [ -e "$d" ] || continue
+    d=${d##*/}
+    case "$d" in loop*|ram*) continue;; esac
+    blk="${blk:+$blk,}$d"
+  done
+  net=""
+  carrier=""
+  for i in /sys/class/net/*; do
+    [ -e "$i" ] || continue
+    i=${i##*/}
+    [ "$i" = lo ] && continue
+    [ "$(cat /sys/class/net/$i/flags)" = 0x1002 ] && ip link set "$i" up 2>/dev/null
+    net="${net:+$net,}$i"
+    carrier="${carrier:+$carrier,}$i:$(cat /sys/class/net/$i/carrier 2>/dev/null || echo -)"
+  done
+  now="vcpus=$vcpus memtotal_kb=$mem blk=${blk:--} net=${net:--} carrier=${carrier:--}"
+  n=$((n + 1))
+  if [ "$now" != "$last" ] || [ "$n" -ge 4 ]; then
+    read up rest < /proc/uptime
+    echo "VMPLANE-STATUS uptime=$up $now"
+    last="$now"
+    n=0
+  fi
+  sleep 0.25
+done
+"""
+
+
+def _run(*argv: str, cwd: Path | None = None) -> str:
+    done = subprocess.run(argv, cwd=cwd, check=True, capture_output=True, text=True)
+    return done.stdout
+
+
+def kernel_package() -> str:
+    """The concrete ``linux-image-<version>-amd64`` package the meta-package depends on."""
+    for line in _run("apt-cache", "depends", "linux-image-amd64").splitlines():
+        dep = line.strip().removeprefix("Depends:").strip()
+        if line.strip().startswith("Depends:") and dep.startswith("linux-image-"):
+            return dep
+    raise SystemExit("cannot resolve linux-image-amd64 with apt-cache depends")
+
+
+def fetch(package: str, cache: Path) -> Path:
+    """The package's extracted tree, downloading and extracting it once."""
+    tree = cache / "tree" / package
+    if (tree / ".done").exists():
+        return tree
+    debs = sorted(cache.glob(f"{package}_*.deb"))
+    if not debs:
+        _run("apt-get", "download", package, cwd=cache)
+        debs = sorted(cache.glob(f"{package}_*.deb"))
+    if not debs:
+        raise SystemExit(f"apt-get download {package} produced no .deb")
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    _run("dpkg-deb", "-x", str(debs[-1]), str(tree))
+    (tree / ".done").touch()
+    return tree
+
+
+def _read_module(path: Path) -> bytes:
+    data = path.read_bytes()
+    return lzma.decompress(data) if path.name.endswith(".xz") else data
+
+
+def modinfo_depends(image: bytes) -> list[str]:
+    """The ``depends=`` list from an ELF64 module's ``.modinfo`` section."""
+    (shoff,) = struct.unpack_from("<Q", image, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", image, 0x3A)
+
+    def section(i: int) -> tuple[int, int, int]:
+        name, _type, _flags, _addr, offset, size = struct.unpack_from("<IIQQQQ", image, shoff + i * shentsize)
+        return name, offset, size
+
+    _, strtab, _ = section(shstrndx)
+    for i in range(shnum):
+        name, offset, size = section(i)
+        end = image.index(b"\0", strtab + name)
+        if image[strtab + name : end] == b".modinfo":
+            for entry in image[offset : offset + size].split(b"\0"):
+                if entry.startswith(b"depends="):
+                    return [d for d in entry[len(b"depends=") :].decode().split(",") if d]
+            return []
+    return []
+
+
+def resolve_modules(moddir: Path, wanted: tuple[str, ...]) -> list[tuple[str, bytes]]:
+    """``(file name, module image)`` for ``wanted`` and their dependencies, dependencies first."""
+    index: dict[str, Path] = {}
+    for path in moddir.rglob("*.ko*"):
+        index[path.name.split(".ko")[0].replace("-", "_")] = path
+    builtin = {
+        Path(line).name.split(".ko")[0].replace("-", "_")
+        for line in (moddir / "modules.builtin").read_text().split()
+    }
+    order: list[tuple[str, bytes]] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        name = name.replace("-", "_")
+        if name in seen or name in builtin:
+            return
+        seen.add(name)
+        if name not in index:
+            raise SystemExit(f"module {name} not found in {moddir}")
+        image = _read_module(index[name])
+        for dep in modinfo_depends(image):
+            visit(dep)
+        order.append((f"{name}.ko", image))
+
+    for name in wanted:
+        visit(name)
+    return order
+
+
+class Cpio:
+    """A writer for the ``newc`` cpio format the kernel unpacks as an initramfs."""
+
+    def __init__(self) -> None:
+        self._out = io.BytesIO()
+        self._ino = 1
+
+    def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
+        encoded = name.encode() + b"\0"
+        fields = (self._ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(encoded), 0)
+        self._ino += 1
+        self._out.write(b"070701" + b"".join(b"%08X" % f for f in fields) + encoded)
+        self._out.write(b"\0" * (-(110 + len(encoded)) % 4))
+        self._out.write(data + b"\0" * (-len(data) % 4))
+
+    def directory(self, name: str) -> None:
+        self._entry(name, 0o040755)
+
+    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self._entry(name, 0o100000 | mode, data)
+
+    def symlink(self, name: str, target: str) -> None:
+        self._entry(name, 0o120777, target.encode())
+
+    def chardev(self, name: str, major: int, minor: int) -> None:
+        self._entry(name, 0o020600, rdev=(major, minor))
+
+    def finish(self) -> bytes:
+        self._entry("TRAILER!!!", 0)
+        return self._out.getvalue()
+
+
+def initramfs(busybox: bytes, modules: list[tuple[str, bytes]]) -> bytes:
+    archive = Cpio()
+    for d in ("bin", "sbin", "dev", "proc", "sys", "tmp", "etc", "lib", "lib/modules", "root"):
+        archive.directory(d)
+    archive.chardev("dev/console", 5, 1)
+    archive.file("bin/busybox", busybox, 0o755)
+    archive.symlink("bin/sh", "busybox")
+    for name, image in modules:
+        archive.file(f"lib/modules/{name}", image)
+    archive.file("etc/modules.load", "".join(f"{name}\n" for name, _ in modules).encode())
+    archive.file("init", INIT_SCRIPT.encode(), 0o755)
+    return gzip.compress(archive.finish(), compresslevel=6, mtime=0)
+
+
+def build(out: Path, cache: Path) -> None:
+    cache.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    kpkg = kernel_package()
+    ktree = fetch(kpkg, cache)
+    btree = fetch("busybox-static", cache)
+    (version,) = [p.name for p in (ktree / "lib" / "modules").iterdir()]
+    modules = resolve_modules(ktree / "lib" / "modules" / version, MODULES)
+    busybox = (btree / "bin" / "busybox").read_bytes()
+    shutil.copyfile(ktree / "boot" / f"vmlinuz-{version}", out / "vmlinuz")
+    (out / "initrd.img").write_bytes(initramfs(busybox, modules))
+    (out / "cmdline").write_text(CMDLINE + "\n")
+    print(f"guest: kernel {version}, modules {' '.join(n for n, _ in modules)} -> {out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    here = Path(__file__).resolve().parent
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, default=here / "out")
+    parser.add_argument("--cache", type=Path, default=here / "cache")
+    args = parser.parse_args(argv)
+    build(args.out.resolve(), args.cache.resolve())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
