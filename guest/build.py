@@ -25,7 +25,6 @@ import lzma
 import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 __all__ = ["CMDLINE", "MODULES", "build"]
@@ -248,4 +247,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
