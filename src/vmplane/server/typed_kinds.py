@@ -1,0 +1,161 @@
+"""The kubevirt.io/v1 kinds with their typed schemas and admission.
+
+Admission decodes with the pydantic models (unknown fields per ``fieldValidation``), validates with
+``api.validation`` under the cluster configuration, and, for a dry run of a VM write, projects the
+status the change would cause: the pending changes and ``RestartRequired`` against the running VMI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from vmplane.api.decoding import FieldValidation, decode
+from vmplane.api.errors import InvalidObjectError
+from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration
+from vmplane.api.model import WireModel
+from vmplane.api.validation import validate_metadata, validate_vm, validate_vmi_spec
+from vmplane.api.vm import VirtualMachine
+from vmplane.api.vmi import VirtualMachineInstance
+from vmplane.rollout.effective import effective_spec
+from vmplane.rollout.plan import plan
+from vmplane.rollout.vm_status import Observation, derive_status
+from vmplane.server.kinds import default_registry
+from vmplane.server.registry import Admitted, Operation, Registry
+from vmplane.server.registry import FieldValidation as FieldValidationName
+from vmplane.store.base import JsonObject
+
+__all__ = ["ClusterView", "KubeVirtAdmitter", "VMAdmitter", "VMIAdmitter", "typed_registry"]
+
+
+class ClusterView(Protocol):
+    """What admission reads of the cluster, synchronously (from the controllers' caches)."""
+
+    def configuration(self) -> KubeVirtConfiguration:
+        """The KubeVirt configuration in force."""
+        ...
+
+    def vmi(self, namespace: str, name: str) -> JsonObject | None:
+        """The VMI of that name, if one exists."""
+        ...
+
+
+def _schema(model: type[WireModel]) -> JsonObject:
+    return model.model_json_schema(by_alias=True, mode="validation")
+
+
+def _decode(model: type[Any], new: JsonObject, kind: str, field_validation: FieldValidationName) -> Any:
+    return decode(model, new, kind=kind, field_validation=FieldValidation(field_validation))
+
+
+def _with_metadata_of(wire: JsonObject, new: JsonObject) -> JsonObject:
+    # The typed ObjectMeta is lossless for what we model; keep the client's metadata verbatim
+    # anyway so that fields the store owns reach it exactly as sent.
+    return {**wire, "metadata": new.get("metadata", wire.get("metadata"))}
+
+
+@dataclasses.dataclass(frozen=True)
+class VMAdmitter:
+    """Admission of VirtualMachines, with the dry-run status projection."""
+
+    cluster: ClusterView
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def admit(
+        self,
+        *,
+        operation: Operation,
+        new: JsonObject,
+        old: JsonObject | None,
+        field_validation: FieldValidationName,
+        dry_run: bool,
+    ) -> Admitted:
+        """Decode, validate, and for a dry run project the resulting status."""
+        decoded = _decode(VirtualMachine, new, "VirtualMachine", field_validation)
+        vm: VirtualMachine = decoded.value
+        config = self.cluster.configuration()
+        causes = validate_vm(vm, config)
+        if causes:
+            raise InvalidObjectError("VirtualMachine", vm.metadata.name or "", causes)
+        wire = _with_metadata_of(vm.to_wire(), new)
+        if dry_run:
+            wire["status"] = self.project_status(vm, config, old).to_wire()
+        elif operation == "CREATE":
+            wire.pop("status", None)
+        return Admitted(object=wire, warnings=decoded.warnings)
+
+    def project_status(
+        self, vm: VirtualMachine, config: KubeVirtConfiguration, old: JsonObject | None
+    ) -> Any:
+        """The status the controller would write for ``vm`` against the VMI running now."""
+        previous = VirtualMachine.model_validate(old).status if old is not None else None
+        vm = vm.model_copy(update={"status": previous})
+        raw_vmi = self.cluster.vmi(vm.metadata.namespace or "default", vm.metadata.name or "")
+        vmi = VirtualMachineInstance.model_validate(raw_vmi) if raw_vmi is not None else None
+        rollout = None
+        if vmi is not None and not vmi.metadata.deletion_timestamp:
+            desired = effective_spec(vm.spec.template.spec, config)
+            rollout = plan(running=vmi.spec, desired=desired, observed=vmi.status, config=config)
+        now = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        return derive_status(vm, Observation(vmi, rollout, crash_loop=False, now=now))
+
+
+@dataclasses.dataclass(frozen=True)
+class VMIAdmitter:
+    """Admission of VirtualMachineInstances."""
+
+    def admit(
+        self,
+        *,
+        operation: Operation,
+        new: JsonObject,
+        old: JsonObject | None,
+        field_validation: FieldValidationName,
+        dry_run: bool,
+    ) -> Admitted:
+        """Decode and validate the spec's structure."""
+        decoded = _decode(VirtualMachineInstance, new, "VirtualMachineInstance", field_validation)
+        vmi: VirtualMachineInstance = decoded.value
+        causes = validate_metadata(vmi.metadata) + validate_vmi_spec(vmi.spec, prefix="spec")
+        if causes:
+            raise InvalidObjectError("VirtualMachineInstance", vmi.metadata.name or "", causes)
+        return Admitted(object=_with_metadata_of(vmi.to_wire(), new), warnings=decoded.warnings)
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeVirtAdmitter:
+    """Admission of the KubeVirt configuration object."""
+
+    def admit(
+        self,
+        *,
+        operation: Operation,
+        new: JsonObject,
+        old: JsonObject | None,
+        field_validation: FieldValidationName,
+        dry_run: bool,
+    ) -> Admitted:
+        """Decode (the strategy must be ``Stage`` or ``LiveUpdate``) and check metadata."""
+        decoded = _decode(KubeVirt, new, "KubeVirt", field_validation)
+        kubevirt: KubeVirt = decoded.value
+        causes = validate_metadata(kubevirt.metadata)
+        if causes:
+            raise InvalidObjectError("KubeVirt", kubevirt.metadata.name or "", causes)
+        return Admitted(object=_with_metadata_of(kubevirt.to_wire(), new), warnings=decoded.warnings)
+
+
+def typed_registry(cluster: ClusterView) -> Registry:
+    """The default registry with the kubevirt.io/v1 kinds typed and admitted."""
+    registry = default_registry()
+    typed = (
+        ("virtualmachines", VirtualMachine, VMAdmitter(cluster)),
+        ("virtualmachineinstances", VirtualMachineInstance, VMIAdmitter()),
+        ("kubevirts", KubeVirt, KubeVirtAdmitter()),
+    )
+    for plural, model, admitter in typed:
+        current = registry.lookup("kubevirt.io", "v1", plural)
+        assert current is not None
+        registry.register(dataclasses.replace(current, schema=_schema(model), admitter=admitter))
+    return registry
