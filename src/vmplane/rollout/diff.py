@@ -2,17 +2,22 @@
 
 Granularity follows what can change on a running guest: a named list's element (a disk, a volume, an
 interface, a network) differs as a whole; placement fields (``nodeSelector``, ``affinity``,
-``tolerations``) differ as a whole; everything else differs leaf by leaf.
+``tolerations``) differ as a whole; everything else differs leaf by leaf. Quantities differ by value,
+as upstream's semantic equality has it: ``1Gi`` and ``1024Mi`` are the same size.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
-from vmplane.rollout.paths import NAMED_LISTS, join
+from pydantic import BaseModel
 
-__all__ = ["ATOMIC_FIELDS", "Difference", "diff_specs"]
+from vmplane.api.vmi import VirtualMachineInstanceSpec
+from vmplane.rollout.paths import NAMED_LISTS, join, split
+
+__all__ = ["ATOMIC_FIELDS", "Difference", "diff_models", "diff_specs"]
 
 ATOMIC_FIELDS = frozenset({"nodeSelector", "affinity", "tolerations"})
 
@@ -31,6 +36,66 @@ def diff_specs(running: dict[str, Any], desired: dict[str, Any]) -> list[Differe
     out: list[Difference] = []
     _diff_dict("", running, desired, out)
     return out
+
+
+def diff_models(
+    running: VirtualMachineInstanceSpec,
+    desired: VirtualMachineInstanceSpec,
+    *,
+    running_wire: dict[str, Any],
+    desired_wire: dict[str, Any],
+) -> list[Difference]:
+    """``diff_specs`` of the two wire forms, without the differences only in how a quantity is written.
+
+    Only the few textual differences are looked up in the typed specs, whose equality compares
+    quantities by value; comparing everything by value would cost more than the rest of a plan.
+    """
+    return [
+        d
+        for d in diff_specs(running_wire, desired_wire)
+        if not (
+            _may_hold_quantities(d.running)
+            and _may_hold_quantities(d.desired)
+            and _same_value(_typed(running, d.path), _typed(desired, d.path))
+        )
+    ]
+
+
+def _may_hold_quantities(value: Any) -> bool:
+    if isinstance(value, str):
+        return value[:1] in _QUANTITY_STARTS
+    return isinstance(value, dict | list)
+
+
+_QUANTITY_STARTS = frozenset("+-.0123456789")
+
+
+def _same_value(running: Any, desired: Any) -> bool:
+    # None on both sides may also mean the path could not be followed (a map key with a dot in it):
+    # then the textual difference stands.
+    return running is not None and desired is not None and running == desired
+
+
+@functools.cache
+def _attribute(model: type[BaseModel], alias: str) -> str | None:
+    return next((name for name, info in model.model_fields.items() if (info.alias or name) == alias), None)
+
+
+def _typed(spec: BaseModel, path: str) -> Any:
+    node: Any = spec
+    for key, name in split(path):
+        if isinstance(node, BaseModel):
+            attribute = _attribute(type(node), key)
+            node = getattr(node, attribute) if attribute is not None else None
+        elif isinstance(node, dict):
+            node = node.get(key)
+        else:
+            return None
+        if name is not None and isinstance(node, list):
+            node = next((item for item in node if getattr(item, "name", None) == name), None)
+        if node is None:
+            return None
+    return node
 
 
 def _diff_dict(base: str, running: dict[str, Any], desired: dict[str, Any], out: list[Difference]) -> None:

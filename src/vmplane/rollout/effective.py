@@ -55,20 +55,21 @@ def effective_spec(template: VirtualMachineInstanceSpec, config: KubeVirtConfigu
     if cpu.model is None and config.cpu_model:
         cpu = cpu.model_copy(update={"model": config.cpu_model})
         sources["domain.cpu.model"] = Provenance.CLUSTER
+    # A ceiling the template leaves unset is defaulted, even when no hotplug is possible and it stays
+    # unset: its appearing or vanishing with the guest's size is never a change of its own.
+    luc = config.live_update_configuration
     if cpu.max_sockets is None:
         max_sockets = default_max_sockets(spec, config)
         if max_sockets is not None:
             cpu = cpu.model_copy(update={"max_sockets": max_sockets})
-            luc = config.live_update_configuration
-            from_cluster = luc is not None and luc.max_cpu_sockets == max_sockets
-            sources["domain.cpu.maxSockets"] = Provenance.CLUSTER if from_cluster else Provenance.HEADROOM
-    if memory is not None and memory.max_guest is None:
+        from_cluster = max_sockets is not None and luc is not None and luc.max_cpu_sockets == max_sockets
+        sources["domain.cpu.maxSockets"] = Provenance.CLUSTER if from_cluster else Provenance.HEADROOM
+    if memory is None or memory.max_guest is None:
         max_guest = default_max_guest(spec, config)
-        if max_guest is not None:
+        if memory is not None and max_guest is not None:
             memory = memory.model_copy(update={"max_guest": max_guest})
-            luc = config.live_update_configuration
-            from_cluster = luc is not None and luc.max_guest is not None
-            sources["domain.memory.maxGuest"] = Provenance.CLUSTER if from_cluster else Provenance.HEADROOM
+        from_cluster = max_guest is not None and luc is not None and luc.max_guest is not None
+        sources["domain.memory.maxGuest"] = Provenance.CLUSTER if from_cluster else Provenance.HEADROOM
     machine = domain.machine
     machine_type = config.default_machine_type
     if (machine is None or machine.type is None) and machine_type:

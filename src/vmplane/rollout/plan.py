@@ -16,11 +16,11 @@ from vmplane.api.kubevirt import KubeVirtConfiguration, RolloutStrategy
 from vmplane.api.vm import ChangeSource, PendingChange
 from vmplane.api.vmi import VirtualMachineInstanceSpec, VirtualMachineInstanceStatus
 from vmplane.rollout.apply import replace_paths
-from vmplane.rollout.diff import Difference, diff_specs
+from vmplane.rollout.diff import Difference, diff_models
 from vmplane.rollout.effective import EffectiveSpec, Provenance
 from vmplane.rollout.observed import observed_from_status
 from vmplane.rollout.paths import set_path
-from vmplane.rollout.reasons import MESSAGES, Reason
+from vmplane.rollout.reasons import MEMORY_HOTPLUG_FAILED, MESSAGES, Reason
 from vmplane.rollout.table import Context, LiveKind, classify
 
 __all__ = ["TEMPLATE_SPEC_PREFIX", "LiveChange", "Plan", "RestartRequired", "plan", "vm_path"]
@@ -106,19 +106,25 @@ def plan(
     actual = running_wire
     for path, failed in facts.failed.items():
         set_path(actual, path, failed.observed)
+    actual_spec = VirtualMachineInstanceSpec.model_validate(actual) if facts.failed else running
     ctx = Context(running, desired.spec, actual, desired_wire, facts)
     live_update = config.rollout_strategy is RolloutStrategy.LIVE_UPDATE
 
     blocking: list[PendingChange] = []
     live: list[tuple[Difference, LiveChange]] = []
-    for diff in diff_specs(actual, desired_wire):
+    for diff in diff_models(actual_spec, desired.spec, running_wire=actual, desired_wire=desired_wire):
         source = _source(desired, diff.path)
         if desired.source_of(diff.path) is Provenance.HEADROOM:
             continue
         verdict, kind = classify(diff, ctx)
         failure = facts.failed.get(diff.path)
         if failure is not None:
-            message = f"{MESSAGES[Reason.HOTPLUG_FAILED]}: {failure.message}".rstrip(": ")
+            base = (
+                MEMORY_HOTPLUG_FAILED
+                if diff.path == "domain.memory.guest"
+                else MESSAGES[Reason.HOTPLUG_FAILED]
+            )
+            message = f"{base}: {failure.message}" if failure.message else base
             blocking.append(_pending(diff, Reason.HOTPLUG_FAILED, message, source))
         elif source is ChangeSource.CLUSTER and not (verdict.live and live_update):
             blocking.append(
@@ -142,8 +148,9 @@ def plan(
             _pending(diff, Reason.WAITING_FOR_RESTART, MESSAGES[Reason.WAITING_FOR_RESTART], change.source)
             for diff, change in live
         ]
-        condition = RestartRequired(blocking[0].reason, _summary(blocking))
-        return Plan((), tuple(blocking + waiting), condition, running)
+        pending = blocking + waiting
+        condition = RestartRequired(pending[0].reason, _summary(pending))
+        return Plan((), tuple(pending), condition, running)
 
     if not live and not facts.failed:
         return Plan((), (), None, running)

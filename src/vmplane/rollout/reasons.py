@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["MESSAGES", "Reason"]
+__all__ = ["MEMORY_HOTPLUG_FAILED", "MESSAGES", "Reason"]
 
 
 class Reason(str, Enum):
@@ -56,3 +56,8 @@ MESSAGES: dict[Reason, str] = {
     ),
     Reason.WAITING_FOR_RESTART: ("live-updatable, but no change is propagated while a restart is required"),
 }
+
+# Upstream's own text for a failed memory hotplug; a failed CPU, disk or NIC hotplug has none upstream.
+MEMORY_HOTPLUG_FAILED = (
+    "memory updated in template spec. Memory-hotplug failed and is not available for this VM configuration"
+)

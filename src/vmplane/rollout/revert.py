@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 
-from vmplane.api.vmi import VirtualMachineInstanceSpec
+from vmplane.api.vmi import VirtualMachineInstanceSpec, VirtualMachineInstanceStatus
+from vmplane.rollout.observed import observed_from_status
 from vmplane.rollout.paths import get_path, set_path, split
 from vmplane.rollout.plan import TEMPLATE_SPEC_PREFIX
 
@@ -40,13 +41,18 @@ def revert(
     template: VirtualMachineInstanceSpec,
     running: VirtualMachineInstanceSpec,
     paths: Iterable[str],
+    *,
+    observed: VirtualMachineInstanceStatus | None = None,
 ) -> VirtualMachineInstanceSpec:
     """The template with each path (VM- or VMI-spec-relative) set to its running value.
 
     A disk's volume and an interface's network are reverted with it. A path absent from the running
-    spec is removed from the template.
+    spec is removed from the template. Where ``observed`` shows a failed hotplug, the running value is
+    what the guest really has (as in the pending change), not what the VMI spec asked for.
     """
     running_wire = running.to_wire()
+    for path, failed in observed_from_status(observed, running_wire).failed.items():
+        set_path(running_wire, path, copy.deepcopy(failed.observed))
     template_wire = copy.deepcopy(template.to_wire())
     for path in _with_partners(paths):
         split(path)
