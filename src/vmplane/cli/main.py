@@ -10,9 +10,7 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 # Each module registers its sub-commands and sets ``func`` (argparse.Namespace -> exit code).
-COMMAND_MODULES = (
-    "vmplane.cli.plan",
-)
+COMMAND_MODULES = ("vmplane.cli.plan", "vmplane.cli.serve", "vmplane.cli.kubeconfig")
 
 
 def build_parser() -> argparse.ArgumentParser:

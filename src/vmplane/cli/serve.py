@@ -1,0 +1,62 @@
+"""``vmplane serve``: the API server (and, as other packages hook in, controllers and node agent)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from vmplane.server.app import ListenAddress, run_server
+
+__all__ = ["default_data_dir", "register"]
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/vmplane``, or ``~/.local/share/vmplane``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "vmplane"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("serve", help="run the API server", description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=None, help="state directory (default: %(default)s)")
+    parser.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT (port 0 picks a free one)")
+    parser.add_argument("--tls-cert", type=Path, default=None, help="server certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, default=None, help="server key (PEM)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        listen = ListenAddress.parse(args.listen)
+    except ValueError as err:
+        print(f"vmplane serve: {err}", file=sys.stderr)
+        return 2
+
+    def ready(path: Path) -> None:
+        print(f"kubeconfig: {path}", flush=True)
+
+    try:
+        asyncio.run(
+            run_server(
+                data_dir=args.data_dir or default_data_dir(),
+                listen=listen,
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
+                on_ready=ready,
+            )
+        )
+    except (OSError, ValueError) as err:
+        print(f"vmplane serve: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,291 @@
+"""Composition of the API server: ``create_app`` wires store, registry and token into aiohttp;
+``run_server`` opens the data directory, serves, and runs the background tasks (controllers, node
+agent) that other packages hand it, until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from vmplane.server import discovery
+from vmplane.server import status as st
+from vmplane.server.context import ApiContext, ServerSettings, json_response, utc_now
+from vmplane.server.handlers import ResourceHandlers
+from vmplane.server.kinds import default_registry
+from vmplane.server.kubeconfig import render_kubeconfig, write_kubeconfig
+from vmplane.server.openapi import OpenApiDocs
+from vmplane.server.registry import Registry
+from vmplane.server.security import (
+    TlsFiles,
+    bearer_matches,
+    ensure_self_signed,
+    load_or_create_token,
+    server_ssl_context,
+)
+from vmplane.store.base import AlreadyExistsError, JsonObject, Store
+from vmplane.store.sqlite import SqliteStore
+
+__all__ = ["Background", "ListenAddress", "bootstrap", "create_app", "run_server"]
+
+log = logging.getLogger("vmplane.server")
+Background = Callable[[Store], Coroutine[Any, Any, None]]
+_CONTEXT = web.AppKey("vmplane_context", ApiContext)
+
+
+def _error_response(err: st.ApiError) -> web.Response:
+    response = json_response(err.status, status=err.code)
+    if err.code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="vmplane"'
+    return response
+
+
+def _middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        started = time.monotonic()
+        response: web.StreamResponse
+        try:
+            if not bearer_matches(request.headers.get("Authorization"), token):
+                raise st.unauthorized()
+            response = await handler(request)
+        except st.ApiError as err:
+            response = _error_response(err)
+        except web.HTTPNotFound:
+            response = _error_response(st.path_not_found())
+        except web.HTTPMethodNotAllowed:
+            response = _error_response(st.method_not_allowed())
+        except web.HTTPRequestEntityTooLarge:
+            response = _error_response(st.too_large(request.app[_CONTEXT].settings.body_limit))
+        except Exception as err:  # the edge: anything unexpected is a 500 Status, and logged
+            log.exception("%s %s failed", request.method, request.path_qs)
+            response = _error_response(
+                st.ApiError(code=500, reason="InternalError", message=f"Internal error occurred: {err}")
+            )
+        log.debug(
+            "%s %s -> %d in %.1f ms",
+            request.method,
+            request.path_qs,
+            response.status,
+            (time.monotonic() - started) * 1000,
+        )
+        return response
+
+    return middleware
+
+
+def _discovery_routes(app: web.Application, registry: Registry) -> None:
+    openapi = OpenApiDocs(registry)
+
+    def chosen(request: web.Request, *, core: bool, legacy: JsonObject) -> web.Response:
+        version = discovery.choose_discovery(request.headers.get("Accept"))
+        if version is None:
+            response = json_response(legacy)
+        else:
+            response = json_response(discovery.aggregated(registry, core=core, version=version))
+            content_type = discovery.AGGREGATED_V2 if version == "v2" else discovery.AGGREGATED_V2BETA1
+            response.headers["Content-Type"] = content_type
+        response.headers["Vary"] = "Accept"
+        return response
+
+    async def version(_: web.Request) -> web.Response:
+        return json_response(discovery.version_info())
+
+    async def api(request: web.Request) -> web.Response:
+        return chosen(request, core=True, legacy=discovery.api_versions())
+
+    async def apis(request: web.Request) -> web.Response:
+        return chosen(request, core=False, legacy=discovery.api_group_list(registry))
+
+    async def core_v1(_: web.Request) -> web.Response:
+        return json_response(discovery.api_resource_list(registry, "", "v1"))
+
+    async def group(request: web.Request) -> web.Response:
+        name = request.match_info["group"]
+        if name not in registry.groups():
+            raise st.path_not_found()
+        return json_response(discovery.api_group(registry, name))
+
+    async def group_version(request: web.Request) -> web.Response:
+        name, version_name = request.match_info["group"], request.match_info["version"]
+        if name not in registry.groups() or version_name not in registry.versions(name):
+            raise st.path_not_found()
+        return json_response(discovery.api_resource_list(registry, name, version_name))
+
+    def raw(body: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(_: web.Request) -> web.Response:
+            return web.Response(body=body, content_type="application/json")
+
+        return handler
+
+    async def openapi_v3(request: web.Request) -> web.Response:
+        body = openapi.v3_by_path.get(request.match_info["path"])
+        if body is None:
+            raise st.path_not_found()
+        return web.Response(body=body, content_type="application/json")
+
+    async def healthy(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    router = app.router
+    router.add_get("/version", version)
+    router.add_get("/api", api)
+    router.add_get("/api/v1", core_v1)
+    router.add_get("/apis", apis)
+    router.add_get("/apis/{group}", group)
+    router.add_get("/apis/{group}/{version}", group_version)
+    router.add_get("/openapi/v2", raw(openapi.v2))
+    router.add_get("/openapi/v3", raw(openapi.v3_index))
+    router.add_get("/openapi/v3/{path:.+}", openapi_v3)
+    for path in ("/healthz", "/readyz", "/livez"):
+        router.add_get(path, healthy)
+
+
+def create_app(
+    *,
+    store: Store,
+    registry: Registry,
+    token: str,
+    settings: ServerSettings | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> web.Application:
+    """The API as an aiohttp application; the caller owns the store's lifetime."""
+    settings = settings or ServerSettings()
+    ctx = ApiContext(store=store, registry=registry, settings=settings, clock=clock)
+    app = web.Application(middlewares=[_middleware(token)], client_max_size=settings.body_limit)
+    app[_CONTEXT] = ctx
+    _discovery_routes(app, registry)
+    handlers = ResourceHandlers(ctx)
+    app.router.add_route("*", "/api/v1/{tail:.+}", handlers.core)
+    app.router.add_route("*", "/apis/{group}/{version}/{tail:.+}", handlers.grouped)
+    return app
+
+
+_BOOTSTRAP: tuple[tuple[str, JsonObject], ...] = (
+    (
+        "namespaces",
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "default"},
+            "status": {"phase": "Active"},
+        },
+    ),
+    (
+        "namespaces",
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "kubevirt"},
+            "status": {"phase": "Active"},
+        },
+    ),
+    (
+        "kubevirts.kubevirt.io",
+        {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "KubeVirt",
+            "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+            "spec": {"configuration": {}},
+        },
+    ),
+)
+
+
+async def bootstrap(store: Store) -> None:
+    """The objects a fresh installation has: namespaces ``default`` and ``kubevirt``, and the KubeVirt CR."""
+    for resource, obj in _BOOTSTRAP:
+        with contextlib.suppress(AlreadyExistsError):
+            await store.create(resource, obj)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    host: str = "127.0.0.1"
+    port: int = 6443
+
+    @classmethod
+    def parse(cls, text: str) -> ListenAddress:
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+        return cls(host.strip("[]") or "127.0.0.1", int(port))
+
+
+def _tls_for(data_dir: Path, listen: ListenAddress, cert: Path | None, key: Path | None) -> TlsFiles:
+    if cert is not None and key is not None:
+        return TlsFiles(cert=cert, key=key, ca=None)
+    if cert is not None or key is not None:
+        raise ValueError("--tls-cert and --tls-key go together")
+    # TLS on loopback too: client-go (kubectl) never sends a bearer token over plain HTTP.
+    return ensure_self_signed(data_dir, listen.host)
+
+
+async def run_server(
+    *,
+    data_dir: Path,
+    listen: ListenAddress,
+    registry: Registry | None = None,
+    background: Sequence[Background] = (),
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    settings: ServerSettings | None = None,
+    on_ready: Callable[[Path], None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT; each ``background`` coroutine runs alongside with the same store.
+
+    A background task that ends with an error stops the server (and is re-raised).
+    """
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = load_or_create_token(data_dir)
+    tls = _tls_for(data_dir, listen, tls_cert, tls_key)
+    store = SqliteStore.open(data_dir / "store.db")
+    runner: web.AppRunner | None = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await bootstrap(store)
+        app = create_app(store=store, registry=registry or default_registry(), token=token, settings=settings)
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        site = web.TCPSite(runner, listen.host, listen.port, ssl_context=server_ssl_context(tls))
+        await site.start()
+        port = runner.addresses[0][1]
+        host = listen.host if listen.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        ca_pem = tls.ca.read_bytes() if tls.ca else None
+        path = write_kubeconfig(
+            data_dir, render_kubeconfig(server=f"https://{host}:{port}", token=token, ca_pem=ca_pem)
+        )
+        log.info("serving on https://%s:%d", host, port)
+        if on_ready is not None:
+            on_ready(path)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        tasks = [asyncio.create_task(task(store)) for task in background]
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        for task in done:
+            if task is not stopper and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if runner is not None:
+            await runner.cleanup()
+        await store.close()

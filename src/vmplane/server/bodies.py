@@ -1,0 +1,142 @@
+"""Request bodies and write options, checked before anything reaches admission or the store (pure).
+
+Every check here answers with the ``Status`` kube-apiserver gives: malformed bodies and objects that
+do not belong to the URL are 400, names that are not DNS subdomains are 422.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import yaml
+
+from vmplane.api.errors import CauseType, FieldCause
+from vmplane.server import status as st
+from vmplane.server.registry import FieldValidation, ResourceType
+from vmplane.server.routing import Target
+from vmplane.store.base import JsonObject
+
+__all__ = [
+    "WriteOptions",
+    "check_object",
+    "decode_object",
+    "parse_write_options",
+]
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_MESSAGE = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+    "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+    r"validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+SERVER_OWNED = (
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "generation",
+    "deletionTimestamp",
+    "managedFields",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOptions:
+    dry_run: bool
+    field_validation: FieldValidation
+    field_manager: str
+    force: bool
+
+
+def parse_write_options(query: Mapping[str, str], dry_run_values: list[str]) -> WriteOptions:
+    """``dryRun``, ``fieldValidation``, ``fieldManager``, ``force`` query parameters."""
+    for value in dry_run_values:
+        if value != "All":
+            raise st.bad_request(
+                f'Invalid dry run value: Unsupported value: "{value}": supported values: "All"'
+            )
+    validation = query.get("fieldValidation") or "Warn"
+    if validation not in ("Strict", "Warn", "Ignore"):
+        raise st.bad_request(
+            f'fieldValidation: Unsupported value: "{validation}": '
+            'supported values: "Ignore", "Strict", "Warn"'
+        )
+    return WriteOptions(
+        dry_run=bool(dry_run_values),
+        field_validation=cast(FieldValidation, validation),
+        field_manager=query.get("fieldManager", ""),
+        force=query.get("force", "") == "true",
+    )
+
+
+def decode_object(body: bytes, content_type: str) -> JsonObject:
+    """A JSON or YAML object body; anything else is 400 BadRequest."""
+    if not body.strip():
+        raise st.bad_request("the body of the request was empty")
+    try:
+        if "yaml" in content_type:
+            obj: Any = yaml.safe_load(body)
+        else:
+            obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError, yaml.YAMLError) as err:
+        kind = "YAML" if "yaml" in content_type else "JSON"
+        raise st.bad_request(f"error decoding {kind}: {err}") from err
+    if not isinstance(obj, dict):
+        raise st.bad_request("the body of the request must be a JSON object")
+    if not isinstance(obj.get("metadata", {}), dict):
+        raise st.bad_request("metadata: must be an object")
+    return obj
+
+
+def check_object(obj: JsonObject, target: Target, *, require_name: bool = True) -> JsonObject:
+    """Check that ``obj`` belongs to the URL and return it with the URL's namespace filled in."""
+    resource_type = target.resource_type
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    if not api_version or not kind:
+        missing = "apiVersion" if not api_version else "kind"
+        raise st.bad_request(f"Object '{missing[0].upper() + missing[1:]}' is missing in the request body")
+    if api_version != resource_type.api_version:
+        raise st.bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API version "
+            f"({resource_type.api_version})"
+        )
+    if kind != resource_type.kind:
+        raise st.bad_request(
+            f"the kind in the data ({kind}) does not match the expected kind ({resource_type.kind})"
+        )
+    metadata: JsonObject = dict(obj.get("metadata") or {})
+    if resource_type.namespaced:
+        body_namespace = metadata.get("namespace")
+        if body_namespace and body_namespace != target.namespace:
+            raise st.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        metadata["namespace"] = target.namespace
+    else:
+        metadata.pop("namespace", None)
+    name = metadata.get("name")
+    if target.name is not None and name != target.name:
+        raise st.bad_request(
+            f"the name of the object ({name}) does not match the name on the URL ({target.name})"
+        )
+    _check_name(resource_type, metadata, require_name=require_name)
+    return {**obj, "metadata": metadata}
+
+
+def _check_name(resource_type: ResourceType, metadata: JsonObject, *, require_name: bool) -> None:
+    name = metadata.get("name")
+    if not name:
+        if require_name:
+            cause = FieldCause(
+                "metadata.name",
+                "Required value: name or generateName is required",
+                CauseType.FIELD_VALUE_REQUIRED,
+            )
+            raise st.invalid(resource_type, "", [cause])
+        return
+    if not isinstance(name, str) or len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        cause = FieldCause("metadata.name", f'Invalid value: "{name}": {_DNS_MESSAGE}')
+        raise st.invalid(resource_type, str(name), [cause])

@@ -1,0 +1,65 @@
+"""What every handler shares: the store, the registry, settings, clock; and JSON/Table responses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from vmplane.server.discovery import accept_entries
+from vmplane.server.paging import SnapshotCache
+from vmplane.server.registry import Registry
+from vmplane.store.base import Store
+
+__all__ = ["ApiContext", "ServerSettings", "dumps", "json_response", "utc_now", "wants_table"]
+
+BODY_LIMIT = 3 * 1024 * 1024
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Limits and timings; tests shorten ``bookmark_interval``."""
+
+    body_limit: int = BODY_LIMIT
+    bookmark_interval: float = 60.0
+    default_watch_timeout: float = 1800.0
+    max_conflict_retries: int = 5
+
+
+@dataclass(slots=True)
+class ApiContext:
+    store: Store
+    registry: Registry
+    settings: ServerSettings = field(default_factory=ServerSettings)
+    clock: Callable[[], datetime] = utc_now
+    snapshots: SnapshotCache = field(default_factory=SnapshotCache)
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_response(body: Any, *, status: int = 200, warnings: Iterable[str] = ()) -> web.Response:
+    response = web.Response(body=dumps(body), status=status, content_type="application/json")
+    for warning in warnings:
+        escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
+        response.headers.add("Warning", f'299 - "{escaped}"')
+    return response
+
+
+def wants_table(accept: str | None) -> bool:
+    """True when the client's first acceptable representation is a ``meta.k8s.io/v1`` Table."""
+    for media_type, params in accept_entries(accept):
+        if params.get("as") == "Table" and params.get("g") == "meta.k8s.io" and params.get("v") == "v1":
+            return media_type in ("application/json", "*/*")
+        if media_type in ("application/json", "*/*", "application/*") and "as" not in params:
+            return False
+    return False

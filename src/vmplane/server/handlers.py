@@ -1,0 +1,119 @@
+"""REST dispatch and the read verbs (get, list): method + target -> verb handler.
+
+Writes live in :mod:`vmplane.server.writes`, watch in :mod:`vmplane.server.watch`.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from vmplane.server import status as st
+from vmplane.server import writes
+from vmplane.server.context import ApiContext, json_response, wants_table
+from vmplane.server.listing import filtered_list
+from vmplane.server.routing import Target, parse_target
+from vmplane.server.tables import build_table
+from vmplane.server.watch import serve_watch
+from vmplane.store.base import JsonObject, NotFoundError
+
+__all__ = ["ResourceHandlers"]
+
+
+def _int_param(request: web.Request, name: str) -> int:
+    raw = request.query.get(name, "")
+    if not raw:
+        return 0
+    try:
+        return int(raw)
+    except ValueError as err:
+        raise st.bad_request(f"{name}: Invalid value: {raw!r}: must be an integer") from err
+
+
+class ResourceHandlers:
+    """aiohttp handlers for ``/api/v1/...`` and ``/apis/<group>/<version>/...``."""
+
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    async def core(self, request: web.Request) -> web.StreamResponse:
+        return await self._dispatch(request, "", "v1", request.match_info["tail"])
+
+    async def grouped(self, request: web.Request) -> web.StreamResponse:
+        info = request.match_info
+        return await self._dispatch(request, info["group"], info["version"], info["tail"])
+
+    async def _dispatch(
+        self, request: web.Request, group: str, version: str, tail: str
+    ) -> web.StreamResponse:
+        target = parse_target(self.ctx.registry, group, version, tail)
+        method = request.method
+        if target.name is None:
+            if method == "GET":
+                if request.query.get("watch") in ("1", "true"):
+                    return await serve_watch(self.ctx, target, request)
+                return await self.list(target, request)
+            if target.namespace is None and method in ("POST", "DELETE"):
+                raise st.method_not_allowed()
+            if method == "POST":
+                return await writes.create(self.ctx, target, request)
+            if method == "DELETE":
+                return await writes.delete_collection(self.ctx, target, request)
+            raise st.method_not_allowed()
+        if method == "GET":
+            return await self.get(target, request)
+        if method == "PUT":
+            return await writes.update(self.ctx, target, request)
+        if method == "PATCH":
+            return await writes.patch(self.ctx, target, request)
+        if method == "DELETE" and not target.subresource:
+            return await writes.delete(self.ctx, target, request)
+        raise st.method_not_allowed()
+
+    async def get(self, target: Target, request: web.Request) -> web.Response:
+        resource_type = target.resource_type
+        assert target.name is not None
+        try:
+            obj = await self.ctx.store.get(resource_type.store_resource, target.store_namespace, target.name)
+        except NotFoundError as err:
+            raise st.not_found(resource_type, target.name) from err
+        if wants_table(request.headers.get("Accept")):
+            table = build_table(
+                resource_type,
+                [obj],
+                now=self.ctx.clock(),
+                include_object=request.query.get("includeObject", "Metadata"),
+                list_metadata={"resourceVersion": obj.get("metadata", {}).get("resourceVersion", "")},
+            )
+            return json_response(table)
+        return json_response(obj)
+
+    async def list(self, target: Target, request: web.Request) -> web.Response:
+        resource_type = target.resource_type
+        limit = _int_param(request, "limit")
+        token = request.query.get("continue", "")
+        if token:
+            page = self.ctx.snapshots.next_page(token, limit)
+        else:
+            items, resource_version = await filtered_list(self.ctx, target, request)
+            page = self.ctx.snapshots.first_page(items, resource_version, limit)
+        metadata: JsonObject = {"resourceVersion": str(page.resource_version)}
+        if page.continue_token:
+            metadata["continue"] = page.continue_token
+        if page.remaining is not None:
+            metadata["remainingItemCount"] = page.remaining
+        if wants_table(request.headers.get("Accept")):
+            table = build_table(
+                resource_type,
+                page.items,
+                now=self.ctx.clock(),
+                include_object=request.query.get("includeObject", "Metadata"),
+                list_metadata=metadata,
+            )
+            return json_response(table)
+        body = {
+            "apiVersion": resource_type.api_version,
+            "kind": resource_type.list_kind,
+            "metadata": metadata,
+            "items": page.items,
+        }
+        return json_response(body)

@@ -1,0 +1,40 @@
+"""The kubeconfig that points kubectl and the kubernetes client at this server."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import yaml
+
+__all__ = ["KUBECONFIG_NAME", "render_kubeconfig", "write_kubeconfig"]
+
+KUBECONFIG_NAME = "kubeconfig"
+
+
+def render_kubeconfig(*, server: str, token: str, ca_pem: bytes | None) -> str:
+    cluster: dict[str, str] = {"server": server}
+    if ca_pem is not None:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "vmplane", "cluster": cluster}],
+        "users": [{"name": "vmplane", "user": {"token": token}}],
+        "contexts": [
+            {"name": "vmplane", "context": {"cluster": "vmplane", "user": "vmplane", "namespace": "default"}}
+        ],
+        "current-context": "vmplane",
+        "preferences": {},
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def write_kubeconfig(data_dir: Path, text: str) -> Path:
+    """Write ``<data-dir>/kubeconfig`` readable by its owner only (it holds the token)."""
+    path = data_dir / KUBECONFIG_NAME
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return path

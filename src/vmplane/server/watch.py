@@ -1,0 +1,184 @@
+"""``?watch=1``: a chunked stream of ``{"type", "object"}`` lines, one per event.
+
+Semantics follow kube-apiserver: without a resourceVersion (or with ``0``) the stream starts with
+an ADDED event per existing object; with one, it replays every change after it, or answers a
+single ``ERROR`` event carrying a 410 Expired ``Status`` when that version is no longer retained.
+Selectors are applied to each event, and an object that stops (starts) matching is sent as
+DELETED (ADDED), as the watch cache does. BOOKMARK events come every ``bookmark_interval`` when
+asked for, and the stream ends after ``timeoutSeconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from vmplane.server import status as st
+from vmplane.server.context import ApiContext, dumps, wants_table
+from vmplane.server.listing import Selectors, request_selectors, selected
+from vmplane.server.routing import Target
+from vmplane.server.tables import build_table
+from vmplane.store.base import ExpiredError, JsonObject, WatchEvent
+
+__all__ = ["serve_watch", "translate"]
+
+_Key = tuple[str, str]
+
+
+def _key(obj: JsonObject) -> _Key:
+    metadata = obj.get("metadata", {})
+    return metadata.get("namespace", ""), metadata.get("name", "")
+
+
+def translate(event: WatchEvent, selectors: Selectors, matching: set[_Key]) -> str | None:
+    """The event type to send for ``event`` under ``selectors`` (None: not sent); updates ``matching``."""
+    key = _key(event.object)
+    was = key in matching
+    now = event.type != "DELETED" and selected(selectors, event.object)
+    if now:
+        matching.add(key)
+    else:
+        matching.discard(key)
+    if event.type == "DELETED":
+        return "DELETED" if was or selected(selectors, event.object) else None
+    if now:
+        return "MODIFIED" if was and event.type == "MODIFIED" else "ADDED"
+    return "DELETED" if was else None
+
+
+def _timeout(ctx: ApiContext, request: web.Request) -> float:
+    raw = request.query.get("timeoutSeconds", "")
+    if raw:
+        try:
+            return max(0.0, float(int(raw)))
+        except ValueError as err:
+            raise st.bad_request(f"timeoutSeconds: Invalid value: {raw!r}") from err
+    base = ctx.settings.default_watch_timeout
+    return base + random.random() * base  # kube-apiserver spreads watch ends the same way
+
+
+class _Stream:
+    """Writes events as lines, as Tables when the client asked for them."""
+
+    def __init__(self, ctx: ApiContext, target: Target, response: web.StreamResponse, table: bool) -> None:
+        self.ctx, self.target, self.response, self.table = ctx, target, response, table
+
+    async def send(self, event_type: str, obj: JsonObject) -> None:
+        body: Any = obj
+        if self.table and event_type in ("ADDED", "MODIFIED", "DELETED"):
+            rv = obj.get("metadata", {}).get("resourceVersion", "")
+            body = build_table(
+                self.target.resource_type, [obj], now=self.ctx.clock(), list_metadata={"resourceVersion": rv}
+            )
+        await self.response.write(dumps({"type": event_type, "object": body}) + b"\n")
+
+    async def bookmark(self, resource_version: int) -> None:
+        resource_type = self.target.resource_type
+        obj = {
+            "kind": resource_type.kind,
+            "apiVersion": resource_type.api_version,
+            "metadata": {"resourceVersion": str(resource_version)},
+        }
+        await self.response.write(dumps({"type": "BOOKMARK", "object": obj}) + b"\n")
+
+
+async def serve_watch(ctx: ApiContext, target: Target, request: web.Request) -> web.StreamResponse:
+    resource_type = target.resource_type
+    selectors = request_selectors(target, request)
+    timeout = _timeout(ctx, request)
+    bookmarks = request.query.get("allowWatchBookmarks") in ("true", "1")
+    raw_rv = request.query.get("resourceVersion", "")
+    filtering = bool(selectors[0] or selectors[1])
+    initial: list[JsonObject] = []
+    matching: set[_Key] = set()
+    if raw_rv in ("", "0"):
+        snapshot = await ctx.store.list(resource_type.store_resource, target.namespace)
+        since = snapshot.resource_version
+        initial = [o for o in snapshot.items if selected(selectors, o)]
+        matching = {_key(o) for o in initial}
+    else:
+        try:
+            since = int(raw_rv)
+        except ValueError as err:
+            raise st.bad_request(f"resourceVersion: Invalid value: {raw_rv!r}") from err
+        if filtering:
+            current = await ctx.store.list(resource_type.store_resource, target.namespace)
+            matching = {_key(o) for o in current.items if selected(selectors, o)}
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    stream = _Stream(ctx, target, response, wants_table(request.headers.get("Accept")))
+    for obj in initial:
+        await stream.send("ADDED", obj)
+    events = ctx.store.watch(resource_type.store_resource, target.namespace, since=since)
+    try:
+        await _pump(
+            ctx, stream, events, since, selectors if filtering else None, matching, timeout, bookmarks
+        )
+    except ExpiredError:
+        revision = await ctx.store.current_revision()
+        gone = st.expired(f"too old resource version: {since} ({revision})")
+        await response.write(dumps({"type": "ERROR", "object": gone.status}) + b"\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            await events.aclose()  # type: ignore[attr-defined]
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
+    return response
+
+
+async def _pump(
+    ctx: ApiContext,
+    stream: _Stream,
+    events: AsyncIterator[WatchEvent],
+    since: int,
+    selectors: Selectors | None,
+    matching: set[_Key],
+    timeout: float,
+    bookmarks: bool,
+) -> None:
+    deadline = time.monotonic() + timeout
+    interval = ctx.settings.bookmark_interval
+    next_bookmark = time.monotonic() + interval
+    last_rv = since
+    iterator = aiter(events)
+    pending: asyncio.Task[WatchEvent] | None = None
+    try:
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            wait = deadline - now
+            if bookmarks:
+                wait = min(wait, max(0.0, next_bookmark - now))
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({pending}, timeout=wait)
+            if not done:
+                if bookmarks and time.monotonic() >= next_bookmark:
+                    await stream.bookmark(last_rv)
+                    next_bookmark = time.monotonic() + interval
+                continue
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                return
+            finally:
+                pending = None
+            last_rv = max(last_rv, event.resource_version)
+            event_type = event.type if selectors is None else translate(event, selectors, matching)
+            if event_type is not None:
+                await stream.send(event_type, event.object)
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending

@@ -1,0 +1,359 @@
+"""The write verbs: create, update (PUT), patch, delete, deletecollection.
+
+Each write is decode -> check against the URL -> admit -> store (or, with ``dryRun=All``, return
+what the store would have made of it). Nothing malformed reaches admission; nothing rejected by
+admission reaches the store.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from typing import Any, Literal
+
+from aiohttp import web
+
+from vmplane.api.errors import CauseType, FieldCause, InvalidObjectError
+from vmplane.server import patch as patches
+from vmplane.server import status as st
+from vmplane.server.bodies import SERVER_OWNED, WriteOptions, check_object, decode_object, parse_write_options
+from vmplane.server.context import ApiContext, json_response
+from vmplane.server.listing import filtered_list
+from vmplane.server.registry import Admitted, Operation
+from vmplane.server.routing import Target
+from vmplane.store.base import ConflictError, JsonObject, NotFoundError, StoreError
+
+__all__ = ["create", "delete", "delete_collection", "patch", "update"]
+
+_CUSTOM_PATCH_TYPES = [patches.JSON_PATCH, patches.MERGE_PATCH, patches.APPLY]
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+async def read_body(ctx: ApiContext, request: web.Request) -> bytes:
+    limit = ctx.settings.body_limit
+    if request.content_length is not None and request.content_length > limit:
+        raise st.too_large(limit)
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as err:
+        raise st.too_large(limit) from err
+
+
+def _options(request: web.Request, extra_dry_run: list[str] | None = None) -> WriteOptions:
+    return parse_write_options(request.query, request.query.getall("dryRun", []) + (extra_dry_run or []))
+
+
+def _admit(
+    target: Target, operation: Operation, new: JsonObject, old: JsonObject | None, opts: WriteOptions
+) -> Admitted:
+    name = str(new.get("metadata", {}).get("name", ""))
+    try:
+        return target.resource_type.admitter.admit(
+            operation=operation,
+            new=new,
+            old=old,
+            field_validation=opts.field_validation,
+            dry_run=opts.dry_run,
+        )
+    except InvalidObjectError as err:
+        raise st.invalid(target.resource_type, name, err.causes) from err
+
+
+def _now_rfc3339(ctx: ApiContext) -> str:
+    return ctx.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _spec_part(obj: JsonObject) -> JsonObject:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+
+async def _check_namespace(ctx: ApiContext, target: Target) -> None:
+    namespaces = ctx.registry.lookup("", "v1", "namespaces")
+    if not target.resource_type.namespaced or namespaces is None or not target.namespace:
+        return
+    try:
+        namespace = await ctx.store.get(namespaces.store_resource, "", target.namespace)
+    except NotFoundError as err:
+        raise st.namespace_not_found(target.namespace) from err
+    if namespace.get("metadata", {}).get("deletionTimestamp"):
+        raise st.forbidden(
+            f'{target.resource_type.store_resource} "{target.name or ""}" is forbidden: unable to create new '
+            f"content in namespace {target.namespace} because it is being terminated"
+        )
+
+
+async def create(ctx: ApiContext, target: Target, request: web.Request) -> web.Response:
+    opts = _options(request)
+    body = await read_body(ctx, request)
+    obj = decode_object(body, request.content_type)
+    metadata = obj.get("metadata") or {}
+    if not metadata.get("name") and metadata.get("generateName"):
+        suffix = "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+        obj = {**obj, "metadata": {**metadata, "name": f"{metadata['generateName']}{suffix}"}}
+    obj = check_object(obj, target)
+    stored, warnings = await _create_checked(ctx, target, obj, opts)
+    return json_response(stored, status=201, warnings=warnings)
+
+
+async def _create_checked(
+    ctx: ApiContext, target: Target, obj: JsonObject, opts: WriteOptions
+) -> tuple[JsonObject, list[str]]:
+    resource_type = target.resource_type
+    metadata = {k: v for k, v in obj["metadata"].items() if k not in SERVER_OWNED}
+    obj = {**obj, "metadata": metadata}
+    if resource_type.has_status_subresource:
+        obj.pop("status", None)
+    await _check_namespace(ctx, Target(resource_type, target.namespace, metadata["name"]))
+    admitted = _admit(target, "CREATE", obj, None, opts)
+    name = metadata["name"]
+    if opts.dry_run:
+        try:
+            await ctx.store.get(resource_type.store_resource, target.store_namespace, name)
+        except NotFoundError:
+            result = dict(admitted.object)
+            result["metadata"] = {
+                **result.get("metadata", {}),
+                "uid": str(uuid.uuid4()),
+                "generation": 1,
+                "creationTimestamp": _now_rfc3339(ctx),
+            }
+            return result, admitted.warnings
+        raise st.already_exists(resource_type, name)
+    try:
+        stored = await ctx.store.create(resource_type.store_resource, admitted.object)
+    except StoreError as err:
+        raise st.from_exception(err, resource_type, name) from err
+    return stored, admitted.warnings
+
+
+async def _get_current(ctx: ApiContext, target: Target) -> JsonObject:
+    assert target.name is not None
+    try:
+        return await ctx.store.get(target.resource_type.store_resource, target.store_namespace, target.name)
+    except NotFoundError as err:
+        raise st.not_found(target.resource_type, target.name) from err
+
+
+def _candidate(target: Target, new: JsonObject, old: JsonObject) -> JsonObject:
+    """The object an update would write: server-owned fields and the other half (spec/status) from ``old``."""
+    old_meta = old.get("metadata", {})
+    new_rv = new.get("metadata", {}).get("resourceVersion") or old_meta.get("resourceVersion")
+    if target.subresource == "status":
+        candidate = {**old, "metadata": {**old_meta, "resourceVersion": new_rv}}
+        if "status" in new:
+            candidate["status"] = new["status"]
+        else:
+            candidate.pop("status", None)
+        return candidate
+    metadata = dict(new.get("metadata", {}))
+    for key in ("uid", "creationTimestamp", "generation", "deletionTimestamp"):
+        if key in old_meta:
+            metadata[key] = old_meta[key]
+    metadata["resourceVersion"] = new_rv
+    candidate = {**new, "metadata": metadata}
+    if target.resource_type.has_status_subresource:
+        candidate.pop("status", None)
+        if "status" in old:
+            candidate["status"] = old["status"]
+    return candidate
+
+
+async def _commit_update(
+    ctx: ApiContext, target: Target, new: JsonObject, old: JsonObject, opts: WriteOptions
+) -> tuple[JsonObject, list[str]]:
+    """Admit and store (or simulate) an update of ``old`` to ``new``; raises ConflictError through."""
+    resource_type = target.resource_type
+    candidate = _candidate(target, new, old)
+    if candidate["metadata"].get("resourceVersion") != old.get("metadata", {}).get("resourceVersion"):
+        raise ConflictError(resource_type.store_resource)
+    admitted = _admit(target, "UPDATE", candidate, old, opts)
+    if opts.dry_run:
+        result = dict(admitted.object)
+        if target.subresource != "status" and _spec_part(result) != _spec_part(old):
+            result["metadata"] = {
+                **result["metadata"],
+                "generation": old["metadata"].get("generation", 0) + 1,
+            }
+        return result, admitted.warnings
+    subresource: Literal["", "status"] = "status" if target.subresource == "status" else ""
+    stored = await ctx.store.update(resource_type.store_resource, admitted.object, subresource=subresource)
+    return stored, admitted.warnings
+
+
+async def update(ctx: ApiContext, target: Target, request: web.Request) -> web.Response:
+    resource_type = target.resource_type
+    assert target.name is not None
+    opts = _options(request)
+    obj = check_object(decode_object(await read_body(ctx, request), request.content_type), target)
+    if not obj["metadata"].get("resourceVersion") and not resource_type.allow_unconditional_update:
+        cause = FieldCause(
+            "metadata.resourceVersion",
+            "Invalid value: 0x0: must be specified for an update",
+            CauseType.FIELD_VALUE_INVALID,
+        )
+        raise st.invalid(resource_type, target.name, [cause])
+    old = await _get_current(ctx, target)
+    try:
+        stored, warnings = await _commit_update(ctx, target, obj, old, opts)
+    except StoreError as err:
+        raise st.from_exception(err, resource_type, target.name) from err
+    return json_response(stored, warnings=warnings)
+
+
+def _patched(target: Target, content_type: str, current: JsonObject, body: bytes) -> JsonObject:
+    if content_type == patches.MERGE_PATCH:
+        result: Any = patches.merge_patch(current, patches.decode_merge_patch(body))
+    elif content_type == patches.JSON_PATCH:
+        result = patches.json_patch(current, body)
+    elif content_type == patches.STRATEGIC_MERGE_PATCH and not target.resource_type.group:
+        result = patches.strategic_merge_patch(current, body)
+    else:
+        accepted = _CUSTOM_PATCH_TYPES
+        if not target.resource_type.group:
+            accepted = [*accepted, patches.STRATEGIC_MERGE_PATCH]
+        raise st.unsupported_media_type(accepted)
+    if not isinstance(result, dict):
+        raise st.bad_request("the patch must produce an object")
+    return result
+
+
+async def patch(ctx: ApiContext, target: Target, request: web.Request) -> web.Response:
+    resource_type = target.resource_type
+    assert target.name is not None
+    opts = _options(request)
+    content_type = request.content_type
+    if content_type == patches.APPLY:
+        return await _server_side_apply(ctx, target, request, opts)
+    if content_type not in (patches.MERGE_PATCH, patches.JSON_PATCH, patches.STRATEGIC_MERGE_PATCH):
+        _patched(target, content_type, {}, b"")
+    body = await read_body(ctx, request)
+    for attempt in range(ctx.settings.max_conflict_retries):
+        current = await _get_current(ctx, target)
+        new = check_object(_patched(target, content_type, current, body), target)
+        current_rv = current.get("metadata", {}).get("resourceVersion")
+        explicit = new["metadata"].get("resourceVersion") not in (None, "", current_rv)
+        try:
+            stored, warnings = await _commit_update(ctx, target, new, current, opts)
+        except ConflictError as err:
+            if explicit or attempt == ctx.settings.max_conflict_retries - 1:
+                raise st.conflict(resource_type, target.name) from err
+            continue
+        except StoreError as err:
+            raise st.from_exception(err, resource_type, target.name) from err
+        return json_response(stored, warnings=warnings)
+    raise st.conflict(resource_type, target.name)
+
+
+async def _server_side_apply(
+    ctx: ApiContext, target: Target, request: web.Request, opts: WriteOptions
+) -> web.Response:
+    resource_type = target.resource_type
+    assert target.name is not None
+    if not opts.field_manager:
+        raise st.ApiError(
+            code=422,
+            reason="Invalid",
+            message='PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for '
+            "apply patch",
+        )
+    applied = check_object(patches.decode_apply(await read_body(ctx, request)), target)
+    for attempt in range(ctx.settings.max_conflict_retries):
+        try:
+            current = await ctx.store.get(resource_type.store_resource, target.store_namespace, target.name)
+        except NotFoundError:
+            if target.subresource:
+                raise st.not_found(resource_type, target.name) from None
+            stored, warnings = await _create_checked(ctx, target, applied, opts)
+            return json_response(stored, status=201, warnings=warnings)
+        if target.subresource == "status":
+            new = {
+                **current,
+                "status": patches.merge_patch(current.get("status"), applied.get("status") or {}),
+            }
+        else:
+            new = patches.apply_patch(current, applied)
+        new["metadata"] = {**new["metadata"], "resourceVersion": current["metadata"].get("resourceVersion")}
+        try:
+            stored, warnings = await _commit_update(ctx, target, new, current, opts)
+        except ConflictError as err:
+            if attempt == ctx.settings.max_conflict_retries - 1:
+                raise st.conflict(resource_type, target.name) from err
+            continue
+        except StoreError as err:
+            raise st.from_exception(err, resource_type, target.name) from err
+        return json_response(stored, warnings=warnings)
+    raise st.conflict(resource_type, target.name)
+
+
+def _delete_options(body: bytes) -> JsonObject:
+    if not body.strip():
+        return {}
+    try:
+        options = json.loads(body)
+    except ValueError as err:
+        raise st.bad_request(f"error decoding DeleteOptions: {err}") from err
+    if not isinstance(options, dict):
+        raise st.bad_request("DeleteOptions must be an object")
+    policy = options.get("propagationPolicy")
+    if policy not in (None, "Orphan", "Background", "Foreground"):
+        raise st.bad_request(f'propagationPolicy: Unsupported value: "{policy}"')
+    return options
+
+
+async def delete(ctx: ApiContext, target: Target, request: web.Request) -> web.Response:
+    resource_type = target.resource_type
+    assert target.name is not None
+    options = _delete_options(await read_body(ctx, request))
+    opts = _options(request, list(options.get("dryRun") or []))
+    preconditions = options.get("preconditions") or {}
+    current = await _get_current(ctx, target)
+    current_uid = current.get("metadata", {}).get("uid")
+    if preconditions.get("uid") and preconditions["uid"] != current_uid:
+        raise st.ApiError(
+            code=409,
+            reason="Conflict",
+            message=f"Precondition failed: UID in precondition: {preconditions['uid']}, UID in object meta: "
+            f"{current_uid}",
+        )
+    if opts.dry_run:
+        return json_response(current)
+    rv = preconditions.get("resourceVersion")
+    try:
+        deleted = await ctx.store.delete(
+            resource_type.store_resource,
+            target.store_namespace,
+            target.name,
+            resource_version=int(rv) if rv else None,
+        )
+    except (StoreError, ValueError) as err:
+        raise st.from_exception(err, resource_type, target.name) from err
+    return json_response(deleted)
+
+
+async def delete_collection(ctx: ApiContext, target: Target, request: web.Request) -> web.Response:
+    resource_type = target.resource_type
+    options = _delete_options(await read_body(ctx, request))
+    opts = _options(request, list(options.get("dryRun") or []))
+    items, resource_version = await filtered_list(ctx, target, request)
+    deleted: list[JsonObject] = []
+    for obj in items:
+        metadata = obj.get("metadata", {})
+        if opts.dry_run:
+            deleted.append(obj)
+            continue
+        try:
+            deleted.append(
+                await ctx.store.delete(
+                    resource_type.store_resource, metadata.get("namespace", ""), metadata["name"]
+                )
+            )
+        except NotFoundError:
+            continue
+    body = {
+        "apiVersion": resource_type.api_version,
+        "kind": resource_type.list_kind,
+        "metadata": {"resourceVersion": str(resource_version)},
+        "items": deleted,
+    }
+    return json_response(body)
