@@ -10,7 +10,12 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 # Each module registers its sub-commands and sets ``func`` (argparse.Namespace -> exit code).
-COMMAND_MODULES = ("vmplane.cli.plan", "vmplane.cli.serve", "vmplane.cli.kubeconfig")
+COMMAND_MODULES = (
+    "vmplane.cli.plan",
+    "vmplane.cli.serve",
+    "vmplane.cli.kubeconfig",
+    "vmplane.cli.vm_commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

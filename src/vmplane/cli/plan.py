@@ -1,12 +1,15 @@
-"""``vmplane plan OLD.yaml NEW.yaml``: what editing a running VM from OLD to NEW would do, offline.
+"""``vmplane plan``: which changes would go live and which would wait for a restart.
 
-OLD is the VM as its guest booted; NEW is the edited VM. The cluster configuration comes from
-``--kubevirt`` (a KubeVirt manifest) or ``--strategy``.
+``vmplane plan -f vm.yaml`` asks the server: a dry-run update of the live VM, which computes the
+pending changes and live updates against the running guest without storing anything.
+``vmplane plan OLD.yaml NEW.yaml`` works offline: OLD is the VM as its guest booted, NEW the edited
+VM; the cluster configuration comes from ``--kubevirt`` (a KubeVirt manifest) or ``--strategy``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,12 @@ from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration, RolloutStrateg
 from vmplane.api.validation import validate_vm
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstanceStatus
+from vmplane.cli.client import ApiError
 from vmplane.cli.render import print_changes
+from vmplane.cli.vm_commands import add_connection_flags, client_from
 from vmplane.rollout.effective import effective_spec
 from vmplane.rollout.plan import Plan, plan, vm_path
+from vmplane.server.typed_kinds import LIVE_CHANGES_ANNOTATION
 
 __all__ = ["register"]
 
@@ -35,8 +41,18 @@ class UsageError(Exception):
 def register(subparsers: Any) -> None:
     """Add the ``plan`` sub-command."""
     parser = subparsers.add_parser("plan", help="show which changes go live and which wait for a restart")
-    parser.add_argument("old", type=Path, metavar="OLD.yaml", help="the VM as its guest is running")
-    parser.add_argument("new", type=Path, metavar="NEW.yaml", help="the edited VM")
+    parser.add_argument(
+        "old", type=Path, nargs="?", metavar="OLD.yaml", help="the VM as its guest is running"
+    )
+    parser.add_argument("new", type=Path, nargs="?", metavar="NEW.yaml", help="the edited VM")
+    parser.add_argument(
+        "-f",
+        "--filename",
+        type=Path,
+        metavar="FILE",
+        help="dry-run this VM manifest against the live VM on the server",
+    )
+    add_connection_flags(parser)
     parser.add_argument(
         "--strategy",
         choices=[s.value for s in RolloutStrategy],
@@ -100,9 +116,58 @@ def offline_plan(old: VirtualMachine, new: VirtualMachine, config: KubeVirtConfi
     )
 
 
+def server_plan(args: argparse.Namespace, console: Console) -> int:
+    """Dry-run the manifest as an update of the live VM and print what it would do."""
+    data = _load_yaml(args.filename)
+    if not isinstance(data, dict) or data.get("kind") != "VirtualMachine":
+        raise UsageError(f"{args.filename}: expected a VirtualMachine manifest (kind: VirtualMachine)")
+    client = client_from(args)
+    name = (data.get("metadata") or {}).get("name")
+    if not name:
+        raise UsageError(f"{args.filename}: metadata.name is required")
+    try:
+        current = client.request("GET", client.vm_path(name))
+    except ApiError as err:
+        if err.code != 404:
+            raise
+        console.print(
+            f"VM {name} does not exist: applying it creates it, and its guest boots with this spec."
+        )
+        return 0
+    body = {
+        **data,
+        "metadata": {**data.get("metadata", {}), "resourceVersion": current["metadata"]["resourceVersion"]},
+    }
+    projected = client.request("PUT", client.vm_path(name) + "?dryRun=All&fieldValidation=Strict", body)
+    vm = VirtualMachine.model_validate(projected)
+    annotations = vm.metadata.annotations or {}
+    live = json.loads(annotations.get(LIVE_CHANGES_ANNOTATION, "[]"))
+    status = vm.status
+    required = status.condition("RestartRequired") if status else None
+    print_changes(
+        console,
+        live=[(c["path"], c["running"], c["desired"], c["kind"]) for c in live],
+        pending=list(status.pending_changes or []) if status else [],
+        restart_required=(required.reason or "", required.message or "") if required else None,
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    """Print the plan; exit 0, or 2 with one line on bad input."""
+    """Print the plan; exit 0, 1 when the server refuses, or 2 with one line on bad input."""
     console = Console(width=None if sys.stdout.isatty() else 200)
+    if args.filename is not None:
+        try:
+            return server_plan(args, console)
+        except UsageError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except ApiError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    if args.old is None or args.new is None:
+        print("error: give -f FILE (against the server) or OLD.yaml NEW.yaml (offline)", file=sys.stderr)
+        return 2
     try:
         config = _config(args)
         result = offline_plan(_load_vm(args.old, config), _load_vm(args.new, config), config)

@@ -8,6 +8,7 @@ status the change would cause: the pending changes and ``RestartRequired`` again
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -17,17 +18,27 @@ from vmplane.api.errors import InvalidObjectError
 from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration
 from vmplane.api.model import WireModel
 from vmplane.api.validation import validate_metadata, validate_vm, validate_vmi_spec
-from vmplane.api.vm import VirtualMachine
+from vmplane.api.vm import VirtualMachine, VirtualMachineStatus
 from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.rollout.effective import effective_spec
-from vmplane.rollout.plan import plan
+from vmplane.rollout.plan import plan, vm_path
 from vmplane.rollout.vm_status import Observation, derive_status
 from vmplane.server.kinds import default_registry
 from vmplane.server.registry import Admitted, Operation, Registry
 from vmplane.server.registry import FieldValidation as FieldValidationName
 from vmplane.store.base import JsonObject
 
-__all__ = ["ClusterView", "KubeVirtAdmitter", "VMAdmitter", "VMIAdmitter", "typed_registry"]
+# On a dry-run response only (never stored): the live changes the write would apply, as JSON.
+LIVE_CHANGES_ANNOTATION = "vmplane.io/dry-run-live-changes"
+
+__all__ = [
+    "LIVE_CHANGES_ANNOTATION",
+    "ClusterView",
+    "KubeVirtAdmitter",
+    "VMAdmitter",
+    "VMIAdmitter",
+    "typed_registry",
+]
 
 
 class ClusterView(Protocol):
@@ -81,15 +92,21 @@ class VMAdmitter:
             raise InvalidObjectError("VirtualMachine", vm.metadata.name or "", causes)
         wire = _with_metadata_of(vm.to_wire(), new)
         if dry_run:
-            wire["status"] = self.project_status(vm, config, old).to_wire()
+            status, live = self.project(vm, config, old)
+            wire["status"] = status.to_wire()
+            if live:
+                annotations = dict(wire["metadata"].get("annotations") or {})
+                annotations[LIVE_CHANGES_ANNOTATION] = json.dumps(live, separators=(",", ":"))
+                wire["metadata"] = {**wire["metadata"], "annotations": annotations}
         elif operation == "CREATE":
             wire.pop("status", None)
         return Admitted(object=wire, warnings=decoded.warnings)
 
-    def project_status(
+    def project(
         self, vm: VirtualMachine, config: KubeVirtConfiguration, old: JsonObject | None
-    ) -> Any:
-        """The status the controller would write for ``vm`` against the VMI running now."""
+    ) -> tuple[VirtualMachineStatus, list[JsonObject]]:
+        """The status the controller would write for ``vm`` against the VMI running now, and the
+        live changes it would apply."""
         previous = VirtualMachine.model_validate(old).status if old is not None else None
         vm = vm.model_copy(update={"status": previous})
         raw_vmi = self.cluster.vmi(vm.metadata.namespace or "default", vm.metadata.name or "")
@@ -99,7 +116,11 @@ class VMAdmitter:
             desired = effective_spec(vm.spec.template.spec, config)
             rollout = plan(running=vmi.spec, desired=desired, observed=vmi.status, config=config)
         now = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
-        return derive_status(vm, Observation(vmi, rollout, crash_loop=False, now=now))
+        live = [
+            {"path": vm_path(c.path), "running": c.running, "desired": c.desired, "kind": c.kind.value}
+            for c in (rollout.live if rollout is not None else ())
+        ]
+        return derive_status(vm, Observation(vmi, rollout, crash_loop=False, now=now)), live
 
 
 @dataclasses.dataclass(frozen=True)
