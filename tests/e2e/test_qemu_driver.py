@@ -157,7 +157,7 @@ async def guest(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Guest
         max_sockets=2,
         memory_bytes=256 * MiB,
         max_memory_bytes=1024 * MiB,
-        nics=(NicSpec("default", "52:54:00:00:00:01"),),
+        nics=(NicSpec("default", "52:54:00:00:00:01"), NicSpec("cold", "52:54:00:00:00:03", link_up=False)),
         kernel_boot=kernel_boot(),
         spare_root_ports=4,
     )
@@ -182,9 +182,13 @@ async def test_boots_and_observes_what_qemu_reports(guest: Guest) -> None:
     observed = await guest.hv.observe(guest.name)
     assert observed.state == MachineState.RUNNING
     assert (observed.sockets, observed.vcpus, observed.memory_bytes) == (1, 1, 256 * MiB)
-    assert [(n.name, n.mac, n.link_up) for n in observed.nics] == [("default", "52:54:00:00:00:01", True)]
-    status = guest.console.statuses()[-1]
-    assert (status["vcpus"], listed(status, "net")) == ("1", ["eth0"])
+    assert [(n.name, n.mac, n.link_up) for n in observed.nics] == [
+        ("cold", "52:54:00:00:00:03", False),
+        ("default", "52:54:00:00:00:01", True),
+    ]
+    # The NIC booted with its link down (set over QMP before ``cont``) has no carrier in the guest.
+    status = await guest.console.wait(lambda s: s["carrier"] == "eth0:1,eth1:0")
+    assert (status["vcpus"], listed(status, "net")) == ("1", ["eth0", "eth1"])
     assert os.stat(guest.hv.run_dir(guest.name)).st_mode & 0o777 == 0o700
 
 
@@ -243,22 +247,24 @@ async def test_attach_nic_set_link_and_detach(guest: Guest) -> None:
     started = time.monotonic()
     await guest.hv.attach_nic(guest.name, NicSpec("extra", "52:54:00:00:00:02"))
     timing("attach_nic command", time.monotonic() - started)
-    await guest.console.wait(lambda s: listed(s, "net") == ["eth0", "eth1"] and "eth1:1" in s["carrier"])
+    await guest.console.wait(
+        lambda s: listed(s, "net") == ["eth0", "eth1", "eth2"] and "eth2:1" in s["carrier"]
+    )
     timing("attach_nic guest-visible", time.monotonic() - started)
 
     started = time.monotonic()
     await guest.hv.set_link(guest.name, "extra", up=False)
     timing("set_link down command", time.monotonic() - started)
     observed = await guest.hv.observe(guest.name)
-    assert {n.name: n.link_up for n in observed.nics} == {"default": True, "extra": False}
-    await guest.console.wait(lambda s: "eth1:0" in s["carrier"])
+    assert {n.name: n.link_up for n in observed.nics} == {"cold": False, "default": True, "extra": False}
+    await guest.console.wait(lambda s: "eth2:0" in s["carrier"])
     timing("set_link down guest-visible (carrier 0)", time.monotonic() - started)
 
     started = time.monotonic()
     await guest.hv.detach_nic(guest.name, "extra", timeout=10)
     timing("detach_nic until DEVICE_DELETED", time.monotonic() - started)
-    assert [n.name for n in (await guest.hv.observe(guest.name)).nics] == ["default"]
-    await guest.console.wait(lambda s: listed(s, "net") == ["eth0"])
+    assert [n.name for n in (await guest.hv.observe(guest.name)).nics] == ["cold", "default"]
+    await guest.console.wait(lambda s: listed(s, "net") == ["eth0", "eth1"])
 
 
 async def test_a_new_driver_adopts_the_running_guest(guest: Guest) -> None:
@@ -332,3 +338,44 @@ async def test_start_failure_reports_qemu_stderr(tmp_path: Path) -> None:
         assert not (tmp_path / "bad").exists()
     finally:
         await hv.close()
+
+
+async def test_adopt_reports_a_guest_that_ended_while_unwatched(tmp_path: Path) -> None:
+    hv = QemuHypervisor(base_dir=tmp_path, accel="tcg", on_change=lambda _: None)
+    await hv.start(MachineSpec(name="gone", uuid=str(uuid.uuid4()), sockets=1, kernel_boot=kernel_boot()))
+    pid = int(run_files(hv.run_dir("gone"))["pidfile"].read_text())
+    await hv.close()  # the agent goes away; QEMU keeps running
+    os.kill(pid, signal.SIGKILL)
+    await asyncio.to_thread(os.waitpid, pid, 0)  # QEMU is our child here: reap it as init would
+    hv = QemuHypervisor(base_dir=tmp_path, accel="tcg", on_change=lambda _: None)
+    try:
+        assert await hv.adopt() == ["gone"]
+        observed = await hv.observe("gone")
+        assert (observed.state, observed.reason) == (
+            MachineState.CRASHED,
+            "QEMU exited while no agent was watching it",
+        )
+        with pytest.raises(HypervisorError, match="not running"):
+            await hv.set_sockets("gone", 1)
+        await hv.forget("gone")
+        assert await hv.adopt() == []
+    finally:
+        await hv.close()
+        kill_leftovers(tmp_path)
+
+
+async def test_a_machine_held_by_another_driver_is_not_adopted_or_restarted(tmp_path: Path) -> None:
+    spec = MachineSpec(name="held", uuid=str(uuid.uuid4()), sockets=1, kernel_boot=kernel_boot())
+    owner = QemuHypervisor(base_dir=tmp_path, accel="tcg", on_change=lambda _: None)
+    other = QemuHypervisor(base_dir=tmp_path, accel="tcg", on_change=lambda _: None, connect_timeout=0.5)
+    try:
+        await owner.start(spec)
+        assert await other.adopt() == []  # QMP serves one client: the owner's
+        with pytest.raises(HypervisorError, match="already running"):
+            await other.start(spec)
+        assert (await owner.observe("held")).state == MachineState.RUNNING
+        await owner.stop("held", grace_period=0)
+    finally:
+        await owner.close()
+        await other.close()
+        kill_leftovers(tmp_path)

@@ -228,8 +228,10 @@ class QemuHypervisor:
             await self._resume(machine)
             await self._collect_orphans(machine)
         except (HypervisorError, ExecuteError) as err:
-            log.warning("%s: cannot adopt pid %d: %s", record.name, record.pid, err)
             await machine.close()
+            if machine.state is not None:  # it ended while we were connecting
+                return machine
+            log.warning("%s: cannot adopt pid %d: %s", record.name, record.pid, err)
             return None
         log.info("%s: adopted QEMU pid %d", record.name, record.pid)
         return machine
@@ -262,6 +264,8 @@ class QemuHypervisor:
                 raise HypervisorError(f"{name} is still running; stop it before forgetting it")
             await machine.close()
             del self._machines[name]
+        else:
+            self._refuse_unadopted(self.run_dir(name))
         shutil.rmtree(self.run_dir(name), ignore_errors=True)
 
     async def close(self) -> None:

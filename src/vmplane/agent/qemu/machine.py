@@ -64,7 +64,11 @@ class QemuMachine:
 
     async def attach(self, *, connect_timeout: float) -> None:
         """Watch the process and connect QMP; for a QEMU just spawned or one left by an earlier agent."""
-        self._watch = ProcessWatch(self.record.pid)
+        try:
+            self._watch = ProcessWatch(self.record.pid)
+        except ProcessLookupError as err:
+            self._finish(None, reason="QEMU exited before it could be watched")
+            raise HypervisorError(f"{self.name}: QEMU pid {self.record.pid} is gone") from err
         self._spawn(self._await_exit(self._watch))
         await self._connect(connect_timeout)
 
