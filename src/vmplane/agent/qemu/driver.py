@@ -145,7 +145,7 @@ class QemuHypervisor:
         self._machines[spec.name] = machine
         try:
             await machine.attach(connect_timeout=self._connect_timeout)
-            await self._resume(machine)
+            await machine.resume()
         except (HypervisorError, ExecuteError) as err:
             machine.kill()
             await machine.wait_exit(_KILL_GRACE)
@@ -154,16 +154,6 @@ class QemuHypervisor:
             del self._machines[spec.name]
             shutil.rmtree(run_dir, ignore_errors=True)
             raise HypervisorError(f"{spec.name}: QEMU failed to start: {reason}") from err
-
-    async def _resume(self, machine: QemuMachine) -> None:
-        """Apply what the command line cannot express, then let a ``-S`` guest run."""
-        status = await machine.execute("query-status")
-        if status["status"] != "prelaunch":
-            return
-        for nic, up in machine.record.links.items():
-            if not up:
-                await machine.execute("set_link", {"name": naming.nic_device_id(nic), "up": False})
-        await machine.execute("cont")
 
     def _refuse_unadopted(self, run_dir: Path) -> None:
         try:
@@ -225,8 +215,8 @@ class QemuHypervisor:
             return machine
         try:
             await machine.attach(connect_timeout=self._connect_timeout)
-            await self._resume(machine)
-            await self._collect_orphans(machine)
+            await machine.resume()
+            await machine.free_orphaned_backends()
         except (HypervisorError, ExecuteError) as err:
             await machine.close()
             if machine.state is not None:  # it ended while we were connecting
@@ -235,26 +225,6 @@ class QemuHypervisor:
             return None
         log.info("%s: adopted QEMU pid %d", record.name, record.pid)
         return machine
-
-    async def _collect_orphans(self, machine: QemuMachine) -> None:
-        """Free backends whose device was deleted while no agent listened for ``DEVICE_DELETED``."""
-        devices = peripheral_types(await machine.execute("qom-list", {"path": "/machine/peripheral"}))
-        drives = {naming.drive_node(d) for dev in devices if (d := naming.disk_name_of(dev)) is not None}
-        nodes = await machine.execute("query-named-block-nodes", {"flat": True})
-        objects = await machine.execute("qom-list", {"path": "/objects"})
-        orphans: list[tuple[str, dict[str, str]]] = [
-            ("blockdev-del", {"node-name": node})
-            for n in nodes
-            if (node := n["node-name"]).startswith("drive-") and node not in drives
-        ]
-        for obj in objects:
-            dimm = obj["name"].removeprefix("mem-")
-            if naming.dimm_index(dimm) is not None and dimm not in devices:
-                orphans.append(("object-del", {"id": obj["name"]}))
-        for command, arguments in orphans:
-            log.info("%s: freeing orphaned backend: %s %s", machine.name, command, arguments)
-            with contextlib.suppress(ExecuteError):
-                await machine.execute(command, arguments)
 
     async def forget(self, name: str) -> None:
         """Drop a machine that has ended, and its run directory; a no-op for unknown names."""

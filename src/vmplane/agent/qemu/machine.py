@@ -21,7 +21,7 @@ from qemu.qmp import ExecuteError, Message
 
 from vmplane.agent.hypervisor import HotplugError, HypervisorError, MachineState, OnChange, UnplugTimeoutError
 from vmplane.agent.qemu import naming
-from vmplane.agent.qemu.observe import exit_outcome
+from vmplane.agent.qemu.observe import exit_outcome, peripheral_types
 from vmplane.agent.qemu.process import ProcessWatch, stderr_tail
 from vmplane.agent.qemu.records import MachineRecord, write_record
 from vmplane.agent.qemu.session import QmpSession, QmpUnavailableError
@@ -191,6 +191,36 @@ class QemuMachine:
             raise HotplugError(error)
         if self.state is not None:
             raise HypervisorError(f"{self.name} ended while {device_id} was being unplugged")
+
+    async def resume(self) -> None:
+        """Apply what the command line cannot express, then let a guest started with ``-S`` run."""
+        status = await self.execute("query-status")
+        if status["status"] != "prelaunch":
+            return
+        for nic, up in self.record.links.items():
+            if not up:
+                await self.execute("set_link", {"name": naming.nic_device_id(nic), "up": False})
+        await self.execute("cont")
+
+    async def free_orphaned_backends(self) -> None:
+        """Free backends whose device was deleted while no agent listened for ``DEVICE_DELETED``."""
+        devices = peripheral_types(await self.execute("qom-list", {"path": "/machine/peripheral"}))
+        drives = {naming.drive_node(d) for dev in devices if (d := naming.disk_name_of(dev)) is not None}
+        nodes = await self.execute("query-named-block-nodes", {"flat": True})
+        objects = await self.execute("qom-list", {"path": "/objects"})
+        orphans: list[tuple[str, dict[str, str]]] = [
+            ("blockdev-del", {"node-name": node})
+            for n in nodes
+            if (node := n["node-name"]).startswith("drive-") and node not in drives
+        ]
+        for obj in objects:
+            dimm = obj["name"].removeprefix("mem-")
+            if naming.dimm_index(dimm) is not None and dimm not in devices:
+                orphans.append(("object-del", {"id": obj["name"]}))
+        for command, arguments in orphans:
+            log.info("%s: freeing orphaned backend: %s %s", self.name, command, arguments)
+            with contextlib.suppress(ExecuteError):
+                await self.execute(command, arguments)
 
     def set_link_record(self, nic: str, up: bool | None) -> None:
         self.record = self.record.with_link(nic, up)
