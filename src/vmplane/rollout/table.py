@@ -102,7 +102,7 @@ def _memory_guest(diff: Difference, ctx: Context) -> Verdict:
     if max_guest is None:
         return pending(Reason.HOTPLUG_UNAVAILABLE)
     errors = memory_hotplug_errors(ctx.desired, max_guest)
-    if errors == ["Guest memory is greater than the configured maxGuest memory"]:
+    if errors[:1] == ["Guest memory is greater than the configured maxGuest memory"]:
         return pending(Reason.MEMORY_ABOVE_MAX)
     if errors:
         return pending(Reason.HOTPLUG_UNAVAILABLE, f"memory hotplug not supported, {errors[0]}")
