@@ -68,7 +68,7 @@ def parse_write_options(query: Mapping[str, str], dry_run_values: list[str]) -> 
         dry_run=bool(dry_run_values),
         field_validation=cast(FieldValidation, validation),
         field_manager=query.get("fieldManager", ""),
-        force=query.get("force", "") == "true",
+        force=query.get("force", "") in ("1", "t", "T", "true", "TRUE", "True"),
     )
 
 

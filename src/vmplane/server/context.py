@@ -15,7 +15,7 @@ from vmplane.server.paging import SnapshotCache
 from vmplane.server.registry import Registry
 from vmplane.store.base import Store
 
-__all__ = ["ApiContext", "ServerSettings", "dumps", "json_response", "utc_now", "wants_table"]
+__all__ = ["ApiContext", "ServerSettings", "dumps", "json_response", "query_bool", "utc_now", "wants_table"]
 
 BODY_LIMIT = 3 * 1024 * 1024
 
@@ -53,6 +53,11 @@ def json_response(body: Any, *, status: int = 200, warnings: Iterable[str] = ())
         escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
         response.headers.add("Warning", f'299 - "{escaped}"')
     return response
+
+
+def query_bool(value: str | None) -> bool:
+    """A boolean query parameter as Go's ``strconv.ParseBool`` reads it (``true``, ``True``, ``1``, ...)."""
+    return value in ("1", "t", "T", "true", "TRUE", "True")
 
 
 def wants_table(accept: str | None) -> bool:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from vmplane.server import status as st
 from vmplane.server import writes
-from vmplane.server.context import ApiContext, json_response, wants_table
+from vmplane.server.context import ApiContext, json_response, query_bool, wants_table
 from vmplane.server.listing import filtered_list
 from vmplane.server.routing import Target, parse_target
 from vmplane.server.tables import build_table
@@ -49,7 +49,7 @@ class ResourceHandlers:
         method = request.method
         if target.name is None:
             if method == "GET":
-                if request.query.get("watch") in ("1", "true"):
+                if query_bool(request.query.get("watch")):
                     return await serve_watch(self.ctx, target, request)
                 return await self.list(target, request)
             if target.namespace is None and method in ("POST", "DELETE"):

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from vmplane.server import status as st
-from vmplane.server.context import ApiContext, dumps, wants_table
+from vmplane.server.context import ApiContext, dumps, query_bool, wants_table
 from vmplane.server.listing import Selectors, request_selectors, selected
 from vmplane.server.routing import Target
 from vmplane.server.tables import build_table
@@ -92,7 +92,7 @@ async def serve_watch(ctx: ApiContext, target: Target, request: web.Request) -> 
     resource_type = target.resource_type
     selectors = request_selectors(target, request)
     timeout = _timeout(ctx, request)
-    bookmarks = request.query.get("allowWatchBookmarks") in ("true", "1")
+    bookmarks = query_bool(request.query.get("allowWatchBookmarks"))
     raw_rv = request.query.get("resourceVersion", "")
     filtering = bool(selectors[0] or selectors[1])
     initial: list[JsonObject] = []
