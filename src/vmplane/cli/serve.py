@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vmplane.app import ControlPlane, PlaneOptions
 from vmplane.server.app import ListenAddress, run_server
 
 __all__ = ["default_data_dir", "register"]
@@ -28,6 +29,32 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--tls-cert", type=Path, default=None, help="server certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, default=None, help="server key (PEM)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--hypervisor",
+        default="qemu",
+        choices=["qemu", "simulated"],
+        help="run guests in QEMU (default) or in a simulated hypervisor",
+    )
+    parser.add_argument(
+        "--accel",
+        default="auto",
+        choices=["auto", "kvm", "tcg"],
+        help="QEMU acceleration: KVM when a probe shows it works (auto), or forced",
+    )
+    parser.add_argument("--node-name", default="node01", help="this host's Node name (default: %(default)s)")
+    parser.add_argument(
+        "--node-label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra label on this host's Node (repeatable)",
+    )
+    parser.add_argument(
+        "--crash-backoff",
+        type=float,
+        default=10.0,
+        help="seconds before restarting a failed guest, doubling per failure",
+    )
     parser.set_defaults(func=_serve)
 
 
@@ -39,9 +66,19 @@ def _serve(args: argparse.Namespace) -> int:
     )
     try:
         listen = ListenAddress.parse(args.listen)
+        labels = dict(_label(text) for text in args.node_label)
     except ValueError as err:
         print(f"vmplane serve: {err}", file=sys.stderr)
         return 2
+    data_dir = args.data_dir or default_data_dir()
+    options = PlaneOptions(
+        data_dir=data_dir,
+        hypervisor=args.hypervisor,
+        accel=args.accel,
+        node_name=args.node_name,
+        node_labels=labels,
+        crash_backoff=args.crash_backoff,
+    )
 
     def ready(path: Path) -> None:
         print(f"kubeconfig: {path}", flush=True)
@@ -49,8 +86,9 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         asyncio.run(
             run_server(
-                data_dir=args.data_dir or default_data_dir(),
+                data_dir=data_dir,
                 listen=listen,
+                plane=lambda store: ControlPlane(store, options),
                 tls_cert=args.tls_cert,
                 tls_key=args.tls_key,
                 on_ready=ready,
@@ -60,3 +98,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"vmplane serve: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--node-label: expected KEY=VALUE, got {text!r}")
+    return key, value

@@ -10,11 +10,11 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from aiohttp import web
 
@@ -36,10 +36,25 @@ from vmplane.server.security import (
 from vmplane.store.base import AlreadyExistsError, JsonObject, Store
 from vmplane.store.sqlite import SqliteStore
 
-__all__ = ["Background", "ListenAddress", "bootstrap", "create_app", "run_server"]
+__all__ = ["ListenAddress", "Plane", "bootstrap", "create_app", "run_server"]
 
 log = logging.getLogger("vmplane.server")
-Background = Callable[[Store], Coroutine[Any, Any, None]]
+
+
+class Plane(Protocol):
+    """What runs beside the API: its kinds, its extra routes, and its loops (controllers, agent)."""
+
+    registry: Registry
+
+    def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
+        """Add routes ahead of the generic resource routes."""
+        ...
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        ...
+
+
 _CONTEXT = web.AppKey("vmplane_context", ApiContext)
 
 
@@ -160,13 +175,19 @@ def create_app(
     token: str,
     settings: ServerSettings | None = None,
     clock: Callable[[], datetime] = utc_now,
+    extra_routes: Callable[[web.Application, ApiContext], None] | None = None,
 ) -> web.Application:
-    """The API as an aiohttp application; the caller owns the store's lifetime."""
+    """The API as an aiohttp application; the caller owns the store's lifetime.
+
+    ``extra_routes`` adds routes (e.g. subresources) ahead of the generic resource routes.
+    """
     settings = settings or ServerSettings()
     ctx = ApiContext(store=store, registry=registry, settings=settings, clock=clock)
     app = web.Application(middlewares=[_middleware(token)], client_max_size=settings.body_limit)
     app[_CONTEXT] = ctx
     _discovery_routes(app, registry)
+    if extra_routes is not None:
+        extra_routes(app, ctx)
     handlers = ResourceHandlers(ctx)
     app.router.add_route("*", "/api/v1/{tail:.+}", handlers.core)
     app.router.add_route("*", "/apis/{group}/{version}/{tail:.+}", handlers.grouped)
@@ -237,16 +258,15 @@ async def run_server(
     *,
     data_dir: Path,
     listen: ListenAddress,
-    registry: Registry | None = None,
-    background: Sequence[Background] = (),
+    plane: Callable[[Store], Plane] | None = None,
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     settings: ServerSettings | None = None,
     on_ready: Callable[[Path], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT; each ``background`` coroutine runs alongside with the same store.
+    """Serve until SIGTERM/SIGINT, with the control plane ``plane`` builds on the store running alongside.
 
-    A background task that ends with an error stops the server (and is re-raised).
+    If the plane's ``run`` ends with an error, the server stops and the error is re-raised.
     """
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = load_or_create_token(data_dir)
@@ -256,7 +276,14 @@ async def run_server(
     tasks: list[asyncio.Task[None]] = []
     try:
         await bootstrap(store)
-        app = create_app(store=store, registry=registry or default_registry(), token=token, settings=settings)
+        built = plane(store) if plane is not None else None
+        app = create_app(
+            store=store,
+            registry=built.registry if built is not None else default_registry(),
+            token=token,
+            settings=settings,
+            extra_routes=built.add_routes if built is not None else None,
+        )
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, listen.host, listen.port, ssl_context=server_ssl_context(tls))
@@ -275,7 +302,7 @@ async def run_server(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        tasks = [asyncio.create_task(task(store)) for task in background]
+        tasks = [asyncio.create_task(built.run())] if built is not None else []
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()

@@ -1,0 +1,87 @@
+"""The composition root: the only place that picks concrete adapters and wires them together.
+
+``ControlPlane`` is what ``vmplane serve`` runs beside the API on one store: the VM controller, the
+scheduler and this host's node agent with its hypervisor driver; and it gives the API its typed
+kinds and subresources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from aiohttp import web
+
+from vmplane.api.kubevirt import KubeVirtConfiguration
+from vmplane.controller.manager import ControllerManager
+from vmplane.controller.vm import cluster_configuration
+from vmplane.reconcile.events import EventRecorder
+from vmplane.server.context import ApiContext
+from vmplane.server.registry import Registry
+from vmplane.server.subresources import add_subresource_routes
+from vmplane.server.typed_kinds import typed_registry
+from vmplane.store.base import JsonObject, Store
+
+__all__ = ["ControlPlane", "PlaneOptions"]
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PlaneOptions:
+    """How ``vmplane serve`` runs guests on this host."""
+
+    data_dir: Path
+    hypervisor: Literal["qemu", "simulated"] = "qemu"
+    node_name: str = "node01"
+    accel: Literal["auto", "kvm", "tcg"] = "auto"
+    node_labels: dict[str, str] = field(default_factory=dict)
+    crash_backoff: float = 10.0
+
+
+class _InformerClusterView:
+    """Admission's view of the cluster, read from the controllers' caches."""
+
+    def __init__(self, manager: ControllerManager) -> None:
+        self._manager = manager
+
+    def configuration(self) -> KubeVirtConfiguration:
+        return cluster_configuration(self._manager.kubevirts)
+
+    def vmi(self, namespace: str, name: str) -> JsonObject | None:
+        return self._manager.vmis.get(namespace, name)
+
+
+class ControlPlane:
+    """Controllers, scheduler and node agent on one store, plus the API's typed kinds."""
+
+    def __init__(
+        self, store: Store, options: PlaneOptions, *, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self._store = store
+        self._options = options
+        self._events = EventRecorder(store, component="virt-controller", clock=clock)
+        self.manager = ControllerManager(
+            store=store, events=self._events, clock=clock, crash_backoff=options.crash_backoff
+        )
+        self._cluster = _InformerClusterView(self.manager)
+        self.registry: Registry = typed_registry(self._cluster)
+
+    def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
+        """The ``subresources.kubevirt.io`` routes."""
+        add_subresource_routes(app, ctx, self._cluster)
+
+    async def run(self) -> None:
+        """Run the controllers until cancelled."""
+        await self.manager.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.manager.stop()
