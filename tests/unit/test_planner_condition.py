@@ -258,6 +258,19 @@ def test_revert_of_an_interface_takes_its_network_along() -> None:
     assert replan(vmi, reverted, LIVE).empty
 
 
+def test_revert_of_one_topology_field_pins_the_whole_topology() -> None:
+    """A template without a topology is defaulted to 1x1x1 as a whole; a partial one is not defaulted."""
+    vmi = boot(spec(sockets=1, threads=2), LIVE)
+    edited = spec(sockets=None, cores=None, threads=None)
+    result = replan(vmi, edited, LIVE)
+    assert pending_paths(result) == ["spec.template.spec.domain.cpu.threads"]
+
+    reverted = revert(edited, vmi.spec, pending_paths(result))
+
+    assert (reverted.domain.cpu.sockets, reverted.domain.cpu.cores, reverted.domain.cpu.threads) == (1, 1, 2)
+    assert replan(vmi, reverted, LIVE).empty
+
+
 def test_revert_of_a_cluster_sourced_path_pins_the_running_value_in_the_template() -> None:
     booted_under = config(strategy="LiveUpdate", cpu_model="Haswell")
     now = config(strategy="LiveUpdate", cpu_model="Skylake-Server")
@@ -301,6 +314,9 @@ def test_revert_of_a_cluster_sourced_path_pins_the_running_value_in_the_template
             "q35",
             "pc-q35-rhel9.4.0",
             id="machine-type",
+        ),
+        pytest.param(
+            {}, {"machine_type": "q35"}, "domain.machine", None, {"type": "q35"}, id="machine-type-set"
         ),
         pytest.param(
             {"eviction_strategy": "LiveMigrateIfPossible"},

@@ -67,9 +67,20 @@ class Plan:
         return not self.live and not self.pending
 
 
-def _source(effective: EffectiveSpec, path: str) -> ChangeSource:
-    is_cluster = effective.source_of(path) is Provenance.CLUSTER
+def _source(effective: EffectiveSpec, diff: Difference) -> ChangeSource:
+    is_cluster = effective.source_of(diff.path) is Provenance.CLUSTER
+    if not is_cluster and diff.running is None and isinstance(diff.desired, dict):
+        # An object the running guest lacks and only cluster defaults fill in (``domain.machine``
+        # holding just the default machine type) is the cluster's change.
+        leaves = _leaves(diff.path, diff.desired)
+        is_cluster = bool(leaves) and all(effective.source_of(p) is Provenance.CLUSTER for p in leaves)
     return ChangeSource.CLUSTER if is_cluster else ChangeSource.TEMPLATE
+
+
+def _leaves(base: str, value: Any) -> list[str]:
+    if not isinstance(value, dict) or not value:
+        return [base]
+    return [leaf for key, child in value.items() for leaf in _leaves(f"{base}.{key}", child)]
 
 
 def _pending(diff: Difference, reason: Reason, message: str, source: ChangeSource) -> PendingChange:
@@ -113,7 +124,7 @@ def plan(
     blocking: list[PendingChange] = []
     live: list[tuple[Difference, LiveChange]] = []
     for diff in diff_models(actual_spec, desired.spec, running_wire=actual, desired_wire=desired_wire):
-        source = _source(desired, diff.path)
+        source = _source(desired, diff)
         if desired.source_of(diff.path) is Provenance.HEADROOM:
             continue
         verdict, kind = classify(diff, ctx)

@@ -20,6 +20,10 @@ _PARTNERS = {
     "networks": "domain.devices.interfaces",
 }
 
+# The topology is defaulted as a whole or not at all: reverting one of its fields pins all three, so
+# the template never ends up with a partial topology the running guest did not boot with.
+_TOPOLOGY = ("domain.cpu.sockets", "domain.cpu.cores", "domain.cpu.threads")
+
 
 def _spec_path(path: str) -> str:
     return path.removeprefix(TEMPLATE_SPEC_PREFIX)
@@ -29,6 +33,8 @@ def _with_partners(paths: Iterable[str]) -> list[str]:
     out: list[str] = []
     for path in map(_spec_path, paths):
         out.append(path)
+        if path in _TOPOLOGY:
+            out.extend(_TOPOLOGY)
         if "[name=" in path and path.endswith("]"):
             base, name = path[:-1].split("[name=", 1)
             partner = _PARTNERS.get(base)
