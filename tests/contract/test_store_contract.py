@@ -49,6 +49,13 @@ def vm(name: str, namespace: str = "default", *, cpu: int = 1, **metadata: Any) 
     }
 
 
+def _nested(depth: int) -> JsonObject:
+    value: JsonObject = {}
+    for _ in range(depth):
+        value = {"x": value}
+    return value
+
+
 def rv(obj: JsonObject) -> int:
     return int(obj["metadata"]["resourceVersion"])
 
@@ -113,6 +120,11 @@ async def test_cluster_scoped_objects_use_empty_namespace(store: Store) -> None:
     assert (await store.get("nodes", "", "n1"))["metadata"]["name"] == "n1"
 
 
+async def test_null_namespace_means_cluster_scoped(store: Store) -> None:
+    await store.create("nodes", {"metadata": {"name": "n1", "namespace": None}})
+    assert [i["metadata"]["name"] for i in (await store.list("nodes", "")).items] == ["n1"]
+
+
 async def test_get_missing_raises_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError):
         await store.get(VMS, "default", "absent")
@@ -130,6 +142,7 @@ async def test_get_missing_raises_not_found(store: Store) -> None:
         pytest.param({"metadata": {"name": "a"}, "spec": {"x": b"raw"}}, id="bytes"),
         pytest.param({"metadata": {"name": "a"}, "spec": {1: "int-key"}}, id="int-key"),
         pytest.param({"metadata": {"name": "a", "finalizers": "f"}}, id="finalizers-not-list"),
+        pytest.param({"metadata": {"name": "a"}, "spec": _nested(100_000)}, id="too-deep"),
     ],
 )
 async def test_create_of_invalid_object_raises_and_stores_nothing(store: Store, bad: JsonObject) -> None:
@@ -320,6 +333,11 @@ async def test_delete_with_finalizers_only_marks_the_object(store: Store, clock:
     assert await store.get(VMS, "default", "a") == marked
 
 
+async def test_marking_for_deletion_keeps_generation(store: Store) -> None:
+    await store.create(VMS, vm("a", finalizers=["f"]))
+    assert (await store.delete(VMS, "default", "a"))["metadata"]["generation"] == 1
+
+
 async def test_deleting_a_marked_object_again_changes_nothing(store: Store) -> None:
     await store.create(VMS, vm("a", finalizers=["f"]))
     marked = await store.delete(VMS, "default", "a")
@@ -506,6 +524,12 @@ async def test_watcher_that_falls_behind_still_gets_every_change_once(
     for index in range(1, 10):  # overflows the live queue: the watch falls back to the log
         await store.create(VMS, vm(f"vm-{index}"))
     assert [e.resource_version for e in await take(events, 9)] == list(range(2, 11))
+
+
+async def test_watch_on_closed_store_raises(store: Store) -> None:
+    await store.close()
+    with pytest.raises(StoreError):
+        await anext(store.watch(VMS, since=0))
 
 
 async def test_close_ends_open_watches(store: Store) -> None:

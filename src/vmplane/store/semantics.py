@@ -11,6 +11,7 @@ them, which is safe because backends encode the result to JSON text at once.
 
 from __future__ import annotations
 
+import gc
 import json
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
@@ -81,7 +82,7 @@ def decode_request(obj: object) -> tuple[ObjectKey, JsonObject]:
     """
     try:
         text = json.dumps(obj, allow_nan=False)
-    except (TypeError, ValueError) as err:  # unserialisable value, NaN/Infinity, or a cycle
+    except (TypeError, ValueError, RecursionError) as err:  # unserialisable, NaN, cycle, too deep
         raise InvalidObjectError(f"object is not JSON: {err}") from err
     # json.dumps quietly turns int/float/bool/None keys into strings; refuse them instead.
     _check_keys(obj, "")
@@ -94,7 +95,9 @@ def decode_request(obj: object) -> tuple[ObjectKey, JsonObject]:
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidObjectError("metadata.name: required")
-    namespace = metadata.get("namespace", "")
+    namespace = metadata.get("namespace")
+    if namespace is None:  # absent, or null as some clients send for "no namespace"
+        namespace = ""
     if not isinstance(namespace, str):
         raise InvalidObjectError("metadata.namespace: must be a string")
     finalizers = metadata.get("finalizers", [])
@@ -223,5 +226,14 @@ def _spec_of(obj: JsonObject) -> str:
 
 def decode_list(bodies: list[str]) -> list[JsonObject]:
     """Decode stored texts into fresh objects with one json.loads call (cheaper than one per text)."""
-    items: list[JsonObject] = json.loads("[" + ",".join(bodies) + "]")
+    # Decoding 10,000 VMs allocates millions of containers, and each allocation burst triggers the
+    # cyclic garbage collector, which then scans them all again: that made a 10k list 4x slower.
+    # Decoded JSON cannot contain reference cycles, so pausing the collector loses nothing.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        items: list[JsonObject] = json.loads("[" + ",".join(bodies) + "]")
+    finally:
+        if was_enabled:
+            gc.enable()
     return items

@@ -131,6 +131,8 @@ async def stream(
         try:
             cut = head()
             while last < cut:
+                if subscriber.closed:
+                    return  # the store closed while the consumer held a replayed event
                 page = read(resource, namespace, last, cut, REPLAY_PAGE)
                 # A compaction while we were suspended in a yield may have removed entries after
                 # `last`; the page is only complete if it did not.
