@@ -44,9 +44,13 @@ def test_apply_get_reapply_delete_user_guide_vm(api_server: ApiServer) -> None:
     assert "resourceVersion:" in as_yaml
 
     assert "unchanged" in _apply(api_server, USER_GUIDE_VM)
-    changed = USER_GUIDE_VM.replace("runStrategy: Halted", "runStrategy: Manual").replace(
-        "        - name: cloudinitdisk\n          cloudInitNoCloud:\n            userDataBase64: SGkuXG4=\n",
-        "",
+    changed = (
+        USER_GUIDE_VM.replace("runStrategy: Halted", "runStrategy: Manual")
+        .replace(
+            "        - name: cloudinitdisk\n          cloudInitNoCloud:\n            userDataBase64: SGkuXG4=\n",
+            "",
+        )
+        .replace("            - name: cloudinitdisk\n              disk:\n                bus: virtio\n", "")
     )
     assert "configured" in _apply(api_server, changed)
     vm = _vm(api_server, "testvm")
@@ -166,15 +170,7 @@ def test_wait_for_jsonpath(api_server: ApiServer) -> None:
     try:
         lines = LineReader(waiter)
         api_server.kubectl(
-            "patch",
-            "vm",
-            "waitme",
-            "--subresource",
-            "status",
-            "--type",
-            "merge",
-            "-p",
-            '{"status":{"printableStatus":"Running"}}',
+            "patch", "vm", "waitme", "--type", "merge", "-p", '{"spec":{"runStrategy":"Always"}}'
         )
         lines.wait_for(lambda line: "condition met" in line, timeout=40)
         assert waiter.wait(timeout=10) == 0

@@ -120,6 +120,8 @@ def start_server(tmp: Path) -> ApiServer:
                 "127.0.0.1:0",
                 "--log-level",
                 "debug",
+                "--hypervisor",
+                "simulated",
             ],
             stdout=subprocess.PIPE,
             stderr=log,

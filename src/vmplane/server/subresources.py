@@ -114,7 +114,7 @@ class _Subresources:
             raise st.bad_request(
                 f"paths: not pending: {', '.join(unknown)}; pending: {', '.join(pending) or 'none'}"
             )
-        template = revert(vm.spec.template.spec, vmi.spec, sorted(normalized))
+        template = revert(vm.spec.template.spec, vmi.spec, sorted(normalized), observed=vmi.status)
         reverted = vm.model_copy(
             update={
                 "spec": vm.spec.model_copy(
