@@ -47,7 +47,9 @@ def test_apply_get_reapply_delete_user_guide_vm(api_server: ApiServer) -> None:
     changed = (
         USER_GUIDE_VM.replace("runStrategy: Halted", "runStrategy: Manual")
         .replace(
-            "        - name: cloudinitdisk\n          cloudInitNoCloud:\n            userDataBase64: SGkuXG4=\n",
+            "        - name: cloudinitdisk\n"
+            "          cloudInitNoCloud:\n"
+            "            userDataBase64: SGkuXG4=\n",
             "",
         )
         .replace("            - name: cloudinitdisk\n              disk:\n                bus: virtio\n", "")
