@@ -16,6 +16,12 @@ from typing import Literal
 
 from aiohttp import web
 
+from vmplane.agent.agent import NodeAgent
+from vmplane.agent.hypervisor import Hypervisor, OnChange
+from vmplane.agent.machine import HostPaths
+from vmplane.agent.qemu import QemuHypervisor
+from vmplane.agent.scheduler import Scheduler
+from vmplane.agent.simulated import SimulatedHypervisor
 from vmplane.api.kubevirt import KubeVirtConfiguration
 from vmplane.controller.manager import ControllerManager
 from vmplane.controller.vm import cluster_configuration
@@ -73,15 +79,35 @@ class ControlPlane:
         )
         self._cluster = _InformerClusterView(self.manager)
         self.registry: Registry = typed_registry(self._cluster)
+        self.scheduler = Scheduler(store=store, clock=clock)
+        self.agent = NodeAgent(
+            store=store,
+            hypervisor=self._hypervisor,
+            node_name=options.node_name,
+            paths=HostPaths(options.data_dir),
+            clock=clock,
+            node_labels=options.node_labels,
+        )
+
+    def _hypervisor(self, on_change: OnChange) -> Hypervisor:
+        if self._options.hypervisor == "simulated":
+            return SimulatedHypervisor(on_change=on_change, latency=0.01)
+        return QemuHypervisor(
+            base_dir=self._options.data_dir / "machines", accel=self._options.accel, on_change=on_change
+        )
 
     def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
         """The ``subresources.kubevirt.io`` routes."""
         add_subresource_routes(app, ctx, self._cluster)
 
     async def run(self) -> None:
-        """Run the controllers until cancelled."""
+        """Run the controllers, the scheduler and the node agent until cancelled."""
         await self.manager.start()
+        await self.scheduler.start()
+        await self.agent.start()
         try:
             await asyncio.Event().wait()
         finally:
+            await self.agent.stop()
+            await self.scheduler.stop()
             await self.manager.stop()

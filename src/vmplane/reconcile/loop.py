@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from vmplane.reconcile.queue import ShutDownError, WorkQueue
+from vmplane.store.base import ConflictError
 
 __all__ = ["Controller", "Reconciler", "Result"]
 
@@ -89,6 +90,11 @@ class Controller(Generic[K]):
                 result = await self._reconciler.reconcile(key)
             except asyncio.CancelledError:
                 raise
+            except ConflictError:
+                # Another writer got there first (routine between controller, scheduler and agent):
+                # re-read and try again, without the noise of a failure.
+                log.debug("%s: %s changed meanwhile; reconciling again", self.name, key)
+                self.queue.add_after(key, self._backoff(key))
             except Exception:
                 delay = self._backoff(key)
                 log.exception("%s: reconcile of %s failed; retrying in %.2fs", self.name, key, delay)
