@@ -17,15 +17,18 @@ from typing import Literal
 from aiohttp import web
 
 from vmplane.agent.agent import NodeAgent
+from vmplane.agent.console import QemuConsoleLogs
 from vmplane.agent.hypervisor import Hypervisor, OnChange
 from vmplane.agent.machine import HostPaths
 from vmplane.agent.qemu import QemuHypervisor
 from vmplane.agent.scheduler import Scheduler
 from vmplane.agent.simulated import SimulatedHypervisor
+from vmplane.agent.volumes import QemuVolumePreparer
 from vmplane.api.kubevirt import KubeVirtConfiguration
 from vmplane.controller.manager import ControllerManager
 from vmplane.controller.vm import cluster_configuration
 from vmplane.reconcile.events import EventRecorder
+from vmplane.server.console import add_console_routes
 from vmplane.server.context import ApiContext
 from vmplane.server.registry import Registry
 from vmplane.server.subresources import add_subresource_routes
@@ -42,7 +45,10 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class PlaneOptions:
-    """How ``vmplane serve`` runs guests on this host."""
+    """How ``vmplane serve`` runs guests on this host.
+
+    ``host_disk_dirs``: where ``hostDisk`` paths may point (default ``<data_dir>/hostdisks``).
+    """
 
     data_dir: Path
     hypervisor: Literal["qemu", "simulated"] = "qemu"
@@ -50,6 +56,17 @@ class PlaneOptions:
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     node_labels: dict[str, str] = field(default_factory=dict)
     crash_backoff: float = 10.0
+    host_disk_dirs: tuple[Path, ...] = ()
+
+    @property
+    def allowed_host_dirs(self) -> tuple[Path, ...]:
+        """``host_disk_dirs`` (or the default), as absolute paths."""
+        return tuple(d.absolute() for d in self.host_disk_dirs or (self.data_dir / "hostdisks",))
+
+    @property
+    def machines_dir(self) -> Path:
+        """Where QEMU machines keep their run directories (QMP socket, console log, record)."""
+        return self.data_dir / "machines"
 
 
 class _InformerClusterView:
@@ -69,8 +86,14 @@ class ControlPlane:
     """Controllers, scheduler and node agent on one store, plus the API's typed kinds."""
 
     def __init__(
-        self, store: Store, options: PlaneOptions, *, clock: Callable[[], datetime] = utc_now
+        self,
+        store: Store,
+        options: PlaneOptions,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        hypervisor: Callable[[OnChange], Hypervisor] | None = None,
     ) -> None:
+        """``hypervisor`` overrides the driver ``options`` choose (tests inject failures through it)."""
         self._store = store
         self._options = options
         self._events = EventRecorder(store, component="virt-controller", clock=clock)
@@ -78,27 +101,36 @@ class ControlPlane:
             store=store, events=self._events, clock=clock, crash_backoff=options.crash_backoff
         )
         self._cluster = _InformerClusterView(self.manager)
-        self.registry: Registry = typed_registry(self._cluster)
+        self.registry: Registry = typed_registry(
+            self._cluster, allowed_host_dirs=tuple(str(d) for d in options.allowed_host_dirs)
+        )
         self.scheduler = Scheduler(store=store, clock=clock)
+        paths = HostPaths(options.data_dir)
+        qemu = options.hypervisor == "qemu"
         self.agent = NodeAgent(
             store=store,
-            hypervisor=self._hypervisor,
+            hypervisor=hypervisor or self._hypervisor,
             node_name=options.node_name,
-            paths=HostPaths(options.data_dir),
+            paths=paths,
             clock=clock,
+            preparer=QemuVolumePreparer(paths=paths, allowed_host_dirs=options.allowed_host_dirs)
+            if qemu
+            else None,
             node_labels=options.node_labels,
         )
+        self._console = QemuConsoleLogs(options.machines_dir) if qemu else None
 
     def _hypervisor(self, on_change: OnChange) -> Hypervisor:
         if self._options.hypervisor == "simulated":
             return SimulatedHypervisor(on_change=on_change, latency=0.01)
         return QemuHypervisor(
-            base_dir=self._options.data_dir / "machines", accel=self._options.accel, on_change=on_change
+            base_dir=self._options.machines_dir, accel=self._options.accel, on_change=on_change
         )
 
     def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
         """The ``subresources.kubevirt.io`` routes."""
         add_subresource_routes(app, ctx, self._cluster)
+        add_console_routes(app, ctx, self._console)
 
     async def run(self) -> None:
         """Run the controllers, the scheduler and the node agent until cancelled."""

@@ -185,6 +185,11 @@ def create_app(
     ctx = ApiContext(store=store, registry=registry, settings=settings, clock=clock)
     app = web.Application(middlewares=[_middleware(token)], client_max_size=settings.body_limit)
     app[_CONTEXT] = ctx
+
+    async def stop_caches(_: web.Application) -> None:
+        await ctx.caches.close()
+
+    app.on_cleanup.append(stop_caches)
     _discovery_routes(app, registry)
     if extra_routes is not None:
         extra_routes(app, ctx)
@@ -301,7 +306,9 @@ async def run_server(
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            # Only the main thread can take signals; embedded servers (tests) are stopped by cancelling.
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
         tasks = [asyncio.create_task(built.run())] if built is not None else []
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
