@@ -78,6 +78,7 @@ class Condition(WireModel):
     message: str | None = None
     last_transition_time: str | None = None
     last_probe_time: str | None = None
+    observed_generation: int | None = None
 
 
 class StatusCause(WireModel):

@@ -79,6 +79,9 @@ def derive_status(vm: VirtualMachine, obs: Observation) -> VirtualMachineStatus:
     if obs.vmi is not None and obs.vmi.status is not None:
         conditions += [c for c in obs.vmi.status.conditions or () if c.type not in NOT_MIRRORED]
     generation = vm.metadata.generation
+    # Each condition says which generation it was computed for, so ``kubectl wait --for=condition``
+    # trusts it even while status.observedGeneration lags (it does while changes are pending).
+    conditions = [c.model_copy(update={"observed_generation": generation}) for c in conditions]
     converged = obs.vmi is not None and obs.plan is not None and obs.plan.empty
     observed_generation = generation if converged else previous.observed_generation
     pending = list(obs.plan.pending) if obs.plan is not None and obs.plan.pending else None

@@ -1,0 +1,116 @@
+"""The virtctl-like CLI against a running ``vmplane serve``: start, stop, restart, pending, revert, plan."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from test_api_support import ApiServer, api_server
+
+__all__ = ["api_server"]
+
+VM = """\
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata:
+  name: {name}
+spec:
+  runStrategy: {run_strategy}
+  template:
+    spec:
+      domain:
+        cpu: {{sockets: 1, cores: 1, threads: 1}}
+        memory: {{guest: 1Gi}}
+        devices: {{}}
+      terminationGracePeriodSeconds: 0
+"""
+
+
+def vmplane(server: ApiServer, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "vmplane.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=server.env(),
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"vmplane {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+def test_start_with_wait_brings_a_halted_vm_to_running(api_server: ApiServer) -> None:
+    api_server.kubectl("apply", "-f", "-", stdin=VM.format(name="cli-start", run_strategy="Halted"))
+    vmplane(api_server, "start", "cli-start", "--wait", "--timeout", "60")
+    status = api_server.kubectl("get", "vm", "cli-start", "-o", "jsonpath={.status.printableStatus}").stdout
+    assert status == "Running"
+
+
+def test_stop_with_wait_leaves_no_vmi(api_server: ApiServer) -> None:
+    api_server.kubectl("apply", "-f", "-", stdin=VM.format(name="cli-stop", run_strategy="Always"))
+    api_server.kubectl(
+        "wait", "vm", "cli-stop", "--for=jsonpath={.status.printableStatus}=Running", "--timeout=60s"
+    )
+    vmplane(api_server, "stop", "cli-stop", "--wait", "--timeout", "60")
+    assert api_server.kubectl("get", "vmi", "cli-stop", check=False).returncode != 0
+
+
+def test_restart_of_a_halted_vm_fails_with_upstreams_message(api_server: ApiServer) -> None:
+    api_server.kubectl("apply", "-f", "-", stdin=VM.format(name="cli-halted", run_strategy="Halted"))
+    result = vmplane(api_server, "restart", "cli-halted", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: RunStategy Halted does not support manual restart requests"
+
+
+def test_pending_lists_changes_and_revert_clears_them(api_server: ApiServer) -> None:
+    api_server.kubectl("apply", "-f", "-", stdin=VM.format(name="cli-pending", run_strategy="Always"))
+    api_server.kubectl(
+        "wait", "vm", "cli-pending", "--for=jsonpath={.status.printableStatus}=Running", "--timeout=60s"
+    )
+    api_server.kubectl(
+        "patch",
+        "vm",
+        "cli-pending",
+        "--type",
+        "merge",
+        "-p",
+        '{"spec":{"template":{"spec":{"hostname":"renamed"}}}}',
+    )
+    api_server.kubectl("wait", "vm", "cli-pending", "--for=condition=RestartRequired", "--timeout=60s")
+    table = vmplane(api_server, "pending", "cli-pending").stdout
+    assert "spec.template.spec.hostname" in table
+    assert "NonLiveUpdatableChange" in table
+    vmplane(api_server, "revert", "cli-pending")
+    generation = api_server.kubectl(
+        "get", "vm", "cli-pending", "-o", "jsonpath={.metadata.generation}"
+    ).stdout
+    # Converged again: the controller has seen the reverted generation and nothing is pending.
+    api_server.kubectl(
+        "wait",
+        "vm",
+        "cli-pending",
+        f"--for=jsonpath={{.status.observedGeneration}}={generation}",
+        "--timeout=60s",
+    )
+    assert "No changes" in vmplane(api_server, "pending", "cli-pending").stdout
+
+
+def test_plan_against_the_server_shows_pending_changes_without_storing(api_server: ApiServer) -> None:
+    api_server.kubectl("apply", "-f", "-", stdin=VM.format(name="cli-plan", run_strategy="Always"))
+    api_server.kubectl(
+        "wait", "vm", "cli-plan", "--for=jsonpath={.status.printableStatus}=Running", "--timeout=60s"
+    )
+    manifest = api_server.home / "plan.yaml"
+    manifest.write_text(VM.format(name="cli-plan", run_strategy="Always").replace("sockets: 1", "sockets: 2"))
+    before = api_server.revision()
+    output = vmplane(api_server, "plan", "-f", str(manifest)).stdout
+    assert "spec.template.spec.domain.cpu.sockets" in output
+    assert "StagedByStrategy" in output
+    assert api_server.revision() == before
+
+
+def test_unknown_vm_is_one_clear_error_line(api_server: ApiServer) -> None:
+    result = vmplane(api_server, "pending", "no-such-vm", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == 'error: virtualmachines.kubevirt.io "no-such-vm" not found'
