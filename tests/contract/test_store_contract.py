@@ -526,6 +526,56 @@ async def test_watcher_that_falls_behind_still_gets_every_change_once(
     assert [e.resource_version for e in await take(events, 9)] == list(range(2, 11))
 
 
+def kinds(events: list[WatchEvent]) -> list[tuple[str, int]]:
+    return [(e.type, e.resource_version) for e in events]
+
+
+async def test_progress_watch_reports_the_head_once_caught_up(store: Store) -> None:
+    await store.create(VMS, vm("a"))
+    await store.create(PODS, vm("p"))
+    events = store.watch(VMS, since=0, progress=True)
+    [added, bookmark] = await take(events, 2)
+    assert kinds([added, bookmark]) == [("ADDED", 1), ("BOOKMARK", 2)]
+    assert bookmark.object == {}
+
+
+async def test_progress_request_covers_writes_to_other_resources(store: Store) -> None:
+    events = store.watch(VMS, since=0, progress=True)
+    assert kinds(await take(events, 1)) == [("BOOKMARK", 0)]
+    await store.create(VMS, vm("a"))
+    await store.create(PODS, vm("p"))
+    await store.request_progress()
+    assert kinds(await take(events, 2)) == [("ADDED", 1), ("BOOKMARK", 2)]
+
+
+async def test_progress_request_is_answered_after_a_fall_back_to_the_log(
+    open_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watching, "LIVE_QUEUE_LIMIT", 3)
+    store = await open_store()
+    events = store.watch(VMS, since=0, progress=True)
+    assert kinds(await take(events, 1)) == [("BOOKMARK", 0)]
+    for index in range(10):  # overflows the live queue while the request is pending
+        await store.create(VMS, vm(f"vm-{index}"))
+    await store.request_progress()
+    await store.create(PODS, vm("p"))
+    got = await take(events, 11)
+    assert kinds(got[:10]) == [("ADDED", revision) for revision in range(1, 11)]
+    assert got[10].type == "BOOKMARK"
+    assert got[10].resource_version >= 10
+
+
+async def test_plain_watch_sends_no_bookmarks(store: Store) -> None:
+    events = store.watch(VMS, since=0)
+    pending = asyncio.ensure_future(anext(events))
+    await asyncio.sleep(0)
+    await store.create(PODS, vm("p"))
+    await store.request_progress()
+    await store.create(VMS, vm("a"))
+    async with asyncio.timeout(5):
+        assert summary([await pending]) == [("ADDED", "a", 2)]
+
+
 async def test_watch_on_closed_store_raises(store: Store) -> None:
     await store.close()
     with pytest.raises(StoreError):

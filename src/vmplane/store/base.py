@@ -57,9 +57,13 @@ class InvalidObjectError(StoreError):
 
 @dataclass(frozen=True, slots=True)
 class WatchEvent:
-    """One change, as a watch stream delivers it; ``object`` carries its new resourceVersion."""
+    """One change, as a watch stream delivers it; ``object`` carries its new resourceVersion.
 
-    type: WatchEventType
+    A ``BOOKMARK`` (only on a watch opened with ``progress=True``) is no change: its object is empty
+    and its ``resource_version`` is a revision up to which the stream has delivered every change.
+    """
+
+    type: WatchEventType | Literal["BOOKMARK"]
     object: JsonObject
     resource_version: int
 
@@ -113,12 +117,21 @@ class Store(Protocol):
         ...
 
     def watch(
-        self, resource: str, namespace: str | None = None, *, since: int
+        self, resource: str, namespace: str | None = None, *, since: int, progress: bool = False
     ) -> AsyncIterator[WatchEvent]:
         """Every change after ``since``, exactly once, in order, then live changes until closed.
 
         Raises ExpiredError (on first iteration) when ``since`` is older than the retained history.
+        With ``progress``, the stream also reports how far it has got, as etcd's progress notify
+        does: a BOOKMARK once it has caught up with the store, and one after each
+        ``request_progress``, each carrying a revision at least as new as every write committed
+        before it was asked for. A cache uses them to know it has seen every change up to a revision
+        even when the latest writes were to other resources.
         """
+        ...
+
+    async def request_progress(self) -> None:
+        """Ask every watch opened with ``progress`` to send a BOOKMARK once it has caught up."""
         ...
 
     async def current_revision(self) -> int:

@@ -180,10 +180,13 @@ class SqliteStore:
         self._commit(db, resource, key, change)
         return change.object
 
-    def watch(self, resource: str, namespace: str | None = None, *, since: int) -> AsyncIterator[WatchEvent]:
+    def watch(
+        self, resource: str, namespace: str | None = None, *, since: int, progress: bool = False
+    ) -> AsyncIterator[WatchEvent]:
         """Every change after ``since``, exactly once, in order, then live changes until closed.
 
-        Raises ExpiredError on first iteration when ``since`` is older than the retained history.
+        Raises ExpiredError on first iteration when ``since`` is older than the retained history;
+        ``progress`` adds BOOKMARK events, see ``Store.watch``.
         """
         return stream(
             hub=self._hub,
@@ -193,7 +196,13 @@ class SqliteStore:
             resource=resource,
             namespace=namespace,
             since=since,
+            progress=progress,
         )
+
+    async def request_progress(self) -> None:
+        """Ask every watch opened with ``progress`` to send a BOOKMARK once it has caught up."""
+        self._live()
+        self._hub.request_progress()
 
     async def current_revision(self) -> int:
         """The resourceVersion of the latest write."""

@@ -11,6 +11,12 @@ A subscriber that falls ``LIVE_QUEUE_LIMIT`` events behind is not allowed to gro
 bound: its queue is dropped and it goes back to replaying from the log, which holds the same events.
 Only if the log has been compacted past it meanwhile does it end with ExpiredError, like a Kubernetes
 watch that gets 410 Gone.
+
+A watch opened with ``progress`` also reports progress, as etcd's progress notify does: when it has
+nothing pending it is level with the log's head (every write publishes before the head moves on, with
+no ``await`` in between), so it can say so with a BOOKMARK at the head. It does once after catching
+up, and again whenever ``WatchHub.request_progress`` asks; a request that arrives while it replays or
+re-subscribes is answered once it has caught up, so none is lost.
 """
 
 from __future__ import annotations
@@ -51,15 +57,26 @@ LogReader = Callable[[str, "str | None", int, int, int], LogPage]
 
 
 class _Subscriber:
-    __slots__ = ("closed", "namespace", "overflowed", "pending", "resource", "wakeup")
+    __slots__ = (
+        "closed",
+        "namespace",
+        "overflowed",
+        "pending",
+        "progress",
+        "progress_requested",
+        "resource",
+        "wakeup",
+    )
 
-    def __init__(self, resource: str, namespace: str | None) -> None:
+    def __init__(self, resource: str, namespace: str | None, *, progress: bool) -> None:
         self.resource = resource
         self.namespace = namespace
         self.pending: deque[LogEntry] = deque()
         self.wakeup = asyncio.Event()
         self.overflowed = False
         self.closed = False
+        self.progress = progress
+        self.progress_requested = False
 
     def offer(self, entry: LogEntry, limit: int) -> None:
         if self.overflowed or entry.resource != self.resource:
@@ -77,6 +94,11 @@ class _Subscriber:
         self.closed = True
         self.wakeup.set()
 
+    def request_progress(self) -> None:
+        if self.progress:
+            self.progress_requested = True
+            self.wakeup.set()
+
 
 class WatchHub:
     """In-process fan-out of committed log entries to open watches."""
@@ -91,6 +113,11 @@ class WatchHub:
         for subscriber in self._subscribers:
             subscriber.offer(entry, self._limit)
 
+    def request_progress(self) -> None:
+        """Ask every watch opened with ``progress`` for a BOOKMARK once it has caught up."""
+        for subscriber in self._subscribers:
+            subscriber.request_progress()
+
     def close(self) -> None:
         """End every open watch after it has delivered what it already holds."""
         self.closed = True
@@ -98,8 +125,8 @@ class WatchHub:
             subscriber.end()
         self._subscribers.clear()
 
-    def _subscribe(self, resource: str, namespace: str | None) -> _Subscriber:
-        subscriber = _Subscriber(resource, namespace)
+    def _subscribe(self, resource: str, namespace: str | None, *, progress: bool) -> _Subscriber:
+        subscriber = _Subscriber(resource, namespace, progress=progress)
         self._subscribers.add(subscriber)
         return subscriber
 
@@ -116,6 +143,7 @@ async def stream(
     resource: str,
     namespace: str | None,
     since: int,
+    progress: bool = False,
 ) -> AsyncIterator[WatchEvent]:
     """The Store.watch contract over a backend's log (``read``, ``head``, ``compacted`` revisions).
 
@@ -123,11 +151,13 @@ async def stream(
     the read and the check.
     """
     last = since
+    report = progress  # a progress watch reports once it has caught up, then when asked
     while True:
         if hub.closed:
             raise StoreError("store is closed")
         _check_retained(last, compacted())
-        subscriber = hub._subscribe(resource, namespace)
+        subscriber = hub._subscribe(resource, namespace, progress=progress)
+        subscriber.progress_requested = report
         try:
             cut = head()
             while last < cut:
@@ -152,10 +182,15 @@ async def stream(
                     return
                 elif subscriber.overflowed:
                     break  # resubscribe and catch up from the log
+                elif subscriber.progress_requested:
+                    # Nothing pending: every change up to the head has been delivered.
+                    subscriber.progress_requested = False
+                    yield WatchEvent("BOOKMARK", {}, head())
                 else:
                     subscriber.wakeup.clear()
                     await subscriber.wakeup.wait()
         finally:
+            report = subscriber.progress_requested  # carried over a re-subscription
             hub._unsubscribe(subscriber)
 
 

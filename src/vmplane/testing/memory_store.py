@@ -96,8 +96,13 @@ class MemoryStore:
         self._commit(resource, key, change)
         return change.object
 
-    def watch(self, resource: str, namespace: str | None = None, *, since: int) -> AsyncIterator[WatchEvent]:
-        """Every change after ``since``, exactly once, in order, then live changes until closed."""
+    def watch(
+        self, resource: str, namespace: str | None = None, *, since: int, progress: bool = False
+    ) -> AsyncIterator[WatchEvent]:
+        """Every change after ``since``, exactly once, in order, then live changes until closed.
+
+        ``progress`` adds BOOKMARK events, see ``Store.watch``.
+        """
         return stream(
             hub=self._hub,
             read=self._read_log,
@@ -106,7 +111,13 @@ class MemoryStore:
             resource=resource,
             namespace=namespace,
             since=since,
+            progress=progress,
         )
+
+    async def request_progress(self) -> None:
+        """Ask every watch opened with ``progress`` to send a BOOKMARK once it has caught up."""
+        self._check_open()
+        self._hub.request_progress()
 
     async def current_revision(self) -> int:
         """The resourceVersion of the latest write."""
