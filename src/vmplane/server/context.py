@@ -1,8 +1,7 @@
-"""What every handler shares: the store, the registry, settings, clock; and JSON/Table responses."""
+"""What every handler shares (store, watch caches, registry, settings, clock) and JSON/Table responses."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,6 +12,8 @@ from aiohttp import web
 from vmplane.server.discovery import accept_entries
 from vmplane.server.paging import SnapshotCache
 from vmplane.server.registry import Registry
+from vmplane.server.watch_cache import CachedObject, WatchCaches
+from vmplane.server.watch_cache import encode as dumps
 from vmplane.store.base import Store
 
 __all__ = ["ApiContext", "ServerSettings", "dumps", "json_response", "query_bool", "utc_now", "wants_table"]
@@ -26,12 +27,17 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    """Limits and timings; tests shorten ``bookmark_interval``."""
+    """Limits and timings; tests shorten ``bookmark_interval``.
+
+    ``consistent_read_timeout``: how long a read waits for the watch cache to catch up with the store
+    before it reads the store instead.
+    """
 
     body_limit: int = BODY_LIMIT
     bookmark_interval: float = 60.0
     default_watch_timeout: float = 1800.0
     max_conflict_retries: int = 5
+    consistent_read_timeout: float = 10.0
 
 
 @dataclass(slots=True)
@@ -40,11 +46,11 @@ class ApiContext:
     registry: Registry
     settings: ServerSettings = field(default_factory=ServerSettings)
     clock: Callable[[], datetime] = utc_now
-    snapshots: SnapshotCache = field(default_factory=SnapshotCache)
+    snapshots: SnapshotCache[CachedObject] = field(default_factory=SnapshotCache)
+    caches: WatchCaches = field(init=False)
 
-
-def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    def __post_init__(self) -> None:
+        self.caches = WatchCaches(store=self.store, wait_timeout=self.settings.consistent_read_timeout)
 
 
 def json_response(body: Any, *, status: int = 200, warnings: Iterable[str] = ()) -> web.Response:

@@ -10,7 +10,7 @@ from aiohttp import web
 from vmplane.server import status as st
 from vmplane.server import writes
 from vmplane.server.context import ApiContext, json_response, query_bool, wants_table
-from vmplane.server.listing import filtered_list
+from vmplane.server.listing import filtered_snapshot, list_body
 from vmplane.server.routing import Target, parse_target
 from vmplane.server.tables import build_table
 from vmplane.server.watch import serve_watch
@@ -94,7 +94,7 @@ class ResourceHandlers:
         if token:
             page = self.ctx.snapshots.next_page(token, limit)
         else:
-            items, resource_version = await filtered_list(self.ctx, target, request)
+            items, resource_version = await filtered_snapshot(self.ctx, target, request)
             page = self.ctx.snapshots.first_page(items, resource_version, limit)
         metadata: JsonObject = {"resourceVersion": str(page.resource_version)}
         if page.continue_token:
@@ -104,16 +104,16 @@ class ResourceHandlers:
         if wants_table(request.headers.get("Accept")):
             table = build_table(
                 resource_type,
-                page.items,
+                [item.object for item in page.items],
                 now=self.ctx.clock(),
                 include_object=request.query.get("includeObject", "Metadata"),
                 list_metadata=metadata,
             )
             return json_response(table)
-        body = {
-            "apiVersion": resource_type.api_version,
-            "kind": resource_type.list_kind,
-            "metadata": metadata,
-            "items": page.items,
-        }
-        return json_response(body)
+        body = list_body(
+            api_version=resource_type.api_version,
+            kind=resource_type.list_kind,
+            metadata=metadata,
+            items=page.items,
+        )
+        return web.Response(body=body, content_type="application/json")

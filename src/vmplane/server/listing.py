@@ -1,4 +1,5 @@
-"""Filtering a collection by the request's label and field selectors."""
+"""A collection as a request sees it: the watch cache's snapshot filtered by the request's selectors,
+and the list response spliced from the items' pre-encoded JSON."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from vmplane.server.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+from vmplane.server.watch_cache import CachedObject, encode
 from vmplane.store.base import JsonObject
 
-__all__ = ["Selectors", "filtered_list", "request_selectors"]
+__all__ = ["Selectors", "filtered_list", "filtered_snapshot", "list_body", "request_selectors", "selected"]
 
 Selectors = tuple[tuple[LabelRequirement, ...], tuple[FieldRequirement, ...]]
 
@@ -40,13 +42,27 @@ def selected(selectors: Selectors, obj: JsonObject) -> bool:
     return matches_labels(labels, obj) and matches_fields(fields, obj)
 
 
+async def filtered_snapshot(
+    ctx: ApiContext, target: Target, request: web.Request
+) -> tuple[list[CachedObject], int]:
+    """The cached objects of a collection matching the request's selectors, and the snapshot's version."""
+    selectors = request_selectors(target, request)
+    snapshot = await ctx.caches.snapshot(target.resource_type.store_resource, target.namespace)
+    items = snapshot.items
+    if selectors[0] or selectors[1]:
+        items = [item for item in items if selected(selectors, item.object)]
+    return items, snapshot.resource_version
+
+
 async def filtered_list(
     ctx: ApiContext, target: Target, request: web.Request
 ) -> tuple[list[JsonObject], int]:
-    """The objects of a collection matching the request's selectors, and the snapshot's version."""
-    selectors = request_selectors(target, request)
-    result = await ctx.store.list(target.resource_type.store_resource, target.namespace)
-    items = result.items
-    if selectors[0] or selectors[1]:
-        items = [o for o in items if selected(selectors, o)]
-    return items, result.resource_version
+    """The objects of a collection matching the request's selectors (shared: do not mutate them)."""
+    items, resource_version = await filtered_snapshot(ctx, target, request)
+    return [item.object for item in items], resource_version
+
+
+def list_body(*, api_version: str, kind: str, metadata: JsonObject, items: list[CachedObject]) -> bytes:
+    """``{"apiVersion", "kind", "metadata", "items"}`` with each item's JSON copied in, not re-encoded."""
+    head = encode({"apiVersion": api_version, "kind": kind, "metadata": metadata})
+    return b"".join((head[:-1], b',"items":[', b",".join(item.raw for item in items), b"]}"))

@@ -1,8 +1,9 @@
 """``limit``/``continue`` over a consistent snapshot.
 
-The Store cannot read at a past revision, so the first page of a paged list keeps its filtered
-snapshot here, for a few minutes (as etcd keeps history until compaction); a ``continue`` token
-names the snapshot and where the next page starts. An evicted snapshot answers 410 Expired, as an
+Neither the Store nor the watch cache can read at a past revision, so the first page of a paged list
+keeps its filtered snapshot here (the list of the items, which the cache never mutates), for a few
+minutes (as etcd keeps history until compaction); a ``continue`` token names the snapshot and where
+the next page starts. An evicted snapshot answers 410 Expired, as an
 etcd-compacted continue token does.
 """
 
@@ -16,11 +17,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from vmplane.server import status as st
-from vmplane.store.base import JsonObject
 
 __all__ = ["Page", "SnapshotCache"]
+
+Item = TypeVar("Item")
 
 _EXPIRED = (
     "The provided continue parameter is too old to display a consistent list result. You can start a new "
@@ -32,25 +35,25 @@ _EXPIRED = (
 
 
 @dataclass(frozen=True, slots=True)
-class Page:
-    items: list[JsonObject]
+class Page(Generic[Item]):
+    items: list[Item]
     resource_version: int
     continue_token: str
     remaining: int | None
 
 
-class SnapshotCache:
+class SnapshotCache(Generic[Item]):
     """Bounded, time-limited snapshots of filtered lists, keyed by an unguessable id."""
 
     def __init__(
         self, *, max_snapshots: int = 32, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._snapshots: OrderedDict[str, tuple[float, int, list[JsonObject]]] = OrderedDict()
+        self._snapshots: OrderedDict[str, tuple[float, int, list[Item]]] = OrderedDict()
         self._max = max_snapshots
         self._ttl = ttl
         self._clock = clock
 
-    def first_page(self, items: list[JsonObject], resource_version: int, limit: int) -> Page:
+    def first_page(self, items: list[Item], resource_version: int, limit: int) -> Page[Item]:
         if limit <= 0 or len(items) <= limit:
             return Page(items, resource_version, "", None)
         snapshot_id = secrets.token_hex(8)
@@ -58,7 +61,7 @@ class SnapshotCache:
         self._evict()
         return self._page(snapshot_id, items, resource_version, 0, limit)
 
-    def next_page(self, token: str, limit: int) -> Page:
+    def next_page(self, token: str, limit: int) -> Page[Item]:
         snapshot_id, start = _decode(token)
         entry = self._snapshots.get(snapshot_id)
         if entry is None or self._clock() - entry[0] > self._ttl:
@@ -67,7 +70,7 @@ class SnapshotCache:
         _, resource_version, items = entry
         return self._page(snapshot_id, items, resource_version, start, limit if limit > 0 else len(items))
 
-    def _page(self, snapshot_id: str, items: list[JsonObject], rv: int, start: int, limit: int) -> Page:
+    def _page(self, snapshot_id: str, items: list[Item], rv: int, start: int, limit: int) -> Page[Item]:
         end = start + limit
         if end >= len(items):
             self._snapshots.pop(snapshot_id, None)

@@ -6,6 +6,9 @@ single ``ERROR`` event carrying a 410 Expired ``Status`` when that version is no
 Selectors are applied to each event, and an object that stops (starts) matching is sent as
 DELETED (ADDED), as the watch cache does. BOOKMARK events come every ``bookmark_interval`` when
 asked for, and the stream ends after ``timeoutSeconds``.
+
+The initial state comes from the watch cache's consistent snapshot, and the stream from the store's
+watch after that snapshot's revision, so nothing is missed or repeated between the two.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from vmplane.server.context import ApiContext, dumps, query_bool, wants_table
 from vmplane.server.listing import Selectors, request_selectors, selected
 from vmplane.server.routing import Target
 from vmplane.server.tables import build_table
+from vmplane.server.watch_cache import CachedObject
 from vmplane.store.base import ExpiredError, JsonObject, WatchEvent
 
 __all__ = ["serve_watch", "translate"]
@@ -78,6 +82,12 @@ class _Stream:
             )
         await self.response.write(dumps({"type": event_type, "object": body}) + b"\n")
 
+    async def send_added(self, item: CachedObject) -> None:
+        if self.table:
+            await self.send("ADDED", item.object)
+        else:
+            await self.response.write(b'{"type":"ADDED","object":' + item.raw + b"}\n")
+
     async def bookmark(self, resource_version: int) -> None:
         resource_type = self.target.resource_type
         obj = {
@@ -95,27 +105,27 @@ async def serve_watch(ctx: ApiContext, target: Target, request: web.Request) -> 
     bookmarks = query_bool(request.query.get("allowWatchBookmarks"))
     raw_rv = request.query.get("resourceVersion", "")
     filtering = bool(selectors[0] or selectors[1])
-    initial: list[JsonObject] = []
+    initial: list[CachedObject] = []
     matching: set[_Key] = set()
     if raw_rv in ("", "0"):
-        snapshot = await ctx.store.list(resource_type.store_resource, target.namespace)
+        snapshot = await ctx.caches.snapshot(resource_type.store_resource, target.namespace)
         since = snapshot.resource_version
-        initial = [o for o in snapshot.items if selected(selectors, o)]
-        matching = {_key(o) for o in initial}
+        initial = [item for item in snapshot.items if selected(selectors, item.object)]
+        matching = {_key(item.object) for item in initial}
     else:
         try:
             since = int(raw_rv)
         except ValueError as err:
             raise st.bad_request(f"resourceVersion: Invalid value: {raw_rv!r}") from err
         if filtering:
-            current = await ctx.store.list(resource_type.store_resource, target.namespace)
-            matching = {_key(o) for o in current.items if selected(selectors, o)}
+            current = await ctx.caches.snapshot(resource_type.store_resource, target.namespace)
+            matching = {_key(item.object) for item in current.items if selected(selectors, item.object)}
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
     await response.prepare(request)
     stream = _Stream(ctx, target, response, wants_table(request.headers.get("Accept")))
-    for obj in initial:
-        await stream.send("ADDED", obj)
+    for item in initial:
+        await stream.send_added(item)
     events = ctx.store.watch(resource_type.store_resource, target.namespace, since=since)
     try:
         await _pump(
