@@ -93,8 +93,10 @@ class NodeAgent:
         await self._register_node()
         self.vmis.start()
         await self.vmis.wait_synced()
+        # Adopt before reconciling: a Running VMI whose machine is not adopted yet would read as gone.
+        adopted = await self.hypervisor.adopt()
         self.controller.start()
-        for name in await self.hypervisor.adopt():
+        for name in adopted:
             self.controller.queue.add(vmi_key_of(name))
 
     async def stop(self) -> None:
@@ -218,7 +220,7 @@ class NodeAgent:
                 if op.kind is OperationKind.ATTACH_DISK and self._preparer is not None:
                     await self._preparer.prepare(vmi, desired)
                 await self._apply(machine, op)
-            except (HypervisorError, OSError) as err:
+            except (VolumeError, HypervisorError, OSError) as err:
                 failures[op.field] = str(err)
                 await self._events.record(
                     raw,
@@ -290,7 +292,8 @@ class NodeAgent:
 
     async def _finalize(self, vmi: VirtualMachineInstance, raw: dict[str, Any], machine: str) -> None:
         grace = vmi.spec.termination_grace_period_seconds
-        await self.hypervisor.stop(machine, grace_period=DEFAULT_GRACE if grace is None else float(grace))
+        with contextlib.suppress(MachineNotFoundError):  # never booted, or already forgotten
+            await self.hypervisor.stop(machine, grace_period=DEFAULT_GRACE if grace is None else float(grace))
         await self._discard(machine)
         if self._preparer is not None:
             await self._preparer.release(vmi)
