@@ -2,13 +2,19 @@
 
 Upstream KubeVirt's rules keep upstream's messages; the structural rules (names, references between
 disks and volumes, interfaces and networks) are the ones KubeVirt's VMI admitter applies.
+
+Host paths are confined (``volume_path_causes``): a ``hostDisk`` path must be absolute and lie under
+one of the host's allowed directories when the caller names them, and no path or image reference may
+climb out of where it points with ``..``. The check is lexical (admission does no I/O); the node agent
+checks again with symlinks resolved before it creates or opens anything.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from vmplane.api.errors import CauseType, FieldCause
 from vmplane.api.kubevirt import KubeVirtConfiguration, RolloutStrategy
@@ -17,7 +23,7 @@ from vmplane.api.meta import ObjectMeta
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstanceSpec
 
-__all__ = ["INTERFACE_MODELS", "validate_metadata", "validate_vm", "validate_vmi_spec"]
+__all__ = ["INTERFACE_MODELS", "validate_metadata", "validate_vm", "validate_vmi_spec", "volume_path_causes"]
 
 TEMPLATE = "spec.template.spec"
 INTERFACE_MODELS = ("virtio", "e1000", "e1000e", "igb", "ne2k_pci", "pcnet", "rtl8139")
@@ -148,8 +154,83 @@ def validate_vmi_spec(spec: VirtualMachineInstanceSpec, *, prefix: str = TEMPLAT
     return causes
 
 
-def validate_vm(vm: VirtualMachine, config: KubeVirtConfiguration) -> list[FieldCause]:
-    """All admission causes for a VM under the cluster configuration (empty when it is valid)."""
+def _climbs(path: str) -> bool:
+    return ".." in path.split("/")
+
+
+def _host_path_cause(field: str, path: str, allowed: Sequence[str] | None) -> FieldCause | None:
+    if _climbs(path):
+        return FieldCause(field, f"Invalid value: {path!r}: must not contain '..'")
+    if allowed is None:
+        return None
+    roots = [posixpath.normpath(d) for d in allowed]
+    shown = ", ".join(roots) or "none configured"
+    if not path.startswith("/"):
+        return FieldCause(
+            field, f"Invalid value: {path!r}: must be an absolute path under a host disk directory ({shown})"
+        )
+    normal = posixpath.normpath(path)
+    if not any(normal.startswith(root.rstrip("/") + "/") for root in roots):
+        return FieldCause(
+            field, f"Invalid value: {path!r}: must lie under one of the host disk directories ({shown})"
+        )
+    return None
+
+
+def _image_cause(field: str, reference: str) -> FieldCause | None:
+    segments = reference.split("/")
+    if not reference.strip() or any(s in (".", "..") for s in segments):
+        return FieldCause(
+            field,
+            f"Invalid value: {reference!r}: an image reference must not be empty or contain '.' or '..' "
+            "path segments (it names an entry of the local image directory)",
+        )
+    return None
+
+
+def _inner_path_cause(field: str, path: str | None) -> FieldCause | None:
+    if path is not None and _climbs(path):
+        return FieldCause(
+            field, f"Invalid value: {path!r}: must not contain '..' (it names a file inside the image)"
+        )
+    return None
+
+
+def volume_path_causes(
+    spec: VirtualMachineInstanceSpec,
+    *,
+    prefix: str = TEMPLATE,
+    allowed_host_dirs: Sequence[str] | None = None,
+) -> list[FieldCause]:
+    """Confinement of host paths and image references; ``allowed_host_dirs`` None skips the directory rule."""
+    found: list[FieldCause | None] = []
+    for i, volume in enumerate(spec.volumes or ()):
+        field = f"{prefix}.volumes[{i}]"
+        if volume.host_disk is not None:
+            found.append(_host_path_cause(f"{field}.hostDisk.path", volume.host_disk.path, allowed_host_dirs))
+        if volume.container_disk is not None:
+            found.append(_image_cause(f"{field}.containerDisk.image", volume.container_disk.image))
+            found.append(_inner_path_cause(f"{field}.containerDisk.path", volume.container_disk.path))
+    firmware = spec.domain.firmware
+    boot = firmware.kernel_boot if firmware is not None else None
+    if boot is not None and boot.container is not None:
+        field = f"{prefix}.domain.firmware.kernelBoot.container"
+        found.append(_image_cause(f"{field}.image", boot.container.image))
+        found.append(_inner_path_cause(f"{field}.kernelPath", boot.container.kernel_path))
+        found.append(_inner_path_cause(f"{field}.initrdPath", boot.container.initrd_path))
+    return [cause for cause in found if cause is not None]
+
+
+def validate_vm(
+    vm: VirtualMachine,
+    config: KubeVirtConfiguration,
+    *,
+    allowed_host_dirs: Sequence[str] | None = None,
+) -> list[FieldCause]:
+    """All admission causes for a VM under the cluster configuration (empty when it is valid).
+
+    ``allowed_host_dirs``: the directories ``hostDisk`` paths must lie under (None: not checked).
+    """
     causes = validate_metadata(vm.metadata)
     spec = vm.spec.template.spec
     if vm.spec.running is not None and vm.spec.run_strategy is not None:
@@ -161,6 +242,7 @@ def validate_vm(vm: VirtualMachine, config: KubeVirtConfiguration) -> list[Field
             )
         )
     causes += validate_vmi_spec(spec)
+    causes += volume_path_causes(spec, allowed_host_dirs=allowed_host_dirs)
 
     cpu = spec.domain.cpu
     if cpu is not None and cpu.max_sockets and (cpu.sockets or 0) > cpu.max_sockets:

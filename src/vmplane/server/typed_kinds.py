@@ -17,7 +17,7 @@ from vmplane.api.decoding import FieldValidation, decode
 from vmplane.api.errors import InvalidObjectError
 from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration
 from vmplane.api.model import WireModel
-from vmplane.api.validation import validate_metadata, validate_vm, validate_vmi_spec
+from vmplane.api.validation import validate_metadata, validate_vm, validate_vmi_spec, volume_path_causes
 from vmplane.api.vm import VirtualMachine, VirtualMachineStatus
 from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.rollout.effective import effective_spec
@@ -69,10 +69,14 @@ def _with_metadata_of(wire: JsonObject, new: JsonObject) -> JsonObject:
 
 @dataclasses.dataclass(frozen=True)
 class VMAdmitter:
-    """Admission of VirtualMachines, with the dry-run status projection."""
+    """Admission of VirtualMachines, with the dry-run status projection.
+
+    ``allowed_host_dirs``: where ``hostDisk`` paths may point on this host (None: not checked).
+    """
 
     cluster: ClusterView
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    allowed_host_dirs: tuple[str, ...] | None = None
 
     def admit(
         self,
@@ -87,7 +91,7 @@ class VMAdmitter:
         decoded = _decode(VirtualMachine, new, "VirtualMachine", field_validation)
         vm: VirtualMachine = decoded.value
         config = self.cluster.configuration()
-        causes = validate_vm(vm, config)
+        causes = validate_vm(vm, config, allowed_host_dirs=self.allowed_host_dirs)
         if causes:
             raise InvalidObjectError("VirtualMachine", vm.metadata.name or "", causes)
         wire = _with_metadata_of(vm.to_wire(), new)
@@ -125,7 +129,9 @@ class VMAdmitter:
 
 @dataclasses.dataclass(frozen=True)
 class VMIAdmitter:
-    """Admission of VirtualMachineInstances."""
+    """Admission of VirtualMachineInstances (``allowed_host_dirs`` as for VMs)."""
+
+    allowed_host_dirs: tuple[str, ...] | None = None
 
     def admit(
         self,
@@ -139,7 +145,11 @@ class VMIAdmitter:
         """Decode and validate the spec's structure."""
         decoded = _decode(VirtualMachineInstance, new, "VirtualMachineInstance", field_validation)
         vmi: VirtualMachineInstance = decoded.value
-        causes = validate_metadata(vmi.metadata) + validate_vmi_spec(vmi.spec, prefix="spec")
+        causes = (
+            validate_metadata(vmi.metadata)
+            + validate_vmi_spec(vmi.spec, prefix="spec")
+            + volume_path_causes(vmi.spec, prefix="spec", allowed_host_dirs=self.allowed_host_dirs)
+        )
         if causes:
             raise InvalidObjectError("VirtualMachineInstance", vmi.metadata.name or "", causes)
         return Admitted(object=_with_metadata_of(vmi.to_wire(), new), warnings=decoded.warnings)
@@ -167,12 +177,15 @@ class KubeVirtAdmitter:
         return Admitted(object=_with_metadata_of(kubevirt.to_wire(), new), warnings=decoded.warnings)
 
 
-def typed_registry(cluster: ClusterView) -> Registry:
-    """The default registry with the kubevirt.io/v1 kinds typed and admitted."""
+def typed_registry(cluster: ClusterView, *, allowed_host_dirs: tuple[str, ...] | None = None) -> Registry:
+    """The default registry with the kubevirt.io/v1 kinds typed and admitted.
+
+    ``allowed_host_dirs``: the directories ``hostDisk`` paths must lie under (None: not checked).
+    """
     registry = default_registry()
     typed = (
-        ("virtualmachines", VirtualMachine, VMAdmitter(cluster)),
-        ("virtualmachineinstances", VirtualMachineInstance, VMIAdmitter()),
+        ("virtualmachines", VirtualMachine, VMAdmitter(cluster, allowed_host_dirs=allowed_host_dirs)),
+        ("virtualmachineinstances", VirtualMachineInstance, VMIAdmitter(allowed_host_dirs=allowed_host_dirs)),
         ("kubevirts", KubeVirt, KubeVirtAdmitter()),
     )
     for plural, model, admitter in typed:
