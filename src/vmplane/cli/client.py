@@ -13,6 +13,7 @@ import os
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,11 +88,9 @@ class ApiClient:
         """The URL path of a VMI in the configured namespace."""
         return f"/apis/kubevirt.io/v1/namespaces/{self.config.namespace}/virtualmachineinstances/{name}"
 
-    def request(
-        self, method: str, path: str, body: Any = None, *, content_type: str = "application/json"
+    def _open(
+        self, method: str, path: str, data: bytes | None, content_type: str, timeout: float | None
     ) -> Any:
-        """Send one request; returns the decoded JSON body (None when empty); raises ApiError."""
-        data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.config.server + path, data=data, method=method)
         request.add_header("Accept", "application/json")
         if data is not None:
@@ -99,14 +98,33 @@ class ApiClient:
         if self.config.token:
             request.add_header("Authorization", f"Bearer {self.config.token}")
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout, context=self._ssl) as response:
-                text = response.read()
+            return urllib.request.urlopen(request, timeout=timeout, context=self._ssl)
         except urllib.error.HTTPError as err:
             raise ApiError(err.code, _status_message(err.read()) or f"HTTP {err.code}") from err
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise ApiError(0, f"cannot reach {self.config.server}: {reason}") from err
+
+    def request(
+        self, method: str, path: str, body: Any = None, *, content_type: str = "application/json"
+    ) -> Any:
+        """Send one request; returns the decoded JSON body (None when empty); raises ApiError."""
+        data = json.dumps(body).encode() if body is not None else None
+        try:
+            with self._open(method, path, data, content_type, self._timeout) as response:
+                text = response.read()
+        except OSError as err:
+            raise ApiError(0, f"cannot read from {self.config.server}: {err}") from err
         return json.loads(text) if text.strip() else None
+
+    def stream(self, path: str) -> Iterator[bytes]:
+        """GET ``path`` and yield the body as it arrives (no read timeout: a followed log may be quiet)."""
+        with self._open("GET", path, None, "", None) as response:
+            try:
+                while chunk := response.read1(64 * 1024):
+                    yield chunk
+            except OSError as err:
+                raise ApiError(0, f"connection to {self.config.server} lost: {err}") from err
 
 
 def _status_message(raw: bytes) -> str:

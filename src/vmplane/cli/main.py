@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "vmplane.cli.serve",
     "vmplane.cli.kubeconfig",
     "vmplane.cli.vm_commands",
+    "vmplane.cli.console",
 )
 
 

@@ -55,6 +55,14 @@ def register(subparsers: Any) -> None:
         default=10.0,
         help="seconds before restarting a failed guest, doubling per failure",
     )
+    parser.add_argument(
+        "--host-disk-dir",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="a directory hostDisk paths may lie under (repeatable; default: DATA_DIR/hostdisks)",
+    )
     parser.set_defaults(func=_serve)
 
 
@@ -78,6 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
         node_name=args.node_name,
         node_labels=labels,
         crash_backoff=args.crash_backoff,
+        host_disk_dirs=tuple(args.host_disk_dir),
     )
 
     def ready(path: Path) -> None:

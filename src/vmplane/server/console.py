@@ -1,0 +1,157 @@
+"""``GET .../virtualmachineinstances/{name}/console``: a VMI's serial console log, read-only.
+
+KubeVirt's ``console`` subresource is an interactive websocket; vmplane serves the log the guest's
+serial port wrote, as ``kubectl logs`` serves a container's: ``text/plain``, the whole log or its last
+``tailLines`` lines, and with ``follow=true`` a chunked stream of what the guest writes next until the
+VMI ends (is deleted, replaced by a new VMI, or reaches Succeeded/Failed) or the client goes away.
+
+The log file is the node agent's (``ConsoleSource`` says where it is); growth is polled every
+``POLL_INTERVAL`` seconds, as ``tail -f`` does where inotify is not at hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from aiohttp import web
+
+from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
+from vmplane.server import status as st
+from vmplane.server.context import ApiContext, query_bool
+from vmplane.server.registry import ResourceType
+from vmplane.store.base import JsonObject, NotFoundError
+
+__all__ = ["CONSOLE_PATH", "ConsoleSource", "add_console_routes"]
+
+CONSOLE_PATH = (
+    "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{name}/console"
+)
+POLL_INTERVAL = 0.2
+_CHUNK = 64 * 1024
+_FINAL_PHASES = ("Succeeded", "Failed")
+
+
+class ConsoleSource(Protocol):
+    """Where this host keeps a VMI's console log."""
+
+    def path(self, namespace: str, name: str) -> Path | None:
+        """The log file, or None when the VMI's machine has none (yet)."""
+        ...
+
+
+def _tail_offset(file: BinaryIO, lines: int) -> int:
+    """The offset where the last ``lines`` lines of ``file`` begin (a final unterminated line counts)."""
+    end = file.seek(0, 2)
+    if lines <= 0:
+        return end
+    position, found = end, 0
+    while position > 0:
+        step = min(_CHUNK, position)
+        position -= step
+        file.seek(position)
+        block = file.read(step)
+        for index in range(len(block) - 1, -1, -1):
+            if block[index] == 0x0A and position + index != end - 1:
+                found += 1
+                if found == lines:
+                    return position + index + 1
+    return 0
+
+
+def _tail_lines(request: web.Request) -> int | None:
+    raw = request.query.get("tailLines")
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError as err:
+        raise st.bad_request(f"tailLines: expected an integer, got {raw!r}") from err
+    if value < 0:
+        raise st.bad_request("tailLines: must be zero or more")
+    return value
+
+
+class _Console:
+    def __init__(self, ctx: ApiContext, source: ConsoleSource | None) -> None:
+        self._ctx = ctx
+        self._source = source
+        vmi_type = ctx.registry.lookup("kubevirt.io", "v1", "virtualmachineinstances")
+        assert vmi_type is not None
+        self._vmi_type: ResourceType = vmi_type
+
+    async def _vmi(self, namespace: str, name: str) -> JsonObject | None:
+        try:
+            return await self._ctx.store.get(VIRTUAL_MACHINE_INSTANCES, namespace, name)
+        except NotFoundError:
+            return None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        vmi = await self._vmi(namespace, name)
+        if vmi is None:
+            raise st.not_found(self._vmi_type, name)
+        if self._source is None:
+            raise st.ApiError(
+                code=404, reason="NotFound", message="this host's hypervisor keeps no console logs"
+            )
+        tail = _tail_lines(request)
+        if not query_bool(request.query.get("follow")):
+            return web.Response(body=self._read(namespace, name, tail), content_type="text/plain")
+        return await self._follow(request, vmi, tail)
+
+    def _read(self, namespace: str, name: str, tail: int | None) -> bytes:
+        assert self._source is not None
+        path = self._source.path(namespace, name)
+        if path is None:
+            return b""
+        try:
+            with path.open("rb") as file:
+                file.seek(_tail_offset(file, tail) if tail is not None else 0)
+                return file.read()
+        except FileNotFoundError:  # the machine's directory went away meanwhile
+            return b""
+
+    async def _ended(self, vmi: JsonObject) -> bool:
+        meta = vmi["metadata"]
+        now = await self._vmi(meta["namespace"], meta["name"])
+        if now is None or now["metadata"].get("uid") != meta.get("uid"):
+            return True
+        return (now.get("status") or {}).get("phase") in _FINAL_PHASES
+
+    async def _follow(self, request: web.Request, vmi: JsonObject, tail: int | None) -> web.StreamResponse:
+        assert self._source is not None
+        namespace, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
+        response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        file: BinaryIO | None = None
+        try:
+            while True:
+                if file is None:
+                    path = self._source.path(namespace, name)
+                    if path is not None:
+                        with contextlib.suppress(FileNotFoundError):
+                            file = path.open("rb")
+                            file.seek(_tail_offset(file, tail) if tail is not None else 0)
+                # Local reads of a slowly growing log: cheap enough for the event loop.
+                chunk = file.read(_CHUNK) if file is not None else b""
+                if chunk:
+                    await response.write(chunk)
+                    continue
+                if await self._ended(vmi):
+                    break
+                await asyncio.sleep(POLL_INTERVAL)
+        finally:
+            if file is not None:
+                file.close()
+        with contextlib.suppress(ConnectionError):
+            await response.write_eof()
+        return response
+
+
+def add_console_routes(app: web.Application, ctx: ApiContext, source: ConsoleSource | None) -> None:
+    """Route ``GET .../virtualmachineinstances/{name}/console`` (register before catch-alls)."""
+    app.router.add_get(CONSOLE_PATH, _Console(ctx, source).handle)
