@@ -1,83 +1,71 @@
-"""The scheduler: gives each pending VMI a node that satisfies its placement, or says why none does."""
+"""The scheduler: binds each Pending VMI to a node that satisfies its placement, or says why none does.
+
+Binding writes ``status.nodeName`` and phase ``Scheduled`` (the node's agent takes it from there); an
+unschedulable VMI stays Pending with ``PodScheduled`` False, reason ``Unschedulable`` and the
+scheduler's own message, and is tried again whenever a Node changes or its spec does. A bound VMI is
+never moved: placement changed live on a running VMI applies to its next start, as upstream.
+
+A deleted VMI that was never bound has no machine anywhere, so the scheduler releases the agent's
+finalizer on it; otherwise a VM stopped while unschedulable would wait forever for its VMI to go.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime
 
+from vmplane.agent.agent import MACHINE_FINALIZER, EventSink
 from vmplane.agent.scheduling import choose_node, unschedulable_message
 from vmplane.api.meta import Condition
 from vmplane.api.resources import NODES, VIRTUAL_MACHINE_INSTANCES
-from vmplane.api.vmi import VirtualMachineInstance, VMIPhase
-from vmplane.reconcile.informer import Informer, Key
+from vmplane.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus, VMIPhase
+from vmplane.reconcile.events import EventRecorder
+from vmplane.reconcile.informer import Informer, Key, key_of
 from vmplane.reconcile.loop import Controller, Result
 from vmplane.rollout.conditions import merge_conditions
-from vmplane.store.base import JsonObject, Store
+from vmplane.store.base import JsonObject, NotFoundError, Store
 
-__all__ = ["POD_SCHEDULED", "Scheduler"]
+__all__ = ["POD_SCHEDULED", "UNSCHEDULABLE", "Scheduler"]
 
 POD_SCHEDULED = "PodScheduled"
+UNSCHEDULABLE = "Unschedulable"
+
+
+def _unbound(obj: JsonObject | None) -> bool:
+    return obj is not None and not (obj.get("status") or {}).get("nodeName")
 
 
 class Scheduler:
-    """Binds Pending VMIs to nodes (``status.nodeName``, phase ``Scheduled``)."""
+    """Binds Pending VMIs to Nodes; ``start``/``stop`` run it in the current loop."""
 
-    def __init__(self, *, store: Store, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, *, store: Store, clock: Callable[[], datetime], events: EventSink | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._events: EventSink = events or EventRecorder(store, component="default-scheduler", clock=clock)
         self.vmis = Informer(store, VIRTUAL_MACHINE_INSTANCES)
         self.nodes = Informer(store, NODES)
+        # One worker: binding decisions are cheap, and one at a time they never race for a node.
         self.controller: Controller[Key] = Controller(name="scheduler", reconciler=self, workers=1)
-        self.vmis.on_change(lambda key, _obj: self.controller.queue.add(key))
+        self.vmis.on_change(self._vmi_changed)
         self.nodes.on_change(self._nodes_changed)
+
+    def _vmi_changed(self, key: Key, obj: JsonObject | None) -> None:
+        if _unbound(obj):
+            self.controller.queue.add(key)
 
     def _nodes_changed(self, _key: Key, _obj: JsonObject | None) -> None:
         for vmi in self.vmis.list():
-            if not (vmi.get("status") or {}).get("nodeName"):
-                meta = vmi["metadata"]
-                self.controller.queue.add((meta.get("namespace", ""), meta["name"]))
-
-    async def reconcile(self, key: Key) -> Result:
-        """Bind one VMI if it is pending and unbound."""
-        raw = self.vmis.get(*key)
-        if raw is None:
-            return Result()
-        vmi = VirtualMachineInstance.model_validate(raw)
-        status = vmi.status
-        if (
-            vmi.metadata.deletion_timestamp
-            or status is None
-            or status.node_name
-            or status.phase not in (VMIPhase.PENDING, None)
-        ):
-            return Result()
-        nodes = self.nodes.list()
-        node = choose_node(vmi.spec, nodes)
-        now = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
-        if node is None:
-            condition = Condition(
-                type=POD_SCHEDULED,
-                status="False",
-                reason="Unschedulable",
-                message=unschedulable_message(vmi.spec, nodes),
-            )
-            update: dict[str, object] = {}
-        else:
-            condition = Condition(type=POD_SCHEDULED, status="True")
-            update = {"node_name": node, "phase": VMIPhase.SCHEDULED}
-        others = [c for c in status.conditions or () if c.type != POD_SCHEDULED]
-        conditions = merge_conditions(status.conditions or (), [*others, condition], now=now)
-        new_status = status.model_copy(update={**update, "conditions": conditions})
-        if new_status != status:
-            await self._store.update(
-                VIRTUAL_MACHINE_INSTANCES, {**raw, "status": new_status.to_wire()}, subresource="status"
-            )
-        return Result()
+            if _unbound(vmi):
+                self.controller.queue.add(key_of(vmi))
 
     async def start(self) -> None:
-        """Fill the caches and start binding."""
+        """Fill the caches, then start binding."""
         for informer in (self.nodes, self.vmis):
             informer.start()
+        for informer in (self.nodes, self.vmis):
             await informer.wait_synced()
         self.controller.start()
 
@@ -86,3 +74,59 @@ class Scheduler:
         await self.controller.stop()
         for informer in (self.vmis, self.nodes):
             await informer.stop()
+
+    async def reconcile(self, key: Key) -> Result:
+        """Bind one VMI if it is Pending and unbound (a fresh read: the cache may lag our own writes)."""
+        try:
+            raw = await self._store.get(VIRTUAL_MACHINE_INSTANCES, *key)
+        except NotFoundError:
+            return Result()
+        vmi = VirtualMachineInstance.model_validate(raw)
+        status = vmi.status or VirtualMachineInstanceStatus()
+        if status.node_name:
+            return Result()
+        if vmi.metadata.deletion_timestamp:
+            await self._release(vmi, raw)
+            return Result()
+        if status.phase not in (VMIPhase.PENDING, None):
+            return Result()
+        nodes = self.nodes.list()
+        node = choose_node(vmi.spec, nodes)
+        if node is None:
+            condition = Condition(
+                type=POD_SCHEDULED,
+                status="False",
+                reason=UNSCHEDULABLE,
+                message=unschedulable_message(vmi.spec, nodes),
+            )
+            update: dict[str, object] = {}
+        else:
+            condition = Condition(type=POD_SCHEDULED, status="True")
+            update = {"node_name": node, "phase": VMIPhase.SCHEDULED}
+        now = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        others = [c for c in status.conditions or () if c.type != POD_SCHEDULED]
+        conditions = merge_conditions(status.conditions or (), [*others, condition], now=now)
+        new_status = status.model_copy(update={**update, "conditions": conditions})
+        if new_status == status:
+            return Result()
+        stored = await self._store.update(
+            VIRTUAL_MACHINE_INSTANCES, {**raw, "status": new_status.to_wire()}, subresource="status"
+        )
+        if node is not None:
+            message = f"Successfully assigned {key[0]}/{key[1]} to {node}"
+            await self._events.record(stored, type="Normal", reason="Scheduled", message=message)
+        else:
+            await self._events.record(
+                stored, type="Warning", reason="FailedScheduling", message=condition.message or ""
+            )
+        return Result()
+
+    async def _release(self, vmi: VirtualMachineInstance, raw: JsonObject) -> None:
+        finalizers = list(vmi.metadata.finalizers or ())
+        if MACHINE_FINALIZER not in finalizers:
+            return
+        finalizers.remove(MACHINE_FINALIZER)
+        with contextlib.suppress(NotFoundError):
+            await self._store.update(
+                VIRTUAL_MACHINE_INSTANCES, {**raw, "metadata": {**raw["metadata"], "finalizers": finalizers}}
+            )

@@ -1,15 +1,27 @@
 """A VMI's status from what the hypervisor observed, never from what was asked. Pure.
 
-Failed hotplugs are recorded exactly as the planner reads them (``rollout.observed``): the condition
-``HotVCPUChange``/``HotMemoryChange`` False with the hypervisor's message, a ``volumeStatus`` entry in
-phase ``Failed``, or ``HotInterfaceChange`` False whose reason names the interface.
+One function derives the whole status of a VMI that has a machine (``machine_status``); the agent only
+adds the failures its operations met. Failed hotplugs are written exactly as the planner reads them
+back (``rollout.observed``): ``HotVCPUChange``/``HotMemoryChange`` False with the hypervisor's message
+and the observed topology/memory beside them, a ``volumeStatus`` entry in phase ``Failed``, or
+``HotInterfaceChange`` False whose reason names the interface. A failure stays until the spec and the
+guest agree again (the change was reverted, or undone by the guest), and while it stays the agent
+does not retry that path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 
-from vmplane.agent.hypervisor import MachineState, ObservedMachine
+from vmplane.agent.hotplug import (
+    CPU_FIELD,
+    MEMORY_FIELD,
+    differing_fields,
+    interface_field,
+    named,
+    volume_field,
+)
+from vmplane.agent.hypervisor import MachineSpec, MachineState, ObservedMachine
 from vmplane.api.meta import Condition
 from vmplane.api.quantity import Quantity
 from vmplane.api.vmi import (
@@ -24,120 +36,202 @@ from vmplane.api.vmi import (
 from vmplane.rollout.conditions import merge_conditions
 from vmplane.rollout.observed import HOT_INTERFACE_CHANGE, HOT_MEMORY_CHANGE, HOT_VCPU_CHANGE
 
-__all__ = ["CPU_FIELD", "MEMORY_FIELD", "failures_of", "machine_status"]
+__all__ = [
+    "FINAL_PHASES",
+    "HOTPLUG_FAILED",
+    "READY",
+    "failures_of",
+    "machine_status",
+    "phase_status",
+    "running_differences",
+]
 
-CPU_FIELD = "domain.cpu.sockets"
-MEMORY_FIELD = "domain.memory.guest"
-_VOLUME = "volumes[name="
-_INTERFACE = "domain.devices.interfaces[name="
+READY = "Ready"
+HOTPLUG_FAILED = "HotplugFailed"
+FINAL_PHASES = frozenset({VMIPhase.SUCCEEDED, VMIPhase.FAILED})
 _PHASES = {
     MachineState.STARTING: VMIPhase.SCHEDULED,
     MachineState.RUNNING: VMIPhase.RUNNING,
     MachineState.STOPPED: VMIPhase.SUCCEEDED,
     MachineState.CRASHED: VMIPhase.FAILED,
 }
-# Conditions this module owns; the rest (PodScheduled, ...) are kept as they are.
-_OWNED = frozenset({"Ready", HOT_VCPU_CHANGE, HOT_MEMORY_CHANGE, HOT_INTERFACE_CHANGE})
-
-
-def _named(field: str, prefix: str) -> str | None:
-    return field[len(prefix) : -1] if field.startswith(prefix) and field.endswith("]") else None
+_HOT = {CPU_FIELD: HOT_VCPU_CHANGE, MEMORY_FIELD: HOT_MEMORY_CHANGE}
+# Conditions derived here; any other (PodScheduled, ...) is kept as it is.
+_OWNED = frozenset({READY, HOT_VCPU_CHANGE, HOT_MEMORY_CHANGE, HOT_INTERFACE_CHANGE})
 
 
 def failures_of(status: VirtualMachineInstanceStatus | None) -> dict[str, str]:
-    """The fields whose last hotplug failed, with the message (read back from a status)."""
+    """The failed paths and their messages, read back from a status this module wrote.
+
+    ``HotInterfaceChange`` holds one interface; a second failed at the same moment is only in its
+    message, so the agent also remembers the failures it met (see ``NodeAgent``).
+    """
     if status is None:
         return {}
     failed: dict[str, str] = {}
-    for type_, field in ((HOT_VCPU_CHANGE, CPU_FIELD), (HOT_MEMORY_CHANGE, MEMORY_FIELD)):
+    for field, type_ in _HOT.items():
         condition = status.condition(type_)
         if condition is not None and condition.status == "False":
             failed[field] = condition.message or ""
     nic = status.condition(HOT_INTERFACE_CHANGE)
     if nic is not None and nic.status == "False" and nic.reason:
-        failed[f"{_INTERFACE}{nic.reason}]"] = nic.message or ""
+        failed[interface_field(nic.reason)] = nic.message or ""
     for volume in status.volume_status or ():
         if volume.phase == "Failed":
-            failed[f"{_VOLUME}{volume.name}]"] = volume.message or ""
+            failed[volume_field(volume.name)] = volume.message or ""
     return failed
 
 
 def _conditions(
-    observed: ObservedMachine, failures: Mapping[str, str], in_flight: Collection[str]
+    observed: ObservedMachine, failures: Mapping[str, str], in_flight: set[str]
 ) -> list[Condition]:
     running = observed.state is MachineState.RUNNING
     conditions = [
-        Condition(
-            type="Ready",
-            status="True" if running else "False",
-            reason=None if running else "GuestNotRunning",
-            message=None if running else observed.reason or observed.state.value,
+        Condition(type=READY, status="True")
+        if running
+        else Condition(
+            type=READY,
+            status="False",
+            reason="GuestNotRunning",
+            message=observed.reason or observed.state.value,
         )
     ]
-    for type_, field in ((HOT_VCPU_CHANGE, CPU_FIELD), (HOT_MEMORY_CHANGE, MEMORY_FIELD)):
+    for field, type_ in _HOT.items():
         if field in failures:
             conditions.append(
-                Condition(type=type_, status="False", reason="HotplugFailed", message=failures[field])
+                Condition(type=type_, status="False", reason=HOTPLUG_FAILED, message=failures[field])
             )
         elif field in in_flight:
-            conditions.append(Condition(type=type_, status="True"))
-    for field, message in failures.items():
-        name = _named(field, _INTERFACE)
-        if name is not None:
-            conditions.append(
-                Condition(type=HOT_INTERFACE_CHANGE, status="False", reason=name, message=message)
-            )
-            break
+            conditions.append(Condition(type=type_, status="True"))  # as upstream: no reason, no message
+    nics = sorted(
+        (n[1], m) for f, m in failures.items() if (n := named(f)) is not None and n[0] == "interface"
+    )
+    if nics:
+        message = "; ".join(f"{name}: {text}" for name, text in nics) if len(nics) > 1 else nics[0][1]
+        conditions.append(
+            Condition(type=HOT_INTERFACE_CHANGE, status="False", reason=nics[0][0], message=message)
+        )
     return conditions
+
+
+def _volumes(
+    desired: MachineSpec | None, observed: ObservedMachine, failures: Mapping[str, str], in_flight: set[str]
+) -> list[VolumeStatus]:
+    have = {d.name for d in observed.disks}
+    wanted = [d.name for d in desired.disks] if desired is not None else []
+    names = wanted + sorted(have - set(wanted))
+    volumes = []
+    for name in names:
+        field = volume_field(name)
+        if field in failures:
+            volumes.append(
+                VolumeStatus(name=name, phase="Failed", reason=HOTPLUG_FAILED, message=failures[field])
+            )
+        elif field in in_flight:
+            volumes.append(VolumeStatus(name=name, phase="Detaching" if name in have else "Pending"))
+        elif name in have:
+            volumes.append(VolumeStatus(name=name, phase="Ready"))
+    return volumes
+
+
+def _memory(
+    vmi: VirtualMachineInstance, before: MemoryStatus, observed: ObservedMachine, differing: set[str]
+) -> MemoryStatus:
+    memory = vmi.spec.domain.memory
+    spec_guest = memory.guest if memory is not None else None
+    # guestRequested follows the spec once the hypervisor has done it, never while in flight.
+    requested = (
+        spec_guest if MEMORY_FIELD not in differing and spec_guest is not None else before.guest_requested
+    )
+    return MemoryStatus(
+        guest_at_boot=before.guest_at_boot,
+        guest_current=Quantity.from_bytes(observed.memory_bytes),
+        guest_requested=requested,
+    )
+
+
+def running_differences(desired: MachineSpec | None, observed: ObservedMachine) -> set[str]:
+    """The paths where a running guest lacks what its spec says (none unless it runs)."""
+    if desired is None or observed.state is not MachineState.RUNNING:
+        return set()
+    return differing_fields(desired, observed)
+
+
+def _transition(
+    previous: VirtualMachineInstanceStatus, phase: VMIPhase, now: str
+) -> list[dict[str, str]] | None:
+    stamps = list(previous.phase_transition_timestamps or ())
+    if previous.phase is not phase:
+        stamps.append({"phase": phase.value, "phaseTransitionTimestamp": now})
+    return stamps or None
+
+
+def phase_status(
+    vmi: VirtualMachineInstance, phase: VMIPhase, *, reason: str | None, now: str
+) -> VirtualMachineInstanceStatus:
+    """The status of a VMI put in ``phase`` without a machine to observe (failed start, lost machine)."""
+    previous = vmi.status or VirtualMachineInstanceStatus()
+    running = phase is VMIPhase.RUNNING
+    ready = Condition(
+        type=READY, status="True" if running else "False", reason=None if running else "GuestNotRunning"
+    )
+    kept = [c for c in previous.conditions or () if c.type not in _OWNED]
+    return previous.model_copy(
+        update={
+            "phase": phase,
+            "reason": reason,
+            "conditions": merge_conditions(previous.conditions or (), [*kept, ready], now=now),
+            "phase_transition_timestamps": _transition(previous, phase, now),
+        }
+    )
 
 
 def machine_status(
     vmi: VirtualMachineInstance,
     observed: ObservedMachine,
     *,
+    desired: MachineSpec | None,
     failures: Mapping[str, str],
-    in_flight: Collection[str] = (),
     now: str,
 ) -> VirtualMachineInstanceStatus:
-    """The VMI status that reports ``observed``, the failures and the hotplugs in flight."""
+    """The status that reports ``observed``: phase, topology, memory, volumes, interfaces, conditions.
+
+    ``desired`` is the machine of the VMI spec now (None if the spec cannot be translated: then nothing
+    is in flight); where it differs from ``observed`` a hotplug is in flight (``HotVCPUChange``/
+    ``HotMemoryChange`` True) unless that path is in ``failures``. Failures of paths where the two
+    agree are dropped. A VMI in a final phase keeps it.
+    """
     previous = vmi.status or VirtualMachineInstanceStatus()
-    memory = vmi.spec.domain.memory
-    requested = memory.guest if memory is not None else None
-    before = previous.memory or MemoryStatus()
-    if MEMORY_FIELD in failures:
-        requested = before.guest_requested
-    observed_memory = (
-        Quantity.from_bytes(observed.memory_bytes) if observed.memory_bytes else before.guest_current
-    )
-    volumes = [VolumeStatus(name=d.name, target=d.name, phase="Ready") for d in observed.disks] + [
-        VolumeStatus(name=name, target=name, phase="Failed", reason="HotplugFailed", message=message)
-        for field, message in failures.items()
-        if (name := _named(field, _VOLUME)) is not None and name not in {d.name for d in observed.disks}
-    ]
+    if previous.phase in FINAL_PHASES:
+        return previous
+    phase = _PHASES[observed.state]
+    if observed.state not in (MachineState.STARTING, MachineState.RUNNING):
+        # An ended machine reports only how it ended: keep the last observed devices.
+        return phase_status(vmi, phase, reason=observed.reason or None, now=now)
+    differing = running_differences(desired, observed)
+    current_failures = {f: m for f, m in failures.items() if f in differing}
+    in_flight = differing - set(current_failures)
     kept = [c for c in previous.conditions or () if c.type not in _OWNED]
     conditions = merge_conditions(
-        previous.conditions or (), kept + _conditions(observed, failures, in_flight), now=now
+        previous.conditions or (), kept + _conditions(observed, current_failures, in_flight), now=now
     )
+    interfaces = [
+        VMIInterfaceStatus(
+            name=n.name, mac=n.mac, link_state="up" if n.link_up else "down", info_source="domain"
+        )
+        for n in observed.nics
+    ]
     return previous.model_copy(
         update={
-            "phase": _PHASES[observed.state],
-            "reason": observed.reason or None
-            if observed.state in (MachineState.CRASHED, MachineState.STOPPED)
-            else None,
+            "phase": phase,
+            "reason": None,
+            "conditions": conditions,
             "current_cpu_topology": CPUTopology(
                 sockets=observed.sockets, cores=observed.cores, threads=observed.threads
             ),
-            "memory": MemoryStatus(
-                guest_at_boot=before.guest_at_boot, guest_current=observed_memory, guest_requested=requested
-            ),
-            "volume_status": volumes or None,
-            "interfaces": [
-                VMIInterfaceStatus(
-                    name=n.name, mac=n.mac, link_state="up" if n.link_up else "down", info_source="domain"
-                )
-                for n in observed.nics
-            ]
-            or None,
-            "conditions": conditions,
+            "memory": _memory(vmi, previous.memory or MemoryStatus(), observed, differing),
+            "volume_status": _volumes(desired, observed, current_failures, in_flight) or None,
+            "interfaces": interfaces or None,
+            "phase_transition_timestamps": _transition(previous, phase, now),
         }
     )

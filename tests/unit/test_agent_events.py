@@ -1,0 +1,51 @@
+"""``reconcile.events.EventRecorder``: v1 Events as Kubernetes' recorder writes them, repeats folded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from vmplane.api.resources import EVENTS
+from vmplane.reconcile.events import EventRecorder
+from vmplane.testing.memory_store import MemoryStore
+
+VMI = {
+    "apiVersion": "kubevirt.io/v1",
+    "kind": "VirtualMachineInstance",
+    "metadata": {"name": "vm", "namespace": "ns", "uid": "uid-1"},
+}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_an_event_names_its_object_and_repeats_bump_the_count() -> None:
+    store, clock = MemoryStore(), Clock()
+    recorder = EventRecorder(store, component="virt-handler", clock=clock)
+    await recorder.record(VMI, type="Normal", reason="Started", message="VirtualMachineInstance started.")
+    clock.now += timedelta(seconds=5)
+    await recorder.record(VMI, type="Normal", reason="Started", message="VirtualMachineInstance started.")
+    await recorder.record(VMI, type="Warning", reason="HotplugFailed", message="refused")
+    events = {e["reason"]: e for e in (await store.list(EVENTS, "ns")).items}
+    started = events["Started"]
+    assert started["involvedObject"] == {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "name": "vm",
+        "namespace": "ns",
+        "uid": "uid-1",
+    }
+    assert (started["type"], started["count"], started["source"]) == (
+        "Normal",
+        2,
+        {"component": "virt-handler"},
+    )
+    assert (started["firstTimestamp"], started["lastTimestamp"]) == (
+        "2026-11-28T10:00:00Z",
+        "2026-11-28T10:00:05Z",
+    )
+    assert (events["HotplugFailed"]["type"], events["HotplugFailed"]["count"]) == ("Warning", 1)

@@ -1,0 +1,268 @@
+"""``agent.status``: a VMI status from what was observed, and its round trip through the planner's reader."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from vmplane.agent.hotplug import CPU_FIELD, MEMORY_FIELD, interface_field, volume_field
+from vmplane.agent.hypervisor import (
+    DiskSpec,
+    MachineSpec,
+    MachineState,
+    NicSpec,
+    ObservedDisk,
+    ObservedMachine,
+    ObservedNic,
+)
+from vmplane.agent.status import failures_of, machine_status, phase_status
+from vmplane.api.meta import Condition
+from vmplane.api.quantity import Quantity
+from vmplane.api.vmi import (
+    CPUTopology,
+    MemoryStatus,
+    VirtualMachineInstance,
+    VirtualMachineInstanceStatus,
+    VMIPhase,
+)
+from vmplane.rollout.observed import observed_from_status
+from vmplane.testing.builders import container_disk, disk, interface, network, pvc, vm_spec
+
+GiB = 1 << 30
+NOW = "2026-11-28T10:00:00Z"
+LATER = "2026-11-28T10:05:00Z"
+DESIRED = MachineSpec(
+    name="ns_vm",
+    uuid="u",
+    sockets=1,
+    max_sockets=4,
+    memory_bytes=GiB,
+    disks=(DiskSpec("root", "/root.qcow2"),),
+    nics=(NicSpec("default", "02:00:00:00:00:01"),),
+)
+OBSERVED = ObservedMachine(
+    name="ns_vm",
+    state=MachineState.RUNNING,
+    sockets=1,
+    vcpus=1,
+    memory_bytes=GiB,
+    disks=(ObservedDisk("root", "/root.qcow2"),),
+    nics=(ObservedNic("default", "02:00:00:00:00:01", True),),
+)
+
+
+def vmi(
+    *, phase: VMIPhase = VMIPhase.SCHEDULED, guest: str = "1Gi", conditions: list[Condition] | None = None
+) -> VirtualMachineInstance:
+    spec = vm_spec(
+        sockets=1,
+        max_sockets=4,
+        guest=guest,
+        max_guest="4Gi",
+        disks=[disk("root"), disk("data")],
+        volumes=[container_disk("root"), pvc("data", hotpluggable=True)],
+        interfaces=[interface("default"), interface("blue")],
+        networks=[network("default"), network("blue", nad="blue")],
+    )
+    boot = Quantity.parse("1Gi")
+    status = VirtualMachineInstanceStatus(
+        phase=phase,
+        node_name="node01",
+        memory=MemoryStatus(guest_at_boot=boot, guest_current=boot, guest_requested=boot),
+        conditions=conditions,
+        virtual_machine_revision_name="revision-start-vm-x-1",
+    )
+    return VirtualMachineInstance.model_validate(
+        {
+            "metadata": {"name": "vm", "namespace": "ns", "uid": "u"},
+            "spec": spec.to_wire(),
+            "status": status.to_wire(),
+        }
+    )
+
+
+def conditions(status: VirtualMachineInstanceStatus) -> dict[str, tuple[str, str | None, str | None]]:
+    return {c.type: (c.status, c.reason, c.message) for c in status.conditions or ()}
+
+
+def derive(
+    observed: ObservedMachine = OBSERVED,
+    desired: MachineSpec | None = DESIRED,
+    failures: dict[str, str] | None = None,
+    **vmi_args: Any,
+) -> VirtualMachineInstanceStatus:
+    return machine_status(vmi(**vmi_args), observed, desired=desired, failures=failures or {}, now=NOW)
+
+
+def test_a_running_machine_in_sync_is_running_and_ready() -> None:
+    status = derive()
+    assert status.phase is VMIPhase.RUNNING
+    assert conditions(status) == {"Ready": ("True", None, None)}
+    assert status.current_cpu_topology == CPUTopology(sockets=1, cores=1, threads=1)
+    assert [(v.name, v.phase) for v in status.volume_status or ()] == [("root", "Ready")]
+    assert [(i.name, i.link_state, i.info_source) for i in status.interfaces or ()] == [
+        ("default", "up", "domain")
+    ]
+    assert status.phase_transition_timestamps == [{"phase": "Running", "phaseTransitionTimestamp": NOW}]
+    assert status.node_name == "node01"
+    assert status.virtual_machine_revision_name == "revision-start-vm-x-1"
+
+
+def test_a_starting_machine_stays_scheduled() -> None:
+    status = derive(replace(OBSERVED, state=MachineState.STARTING))
+    assert status.phase is VMIPhase.SCHEDULED
+    assert conditions(status)["Ready"][0] == "False"
+    assert status.phase_transition_timestamps is None
+
+
+def test_hotplugs_in_flight_are_true_conditions_and_the_status_keeps_what_the_guest_has() -> None:
+    status = derive(desired=replace(DESIRED, sockets=3, memory_bytes=2 * GiB), guest="2Gi")
+    assert conditions(status)["HotVCPUChange"] == ("True", None, None)
+    assert conditions(status)["HotMemoryChange"] == ("True", None, None)
+    assert status.current_cpu_topology == CPUTopology(sockets=1, cores=1, threads=1)
+    assert status.memory is not None
+    assert (str(status.memory.guest_current), str(status.memory.guest_requested)) == ("1Gi", "1Gi")
+
+
+def test_guest_requested_follows_the_spec_once_the_guest_has_it() -> None:
+    status = derive(
+        observed=replace(OBSERVED, memory_bytes=2 * GiB),
+        desired=replace(DESIRED, memory_bytes=2 * GiB),
+        guest="2Gi",
+    )
+    assert status.memory is not None
+    assert (
+        str(status.memory.guest_at_boot),
+        str(status.memory.guest_current),
+        str(status.memory.guest_requested),
+    ) == (
+        "1Gi",
+        "2Gi",
+        "2Gi",
+    )
+    assert "HotMemoryChange" not in conditions(status)
+
+
+def test_volumes_being_plugged_or_unplugged() -> None:
+    desired = replace(DESIRED, disks=(*DESIRED.disks, DiskSpec("data", "/data.qcow2", hotpluggable=True)))
+    assert [(v.name, v.phase) for v in derive(desired=desired).volume_status or ()] == [
+        ("root", "Ready"),
+        ("data", "Pending"),
+    ]
+    leaving = replace(OBSERVED, disks=(*OBSERVED.disks, ObservedDisk("old", "/old.qcow2")))
+    assert [(v.name, v.phase) for v in derive(leaving).volume_status or ()] == [
+        ("root", "Ready"),
+        ("old", "Detaching"),
+    ]
+
+
+FAILURES = {
+    CPU_FIELD: "cpu refused",
+    MEMORY_FIELD: "memory refused",
+    volume_field("data"): "disk refused",
+    interface_field("blue"): "nic refused",
+}
+FAILING_SPEC = replace(
+    DESIRED,
+    sockets=2,
+    memory_bytes=2 * GiB,
+    disks=(*DESIRED.disks, DiskSpec("data", "/data.qcow2", hotpluggable=True)),
+    nics=(*DESIRED.nics, NicSpec("blue", "02:00:00:00:00:02")),
+)
+
+
+def test_failures_are_written_as_the_planner_reads_them() -> None:
+    status = derive(desired=FAILING_SPEC, failures=FAILURES)
+    assert conditions(status) == {
+        "Ready": ("True", None, None),
+        "HotVCPUChange": ("False", "HotplugFailed", "cpu refused"),
+        "HotMemoryChange": ("False", "HotplugFailed", "memory refused"),
+        "HotInterfaceChange": ("False", "blue", "nic refused"),
+    }
+    data = next(v for v in status.volume_status or () if v.name == "data")
+    assert (data.phase, data.reason, data.message) == ("Failed", "HotplugFailed", "disk refused")
+    assert failures_of(status) == FAILURES
+    planner = observed_from_status(status, vmi().spec.to_wire()).failed
+    assert planner["domain.cpu.sockets"].observed == 1
+    assert planner["domain.memory.guest"].observed == "1Gi"
+    assert set(planner) == {
+        "domain.cpu.sockets",
+        "domain.memory.guest",
+        "volumes[name=data]",
+        "domain.devices.disks[name=data]",
+        "domain.devices.interfaces[name=blue]",
+    }
+
+
+def test_two_failed_interfaces_name_the_first_and_describe_both() -> None:
+    desired = replace(DESIRED, nics=(*DESIRED.nics, NicSpec("blue", "b"), NicSpec("red", "r")))
+    failures = {interface_field("red"): "no port", interface_field("blue"): "refused"}
+    status = derive(desired=desired, failures=failures)
+    assert conditions(status)["HotInterfaceChange"] == ("False", "blue", "blue: refused; red: no port")
+
+
+def test_a_failure_clears_once_the_spec_and_the_guest_agree_again() -> None:
+    status = derive(failures=FAILURES)
+    assert set(conditions(status)) == {"Ready"}
+    assert failures_of(status) == {}
+
+
+@pytest.mark.parametrize(
+    ("state", "phase", "reason"),
+    [
+        (MachineState.CRASHED, VMIPhase.FAILED, "QEMU was killed by SIGKILL"),
+        (MachineState.STOPPED, VMIPhase.SUCCEEDED, "guest shut down"),
+    ],
+)
+def test_an_ended_machine_ends_the_vmi(state: MachineState, phase: VMIPhase, reason: str) -> None:
+    running = derive(desired=replace(DESIRED, sockets=2))
+    before = vmi(phase=VMIPhase.RUNNING).model_copy(update={"status": running})
+    ended = machine_status(
+        before,
+        ObservedMachine(name="ns_vm", state=state, reason=reason),
+        desired=DESIRED,
+        failures={},
+        now=LATER,
+    )
+    assert (ended.phase, ended.reason) == (phase, reason)
+    assert conditions(ended) == {"Ready": ("False", "GuestNotRunning", None)}
+    assert ended.current_cpu_topology == running.current_cpu_topology  # the last observed, kept
+    assert ended.phase_transition_timestamps is not None
+    assert ended.phase_transition_timestamps[-1] == {"phase": phase.value, "phaseTransitionTimestamp": LATER}
+
+
+def test_a_final_phase_is_final() -> None:
+    failed = vmi(phase=VMIPhase.FAILED)
+    assert machine_status(failed, OBSERVED, desired=DESIRED, failures={}, now=NOW) == failed.status
+
+
+def test_other_conditions_and_transition_times_are_kept() -> None:
+    scheduled = Condition(type="PodScheduled", status="True", last_transition_time="2026-11-28T09:00:00Z")
+    first = derive(conditions=[scheduled])
+    again = machine_status(
+        vmi(conditions=first.conditions).model_copy(update={"status": first}),
+        OBSERVED,
+        desired=DESIRED,
+        failures={},
+        now=LATER,
+    )
+    assert again == first
+    assert conditions(first)["PodScheduled"] == ("True", None, None)
+    ready = next(c for c in first.conditions or () if c.type == "Ready")
+    assert ready.last_transition_time == NOW
+
+
+def test_without_a_translatable_spec_nothing_is_in_flight() -> None:
+    status = derive(
+        desired=None, observed=replace(OBSERVED, disks=(*OBSERVED.disks, ObservedDisk("x", "/x")))
+    )
+    assert set(conditions(status)) == {"Ready"}
+    assert [(v.name, v.phase) for v in status.volume_status or ()] == [("root", "Ready"), ("x", "Ready")]
+
+
+def test_phase_status_without_a_machine() -> None:
+    status = phase_status(vmi(), VMIPhase.FAILED, reason="cannot start: no image", now=NOW)
+    assert (status.phase, status.reason) == (VMIPhase.FAILED, "cannot start: no image")
+    assert conditions(status) == {"Ready": ("False", "GuestNotRunning", None)}
