@@ -29,7 +29,14 @@ def vmi(volumes: list[dict[str, Any]], *, uid: str = "uid-1", **extra: Any) -> V
     return VirtualMachineInstance.model_validate(
         {
             "metadata": {"name": "vm1", "namespace": "ns", "uid": uid, **extra.pop("metadata", {})},
-            "spec": {"domain": {"devices": {"disks": disks}, **extra.pop("domain", {})}, "volumes": volumes},
+            "spec": {
+                "domain": {
+                    "memory": {"guest": "128Mi"},
+                    "devices": {"disks": disks},
+                    **extra.pop("domain", {}),
+                },
+                "volumes": volumes,
+            },
         }
     )
 
