@@ -24,5 +24,7 @@ test: install lint
 bench: install
 	$(PY) bench/planner.py
 
+# QEMU and the test guest, then the control plane with the demo VM (Ctrl-C stops it; guests keep running).
 demo: install
-	$(VENV)/bin/vmplane plan examples/vm-running.yaml examples/vm-desired.yaml --strategy LiveUpdate
+	bash scripts/ci-install-qemu.sh
+	$(VENV)/bin/vmplane serve --demo

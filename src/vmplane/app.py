@@ -27,6 +27,7 @@ from vmplane.agent.volumes import QemuVolumePreparer
 from vmplane.api.kubevirt import KubeVirtConfiguration
 from vmplane.controller.manager import ControllerManager
 from vmplane.controller.vm import cluster_configuration
+from vmplane.demo import install_demo
 from vmplane.reconcile.events import EventRecorder
 from vmplane.server.console import add_console_routes
 from vmplane.server.context import ApiContext
@@ -48,6 +49,7 @@ class PlaneOptions:
     """How ``vmplane serve`` runs guests on this host.
 
     ``host_disk_dirs``: where ``hostDisk`` paths may point (default ``<data_dir>/hostdisks``).
+    ``demo_guest``: a built test guest to install as an image, creating the demo VM (``--demo``).
     """
 
     data_dir: Path
@@ -57,6 +59,7 @@ class PlaneOptions:
     node_labels: dict[str, str] = field(default_factory=dict)
     crash_backoff: float = 10.0
     host_disk_dirs: tuple[Path, ...] = ()
+    demo_guest: Path | None = None
 
     @property
     def allowed_host_dirs(self) -> tuple[Path, ...]:
@@ -137,6 +140,10 @@ class ControlPlane:
         await self.manager.start()
         await self.scheduler.start()
         await self.agent.start()
+        if self._options.demo_guest is not None:
+            await install_demo(
+                self._store, data_dir=self._options.data_dir, guest_dir=self._options.demo_guest
+            )
         try:
             await asyncio.Event().wait()
         finally:

@@ -50,6 +50,15 @@ def register(subparsers: Any) -> None:
         help="an extra label on this host's Node (repeatable)",
     )
     parser.add_argument(
+        "--demo",
+        nargs="?",
+        const=Path("guest/out"),
+        type=Path,
+        default=None,
+        metavar="GUEST_DIR",
+        help="create the demo VM default/demo, booting the test guest in GUEST_DIR (default: guest/out)",
+    )
+    parser.add_argument(
         "--crash-backoff",
         type=float,
         default=10.0,
@@ -87,6 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
         node_labels=labels,
         crash_backoff=args.crash_backoff,
         host_disk_dirs=tuple(args.host_disk_dir),
+        demo_guest=args.demo.resolve() if args.demo is not None else None,
     )
 
     def ready(path: Path) -> None:
