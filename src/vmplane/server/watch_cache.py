@@ -86,15 +86,16 @@ class WatchCache:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"watch-cache-{self.resource}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         self._forget()
 
     def _forget(self) -> None:
-        # Release the objects now: the finished task's traceback can keep this cache alive until the
-        # cyclic collector runs, and scanning 10,000 dead objects there costs more than freeing them.
+        # Release the objects now rather than with the cache: a finished task's traceback holds its
+        # frames, and through them this cache, in a cycle that only the cyclic collector frees.
         self._objects, self._names, self._namespaces = {}, {}, None
 
     async def snapshot(self, namespace: str | None) -> Snapshot:
@@ -153,10 +154,9 @@ class WatchCache:
     async def _run(self) -> None:
         try:
             while True:
-                listed = await self._store.list(self.resource)
-                self._replace(listed.items, listed.resource_version)
+                revision = await self._fill()
                 try:
-                    events = self._store.watch(self.resource, since=listed.resource_version, progress=True)
+                    events = self._store.watch(self.resource, since=revision, progress=True)
                     async for event in events:
                         self._apply(event)
                 except ExpiredError:
@@ -168,14 +168,17 @@ class WatchCache:
             self._forget()
             self._advance()
 
-    def _replace(self, items: list[JsonObject], revision: int) -> None:
+    async def _fill(self) -> int:
+        """Replace the contents with a fresh list; its revision, which the watch continues from."""
+        listed = await self._store.list(self.resource)
         objects: dict[str, dict[str, CachedObject]] = {}
-        for obj in items:
+        for obj in listed.items:
             namespace, name = _key(obj)
             objects.setdefault(namespace, {})[name] = CachedObject.of(obj)
         self._objects, self._names, self._namespaces = objects, {}, None
-        self.revision = max(self.revision, revision)
+        self.revision = max(self.revision, listed.resource_version)
         self._advance()
+        return listed.resource_version
 
     def _apply(self, event: WatchEvent) -> None:
         if event.type != "BOOKMARK":
