@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from vmplane.api.decoding import FieldValidation, decode
-from vmplane.api.errors import InvalidObjectError
+from vmplane.api.errors import FieldCause, InvalidObjectError
 from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration
 from vmplane.api.model import WireModel
 from vmplane.api.validation import validate_metadata, validate_vm, validate_vmi_spec, volume_path_causes
@@ -57,8 +57,19 @@ def _schema(model: type[WireModel]) -> JsonObject:
     return model.model_json_schema(by_alias=True, mode="validation")
 
 
-def _decode(model: type[Any], new: JsonObject, kind: str, field_validation: FieldValidationName) -> Any:
-    return decode(model, new, kind=kind, field_validation=FieldValidation(field_validation))
+def _admissible(
+    model: type[Any],
+    new: JsonObject,
+    field_validation: FieldValidationName,
+    causes_of: Callable[[Any], list[FieldCause]],
+) -> Any:
+    """``new`` decoded as ``model`` (a ``Decoded``), raising InvalidObjectError with every cause."""
+    kind = model.__name__
+    decoded = decode(model, new, kind=kind, field_validation=FieldValidation(field_validation))
+    causes = causes_of(decoded.value)
+    if causes:
+        raise InvalidObjectError(kind, decoded.value.metadata.name or "", causes)
+    return decoded
 
 
 def _with_metadata_of(wire: JsonObject, new: JsonObject) -> JsonObject:
@@ -88,12 +99,14 @@ class VMAdmitter:
         dry_run: bool,
     ) -> Admitted:
         """Decode, validate, and for a dry run project the resulting status."""
-        decoded = _decode(VirtualMachine, new, "VirtualMachine", field_validation)
-        vm: VirtualMachine = decoded.value
         config = self.cluster.configuration()
-        causes = validate_vm(vm, config, allowed_host_dirs=self.allowed_host_dirs)
-        if causes:
-            raise InvalidObjectError("VirtualMachine", vm.metadata.name or "", causes)
+        decoded = _admissible(
+            VirtualMachine,
+            new,
+            field_validation,
+            lambda vm: validate_vm(vm, config, allowed_host_dirs=self.allowed_host_dirs),
+        )
+        vm: VirtualMachine = decoded.value
         wire = _with_metadata_of(vm.to_wire(), new)
         if dry_run:
             status, live = self.project(vm, config, old)
@@ -143,16 +156,15 @@ class VMIAdmitter:
         dry_run: bool,
     ) -> Admitted:
         """Decode and validate the spec's structure."""
-        decoded = _decode(VirtualMachineInstance, new, "VirtualMachineInstance", field_validation)
-        vmi: VirtualMachineInstance = decoded.value
-        causes = (
-            validate_metadata(vmi.metadata)
+        decoded = _admissible(
+            VirtualMachineInstance,
+            new,
+            field_validation,
+            lambda vmi: validate_metadata(vmi.metadata)
             + validate_vmi_spec(vmi.spec, prefix="spec")
-            + volume_path_causes(vmi.spec, prefix="spec", allowed_host_dirs=self.allowed_host_dirs)
+            + volume_path_causes(vmi.spec, prefix="spec", allowed_host_dirs=self.allowed_host_dirs),
         )
-        if causes:
-            raise InvalidObjectError("VirtualMachineInstance", vmi.metadata.name or "", causes)
-        return Admitted(object=_with_metadata_of(vmi.to_wire(), new), warnings=decoded.warnings)
+        return Admitted(object=_with_metadata_of(decoded.value.to_wire(), new), warnings=decoded.warnings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,12 +181,10 @@ class KubeVirtAdmitter:
         dry_run: bool,
     ) -> Admitted:
         """Decode (the strategy must be ``Stage`` or ``LiveUpdate``) and check metadata."""
-        decoded = _decode(KubeVirt, new, "KubeVirt", field_validation)
-        kubevirt: KubeVirt = decoded.value
-        causes = validate_metadata(kubevirt.metadata)
-        if causes:
-            raise InvalidObjectError("KubeVirt", kubevirt.metadata.name or "", causes)
-        return Admitted(object=_with_metadata_of(kubevirt.to_wire(), new), warnings=decoded.warnings)
+        decoded = _admissible(
+            KubeVirt, new, field_validation, lambda kubevirt: validate_metadata(kubevirt.metadata)
+        )
+        return Admitted(object=_with_metadata_of(decoded.value.to_wire(), new), warnings=decoded.warnings)
 
 
 def typed_registry(cluster: ClusterView, *, allowed_host_dirs: tuple[str, ...] | None = None) -> Registry:
