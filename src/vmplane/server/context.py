@@ -29,6 +29,7 @@ def utc_now() -> datetime:
 class ServerSettings:
     """Limits and timings; tests shorten ``bookmark_interval``.
 
+    ``watch_buffer_bytes``/``slow_watcher_grace``: see ``watch_outbox``.
     ``consistent_read_timeout``: how long a read waits for the watch cache to catch up with the store
     before it reads the store instead.
     """
@@ -38,6 +39,9 @@ class ServerSettings:
     default_watch_timeout: float = 1800.0
     max_conflict_retries: int = 5
     consistent_read_timeout: float = 10.0
+    # A watcher that leaves more than this unread for ``slow_watcher_grace`` seconds is closed.
+    watch_buffer_bytes: int = 16 * 1024 * 1024
+    slow_watcher_grace: float = 5.0
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections.abc import AsyncIterator
@@ -28,11 +29,13 @@ from vmplane.server.listing import Selectors, request_selectors, selected
 from vmplane.server.routing import Target
 from vmplane.server.tables import build_table
 from vmplane.server.watch_cache import CachedObject
+from vmplane.server.watch_outbox import Outbox, SlowWatcherError
 from vmplane.store.base import ExpiredError, JsonObject, WatchEvent
 
 __all__ = ["serve_watch", "translate"]
 
 _Key = tuple[str, str]
+log = logging.getLogger(__name__)
 
 
 def _key(obj: JsonObject) -> _Key:
@@ -68,10 +71,10 @@ def _timeout(ctx: ApiContext, request: web.Request) -> float:
 
 
 class _Stream:
-    """Writes events as lines, as Tables when the client asked for them."""
+    """Writes events as lines, as Tables when the client asked for them, through a bounded outbox."""
 
-    def __init__(self, ctx: ApiContext, target: Target, response: web.StreamResponse, table: bool) -> None:
-        self.ctx, self.target, self.response, self.table = ctx, target, response, table
+    def __init__(self, ctx: ApiContext, target: Target, outbox: Outbox, table: bool) -> None:
+        self.ctx, self.target, self.outbox, self.table = ctx, target, outbox, table
 
     async def send(self, event_type: str, obj: JsonObject) -> None:
         body: Any = obj
@@ -80,13 +83,13 @@ class _Stream:
             body = build_table(
                 self.target.resource_type, [obj], now=self.ctx.clock(), list_metadata={"resourceVersion": rv}
             )
-        await self.response.write(dumps({"type": event_type, "object": body}) + b"\n")
+        await self.outbox.put(dumps({"type": event_type, "object": body}) + b"\n")
 
     async def send_added(self, item: CachedObject) -> None:
         if self.table:
             await self.send("ADDED", item.object)
         else:
-            await self.response.write(b'{"type":"ADDED","object":' + item.raw + b"}\n")
+            await self.outbox.put(b'{"type":"ADDED","object":' + item.raw + b"}\n")
 
     async def bookmark(self, resource_version: int) -> None:
         resource_type = self.target.resource_type
@@ -95,7 +98,7 @@ class _Stream:
             "apiVersion": resource_type.api_version,
             "metadata": {"resourceVersion": str(resource_version)},
         }
-        await self.response.write(dumps({"type": "BOOKMARK", "object": obj}) + b"\n")
+        await self.outbox.put(dumps({"type": "BOOKMARK", "object": obj}) + b"\n")
 
 
 async def serve_watch(ctx: ApiContext, target: Target, request: web.Request) -> web.StreamResponse:
@@ -123,21 +126,30 @@ async def serve_watch(ctx: ApiContext, target: Target, request: web.Request) -> 
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
     await response.prepare(request)
-    stream = _Stream(ctx, target, response, wants_table(request.headers.get("Accept")))
-    for item in initial:
-        await stream.send_added(item)
+    outbox = Outbox(response, limit=ctx.settings.watch_buffer_bytes, grace=ctx.settings.slow_watcher_grace)
+    stream = _Stream(ctx, target, outbox, wants_table(request.headers.get("Accept")))
     events = ctx.store.watch(resource_type.store_resource, target.namespace, since=since)
     try:
-        await _pump(
-            ctx, stream, events, since, selectors if filtering else None, matching, timeout, bookmarks
-        )
-    except ExpiredError:
-        revision = await ctx.store.current_revision()
-        gone = st.expired(f"too old resource version: {since} ({revision})")
-        await response.write(dumps({"type": "ERROR", "object": gone.status}) + b"\n")
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
+        for item in initial:
+            await stream.send_added(item)
+        try:
+            await _pump(
+                ctx, stream, events, since, selectors if filtering else None, matching, timeout, bookmarks
+            )
+        except ExpiredError:
+            revision = await ctx.store.current_revision()
+            gone = st.expired(f"too old resource version: {since} ({revision})")
+            await outbox.put(dumps({"type": "ERROR", "object": gone.status}) + b"\n")
+        await outbox.flush()
+    except SlowWatcherError as err:
+        # As kube-apiserver's cacheWatcher: the client re-lists and watches again.
+        log.warning("closing watch of %s: %s", resource_type.store_resource, err)
+        await outbox.close()
+        if request.transport is not None:
+            request.transport.abort()
+        return response
     finally:
+        await outbox.close()
         with contextlib.suppress(Exception):
             await events.aclose()  # type: ignore[attr-defined]
     with contextlib.suppress(ConnectionResetError):
