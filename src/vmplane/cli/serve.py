@@ -12,6 +12,8 @@ from typing import Any
 
 from vmplane.app import ControlPlane, PlaneOptions
 from vmplane.server.app import ListenAddress, run_server
+from vmplane.server.connections import ConnectionLimits
+from vmplane.server.context import ServerSettings
 
 __all__ = ["default_data_dir", "register"]
 
@@ -72,6 +74,31 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help="a directory hostDisk paths may lie under (repeatable; default: DATA_DIR/hostdisks)",
     )
+    limits, settings = ConnectionLimits(), ServerSettings()
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=limits.header_timeout,
+        help="seconds a new connection has for its TLS handshake and request headers (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=limits.idle_timeout,
+        help="seconds an idle keep-alive connection is kept (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=limits.max_connections,
+        help="open connections beyond which new ones get 429 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--watch-buffer-bytes",
+        type=int,
+        default=settings.watch_buffer_bytes,
+        help="unread bytes after which a slow watcher is closed (default: %(default)s)",
+    )
     parser.set_defaults(func=_serve)
 
 
@@ -111,6 +138,12 @@ def _serve(args: argparse.Namespace) -> int:
                 tls_cert=args.tls_cert,
                 tls_key=args.tls_key,
                 on_ready=ready,
+                settings=ServerSettings(watch_buffer_bytes=args.watch_buffer_bytes),
+                limits=ConnectionLimits(
+                    header_timeout=args.header_timeout,
+                    idle_timeout=args.idle_timeout,
+                    max_connections=args.max_connections,
+                ),
             )
         )
     except (OSError, ValueError) as err:

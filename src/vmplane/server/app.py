@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import time
@@ -20,6 +21,7 @@ from aiohttp import web
 
 from vmplane.server import discovery
 from vmplane.server import status as st
+from vmplane.server.connections import ConnectionGuard, ConnectionLimits
 from vmplane.server.context import ApiContext, ServerSettings, json_response, utc_now
 from vmplane.server.handlers import ResourceHandlers
 from vmplane.server.kinds import default_registry
@@ -36,7 +38,7 @@ from vmplane.server.security import (
 from vmplane.store.base import AlreadyExistsError, JsonObject, Store
 from vmplane.store.sqlite import SqliteStore
 
-__all__ = ["ListenAddress", "Plane", "bootstrap", "create_app", "run_server"]
+__all__ = ["ListenAddress", "Plane", "bootstrap", "bound_url", "create_app", "is_loopback", "run_server"]
 
 log = logging.getLogger("vmplane.server")
 
@@ -259,6 +261,22 @@ def _tls_for(data_dir: Path, listen: ListenAddress, cert: Path | None, key: Path
     return ensure_self_signed(data_dir, listen.host)
 
 
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8 and ::1 (and IPv4-mapped loopback)."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host == "localhost"
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def bound_url(address: tuple[object, ...]) -> str:
+    """``https://HOST:PORT`` of a bound socket's address, IPv6 hosts in brackets."""
+    host, port = str(address[0]), address[1]
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
 async def run_server(
     *,
     data_dir: Path,
@@ -268,16 +286,20 @@ async def run_server(
     tls_key: Path | None = None,
     settings: ServerSettings | None = None,
     on_ready: Callable[[Path], None] | None = None,
+    limits: ConnectionLimits | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, with the control plane ``plane`` builds on the store running alongside.
 
     If the plane's ``run`` ends with an error, the server stops and the error is re-raised.
+    ``limits``: header and idle timeouts and the connection cap (see ``server.connections``).
     """
+    limits = limits or ConnectionLimits()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = load_or_create_token(data_dir)
     tls = _tls_for(data_dir, listen, tls_cert, tls_key)
     store = SqliteStore.open(data_dir / "store.db")
     runner: web.AppRunner | None = None
+    listener: asyncio.Server | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
         await bootstrap(store)
@@ -289,18 +311,39 @@ async def run_server(
             settings=settings,
             extra_routes=built.add_routes if built is not None else None,
         )
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
+        runner = web.AppRunner(
+            app,
+            handler_cancellation=True,
+            access_log=None,
+            shutdown_timeout=2.0,
+            keepalive_timeout=limits.idle_timeout,
+        )
         await runner.setup()
-        site = web.TCPSite(runner, listen.host, listen.port, ssl_context=server_ssl_context(tls))
-        await site.start()
-        port = runner.addresses[0][1]
+        assert runner.server is not None
+        # Not web.TCPSite: the connections go through the header timeout and the connection cap.
+        listener = await asyncio.get_running_loop().create_server(
+            ConnectionGuard(runner.server, limits),
+            listen.host,
+            listen.port,
+            ssl=server_ssl_context(tls),
+            ssl_handshake_timeout=limits.header_timeout,
+        )
+        bound = [sock.getsockname() for sock in listener.sockets]
+        port = bound[0][1]
         host = listen.host if listen.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         host = f"[{host}]" if ":" in host else host
         ca_pem = tls.ca.read_bytes() if tls.ca else None
         path = write_kubeconfig(
             data_dir, render_kubeconfig(server=f"https://{host}:{port}", token=token, ca_pem=ca_pem)
         )
-        log.info("serving on https://%s:%d", host, port)
+        for address in bound:
+            log.info("serving on %s", bound_url(address))
+        if not all(is_loopback(address[0]) for address in bound):
+            log.warning(
+                "listening on a non-loopback address (%s): anyone who can reach it can try; TLS and the "
+                "API tokens are all that protect it",
+                ", ".join(bound_url(address) for address in bound),
+            )
         if on_ready is not None:
             on_ready(path)
         stop = asyncio.Event()
@@ -320,6 +363,8 @@ async def run_server(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if listener is not None:
+            listener.close()
         if runner is not None:
             await runner.cleanup()
         await store.close()
