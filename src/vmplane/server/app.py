@@ -24,6 +24,7 @@ from vmplane.server import status as st
 from vmplane.server.connections import ConnectionGuard, ConnectionLimits
 from vmplane.server.context import ApiContext, ServerSettings, json_response, utc_now
 from vmplane.server.handlers import ResourceHandlers
+from vmplane.server.http_edge import header_guard
 from vmplane.server.kinds import default_registry
 from vmplane.server.kubeconfig import render_kubeconfig, write_kubeconfig
 from vmplane.server.openapi import OpenApiDocs
@@ -185,7 +186,7 @@ def create_app(
     """
     settings = settings or ServerSettings()
     ctx = ApiContext(store=store, registry=registry, settings=settings, clock=clock)
-    app = web.Application(middlewares=[_middleware(token)], client_max_size=settings.body_limit)
+    app = web.Application(middlewares=[header_guard, _middleware(token)], client_max_size=settings.body_limit)
     app[_CONTEXT] = ctx
 
     async def stop_caches(_: web.Application) -> None:

@@ -1,0 +1,213 @@
+"""Shared by the ``test_limits_*`` suites: ``vmplane serve`` on 127.0.0.1 with chosen limits, and raw
+HTTP/1.1 over TLS for what a well-behaved client library cannot send (slow, malformed, never read).
+
+Holds no tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import urllib3
+import yaml
+
+READY_TIMEOUT = 30.0
+
+VM_NAMESPACE_PATH = "/apis/kubevirt.io/v1/namespaces/default/virtualmachines"
+
+
+def vm(name: str, **metadata: Any) -> dict[str, Any]:
+    """A minimal VirtualMachine that admission accepts."""
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachine",
+        "metadata": {"name": name, **metadata},
+        "spec": {
+            "runStrategy": "Halted",
+            "template": {"spec": {"domain": {"devices": {}, "memory": {"guest": "64Mi"}}}},
+        },
+    }
+
+
+@dataclass
+class LimitsServer:
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    log_path: Path
+    url: str
+    host: str
+    port: int
+    token: str
+    ca_file: Path
+
+    def http(self) -> urllib3.PoolManager:
+        return urllib3.PoolManager(ca_certs=str(self.ca_file), cert_reqs="CERT_REQUIRED", retries=False)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | str | dict[str, Any] | list[Any] | None = None,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> tuple[int, dict[str, Any], urllib3.HTTPHeaderDict]:
+        """One request with the admin token; status, decoded JSON body ({} if not JSON), headers."""
+        data = json.dumps(body).encode() if isinstance(body, dict | list) else body
+        all_headers = {"Authorization": f"Bearer {self.token}", **(headers or {})}
+        if data is not None:
+            all_headers["Content-Type"] = content_type
+        response = self.http().request(
+            method, self.url + path, body=data, headers=all_headers, timeout=timeout
+        )
+        try:
+            decoded = json.loads(response.data) if response.data else {}
+        except ValueError:
+            decoded = {}
+        return response.status, decoded, response.headers
+
+    def tls_socket(self, timeout: float = 10.0) -> ssl.SSLSocket:
+        """A TLS connection to the server, handshake done."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        raw = socket.create_connection((self.host, self.port), timeout=timeout)
+        return context.wrap_socket(raw, server_hostname=self.host)
+
+    def raw(self, request: bytes, timeout: float = 10.0) -> bytes:
+        """Send ``request`` as is on a fresh connection; everything the server answers until it closes."""
+        with self.tls_socket(timeout) as sock:
+            sock.sendall(request)
+            return read_until_closed(sock, timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def rss_kib(self) -> int:
+        """The server process's resident set size."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+
+def read_until_closed(sock: socket.socket, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    received = b""
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        except (ConnectionError, ssl.SSLError):
+            break
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+def _ready_line(process: subprocess.Popen[bytes], deadline: float) -> str:
+    assert process.stdout is not None
+    buffer = b""
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"vmplane serve exited with {process.returncode}")
+        readable, _, _ = select.select([process.stdout], [], [], 0.2)
+        if readable:
+            buffer += os.read(process.stdout.fileno(), 4096)
+            if b"\n" in buffer:
+                return buffer.split(b"\n", 1)[0].decode()
+    raise TimeoutError("vmplane serve did not report readiness")
+
+
+def start(tmp: Path, *extra: str, listen: str = "127.0.0.1:0") -> LimitsServer:
+    """``vmplane serve --hypervisor simulated`` with ``extra`` arguments, ready to serve."""
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl not installed")
+    data_dir = tmp / "data"
+    log_path = tmp / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "vmplane.cli.main",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--listen",
+                listen,
+                "--hypervisor",
+                "simulated",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    try:
+        line = _ready_line(process, time.monotonic() + READY_TIMEOUT)
+    except BaseException:
+        stop_process(process)
+        raise
+    config = yaml.safe_load(Path(line.split("kubeconfig:", 1)[1].strip()).read_text())
+    url = config["clusters"][0]["cluster"]["server"]
+    host, port = url.removeprefix("https://").rsplit(":", 1)
+    return LimitsServer(
+        process=process,
+        data_dir=data_dir,
+        log_path=log_path,
+        url=url,
+        host=host,
+        port=int(port),
+        token=config["users"][0]["user"]["token"],
+        ca_file=data_dir / "tls" / "ca.crt",
+    )
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+        raise
+    finally:
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@contextmanager
+def serving(tmp: Path, *extra: str, listen: str = "127.0.0.1:0") -> Iterator[LimitsServer]:
+    server = start(tmp, *extra, listen=listen)
+    try:
+        yield server
+    finally:
+        assert stop_process(server.process) == 0, "vmplane serve did not shut down cleanly"
+
+
+def nested_json(depth: int) -> str:
+    """A JSON object ``{"a":{"a":...}}`` nested ``depth`` objects deep."""
+    return '{"a":' * (depth - 1) + "{}" + "}" * (depth - 1)
+
+
+def nested_yaml(depth: int) -> str:
+    """A YAML flow mapping nested ``depth`` deep."""
+    return "{a: " * (depth - 1) + "{}" + "}" * (depth - 1)
