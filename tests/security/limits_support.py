@@ -94,6 +94,20 @@ class LimitsServer:
             sock.sendall(request)
             return read_until_closed(sock, timeout)
 
+    def settled(self, path: str, timeout: float = 15.0) -> dict[str, Any]:
+        """The object at ``path`` once its controller has stopped changing it (same resourceVersion
+        over half a second)."""
+        deadline = time.monotonic() + timeout
+        _, previous, _ = self.request("GET", path)
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            status, current, _ = self.request("GET", path)
+            assert status == 200, current
+            if current["metadata"]["resourceVersion"] == previous["metadata"]["resourceVersion"]:
+                return current
+            previous = current
+        raise TimeoutError(f"{path} kept changing")
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
