@@ -45,6 +45,9 @@ _OBJECT_META_SCHEMA: JsonObject = {
     },
 }
 _QUERY = ("dryRun", "fieldManager", "fieldValidation", "pretty")
+# As kube-apiserver's document: ``watch`` is left out (a stream is its own operation upstream).
+_LIST_QUERY = ("labelSelector", "fieldSelector", "limit", "continue", "resourceVersion", "timeoutSeconds")
+PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml")
 
 
 def schema_name(resource_type: ResourceType) -> str:
@@ -123,23 +126,30 @@ def _operations(resource_type: ResourceType, ref: str, *, v3: bool) -> dict[str,
         return p
 
     def op(action: str, verb: str, *, body: bool = False) -> JsonObject:
+        queries = _QUERY if body else _LIST_QUERY if action == "list" else ()
         operation: JsonObject = {
             "operationId": f"{verb}{resource_type.kind}",
             "x-kubernetes-action": action,
             "x-kubernetes-group-version-kind": gvk,
-            "parameters": [param(q, "query") for q in _QUERY] if body else [],
+            "parameters": [param(q, "query") for q in queries],
         }
         if v3:
             content = {"application/json": {"schema": {"$ref": ref}}}
             operation["responses"] = {"200": {"description": "OK", "content": content}}
             if body:
-                operation["requestBody"] = {"content": {"*/*": {"schema": {"$ref": ref}}}, "required": True}
+                types = PATCH_TYPES if action == "patch" else ("*/*",)
+                operation["requestBody"] = {
+                    "content": {t: {"schema": {"$ref": ref}} for t in types},
+                    "required": True,
+                }
         else:
             operation["responses"] = {"200": {"description": "OK", "schema": {"$ref": ref}}}
             if body:
                 operation["parameters"].append(
                     {"name": "body", "in": "body", "required": True, "schema": {"$ref": ref}}
                 )
+            if action == "patch":
+                operation["consumes"] = list(PATCH_TYPES)
         return operation
 
     collection, item = _paths_of(resource_type)
