@@ -156,3 +156,20 @@ def test_a_refused_body_leaves_the_stored_object_as_it_was(server: LimitsServer)
     )
     _, after, _ = server.request("GET", f"{VM_NAMESPACE_PATH}/target")
     assert after == before
+
+
+SUBRESOURCES = "/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachines"
+
+
+def test_subresource_body_nested_10000_deep_is_400(server: LimitsServer) -> None:
+    status, body, _ = server.request("PUT", f"{SUBRESOURCES}/target/stop", body=nested_json(10_000))
+    _assert_depth_refused(status, body)
+
+
+@pytest.mark.parametrize(
+    "path", [VM_NAMESPACE_PATH, f"{SUBRESOURCES}/target/stop"], ids=["create", "subresource"]
+)
+def test_a_body_that_is_not_utf8_is_400(server: LimitsServer, path: str) -> None:
+    status, body, _ = server.request("PUT" if "stop" in path else "POST", path, body=b'{"a": "\xff"}')
+    assert status == 400, body
+    assert body["kind"] == "Status"

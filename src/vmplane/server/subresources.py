@@ -7,7 +7,6 @@ template for the given pending paths (all when none are given) and returns the u
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.rollout.effective import effective_spec
 from vmplane.rollout.plan import TEMPLATE_SPEC_PREFIX, plan
 from vmplane.rollout.revert import revert
+from vmplane.server import decoders
 from vmplane.server import status as st
 from vmplane.server.context import ApiContext, json_response
 from vmplane.server.registry import ResourceType
@@ -134,12 +134,12 @@ class _Subresources:
 async def _json_body(request: web.Request) -> Any:
     if not request.can_read_body:
         return None
-    text = await request.text()
-    if not text.strip():
+    body = await request.read()
+    if not body.strip():
         return None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
+        return decoders.load_json(body)
+    except decoders.BodyError as err:
         raise st.bad_request(f"malformed JSON body: {err}") from err
 
 
