@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from limits_support import LimitsServer, serving
 
+from vmplane.store import watching
 from vmplane.store.base import ExpiredError, Store
 from vmplane.store.sqlite import SqliteStore
 from vmplane.testing.memory_store import MemoryStore
@@ -171,5 +172,27 @@ async def test_sqlite_history_bytes_survive_a_reopen(tmp_path: Path) -> None:
             )
         with pytest.raises(ExpiredError):
             await anext(store.watch("things", since=2))
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+async def test_a_store_watcher_behind_by_bytes_still_gets_every_change_once(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watching, "LIVE_QUEUE_BYTES", 50_000)  # two bodies; the event count stays low
+    monkeypatch.setattr(watching, "REPLAY_PAGE_BYTES", 50_000)
+    store = await _history_store(kind, tmp_path, history_bytes=10 * 1024 * 1024)
+    try:
+        events = store.watch("things", since=0)
+        await store.create("things", {"metadata": {"name": "o0", "namespace": "d"}, "data": "z" * 20_000})
+        assert (await anext(events)).resource_version == 1
+        for index in range(1, 10):  # overflows the live queue by size: the watch replays from the log
+            await store.create(
+                "things", {"metadata": {"name": f"o{index}", "namespace": "d"}, "data": "z" * 20_000}
+            )
+        revisions = [(await anext(events)).resource_version for _ in range(9)]
+        assert revisions == list(range(2, 11))
+        await events.aclose()  # type: ignore[attr-defined]
     finally:
         await store.close()
