@@ -103,6 +103,7 @@ class KubeVirtSpec(WireModel):
     image_tag: str | None = None
     image_registry: str | None = None
     workload_update_strategy: dict[str, Any] | None = None
+    uninstall_strategy: Literal["RemoveWorkloads", "BlockUninstallIfWorkloadsExist"] | None = None
 
 
 class KubeVirtStatus(WireModel):

@@ -19,6 +19,7 @@ from vmplane.server import patch as patches
 from vmplane.server import status as st
 from vmplane.server.bodies import SERVER_OWNED, WriteOptions, check_object, decode_object, parse_write_options
 from vmplane.server.context import ApiContext, json_response
+from vmplane.server.deletion_guards import check_deletion
 from vmplane.server.listing import filtered_list
 from vmplane.server.registry import Admitted, Operation
 from vmplane.server.routing import Target
@@ -316,6 +317,7 @@ async def delete(ctx: ApiContext, target: Target, request: web.Request) -> web.R
             message=f"Precondition failed: UID in precondition: {preconditions['uid']}, UID in object meta: "
             f"{current_uid}",
         )
+    await check_deletion(ctx.store, resource_type, current)
     if opts.dry_run:
         return json_response(current)
     rv = preconditions.get("resourceVersion")
@@ -336,6 +338,8 @@ async def delete_collection(ctx: ApiContext, target: Target, request: web.Reques
     options = _delete_options(await read_body(ctx, request))
     opts = _options(request, list(options.get("dryRun") or []))
     items, resource_version = await filtered_list(ctx, target, request)
+    for obj in items:
+        await check_deletion(ctx.store, resource_type, obj)
     deleted: list[JsonObject] = []
     for obj in items:
         metadata = obj.get("metadata", {})
