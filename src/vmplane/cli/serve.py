@@ -23,7 +23,13 @@ def default_data_dir() -> Path:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("serve", help="run the API server", description=__doc__)
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the API server",
+        description="Run the control plane on this host: the Kubernetes-compatible API (HTTPS), the VM "
+        "controller, the scheduler and the node agent, on the embedded SQLite store in DATA_DIR. It "
+        "prints the kubeconfig path for kubectl once it is ready.",
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="state directory (default: %(default)s)")
     parser.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT (port 0 picks a free one)")
     parser.add_argument("--tls-cert", type=Path, default=None, help="server certificate (PEM)")
