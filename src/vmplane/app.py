@@ -73,13 +73,15 @@ class PlaneOptions:
         return self.data_dir / "machines"
 
 
-def _machine_types(options: PlaneOptions) -> tuple[str, ...]:
-    """What ``domain.machine.type`` may name: the q35 machines of this host's QEMU."""
-    if options.hypervisor != "qemu":
-        return FALLBACK_MACHINE_TYPES
+def _machine_types() -> tuple[str, ...]:
+    """What ``domain.machine.type`` may name: the q35 machines of this host's QEMU (asked once).
+
+    A host without QEMU (simulated guests) admits ``q35`` only; the QEMU driver refuses to start a
+    machine whose type its binary does not list, whatever admission let through.
+    """
     try:
         return q35_machine_types()
-    except MachineTypesError:  # no QEMU here: the driver will fail each start with the reason
+    except MachineTypesError:
         return FALLBACK_MACHINE_TYPES
 
 
@@ -118,7 +120,7 @@ class ControlPlane:
         self.registry: Registry = typed_registry(
             self._cluster,
             allowed_host_dirs=tuple(str(d) for d in options.allowed_host_dirs),
-            machine_types=_machine_types(options),
+            machine_types=_machine_types(),
         )
         self.scheduler = Scheduler(store=store, clock=clock)
         paths = HostPaths(options.data_dir)
