@@ -21,6 +21,7 @@ from vmplane.agent.console import QemuConsoleLogs
 from vmplane.agent.hypervisor import Hypervisor, OnChange
 from vmplane.agent.machine import HostPaths
 from vmplane.agent.qemu import QemuHypervisor
+from vmplane.agent.qemu.machine_types import FALLBACK_MACHINE_TYPES, MachineTypesError, q35_machine_types
 from vmplane.agent.scheduler import Scheduler
 from vmplane.agent.simulated import SimulatedHypervisor
 from vmplane.agent.volumes import QemuVolumePreparer
@@ -72,6 +73,18 @@ class PlaneOptions:
         return self.data_dir / "machines"
 
 
+def _machine_types() -> tuple[str, ...]:
+    """What ``domain.machine.type`` may name: the q35 machines of this host's QEMU (asked once).
+
+    A host without QEMU (simulated guests) admits ``q35`` only; the QEMU driver refuses to start a
+    machine whose type its binary does not list, whatever admission let through.
+    """
+    try:
+        return q35_machine_types()
+    except MachineTypesError:
+        return FALLBACK_MACHINE_TYPES
+
+
 class _InformerClusterView:
     """Admission's view of the cluster, read from the controllers' caches."""
 
@@ -105,7 +118,9 @@ class ControlPlane:
         )
         self._cluster = _InformerClusterView(self.manager)
         self.registry: Registry = typed_registry(
-            self._cluster, allowed_host_dirs=tuple(str(d) for d in options.allowed_host_dirs)
+            self._cluster,
+            allowed_host_dirs=tuple(str(d) for d in options.allowed_host_dirs),
+            machine_types=_machine_types(),
         )
         self.scheduler = Scheduler(store=store, clock=clock)
         paths = HostPaths(options.data_dir)

@@ -250,7 +250,10 @@ def test_long_disk_names_get_node_names_qemu_accepts() -> None:
 def test_nics_use_user_netdevs_on_root_ports(model: str, driver: str) -> None:
     nics = (NicSpec("default", "52:54:00:00:00:01", model=model), NicSpec("b", "52:54:00:00:00:02"))
     argv = build_argv(spec(nics=nics), run_dir=RUN, accel="tcg")
-    assert option(argv, "-netdev") == ["user,id=net-default", "user,id=net-b"]
+    assert [json.loads(v) for v in option(argv, "-netdev")] == [
+        {"type": "user", "id": "net-default"},
+        {"type": "user", "id": "net-b"},
+    ]
     assert device(argv, "nic-default") == {
         "driver": driver,
         "id": "nic-default",

@@ -16,6 +16,10 @@ What each volume source becomes (the paths are ``agent.machine``'s):
   file of ``capacity`` when it is missing.
 * ``firmware.kernelBoot``: nothing is created; the kernel and initrd must be in the image directory.
 
+Every other path comes from ``HostPaths``, which refuses names that are not Kubernetes names and
+confines each path (symlinks resolved) to its tree, so nothing is created outside
+``<data>/volumes/<ns>/{claims,vmis/<name>}`` and the allowed host-disk directories.
+
 The VMI directory (``<data>/volumes/<ns>/vmis/<name>``) is keyed by name, so it records the uid of the
 VMI that owns it: files left by an earlier VMI of the same name are discarded, never reused, and a late
 ``release`` of an old VMI cannot remove a newer one's files. ``prepare`` is idempotent (it runs again
@@ -92,8 +96,14 @@ class QemuVolumePreparer:
             check_kernel_boot(self._paths, boot.container)
 
     async def release(self, vmi: VirtualMachineInstance) -> None:
-        """Remove the VMI directory, unless a newer VMI of the same name owns it by now."""
-        vmi_dir = self._paths.vmi_dir(vmi.metadata.namespace or "default", vmi.metadata.name or "")
+        """Remove the VMI directory, unless a newer VMI of the same name owns it by now.
+
+        A VMI whose namespace or name cannot name a VMI directory never had one: nothing to remove.
+        """
+        try:
+            vmi_dir = self._paths.vmi_dir(vmi.metadata.namespace or "default", vmi.metadata.name or "")
+        except VolumeError:
+            return
         owner = _read_owner(vmi_dir)
         if owner is None or owner == (vmi.metadata.uid or ""):
             shutil.rmtree(vmi_dir, ignore_errors=True)

@@ -18,11 +18,14 @@ syntax so paths and names need no comma escaping.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
 from vmplane.agent.hypervisor import DiskSpec, MachineSpec, NicSpec
 from vmplane.agent.qemu import naming
+from vmplane.api.names import CPU_MODEL, UUID
+from vmplane.api.spec_rules import Q35_MACHINE
 
 __all__ = [
     "DIMM_SLOTS",
@@ -44,6 +47,7 @@ MAX_ROOT_PORTS = 30
 #: Linux's ``sun_path`` limit: QEMU cannot bind a longer QMP socket path.
 _MAX_SOCKET_PATH = 107
 _SATA_PORTS = 6  # q35's built-in AHCI controller: ide.0 .. ide.5
+_MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", re.ASCII)
 
 NIC_DRIVERS: dict[str, str] = {
     "virtio": "virtio-net-pci",
@@ -152,6 +156,8 @@ def nic_device(nic: NicSpec, port: str) -> dict[str, object]:
         raise ValueError(
             f"NIC {nic.name}: unsupported model {nic.model!r} (supported: {', '.join(NIC_DRIVERS)})"
         )
+    if not _MAC.fullmatch(nic.mac):
+        raise ValueError(f"NIC {nic.name}: MAC address {nic.mac!r} is not of the form 02:00:00:00:00:01")
     return {
         "driver": NIC_DRIVERS[nic.model],
         "id": naming.nic_device_id(nic.name),
@@ -186,7 +192,7 @@ def _devices(spec: MachineSpec) -> list[str]:
             sata += 1
         argv += ["-device", _json(device)]
     for nic in spec.nics:
-        argv += ["-netdev", f"user,id={naming.netdev_id(nic.name)}"]
+        argv += ["-netdev", _json({"type": "user", "id": naming.netdev_id(nic.name)})]
         argv += ["-device", _json(nic_device(nic, next(ports)))]
     return argv
 
@@ -206,8 +212,12 @@ def build_argv(
     files = naming.run_files(run_dir)
     if len(str(files["qmp"])) > _MAX_SOCKET_PATH:
         raise ValueError(f"QMP socket path {files['qmp']} is longer than {_MAX_SOCKET_PATH} bytes")
-    if spec.machine != "q35" and not spec.machine.startswith("pc-q35"):
-        raise ValueError(f"machine {spec.machine!r}: only q35 machines have PCIe root ports")
+    if not Q35_MACHINE.fullmatch(spec.machine):
+        raise ValueError(f"machine {spec.machine!r}: only q35 machines (q35, pc-q35-<version>) are supported")
+    if not UUID.fullmatch(spec.uuid):
+        raise ValueError(f"uuid {spec.uuid!r} is not a UUID")
+    if spec.cpu_model is not None and not CPU_MODEL.fullmatch(spec.cpu_model):
+        raise ValueError(f"CPU model {spec.cpu_model!r} is not a CPU model name")
     cpu_model = spec.cpu_model or ("host" if accel == "kvm" else None)
     argv = [
         qemu_binary,
@@ -244,4 +254,7 @@ def build_argv(
             argv += ["-initrd", spec.kernel_boot.initrd]
         if spec.kernel_boot.cmdline:
             argv += ["-append", spec.kernel_boot.cmdline]
-    return argv + _devices(spec)
+    argv += _devices(spec)
+    if any("\x00" in arg for arg in argv):
+        raise ValueError("a value of the spec holds a NUL character, which no command line can pass")
+    return argv

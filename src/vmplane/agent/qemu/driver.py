@@ -45,6 +45,7 @@ from vmplane.agent.qemu.argv import (
     nic_device,
 )
 from vmplane.agent.qemu.machine import QemuMachine
+from vmplane.agent.qemu.machine_types import MachineTypesError, q35_machine_types
 from vmplane.agent.qemu.observe import observed_machine, peripheral_types
 from vmplane.agent.qemu.process import proc_starttime, spawn, stderr_tail
 from vmplane.agent.qemu.records import MachineRecord, read_record, write_record
@@ -93,7 +94,28 @@ class QemuHypervisor:
         return self._accel
 
     def run_dir(self, name: str) -> Path:
-        return self._base_dir / naming.run_dir_name(name)
+        """``<base_dir>/<name>``; refuses a name that would not be one directory right under it."""
+        run_dir = self._base_dir / naming.run_dir_name(name)
+        if (
+            "\x00" in name
+            or run_dir.name in ("", ".", "..")
+            or run_dir.parent != self._base_dir
+            or run_dir.is_symlink()
+        ):
+            raise HypervisorError(f"machine name {name!r} cannot name a run directory")
+        return run_dir
+
+    def _check_machine_type(self, spec: MachineSpec) -> None:
+        """Only a machine type this QEMU printed in ``-machine help`` reaches ``-machine``."""
+        try:
+            allowed = q35_machine_types(self._qemu_binary)
+        except MachineTypesError as err:
+            raise HypervisorError(f"{spec.name}: {err}") from err
+        if spec.machine not in allowed:
+            raise HypervisorError(
+                f"{spec.name}: spec.domain.machine.type {spec.machine!r} is not supported "
+                f"(allowed values: {', '.join(allowed)})"
+            )
 
     def _get(self, name: str) -> QemuMachine:
         machine = self._machines.get(name)
@@ -118,6 +140,7 @@ class QemuHypervisor:
                 f"{spec.name} exists ({existing.state.value}); forget it before starting again"
             )
         run_dir = self.run_dir(spec.name)
+        self._check_machine_type(spec)
         try:
             argv = build_argv(spec, run_dir=run_dir, accel=self.accel, qemu_binary=self._qemu_binary)
         except ValueError as err:
