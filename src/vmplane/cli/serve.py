@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vmplane.agent.guestfs import GuestSetupError
 from vmplane.app import ControlPlane, PlaneOptions
 from vmplane.server.app import ListenAddress, run_server
 
@@ -31,6 +32,13 @@ def register(subparsers: Any) -> None:
         "prints the kubeconfig path for kubectl once it is ready.",
     )
     parser.add_argument("--data-dir", type=Path, default=None, help="state directory (default: %(default)s)")
+    parser.add_argument(
+        "--guest-dir",
+        type=Path,
+        default=None,
+        help="QEMU's machines, volumes and images; every parent must be searchable by QEMU's user "
+        "(default: /var/lib/vmplane as root, else DATA_DIR/guests)",
+    )
     parser.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT (port 0 picks a free one)")
     parser.add_argument("--tls-cert", type=Path, default=None, help="server certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, default=None, help="server key (PEM)")
@@ -76,7 +84,7 @@ def register(subparsers: Any) -> None:
         type=Path,
         default=[],
         metavar="DIR",
-        help="a directory hostDisk paths may lie under (repeatable; default: DATA_DIR/hostdisks)",
+        help="a directory hostDisk paths may lie under (repeatable; default: GUEST_DIR/hostdisks)",
     )
     parser.set_defaults(func=_serve)
 
@@ -103,6 +111,7 @@ def _serve(args: argparse.Namespace) -> int:
         crash_backoff=args.crash_backoff,
         host_disk_dirs=tuple(args.host_disk_dir),
         demo_guest=args.demo.resolve() if args.demo is not None else None,
+        guest_dir=args.guest_dir,
     )
 
     def ready(path: Path) -> None:
@@ -119,7 +128,7 @@ def _serve(args: argparse.Namespace) -> int:
                 on_ready=ready,
             )
         )
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, GuestSetupError) as err:
         print(f"vmplane serve: {err}", file=sys.stderr)
         return 1
     return 0

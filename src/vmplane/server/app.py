@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -274,6 +275,7 @@ async def run_server(
     If the plane's ``run`` ends with an error, the server stops and the error is re-raised.
     """
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(data_dir, 0o700)  # tightened if it existed: it holds the store, token and TLS keys
     token = load_or_create_token(data_dir)
     tls = _tls_for(data_dir, listen, tls_cert, tls_key)
     store = SqliteStore.open(data_dir / "store.db")
