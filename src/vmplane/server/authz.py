@@ -245,9 +245,13 @@ def _protected_object(attrs: Attributes) -> str | None:
     return None
 
 
+#: Kinds a node may write only for itself (their rules above grant the verbs).
+_NODE_BOUND = frozenset({"nodes", "leases", "virtualmachineinstances"})
+
+
 def _node_restriction(user: User, attrs: Attributes) -> Decision:
     """A node writes only its own Node and Lease and the VMIs bound to it."""
-    if attrs.verb in READ_VERBS or attrs.resource == "events":
+    if attrs.verb in READ_VERBS or attrs.resource not in _NODE_BOUND:
         return Decision(True)
     node = user.name.removeprefix(NODE_PREFIX) if user.name.startswith(NODE_PREFIX) else ""
     if not node:
