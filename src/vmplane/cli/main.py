@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "vmplane.cli.kubeconfig",
     "vmplane.cli.vm_commands",
     "vmplane.cli.console",
+    "vmplane.cli.token",
 )
 
 
