@@ -20,6 +20,7 @@ class CauseType(str, Enum):
     FIELD_VALUE_NOT_SUPPORTED = "FieldValueNotSupported"
     FIELD_VALUE_DUPLICATE = "FieldValueDuplicate"
     FIELD_VALUE_FORBIDDEN = "FieldValueForbidden"
+    FIELD_VALUE_TOO_LONG = "FieldValueTooLong"
     UNKNOWN_FIELD = "FieldValueUnknown"
 
 

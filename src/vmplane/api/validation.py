@@ -25,6 +25,7 @@ from vmplane.api.memory_hotplug import memory_hotplug_errors
 from vmplane.api.meta import ObjectMeta
 from vmplane.api.names import image_reference_errors, inner_path_errors
 from vmplane.api.spec_rules import spec_field_causes
+from vmplane.api.metadata_validation import metadata_causes
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstanceSpec
 
@@ -38,31 +39,8 @@ _MAC = re.compile(r"([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}")
 
 
 def validate_metadata(meta: ObjectMeta, *, namespaced: bool = True) -> list[FieldCause]:
-    """Name and namespace rules every object follows."""
-    causes: list[FieldCause] = []
-    if not meta.name and not meta.generate_name:
-        causes.append(
-            FieldCause(
-                "metadata.name",
-                "Required value: name or generateName is required",
-                CauseType.FIELD_VALUE_REQUIRED,
-            )
-        )
-    elif meta.name and (len(meta.name) > 253 or not _DNS_SUBDOMAIN.fullmatch(meta.name)):
-        causes.append(
-            FieldCause(
-                "metadata.name",
-                f"Invalid value: {meta.name!r}: a lowercase RFC 1123 subdomain must consist of lower case "
-                "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-            )
-        )
-    if namespaced and meta.namespace and not _DNS_LABEL.fullmatch(meta.namespace):
-        causes.append(
-            FieldCause(
-                "metadata.namespace", f"Invalid value: {meta.namespace!r}: must be a lowercase RFC 1123 label"
-            )
-        )
-    return causes
+    """Name, namespace, label and annotation rules every object follows (``metadata_validation``)."""
+    return metadata_causes(meta.model_dump(by_alias=True, exclude_none=True), namespaced=namespaced)
 
 
 def _duplicates(names: Iterable[str], field: str) -> list[FieldCause]:

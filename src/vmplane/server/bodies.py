@@ -6,15 +6,13 @@ do not belong to the URL are 400, names that are not DNS subdomains are 422.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-import yaml
-
 from vmplane.api.errors import CauseType, FieldCause
+from vmplane.server import decoders
 from vmplane.server import status as st
 from vmplane.server.registry import FieldValidation, ResourceType
 from vmplane.server.routing import Target
@@ -23,7 +21,9 @@ from vmplane.store.base import JsonObject
 __all__ = [
     "WriteOptions",
     "check_object",
+    "decode_body",
     "decode_object",
+    "duplicate_warnings",
     "parse_write_options",
 ]
 
@@ -73,22 +73,53 @@ def parse_write_options(query: Mapping[str, str], dry_run_values: list[str]) -> 
 
 
 def decode_object(body: bytes, content_type: str) -> JsonObject:
-    """A JSON or YAML object body; anything else is 400 BadRequest."""
+    """A JSON or YAML object body; anything else is 400 BadRequest (duplicate keys ignored)."""
+    return decode_body(body, content_type, "Ignore")[0]
+
+
+def decode_body(
+    body: bytes, content_type: str, field_validation: FieldValidation
+) -> tuple[JsonObject, list[str]]:
+    """A JSON or YAML object body and its warnings; anything else is 400 BadRequest.
+
+    Duplicate keys are refused under ``Strict`` and warned about under ``Warn``, as kube-apiserver
+    does; past :data:`decoders.MAX_DEPTH` levels the body is refused before it is used.
+    """
     if not body.strip():
         raise st.bad_request("the body of the request was empty")
+    kind = "YAML" if "yaml" in content_type else "JSON"
+    duplicates: list[str] | None = None if field_validation == "Ignore" else []
     try:
-        if "yaml" in content_type:
-            obj: Any = yaml.safe_load(body)
+        if kind == "YAML":
+            obj: Any = decoders.load_yaml(body, duplicates=duplicates)
         else:
-            obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError, yaml.YAMLError) as err:
-        kind = "YAML" if "yaml" in content_type else "JSON"
+            obj = decoders.load_json(body, duplicates=duplicates)
+    except decoders.BodyError as err:
         raise st.bad_request(f"error decoding {kind}: {err}") from err
     if not isinstance(obj, dict):
         raise st.bad_request("the body of the request must be a JSON object")
     if not isinstance(obj.get("metadata", {}), dict):
         raise st.bad_request("metadata: must be an object")
-    return obj
+    return obj, duplicate_warnings(duplicates or [], field_validation)
+
+
+def duplicate_warnings(duplicates: list[str], field_validation: FieldValidation) -> list[str]:
+    """Kubernetes' ``duplicate field "a.b"``: an error under ``Strict``, warnings under ``Warn``."""
+    if not duplicates:
+        return []
+    messages = [f'duplicate field "{path}"' for path in duplicates]
+    if field_validation == "Strict":
+        causes = [
+            {"reason": "FieldValueDuplicate", "message": message, "field": path}
+            for message, path in zip(messages, duplicates, strict=True)
+        ]
+        raise st.ApiError(
+            code=400,
+            reason="BadRequest",
+            message="strict decoding error: " + ", ".join(messages),
+            details={"causes": causes},
+        )
+    return messages if field_validation == "Warn" else []
 
 
 def check_object(obj: JsonObject, target: Target, *, require_name: bool = True) -> JsonObject:

@@ -166,6 +166,7 @@ def default_registry() -> Registry:
                 field_selectors=("status.phase",),
                 allow_unconditional_update=True,
                 description="Namespace provides a scope for Names.",
+                name_rule="label",
             ),
             ResourceType(
                 group="",

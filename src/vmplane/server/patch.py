@@ -10,13 +10,12 @@
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 import jsonpatch  # type: ignore[import-untyped]
 import jsonpointer
-import yaml
 
+from vmplane.server import decoders
 from vmplane.server import status as st
 from vmplane.store.base import JsonObject
 
@@ -50,15 +49,15 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def _decode_json(body: bytes) -> Any:
+def _decode_json(body: bytes, duplicates: list[str] | None = None) -> Any:
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
+        return decoders.load_json(body, what="patch", duplicates=duplicates)
+    except decoders.BodyError as err:
         raise st.bad_request(f"error decoding patch: {err}") from err
 
 
-def decode_merge_patch(body: bytes) -> JsonObject:
-    patch = _decode_json(body)
+def decode_merge_patch(body: bytes, duplicates: list[str] | None = None) -> JsonObject:
+    patch = _decode_json(body, duplicates)
     if not isinstance(patch, dict):
         raise st.bad_request("error decoding patch: a merge patch must be a JSON object")
     return patch
@@ -116,17 +115,17 @@ def _strip_directives(patch: Any, target: Any) -> Any:
     return result
 
 
-def strategic_merge_patch(target: JsonObject, body: bytes) -> JsonObject:
-    patch = decode_merge_patch(body)
+def strategic_merge_patch(target: JsonObject, body: bytes, duplicates: list[str] | None = None) -> JsonObject:
+    patch = decode_merge_patch(body, duplicates)
     merged = merge_patch(target, _strip_directives(patch, target))
     assert isinstance(merged, dict)
     return merged
 
 
-def decode_apply(body: bytes) -> JsonObject:
+def decode_apply(body: bytes, duplicates: list[str] | None = None) -> JsonObject:
     try:
-        applied = yaml.safe_load(body)
-    except yaml.YAMLError as err:
+        applied = decoders.load_yaml(body, duplicates=duplicates)
+    except decoders.BodyError as err:
         raise st.bad_request(f"error decoding YAML: {err}") from err
     if not isinstance(applied, dict):
         raise st.bad_request("error decoding YAML: the applied configuration must be an object")

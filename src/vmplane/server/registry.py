@@ -140,6 +140,8 @@ class ResourceType:
     field_selectors: tuple[str, ...] = ()
     allow_unconditional_update: bool = False
     description: str = ""
+    # Namespace names are DNS-1123 labels; every other kind's are DNS-1123 subdomains.
+    name_rule: Literal["subdomain", "label"] = "subdomain"
 
     @property
     def api_version(self) -> str:

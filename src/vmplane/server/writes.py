@@ -15,9 +15,18 @@ from typing import Any, Literal
 from aiohttp import web
 
 from vmplane.api.errors import CauseType, FieldCause, InvalidObjectError
+from vmplane.api.metadata_validation import metadata_causes
+from vmplane.server import decoders
 from vmplane.server import patch as patches
 from vmplane.server import status as st
-from vmplane.server.bodies import SERVER_OWNED, WriteOptions, check_object, decode_object, parse_write_options
+from vmplane.server.bodies import (
+    SERVER_OWNED,
+    WriteOptions,
+    check_object,
+    decode_body,
+    duplicate_warnings,
+    parse_write_options,
+)
 from vmplane.server.context import ApiContext, json_response
 from vmplane.server.deletion_guards import check_deletion
 from vmplane.server.listing import filtered_list
@@ -29,6 +38,7 @@ __all__ = ["create", "delete", "delete_collection", "patch", "update"]
 
 _CUSTOM_PATCH_TYPES = [patches.JSON_PATCH, patches.MERGE_PATCH, patches.APPLY]
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_MAX_PREFIX = 58
 
 
 async def read_body(ctx: ApiContext, request: web.Request) -> bytes:
@@ -49,6 +59,13 @@ def _admit(
     target: Target, operation: Operation, new: JsonObject, old: JsonObject | None, opts: WriteOptions
 ) -> Admitted:
     name = str(new.get("metadata", {}).get("name", ""))
+    resource_type = target.resource_type
+    # Every kind, typed or not, is held to ObjectMeta's rules before its own admitter runs.
+    causes = metadata_causes(
+        new.get("metadata") or {}, namespaced=resource_type.namespaced, name_rule=resource_type.name_rule
+    )
+    if causes:
+        raise st.invalid(resource_type, name, causes)
     try:
         return target.resource_type.admitter.admit(
             operation=operation,
@@ -87,14 +104,25 @@ async def _check_namespace(ctx: ApiContext, target: Target) -> None:
 async def create(ctx: ApiContext, target: Target, request: web.Request) -> web.Response:
     opts = _options(request)
     body = await read_body(ctx, request)
-    obj = decode_object(body, request.content_type)
+    obj, decode_warnings = decode_body(body, request.content_type, opts.field_validation)
     metadata = obj.get("metadata") or {}
-    if not metadata.get("name") and metadata.get("generateName"):
+    generate_name = metadata.get("generateName")
+    if not metadata.get("name") and generate_name:
+        if not isinstance(generate_name, str):
+            raise st.invalid(
+                target.resource_type,
+                "",
+                [FieldCause("metadata.generateName", "Invalid value: must be a string")],
+            )
+        causes = metadata_causes({"generateName": generate_name}, name_rule=target.resource_type.name_rule)
+        if causes:
+            raise st.invalid(target.resource_type, "", causes)
         suffix = "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
-        obj = {**obj, "metadata": {**metadata, "name": f"{metadata['generateName']}{suffix}"}}
+        # apiserver's SimpleNameGenerator keeps at most 58 characters of the prefix.
+        obj = {**obj, "metadata": {**metadata, "name": f"{generate_name[:_MAX_PREFIX]}{suffix}"}}
     obj = check_object(obj, target)
     stored, warnings = await _create_checked(ctx, target, obj, opts)
-    return json_response(stored, status=201, warnings=warnings)
+    return json_response(stored, status=201, warnings=decode_warnings + warnings)
 
 
 async def _create_checked(
@@ -169,6 +197,10 @@ async def _commit_update(
     if candidate["metadata"].get("resourceVersion") != old.get("metadata", {}).get("resourceVersion"):
         raise ConflictError(resource_type.store_resource)
     admitted = _admit(target, "UPDATE", candidate, old, opts)
+    if admitted.object == old:
+        # A write that changes nothing: kube-apiserver returns the object as it is, with no new
+        # resourceVersion and no watch event.
+        return old, admitted.warnings
     if opts.dry_run:
         result = dict(admitted.object)
         if target.subresource != "status" and _spec_part(result) != _spec_part(old):
@@ -186,7 +218,10 @@ async def update(ctx: ApiContext, target: Target, request: web.Request) -> web.R
     resource_type = target.resource_type
     assert target.name is not None
     opts = _options(request)
-    obj = check_object(decode_object(await read_body(ctx, request), request.content_type), target)
+    decoded, decode_warnings = decode_body(
+        await read_body(ctx, request), request.content_type, opts.field_validation
+    )
+    obj = check_object(decoded, target)
     if not obj["metadata"].get("resourceVersion") and not resource_type.allow_unconditional_update:
         cause = FieldCause(
             "metadata.resourceVersion",
@@ -199,16 +234,22 @@ async def update(ctx: ApiContext, target: Target, request: web.Request) -> web.R
         stored, warnings = await _commit_update(ctx, target, obj, old, opts)
     except StoreError as err:
         raise st.from_exception(err, resource_type, target.name) from err
-    return json_response(stored, warnings=warnings)
+    return json_response(stored, warnings=decode_warnings + warnings)
 
 
-def _patched(target: Target, content_type: str, current: JsonObject, body: bytes) -> JsonObject:
+def _patched(
+    target: Target,
+    content_type: str,
+    current: JsonObject,
+    body: bytes,
+    duplicates: list[str] | None = None,
+) -> JsonObject:
     if content_type == patches.MERGE_PATCH:
-        result: Any = patches.merge_patch(current, patches.decode_merge_patch(body))
+        result: Any = patches.merge_patch(current, patches.decode_merge_patch(body, duplicates))
     elif content_type == patches.JSON_PATCH:
         result = patches.json_patch(current, body)
     elif content_type == patches.STRATEGIC_MERGE_PATCH and not target.resource_type.group:
-        result = patches.strategic_merge_patch(current, body)
+        result = patches.strategic_merge_patch(current, body, duplicates)
     else:
         accepted = _CUSTOM_PATCH_TYPES
         if not target.resource_type.group:
@@ -216,6 +257,7 @@ def _patched(target: Target, content_type: str, current: JsonObject, body: bytes
         raise st.unsupported_media_type(accepted)
     if not isinstance(result, dict):
         raise st.bad_request("the patch must produce an object")
+    decoders.check_depth(result, "patch")  # patches applied one after another must not nest deeper
     return result
 
 
@@ -231,7 +273,9 @@ async def patch(ctx: ApiContext, target: Target, request: web.Request) -> web.Re
     body = await read_body(ctx, request)
     for attempt in range(ctx.settings.max_conflict_retries):
         current = await _get_current(ctx, target)
-        new = check_object(_patched(target, content_type, current, body), target)
+        duplicates: list[str] | None = None if opts.field_validation == "Ignore" else []
+        new = check_object(_patched(target, content_type, current, body, duplicates), target)
+        decode_warnings = duplicate_warnings(duplicates or [], opts.field_validation)
         current_rv = current.get("metadata", {}).get("resourceVersion")
         explicit = new["metadata"].get("resourceVersion") not in (None, "", current_rv)
         try:
@@ -242,7 +286,7 @@ async def patch(ctx: ApiContext, target: Target, request: web.Request) -> web.Re
             continue
         except StoreError as err:
             raise st.from_exception(err, resource_type, target.name) from err
-        return json_response(stored, warnings=warnings)
+        return json_response(stored, warnings=decode_warnings + warnings)
     raise st.conflict(resource_type, target.name)
 
 
@@ -258,7 +302,9 @@ async def _server_side_apply(
             message='PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for '
             "apply patch",
         )
-    applied = check_object(patches.decode_apply(await read_body(ctx, request)), target)
+    duplicates: list[str] | None = None if opts.field_validation == "Ignore" else []
+    applied = check_object(patches.decode_apply(await read_body(ctx, request), duplicates), target)
+    decode_warnings = duplicate_warnings(duplicates or [], opts.field_validation)
     for attempt in range(ctx.settings.max_conflict_retries):
         try:
             current = await ctx.store.get(resource_type.store_resource, target.store_namespace, target.name)
@@ -266,7 +312,7 @@ async def _server_side_apply(
             if target.subresource:
                 raise st.not_found(resource_type, target.name) from None
             stored, warnings = await _create_checked(ctx, target, applied, opts)
-            return json_response(stored, status=201, warnings=warnings)
+            return json_response(stored, status=201, warnings=decode_warnings + warnings)
         if target.subresource == "status":
             new = {
                 **current,
@@ -274,6 +320,7 @@ async def _server_side_apply(
             }
         else:
             new = patches.apply_patch(current, applied)
+            decoders.check_depth(new, "YAML")
         new["metadata"] = {**new["metadata"], "resourceVersion": current["metadata"].get("resourceVersion")}
         try:
             stored, warnings = await _commit_update(ctx, target, new, current, opts)
@@ -283,7 +330,7 @@ async def _server_side_apply(
             continue
         except StoreError as err:
             raise st.from_exception(err, resource_type, target.name) from err
-        return json_response(stored, warnings=warnings)
+        return json_response(stored, warnings=decode_warnings + warnings)
     raise st.conflict(resource_type, target.name)
 
 
@@ -291,14 +338,30 @@ def _delete_options(body: bytes) -> JsonObject:
     if not body.strip():
         return {}
     try:
-        options = json.loads(body)
-    except ValueError as err:
+        options = decoders.load_json(body, what="DeleteOptions")
+    except decoders.BodyError as err:
         raise st.bad_request(f"error decoding DeleteOptions: {err}") from err
     if not isinstance(options, dict):
         raise st.bad_request("DeleteOptions must be an object")
     policy = options.get("propagationPolicy")
     if policy not in (None, "Orphan", "Background", "Foreground"):
         raise st.bad_request(f'propagationPolicy: Unsupported value: "{policy}"')
+    preconditions = options.get("preconditions")
+    if preconditions is not None and not isinstance(preconditions, dict):
+        raise st.bad_request("preconditions: Invalid value: must be an object")
+    for key in ("uid", "resourceVersion"):
+        value = (preconditions or {}).get(key)
+        if value is not None and not isinstance(value, str):
+            raise st.bad_request(f"preconditions.{key}: Invalid value: {json.dumps(value)}: must be a string")
+    rv = (preconditions or {}).get("resourceVersion")
+    if rv and not (rv.isascii() and rv.isdigit()):
+        raise st.bad_request(
+            f'preconditions.resourceVersion: Invalid value: "{rv}": must be a resource version '
+            "(a non-negative integer)"
+        )
+    dry_run = options.get("dryRun")
+    if dry_run is not None and not (isinstance(dry_run, list) and all(isinstance(v, str) for v in dry_run)):
+        raise st.bad_request("dryRun: Invalid value: must be a list of strings")
     return options
 
 
@@ -318,9 +381,17 @@ async def delete(ctx: ApiContext, target: Target, request: web.Request) -> web.R
             f"{current_uid}",
         )
     await check_deletion(ctx.store, resource_type, current)
+    rv = preconditions.get("resourceVersion")
+    current_rv = current.get("metadata", {}).get("resourceVersion")
+    if rv and rv != current_rv:
+        raise st.ApiError(
+            code=409,
+            reason="Conflict",
+            message=f"Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in "
+            f"object meta: {current_rv}",
+        )
     if opts.dry_run:
         return json_response(current)
-    rv = preconditions.get("resourceVersion")
     try:
         deleted = await ctx.store.delete(
             resource_type.store_resource,

@@ -38,9 +38,9 @@ from vmplane.store.base import (
     StoreError,
     WatchEvent,
 )
-from vmplane.store.watching import LogEntry, LogPage, WatchHub, stream
+from vmplane.store.watching import DEFAULT_HISTORY_BYTES, LogEntry, LogPage, WatchHub, page_of, stream
 
-__all__ = ["DEFAULT_HISTORY", "SqliteStore"]
+__all__ = ["DEFAULT_HISTORY", "DEFAULT_HISTORY_BYTES", "SqliteStore"]
 
 DEFAULT_HISTORY = 100_000
 # Compaction deletes old log rows in batches of up to this many, so that most writes pay nothing.
@@ -68,12 +68,20 @@ class SqliteStore:
     """A Store in one SQLite file. Create it with ``SqliteStore.open``; ``close`` it when done."""
 
     def __init__(
-        self, connection: sqlite3.Connection, *, clock: Callable[[], datetime], history: int
+        self,
+        connection: sqlite3.Connection,
+        *,
+        clock: Callable[[], datetime],
+        history: int,
+        history_bytes: int = DEFAULT_HISTORY_BYTES,
     ) -> None:
         """Wrap an initialised connection; use ``open`` instead."""
         self._db = connection
         self._clock = clock
         self._history = history
+        self._history_bytes = history_bytes
+        (logged,) = connection.execute("SELECT COALESCE(SUM(length(body)), 0) FROM events").fetchone()
+        self._log_bytes: int = logged
         self._batch = max(1, min(_MAX_COMPACTION_BATCH, history // 10))
         self._hub = WatchHub()
         self._closed = False
@@ -88,12 +96,14 @@ class SqliteStore:
         *,
         clock: Callable[[], datetime] | None = None,
         history: int = DEFAULT_HISTORY,
+        history_bytes: int = DEFAULT_HISTORY_BYTES,
     ) -> SqliteStore:
         """Open (creating if needed) the store file at ``path``; a plain call, nothing to await.
 
         ``clock`` gives creation and deletion timestamps (default: the system clock in UTC).
         ``history`` is how many of the latest changes stay replayable by ``watch``; older ones are
-        compacted away in batches. The file is locked for this process until ``close``: a second
+        compacted away in batches; so are the oldest once the log's bodies exceed ``history_bytes``
+        (the latest change always stays). The file is locked for this process until ``close``: a second
         opener, in this process or another, gets StoreError rather than a diverging revision.
         """
         if history < 1:
@@ -130,7 +140,7 @@ class SqliteStore:
             db.close()
             raise
         _tighten(path)
-        return cls(db, clock=clock or _utc_now, history=history)
+        return cls(db, clock=clock or _utc_now, history=history, history_bytes=history_bytes)
 
     async def get(self, resource: str, namespace: str, name: str) -> JsonObject:
         """Return the object or raise NotFoundError."""
@@ -250,12 +260,13 @@ class SqliteStore:
         revision = self._revision + 1
         body = semantics.encode(change.object)
         try:
-            compact_to = self._write(db, resource, key, change, revision, body)
+            compact_to, log_bytes = self._write(db, resource, key, change, revision, body)
         except sqlite3.Error as err:
             raise StoreError(f"write to {resource} {_describe(*key)} failed: {err}") from err
         # Only after COMMIT returned: a failed write leaves the counters and watches untouched.
         self._revision = revision
         self._compacted = compact_to
+        self._log_bytes = log_bytes
         self._hub.publish(LogEntry(revision, change.type, resource, key.namespace, body))
 
     def _write(
@@ -266,7 +277,7 @@ class SqliteStore:
         change: semantics.Change,
         revision: int,
         body: str,
-    ) -> int:
+    ) -> tuple[int, int]:
         with _transaction(db):
             if change.type == "DELETED":
                 db.execute(
@@ -283,10 +294,35 @@ class SqliteStore:
                 (revision, resource, key.namespace, change.type, body),
             )
             compact_to = self._compacted
+            log_bytes = self._log_bytes + len(body)
             if revision - self._compacted >= self._history + self._batch:
                 compact_to = revision - self._history
+            if log_bytes > self._history_bytes:
+                compact_to = max(compact_to, self._size_cut(db, log_bytes, revision))
+            if compact_to > self._compacted:
+                (removed,) = db.execute(
+                    "SELECT COALESCE(SUM(length(body)), 0) FROM events WHERE revision <= ?",
+                    (compact_to,),
+                ).fetchone()
                 db.execute("DELETE FROM events WHERE revision <= ?", (compact_to,))
-        return compact_to
+                log_bytes -= removed
+        return compact_to, log_bytes
+
+    def _size_cut(self, db: sqlite3.Connection, log_bytes: int, revision: int) -> int:
+        """The revision to compact to so that the log holds at most 90% of ``history_bytes``
+        (a batch, so that the next writes pay nothing), keeping at least ``revision`` itself."""
+        excess = log_bytes - self._history_bytes * 9 // 10
+        cut = self._compacted
+        rows = db.execute(
+            "SELECT revision, length(body) FROM events WHERE revision < ? ORDER BY revision",
+            (revision,),
+        )
+        for row_revision, size in rows:
+            if excess <= 0:
+                break
+            excess -= size
+            cut = row_revision
+        return cut
 
     def _read_log(self, resource: str, namespace: str | None, after: int, upto: int, limit: int) -> LogPage:
         query = "SELECT revision, type, namespace, body FROM events WHERE revision > ? AND revision <= ?"
@@ -296,7 +332,7 @@ class SqliteStore:
             query += " AND namespace = ?"
             args += (namespace,)
         rows = self._live().execute(query + " ORDER BY revision LIMIT ?", (*args, limit))
-        return [LogEntry(rev, kind, resource, ns, body) for rev, kind, ns, body in rows]
+        return page_of((LogEntry(rev, kind, resource, ns, body) for rev, kind, ns, body in rows), limit)
 
 
 @contextmanager

@@ -7,10 +7,10 @@ subscription is taken and the log's head read with no ``await`` in between, so e
 reaches the subscription, and anything the subscription repeats from the replay is skipped by
 revision.
 
-A subscriber that falls ``LIVE_QUEUE_LIMIT`` events behind is not allowed to grow memory without
-bound: its queue is dropped and it goes back to replaying from the log, which holds the same events.
-Only if the log has been compacted past it meanwhile does it end with ExpiredError, like a Kubernetes
-watch that gets 410 Gone.
+A subscriber that falls ``LIVE_QUEUE_LIMIT`` events or ``LIVE_QUEUE_BYTES`` of bodies behind is not
+allowed to grow memory without bound: its queue is dropped and it goes back to replaying from the
+log, which holds the same events. Only if the log has been compacted past it meanwhile does it end
+with ExpiredError, like a Kubernetes watch that gets 410 Gone.
 
 A watch opened with ``progress`` also reports progress, as etcd's progress notify does: when it has
 nothing pending it is level with the log's head (every write publishes before the head moves on, with
@@ -24,15 +24,33 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
 from vmplane.store.base import ExpiredError, StoreError, WatchEvent, WatchEventType
 
-__all__ = ["LIVE_QUEUE_LIMIT", "REPLAY_PAGE", "LogEntry", "LogPage", "LogReader", "WatchHub", "stream"]
+__all__ = [
+    "DEFAULT_HISTORY_BYTES",
+    "LIVE_QUEUE_BYTES",
+    "LIVE_QUEUE_LIMIT",
+    "REPLAY_PAGE",
+    "REPLAY_PAGE_BYTES",
+    "LogEntry",
+    "LogPage",
+    "LogReader",
+    "WatchHub",
+    "page_of",
+    "stream",
+]
 
 LIVE_QUEUE_LIMIT = 10_000
+# Bodies are up to the API's 3 MiB: counting events alone would let one watcher pin gigabytes.
+LIVE_QUEUE_BYTES = 64 * 1024 * 1024
 REPLAY_PAGE = 1_000
+REPLAY_PAGE_BYTES = 8 * 1024 * 1024
+# Both backends bound their log by size as well as count: 100,000 changes of large objects would
+# otherwise be gigabytes. 128 MiB keeps e.g. 30,000 changes of 4 KiB VMs replayable.
+DEFAULT_HISTORY_BYTES = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +67,28 @@ class LogEntry:
         """A WatchEvent with its own copy of the object."""
         return WatchEvent(self.type, json.loads(self.body), self.revision)
 
+    @property
+    def size(self) -> int:
+        """The body's length, as what it costs to hold (characters: ``body`` is text)."""
+        return len(self.body)
+
+
+def page_of(entries: Iterable[LogEntry], limit: int) -> LogPage:
+    """The first entries, at most ``limit`` of them and, after the first, REPLAY_PAGE_BYTES of bodies."""
+    page: LogPage = []
+    size = 0
+    for entry in entries:
+        size += entry.size
+        if page and (len(page) >= limit or size > REPLAY_PAGE_BYTES):
+            break
+        page.append(entry)
+    return page
+
 
 LogPage = list[LogEntry]
 # read(resource, namespace, after, upto, limit): log entries of that resource (and namespace, unless
-# None) with after < revision <= upto, oldest first, at most ``limit`` of them.
+# None) with after < revision <= upto, oldest first, at most ``limit`` of them and (past the first)
+# at most REPLAY_PAGE_BYTES of bodies; an empty page means there are none.
 LogReader = Callable[[str, "str | None", int, int, int], LogPage]
 
 
@@ -62,6 +98,7 @@ class _Subscriber:
         "namespace",
         "overflowed",
         "pending",
+        "pending_bytes",
         "progress",
         "progress_requested",
         "resource",
@@ -72,6 +109,7 @@ class _Subscriber:
         self.resource = resource
         self.namespace = namespace
         self.pending: deque[LogEntry] = deque()
+        self.pending_bytes = 0
         self.wakeup = asyncio.Event()
         self.overflowed = False
         self.closed = False
@@ -83,12 +121,19 @@ class _Subscriber:
             return
         if self.namespace is not None and entry.namespace != self.namespace:
             return
-        if len(self.pending) >= limit:
+        if len(self.pending) >= limit or self.pending_bytes + entry.size > LIVE_QUEUE_BYTES:
             self.pending.clear()
+            self.pending_bytes = 0
             self.overflowed = True
         else:
             self.pending.append(entry)
+            self.pending_bytes += entry.size
         self.wakeup.set()
+
+    def take(self) -> LogEntry:
+        entry = self.pending.popleft()
+        self.pending_bytes -= entry.size
+        return entry
 
     def end(self) -> None:
         self.closed = True
@@ -170,11 +215,11 @@ async def stream(
                 for entry in page:
                     yield entry.to_event()
                     last = entry.revision
-                if len(page) < REPLAY_PAGE:
+                if not page:
                     last = cut  # the rest of (last, cut] belongs to other resources or namespaces
             while True:
                 if subscriber.pending:
-                    entry = subscriber.pending.popleft()
+                    entry = subscriber.take()
                     if entry.revision > last:
                         yield entry.to_event()
                         last = entry.revision

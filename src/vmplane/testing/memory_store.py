@@ -25,7 +25,7 @@ from vmplane.store.base import (
     StoreError,
     WatchEvent,
 )
-from vmplane.store.watching import LogEntry, LogPage, WatchHub, stream
+from vmplane.store.watching import DEFAULT_HISTORY_BYTES, LogEntry, LogPage, WatchHub, page_of, stream
 
 __all__ = ["MemoryStore"]
 
@@ -33,15 +33,28 @@ __all__ = ["MemoryStore"]
 class MemoryStore:
     """A Store in process memory; ``history`` bounds the replayable change log like SqliteStore's."""
 
-    def __init__(self, *, clock: Callable[[], datetime] | None = None, history: int = 100_000) -> None:
-        """An empty store; ``clock`` gives timestamps (default: the system clock in UTC)."""
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        history: int = 100_000,
+        history_bytes: int = DEFAULT_HISTORY_BYTES,
+    ) -> None:
+        """An empty store; ``clock`` gives timestamps (default: the system clock in UTC).
+
+        The log keeps the latest ``history`` changes, fewer once their bodies exceed
+        ``history_bytes`` (the latest always stays), as SqliteStore's does.
+        """
         if history < 1:
             raise ValueError("history must keep at least one change")
         self._clock = clock or (lambda: datetime.now(UTC))
         # resource -> (namespace, name) -> JSON text
         self._objects: dict[str, dict[semantics.ObjectKey, str]] = {}
         # The latest `history` changes; revisions are dense, so an entry's index is computable.
-        self._log: deque[LogEntry] = deque(maxlen=history)
+        self._log: deque[LogEntry] = deque()
+        self._history = history
+        self._history_bytes = history_bytes
+        self._log_bytes = 0
         self._revision = 0
         self._hub = WatchHub()
         self._closed = False
@@ -149,6 +162,11 @@ class MemoryStore:
             self._objects.setdefault(resource, {})[key] = body
         entry = LogEntry(self._revision, change.type, resource, key.namespace, body)
         self._log.append(entry)
+        self._log_bytes += entry.size
+        while len(self._log) > 1 and (
+            len(self._log) > self._history or self._log_bytes > self._history_bytes
+        ):
+            self._log_bytes -= self._log.popleft().size
         self._hub.publish(entry)
 
     def _read_log(self, resource: str, namespace: str | None, after: int, upto: int, limit: int) -> LogPage:
@@ -159,4 +177,4 @@ class MemoryStore:
             for entry in candidates
             if entry.resource == resource and (namespace is None or entry.namespace == namespace)
         )
-        return list(islice(matching, limit))
+        return page_of(matching, limit)
