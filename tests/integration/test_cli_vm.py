@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from test_api_support import ApiServer, api_server
 
 __all__ = ["api_server"]
+
+pytestmark = pytest.mark.requires("kubectl")
 
 VM = """\
 apiVersion: kubevirt.io/v1
