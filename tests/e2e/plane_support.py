@@ -37,16 +37,6 @@ READY_TIMEOUT = 30.0
 Status = dict[str, str]
 
 
-def missing_prerequisite() -> str | None:
-    for tool in ("qemu-system-x86_64", "qemu-img", "kubectl"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (run scripts/ci-install-qemu.sh)"
-    for name in ("vmlinuz", "initrd.img", "cmdline"):
-        if not (GUEST / name).is_file():
-            return f"test guest missing: {GUEST / name} (run python guest/build.py --out guest/out)"
-    return None
-
-
 def guest_cmdline() -> str:
     return (GUEST / "cmdline").read_text().strip()
 

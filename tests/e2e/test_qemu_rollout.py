@@ -33,16 +33,12 @@ from plane_support import (
     condition,
     install_images,
     listed,
-    missing_prerequisite,
     phase,
     uid,
     vm_manifest,
 )
 
-pytestmark = pytest.mark.e2e
-
-if (_reason := missing_prerequisite()) is not None:
-    pytest.skip(_reason, allow_module_level=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.requires("qemu", "kubectl")]
 
 VM = "guest"
 BOOT = 120.0  # TCG boots the test guest in 4-15 s alone; CI machines are slower and shared

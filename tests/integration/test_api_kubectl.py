@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_api_support import CPU_HOTPLUG_VM, USER_GUIDE_VM, ApiServer, LineReader, api_server, stop_process
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.requires("kubectl"), pytest.mark.timeout(120)]
 __all__ = ["api_server"]
 
 

@@ -6,10 +6,13 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 from test_api_support import ApiServer, api_server
 
 __all__ = ["api_server"]
+
+pytestmark = pytest.mark.requires("kubectl")
 
 VM = """\
 apiVersion: kubevirt.io/v1
