@@ -23,9 +23,9 @@ from vmplane.api.errors import CauseType, FieldCause
 from vmplane.api.kubevirt import KubeVirtConfiguration, RolloutStrategy
 from vmplane.api.memory_hotplug import memory_hotplug_errors
 from vmplane.api.meta import ObjectMeta
+from vmplane.api.metadata_validation import metadata_causes
 from vmplane.api.names import image_reference_errors, inner_path_errors
 from vmplane.api.spec_rules import spec_field_causes
-from vmplane.api.metadata_validation import metadata_causes
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstanceSpec
 
