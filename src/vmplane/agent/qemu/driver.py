@@ -177,11 +177,12 @@ class QemuHypervisor:
         user = self.user
         self._make_run_dir(run_dir, user)
         files = naming.run_files(run_dir)
+        command = [*privilege_argv(user), *argv]
         try:
-            pid = spawn([*privilege_argv(user), *argv], stderr_path=files["stderr"])
+            pid = spawn(command, stderr_path=files["stderr"])
         except OSError as err:
             shutil.rmtree(run_dir, ignore_errors=True)
-            raise HypervisorError(f"{spec.name}: cannot run {self._qemu_binary}: {err}") from err
+            raise HypervisorError(f"{spec.name}: cannot run {command[0]}: {err}") from err
         record = MachineRecord(
             name=spec.name,
             pid=pid,
