@@ -217,10 +217,11 @@ def forbidden_message(user: User, attrs: Attributes, decision: Decision) -> str:
 
 
 def authorize(user: User, attrs: Attributes) -> Decision:
-    """Allow or deny one request; the reason says why when a denial has one worth telling."""
-    protected = _protected_object(attrs)
-    if protected is not None:
-        return Decision(False, protected, admission=True)
+    """Allow or deny one request; the reason says why when a denial has one worth telling.
+
+    The order is Kubernetes': the role's rules, then the node restriction, then the rules that hold
+    for everyone (a viewer deleting ``default`` hears that viewers cannot delete).
+    """
     if not attrs.is_resource_request:
         # Discovery, OpenAPI, health and version are open to every authenticated identity (as the
         # system:discovery and system:public-info-viewer roles make them in Kubernetes).
@@ -229,7 +230,12 @@ def authorize(user: User, attrs: Attributes) -> Decision:
     if not any(rule.matches(attrs) for rule in rules):
         return Decision(False)
     if NODES_GROUP in user.groups:
-        return _node_restriction(user, attrs)
+        restricted = _node_restriction(user, attrs)
+        if not restricted.allowed:
+            return restricted
+    protected = _protected_object(attrs)
+    if protected is not None:
+        return Decision(False, protected, admission=True)
     return Decision(True)
 
 
