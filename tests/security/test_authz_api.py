@@ -310,3 +310,53 @@ def test_deleted_node_is_registered_again_and_scheduling_works(authz_server: Aut
     wait_until(
         lambda: _vmi_node(authz_server, "after") == "node01", what="VMI bound after the Node came back"
     )
+
+
+def test_discovery_lists_the_review_kinds(authz_server: AuthzServer, viewer: Identity) -> None:
+    result = authz_server.kubectl(viewer, "api-resources", "-o", "name")
+    names = set(result.stdout.split())
+    assert {
+        "selfsubjectaccessreviews.authorization.k8s.io",
+        "selfsubjectreviews.authentication.k8s.io",
+    } <= names
+
+
+def test_legacy_discovery_lists_the_review_kinds(authz_server: AuthzServer, viewer: Identity) -> None:
+    status, body = authz_server.request(viewer, "GET", "/apis/authorization.k8s.io/v1")
+    assert status == 200
+    assert [r["name"] for r in body["resources"]] == ["selfsubjectaccessreviews"]
+
+
+def test_access_review_without_attributes_is_a_bad_request(
+    authz_server: AuthzServer, viewer: Identity
+) -> None:
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {}}
+    status, body = authz_server.request(
+        viewer,
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        body=review,
+        content_type="application/json",
+    )
+    assert (status, body["reason"]) == (400, "BadRequest")
+    assert "exactly one of nonResourceAttributes or resourceAttributes" in body["message"]
+
+
+def test_access_review_in_json_answers_from_the_same_rules(
+    authz_server: AuthzServer, viewer: Identity
+) -> None:
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {
+            "resourceAttributes": {"verb": "delete", "group": "", "resource": "nodes", "name": "node01"}
+        },
+    }
+    status, body = authz_server.request(
+        viewer,
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        body=review,
+        content_type="application/json",
+    )
+    assert (status, body["status"]["allowed"]) == (201, False)
