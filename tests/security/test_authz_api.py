@@ -164,6 +164,15 @@ def test_node_cannot_update_another_nodes_vmi_status(
     assert _vmi_node(authz_server, bound_vmi) == "node01"
 
 
+def test_node_cannot_hand_its_vmi_to_another_node(
+    authz_server: AuthzServer, node01: Identity, bound_vmi: str
+) -> None:
+    path = f"{NS}/virtualmachineinstances/{bound_vmi}/status"
+    status, body = authz_server.request(node01, "PATCH", path, body={"status": {"nodeName": "node02"}})
+    assert _is_forbidden(status, body)
+    assert _vmi_node(authz_server, bound_vmi) == "node01"
+
+
 def test_node_updates_its_own_node(authz_server: AuthzServer, node01: Identity) -> None:
     result = authz_server.kubectl(node01, "label", "node", "node01", "checked=yes", "--overwrite")
     assert result.returncode == 0, result.stderr
