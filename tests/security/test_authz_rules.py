@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from vmplane.server.authz import Attributes, Decision, Role, User, authorize, forbidden_message, user_for
-from vmplane.server.request_info import request_attributes
+from vmplane.server.request_info import node_name_written, request_attributes
 
 ADMIN = user_for(Role.ADMIN)
 VIEWER = user_for(Role.VIEWER)
@@ -30,8 +30,16 @@ def vm(verb: str, name: str = "x", subresource: str = "", group: str = KV) -> At
     )
 
 
-def vmi(verb: str, name: str = "x", *, bound_to: str | None = None, subresource: str = "") -> Attributes:
+def vmi(
+    verb: str,
+    name: str = "x",
+    *,
+    bound_to: str | None = None,
+    subresource: str = "",
+    writes_node: str | None = None,
+) -> Attributes:
     return Attributes(
+        node_written=writes_node,
         verb=verb,
         api_group=KV,
         resource="virtualmachineinstances",
@@ -99,6 +107,9 @@ CASES: list[tuple[Any, ...]] = [
     ("node-patches-own-vmi-status", NODE01, vmi("patch", bound_to="node01", subresource="status"), True),
     ("node-cannot-update-other-nodes-vmi", NODE02, vmi("update", bound_to="node01")),
     ("node-cannot-update-unbound-vmi", NODE01, vmi("update", bound_to=None)),
+    ("node-keeps-own-binding", NODE01, vmi("update", bound_to="node01", writes_node="node01"), True),
+    ("node-cannot-rebind-own-vmi", NODE01, vmi("patch", bound_to="node01", writes_node="node02")),
+    ("node-cannot-unbind-own-vmi", NODE01, vmi("patch", bound_to="node01", writes_node="")),
     ("node-cannot-delete-own-vmi", NODE01, vmi("delete", bound_to="node01")),
     ("node-cannot-create-vmi", NODE01, vmi("create", "")),
     ("node-cannot-patch-vm", NODE02, vm("patch")),
@@ -243,4 +254,47 @@ def test_request_attributes(method: str, path: str, query: dict[str, str], expec
         expected.subresource,
         expected.namespace,
         expected.name,
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        pytest.param(b'{"metadata":{"labels":{"a":"b"}}}', "application/merge-patch+json", None, id="leaves"),
+        pytest.param(
+            b'{"status":{"nodeName":"node02"}}', "application/merge-patch+json", "node02", id="merge"
+        ),
+        pytest.param(b'{"status":null}', "application/merge-patch+json", "", id="merge-clears-status"),
+        pytest.param(b'{"status":{"phase":"Running"}}', "application/json", None, id="put-without-node"),
+        pytest.param(b"status:\n  nodeName: node03\n", "application/apply-patch+yaml", "node03", id="apply"),
+        pytest.param(
+            b'[{"op":"replace","path":"/status/nodeName","value":"node02"}]',
+            "application/json-patch+json",
+            "node02",
+            id="json-patch-replace",
+        ),
+        pytest.param(
+            b'[{"op":"remove","path":"/status/nodeName"}]',
+            "application/json-patch+json",
+            "",
+            id="json-patch-remove",
+        ),
+        pytest.param(
+            b'[{"op":"replace","path":"/status","value":{"nodeName":"node04"}}]',
+            "application/json-patch+json",
+            "node04",
+            id="json-patch-whole-status",
+        ),
+        pytest.param(b"{not json", "application/json", None, id="malformed"),
+    ],
+)
+def test_node_name_written(body: bytes, content_type: str, expected: str | None) -> None:
+    assert node_name_written(body, content_type) == expected
+
+
+def test_rebinding_denial_names_the_rule() -> None:
+    attrs = vmi("patch", bound_to="node01", writes_node="node02")
+    assert forbidden_message(NODE01, attrs, authorize(NODE01, attrs)) == (
+        'virtualmachineinstances.kubevirt.io "x" is forbidden: '
+        "node 'node01' cannot change the node this object is bound to"
     )

@@ -113,3 +113,16 @@ def test_single_token_admits_that_token_as_admin() -> None:
     admitted = authenticate(bearer("s3cret"))
     assert (admitted.name if admitted else None) == "admin"
     assert authenticate(bearer("other")) is None
+
+
+def test_admin_token_is_seeded_into_a_file_made_before_the_first_start(tmp_path: Path) -> None:
+    create_token(tmp_path, Role.VIEWER)
+    seed_admin_token(tmp_path, "the-old-token")
+    user = TokenAuthenticator(tmp_path).authenticate(bearer("the-old-token"))
+    assert (user.name if user else None) == "admin"
+
+
+def test_seeding_twice_adds_one_admin(tmp_path: Path) -> None:
+    seed_admin_token(tmp_path, "the-old-token")
+    seed_admin_token(tmp_path, "the-old-token")
+    assert [r.role for r in list_tokens(tmp_path)] == ["admin"]

@@ -24,7 +24,7 @@ from vmplane.server.authz import (
     authorize,
     forbidden_message,
 )
-from vmplane.server.request_info import request_attributes
+from vmplane.server.request_info import node_name_written, request_attributes
 from vmplane.store.base import NotFoundError, Store
 
 __all__ = ["USER_KEY", "check_access", "forbidden", "node_binding", "request_user"]
@@ -76,7 +76,8 @@ async def check_access(
     attrs = request_attributes(request.method, request.path, request.query)
     if NODES_GROUP in user.groups and attrs.verb not in READ_VERBS:
         if attrs.resource == "virtualmachineinstances" and attrs.name and attrs.api_group == "kubevirt.io":
-            attrs = replace(attrs, node_binding=await node_binding(store, attrs))
+            written = node_name_written(await request.read(), request.headers.get("Content-Type", ""))
+            attrs = replace(attrs, node_binding=await node_binding(store, attrs), node_written=written)
         elif attrs.verb == "create" and attrs.resource in _NODE_CREATED and not attrs.name:
             attrs = replace(attrs, name=await _created_name(request))
     decision = authorize(user, attrs)

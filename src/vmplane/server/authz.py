@@ -91,7 +91,8 @@ class Attributes:
 
     ``resource`` is empty for a non-resource request (``path`` is then what is asked for).
     ``node_binding`` is the node a VMI is bound to (its ``status.nodeName``), looked up by the caller
-    for node identities; ``None`` when unknown or unbound.
+    for node identities; ``None`` when unknown or unbound. ``node_written`` is the ``status.nodeName``
+    the request body would set (``""`` to clear it), None when the body leaves it alone.
     """
 
     verb: str
@@ -102,6 +103,7 @@ class Attributes:
     name: str = ""
     path: str = ""
     node_binding: str | None = None
+    node_written: str | None = None
 
     @property
     def is_resource_request(self) -> bool:
@@ -151,17 +153,16 @@ def _rule(verbs: frozenset[str] | set[str], groups: set[str], resources: set[str
 
 
 _KV = "kubevirt.io"
-_SUB = "subresources.kubevirt.io"
-#: Readable by every identity but the controllers need more: the status subresources as well.
-_READABLE = _rule(READ_VERBS, {"*"}, {"*", "*/status"})
-#: Reading a guest's serial console is more than viewing (KubeVirt's view role lacks it too).
-_CONSOLE = "virtualmachineinstances/console"
+#: Objects and their status in the groups vmplane serves; not ``subresources.kubevirt.io``: reading a
+#: guest's serial console is more than viewing (KubeVirt's view role lacks it too).
+_READ_OBJECTS = _rule(READ_VERBS, {"", "apps", _KV, "coordination.k8s.io"}, {"*", "*/status"})
 
+#: Group (or user name) -> its rules, as RBAC ClusterRoles bound to groups.
 ROLE_RULES: Mapping[str, tuple[Rule, ...]] = {
     "system:masters": (_rule({"*"}, {"*"}, {"*", "*/*"}),),
-    "vmplane:viewers": (_rule(READ_VERBS, {"", "apps", _KV, "coordination.k8s.io"}, {"*", "*/status"}),),
+    "vmplane:viewers": (_READ_OBJECTS,),
     CONTROLLERS: (
-        _READABLE,
+        _READ_OBJECTS,
         _rule(
             ALL_VERBS,
             {_KV},
@@ -217,10 +218,11 @@ def forbidden_message(user: User, attrs: Attributes, decision: Decision) -> str:
 
 
 def authorize(user: User, attrs: Attributes) -> Decision:
-    """Allow or deny one request; the reason says why when a denial has one worth telling."""
-    protected = _protected_object(attrs)
-    if protected is not None:
-        return Decision(False, protected, admission=True)
+    """Allow or deny one request; the reason says why when a denial has one worth telling.
+
+    The order is Kubernetes': the role's rules, then the node restriction, then the rules that hold
+    for everyone (a viewer deleting ``default`` hears that viewers cannot delete).
+    """
     if not attrs.is_resource_request:
         # Discovery, OpenAPI, health and version are open to every authenticated identity (as the
         # system:discovery and system:public-info-viewer roles make them in Kubernetes).
@@ -229,7 +231,12 @@ def authorize(user: User, attrs: Attributes) -> Decision:
     if not any(rule.matches(attrs) for rule in rules):
         return Decision(False)
     if NODES_GROUP in user.groups:
-        return _node_restriction(user, attrs)
+        restricted = _node_restriction(user, attrs)
+        if not restricted.allowed:
+            return restricted
+    protected = _protected_object(attrs)
+    if protected is not None:
+        return Decision(False, protected, admission=True)
     return Decision(True)
 
 
@@ -265,7 +272,12 @@ def _node_restriction(user: User, attrs: Attributes) -> Decision:
             return Decision(True)
         return Decision(False, f"node '{node}' cannot modify lease '{attrs.namespace}/{attrs.name}'")
     if attrs.resource == "virtualmachineinstances":
-        if attrs.name and attrs.node_binding == node:
-            return Decision(True)
-        return Decision(False, f"no relationship found between node '{node}' and this object")
+        if not attrs.name or attrs.node_binding != node:
+            return Decision(False, f"no relationship found between node '{node}' and this object")
+        if attrs.node_written is not None and attrs.node_written != node:
+            # NodeRestriction: a node keeps what is bound to it; it does not hand objects on.
+            return Decision(
+                False, f"node '{node}' cannot change the node this object is bound to", admission=True
+            )
+        return Decision(True)
     return Decision(False)

@@ -8,11 +8,15 @@ whose verb is the lower-cased method.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from typing import Any
+
+import yaml
 
 from vmplane.server.authz import Attributes
 
-__all__ = ["request_attributes"]
+__all__ = ["node_name_written", "request_attributes"]
 
 _VERBS = {
     "POST": "create",
@@ -65,3 +69,39 @@ def request_attributes(method: str, path: str, query: Mapping[str, str]) -> Attr
         name=name,
         path=path,
     )
+
+
+def _status_node(status: Any) -> str | None:
+    if status is None:
+        return ""  # the status (and its binding) removed
+    if isinstance(status, dict) and "nodeName" in status:
+        value = status["nodeName"]
+        return value if isinstance(value, str) else ""
+    return None
+
+
+def node_name_written(body: bytes, content_type: str) -> str | None:
+    """The ``status.nodeName`` a write body sets (``""`` when it clears it), or None if it leaves it.
+
+    Reads a PUT body, a merge, strategic or apply patch (the object's shape) and a JSON patch (its
+    operations on ``/status`` or ``/status/nodeName``). A body that does not parse sets nothing here;
+    the handler refuses it.
+    """
+    try:
+        parsed: Any = yaml.safe_load(body) if "yaml" in content_type else json.loads(body)
+    except (ValueError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return None
+    if isinstance(parsed, dict):
+        return _status_node(parsed["status"]) if "status" in parsed else None
+    written: str | None = None
+    for op in parsed if isinstance(parsed, list) else ():
+        if not isinstance(op, dict) or op.get("op") == "test":
+            continue
+        path, value = op.get("path"), op.get("value")
+        if path == "/status/nodeName":
+            written = value if op.get("op") != "remove" and isinstance(value, str) else ""
+        elif path == "/status":
+            written = "" if op.get("op") == "remove" else _status_node(value)
+        elif op.get("op") in ("move", "copy") and str(path).startswith("/status"):
+            written = ""  # a value from elsewhere: treat as leaving the node
+    return written

@@ -5,7 +5,7 @@ the SHA-256 of the token; never the token, which is printed once by ``vmplane to
 file is replaced atomically (a 0600 temporary file renamed over it, under an ``flock``), so a running
 server that re-reads it on a change of its stat (``TokenAuthenticator``) sees the old set or the new
 one, and a create or revoke takes effect within one request. The first start seeds it with the
-admin token of ``<data-dir>/token``, which existing kubeconfigs hold.
+admin token of ``<data-dir>/token``, which existing kubeconfigs hold (once: see ``seed_admin_token``).
 """
 
 from __future__ import annotations
@@ -128,21 +128,27 @@ def _new_id(taken: set[str]) -> str:
 
 
 def seed_admin_token(data_dir: Path, token: str) -> None:
-    """Create the token file with ``token`` as admin, unless it exists (a revoke of it then sticks)."""
+    """Admit ``token`` (``<data-dir>/token``) as admin, once: ``.admin-seeded`` remembers its hash, so
+    a revoke of it sticks across restarts, while a token file made anew (or a token file created by
+    ``vmplane token create`` before the first start) still gets its admin."""
+    marker = data_dir / ".admin-seeded"
+    digest = _digest(token)
     with _locked(data_dir) as path:
-        if not path.exists():
-            _write(
-                path,
-                [
-                    TokenRecord(
-                        id=_new_id(set()),
-                        role=Role.ADMIN.value,
-                        node=None,
-                        created=_now(),
-                        sha256=_digest(token),
-                    )
-                ],
+        if marker.exists() and marker.read_text().strip() == digest:
+            return
+        records = _read(path)
+        if all(r.sha256 != digest for r in records):
+            admin = TokenRecord(
+                id=_new_id({r.id for r in records}),
+                role=Role.ADMIN.value,
+                node=None,
+                created=_now(),
+                sha256=digest,
             )
+            _write(path, [*records, admin])
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(digest + "\n")
 
 
 def create_token(data_dir: Path, role: Role, *, node: str | None = None) -> tuple[TokenRecord, str]:
