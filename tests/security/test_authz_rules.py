@@ -69,12 +69,13 @@ SSAR = Attributes(verb="create", api_group="authorization.k8s.io", resource="sel
 DISCOVERY = Attributes(verb="get", path="/apis")
 
 CASES: list[tuple[Any, ...]] = [
-    # admin: everything, but no one deletes a protected namespace
+    # admin: everything
     ("admin-creates-vm", ADMIN, vm("create", ""), True),
     ("admin-deletes-node", ADMIN, node("delete", "node01"), True),
     ("admin-deletes-kubevirt", ADMIN, KUBEVIRT_CR, True),
     ("admin-starts-vm", ADMIN, vm("update", subresource="start", group=SUB), True),
-    ("admin-cannot-delete-default", ADMIN, DELETE_DEFAULT, False),
+    # Authorization allows it; admission refuses it (deletion_guards), as in Kubernetes.
+    ("admin-may-delete-default-as-far-as-roles-go", ADMIN, DELETE_DEFAULT, True),
     # viewer: get/list/watch only
     ("viewer-gets-vm", VIEWER, vm("get"), True),
     ("viewer-lists-vms", VIEWER, vm("list", ""), True),
@@ -170,13 +171,6 @@ def test_forbidden_message_for_a_collection_has_no_name() -> None:
     assert forbidden_message(VIEWER, attrs, Decision(False)) == (
         'virtualmachines.kubevirt.io is forbidden: User "viewer" cannot create resource "virtualmachines" '
         'in API group "kubevirt.io" in the namespace "default"'
-    )
-
-
-def test_protected_namespace_message_is_namespace_lifecycles() -> None:
-    decision = authorize(ADMIN, DELETE_DEFAULT)
-    assert forbidden_message(ADMIN, DELETE_DEFAULT, decision) == (
-        'namespaces "default" is forbidden: this namespace may not be deleted'
     )
 
 

@@ -25,7 +25,7 @@ def _named(name: str, spec: dict[str, object] | None = None) -> dict[str, object
     return {"metadata": {"name": name}, "spec": spec or {}}
 
 
-@pytest.mark.parametrize("name", ["default", "kube-system", "kube-public"])
+@pytest.mark.parametrize("name", ["default", "kube-system", "kube-public", "kubevirt"])
 def test_immortal_namespace_deletion_is_forbidden(name: str) -> None:
     assert _NAMESPACES is not None
     refusal = deletion_refusal(_NAMESPACES, _named(name))

@@ -6,8 +6,9 @@ Kubernetes' Node authorizer and NodeRestriction admission narrow a kubelet: a no
 own Node and Lease and the VMIs bound to it (``status.nodeName``), which the caller looks up and
 passes in ``attributes.node_binding``.
 
-Kubernetes' protected namespaces cannot be deleted by anyone (NamespaceLifecycle admission); that
-rule lives here too, so every identity gets the same ``403 Forbidden``.
+Deletions refused whoever asks (``default``, the KubeVirt object with workloads) are admission's, not
+authorization's, as in Kubernetes: ``server/deletion_guards.py``; ``kubectl auth can-i delete ns
+default`` says yes to an admin there too.
 """
 
 from __future__ import annotations
@@ -39,8 +40,6 @@ ALL_VERBS = READ_VERBS | WRITE_VERBS
 AUTHENTICATED = "system:authenticated"
 NODES_GROUP = "system:nodes"
 NODE_PREFIX = "system:node:"
-#: Namespaces Kubernetes refuses to delete (``this namespace may not be deleted``).
-PROTECTED_NAMESPACES = frozenset({"default", "kubevirt", "kube-system", "kube-public"})
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 
 ADMIN = "admin"
@@ -112,8 +111,8 @@ class Attributes:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """``reason`` says why, when a denial has a reason worth telling. ``admission`` marks a rule that
-    holds for every identity (Kubernetes reports those with the reason alone, not the user)."""
+    """``reason`` says why, when a denial has a reason worth telling. ``admission`` marks a denial
+    Kubernetes makes in admission (NodeRestriction), reported with the reason alone, not the user."""
 
     allowed: bool
     reason: str = ""
@@ -220,8 +219,7 @@ def forbidden_message(user: User, attrs: Attributes, decision: Decision) -> str:
 def authorize(user: User, attrs: Attributes) -> Decision:
     """Allow or deny one request; the reason says why when a denial has one worth telling.
 
-    The order is Kubernetes': the role's rules, then the node restriction, then the rules that hold
-    for everyone (a viewer deleting ``default`` hears that viewers cannot delete).
+    The order is Kubernetes': the role's rules, then the node restriction.
     """
     if not attrs.is_resource_request:
         # Discovery, OpenAPI, health and version are open to every authenticated identity (as the
@@ -234,22 +232,7 @@ def authorize(user: User, attrs: Attributes) -> Decision:
         restricted = _node_restriction(user, attrs)
         if not restricted.allowed:
             return restricted
-    protected = _protected_object(attrs)
-    if protected is not None:
-        return Decision(False, protected, admission=True)
     return Decision(True)
-
-
-def _protected_object(attrs: Attributes) -> str | None:
-    if (
-        attrs.verb == "delete"
-        and attrs.api_group == ""
-        and attrs.resource == "namespaces"
-        and not attrs.subresource
-        and attrs.name in PROTECTED_NAMESPACES
-    ):
-        return "this namespace may not be deleted"
-    return None
 
 
 #: Kinds a node may write only for itself (their rules above grant the verbs).

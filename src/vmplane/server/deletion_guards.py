@@ -4,7 +4,9 @@ An admin token may do everything else, but two deletions break vmplane for good 
 user, so they are refused as upstream refuses them:
 
 * the namespaces Kubernetes calls immortal (``default``, ``kube-system``, ``kube-public``), with the
-  ``NamespaceLifecycle`` admission plugin's message: deleting ``default`` would orphan its VMs;
+  ``NamespaceLifecycle`` admission plugin's message: deleting ``default`` would orphan its VMs; and
+  ``kubevirt``, which holds the cluster's one ``KubeVirt`` object (a vmplane rule: upstream's
+  installation is an operator that would recreate it);
 * the ``KubeVirt`` object while workloads exist, unless its ``spec.uninstallStrategy`` is
   ``RemoveWorkloads``, with the message of KubeVirt's ``KubeVirtDeletionAdmitter``. Upstream's
   operator defaults the strategy to ``BlockUninstallIfWorkloadsExist`` on the object; vmplane reads an
@@ -23,7 +25,7 @@ from vmplane.store.base import JsonObject, Store
 
 __all__ = ["IMMORTAL_NAMESPACES", "check_deletion", "deletion_refusal"]
 
-IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
+IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kubevirt"})
 _UNINSTALL_MESSAGE = (
     "Rejecting the uninstall request, since there are still {} present. Either delete all KubeVirt "
     "related workloads or change the uninstall strategy before uninstalling KubeVirt."
