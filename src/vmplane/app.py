@@ -123,7 +123,7 @@ class ControlPlane:
             machine_types=_machine_types(),
         )
         self.scheduler = Scheduler(store=store, clock=clock)
-        paths = HostPaths(options.data_dir)
+        paths = HostPaths(options.data_dir, host_disk_dirs=options.allowed_host_dirs)
         qemu = options.hypervisor == "qemu"
         self.agent = NodeAgent(
             store=store,
