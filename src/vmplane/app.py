@@ -139,7 +139,7 @@ class ControlPlane:
             machine_types=_machine_types(),
         )
         self.scheduler = Scheduler(store=store, clock=clock)
-        paths = HostPaths(options.guest_root)
+        paths = HostPaths(options.guest_root, host_disk_dirs=options.allowed_host_dirs)
         qemu = options.hypervisor == "qemu"
         self._user: GuestUser | None = None
         if qemu:

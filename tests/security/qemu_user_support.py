@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from vmplane.agent.guestfs import GuestUser, guest_user
 
-__all__ = ["E2E_DIR", "REPO", "qemu_user"]
+__all__ = ["REPO", "qemu_user"]
 
 REPO = Path(__file__).resolve().parents[2]
-#: ``tests/e2e``, for its ``plane_support`` (``vmplane serve`` on real QEMU).
-E2E_DIR = REPO / "tests" / "e2e"
-if str(E2E_DIR) not in sys.path:
-    sys.path.insert(0, str(E2E_DIR))
 
 
 def qemu_user() -> GuestUser:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from qemu_user_support import qemu_user  # also puts tests/e2e on sys.path
+from qemu_user_support import qemu_user
 
 from plane_support import Plane  # isort: skip
 

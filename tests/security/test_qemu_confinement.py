@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from qemu_user_support import qemu_user  # also puts tests/e2e on sys.path
+from qemu_user_support import qemu_user
 
 from plane_support import GUEST, reachable_dir  # isort: skip
 from vmplane.agent.guestfs import GuestUser, prepare_guest_dir

@@ -8,17 +8,13 @@ causes name the field, and checks that nothing was stored.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
-from spec_checks_support import NS, vm_manifest, vmi_manifest, vmi_spec
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from rollout_support import InProcessServer
+from spec_checks_support import NS, vm_manifest, vmi_manifest, vmi_spec
 
 pytestmark = pytest.mark.integration
 

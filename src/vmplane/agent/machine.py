@@ -76,11 +76,15 @@ def _check_inner_path(field: str, path: str) -> None:
         raise VolumeError(f"{errors[0]} (got {path!r})")
 
 
+def _is_under(path: Path, root: Path) -> bool:
+    real, real_root = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    return real != real_root and real.is_relative_to(real_root)
+
+
 def confined(path: Path, root: Path, field: str) -> Path:
     """``path`` if it lies strictly under ``root`` once symlinks are resolved, else VolumeError."""
-    real, real_root = Path(os.path.realpath(path)), Path(os.path.realpath(root))
-    if real == real_root or not real.is_relative_to(real_root):
-        raise VolumeError(f"{field}: {path} resolves to {real}, outside {root}")
+    if not _is_under(path, root):
+        raise VolumeError(f"{field}: {path} resolves to {os.path.realpath(path)}, outside {root}")
     return path
 
 
@@ -142,9 +146,12 @@ class HostPaths:
       overlays (``<volume>.overlay.qcow2``, over the base image ``image(reference)``);
     * ``hostDisk``: the path as given (raw), which admission and the preparer confine;
     * kernel boot: ``<root>/images/<image>/<kernelPath>`` (``/vmlinuz`` unless given) and ``initrdPath``.
+
+    ``host_disk_dirs``: where ``hostDisk`` paths may lie (None: left to the preparer, which checks too).
     """
 
     root: Path
+    host_disk_dirs: tuple[Path, ...] | None = None
 
     @property
     def images(self) -> Path:
@@ -203,11 +210,15 @@ class HostPaths:
         if volume.cloud_init_no_cloud is not None:
             return VolumeFile(self._vmi_file(vmi, volume, ".cidata.iso"), format="raw", readonly=True)
         if (host := volume.host_disk) is not None:
-            # Confined to the allowed host-disk directories by the preparer, which knows them.
+            field = f"{where}.hostDisk.path"
             if "\x00" in host.path or not host.path.startswith("/") or ".." in host.path.split("/"):
-                raise VolumeError(
-                    f"{where}.hostDisk.path: {host.path!r} is not an absolute path without '..'"
-                )
+                raise VolumeError(f"{field}: {host.path!r} is not an absolute path without '..'")
+            # The preparer confines it again (symlinks resolved) before it creates or opens it.
+            if self.host_disk_dirs is not None and not any(
+                _is_under(Path(host.path), d) for d in self.host_disk_dirs
+            ):
+                shown = ", ".join(str(d) for d in self.host_disk_dirs) or "none configured"
+                raise VolumeError(f"{field}: {host.path} is outside the allowed directories ({shown})")
             return VolumeFile(host.path, format="raw")
         sources = ", ".join(volume.sources) or "none"
         raise VolumeError(f"{where}: no source this host supports (source: {sources})")

@@ -11,8 +11,15 @@ Every guest boots with its hotplug headroom, whatever the rollout strategy (SPEC
   ``spare_root_ports`` free ones for hotplug.
 
 Guests start paused (``-S``): the driver connects QMP, applies what the command line cannot say (a
-NIC booted with its link down) and then sends ``cont``. ``-blockdev`` and ``-device`` use QEMU's JSON
-syntax so paths and names need no comma escaping.
+NIC booted with its link down) and then sends ``cont``.
+
+No spec value can add an option: ``-blockdev``, ``-device`` and ``-netdev`` use QEMU's JSON syntax
+(QEMU 7.2 takes JSON for all three), so paths and names need no comma escaping and a NIC's netdev can
+never gain ``hostfwd=``, ``guestfwd=`` or ``smb=``. The legacy ``key=value`` options left carry only
+values the driver chose (run-directory paths, with ``,`` doubled) or values refused unless they have
+no option syntax at all: the machine type (a q35 name, never ``q35,firmware=...``), the CPU model and
+the UUID. ``-kernel``, ``-initrd`` and ``-append`` are plain strings to QEMU. No argument may hold a
+NUL, which ``execve`` cannot pass.
 
 QEMU runs under its seccomp sandbox (``SANDBOX``): no obsolete syscalls, no ``setuid``/``setgid``
 (``elevateprivileges=deny``, which is also why QEMU is *started* as its unprivileged user rather than
