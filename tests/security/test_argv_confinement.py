@@ -34,13 +34,13 @@ from spec_checks_support import vmi_manifest
 from vmplane.agent.hypervisor import HypervisorError, MachineSpec
 from vmplane.agent.machine import HostPaths, MachineSpecError, machine_spec
 from vmplane.agent.qemu import QemuHypervisor, naming
-from vmplane.agent.qemu.argv import MAX_ROOT_PORTS, boot_root_ports, build_argv
+from vmplane.agent.qemu.argv import MAX_ROOT_PORTS, SANDBOX, boot_root_ports, build_argv
 from vmplane.api.vmi import VirtualMachineInstance
 
 FLAGS = {"-nodefaults", "-no-user-config", "-S"}
 VALUED = {
     "-name", "-uuid", "-machine", "-accel", "-cpu", "-smp", "-m", "-display", "-chardev", "-mon", "-serial",
-    "-pidfile", "-kernel", "-initrd", "-append", "-device", "-blockdev", "-netdev",
+    "-pidfile", "-kernel", "-initrd", "-append", "-device", "-blockdev", "-netdev", "-sandbox",
 }  # fmt: skip
 #: The keys each legacy option may carry (the first, bare, element is its type or value).
 LEGACY_KEYS = {
@@ -238,6 +238,8 @@ def check_argv(argv: list[str], spec: MachineSpec, *, run_dir: Path, paths: Host
                 assert under(path, [run_dir])
         elif option in ("-machine", "-cpu", "-uuid", "-accel", "-display", "-serial"):
             assert BARE.fullmatch(value), (option, value)  # no option syntax at all
+        elif option == "-sandbox":
+            assert value == SANDBOX
         elif option in ("-pidfile", "-kernel", "-initrd"):
             assert under(value, [run_dir] if option == "-pidfile" else roots), (option, value)
     assert seen.get("-blockdev", 0) == len(spec.disks)
@@ -248,6 +250,7 @@ def check_argv(argv: list[str], spec: MachineSpec, *, run_dir: Path, paths: Host
         == boot_root_ports(spec) + spec.spare_root_ports + len(spec.disks) + len(spec.nics) + scsi
     )
     assert seen.get("-kernel", 0) == (spec.kernel_boot is not None)
+    assert seen["-sandbox"] == 1
 
 
 # -- the property ---------------------------------------------------------------------------------

@@ -24,9 +24,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from plane_support import reachable_dir
 from spec_checks_support import NS, files_under, vmi_spec
 
 from vmplane.agent.agent import MACHINE_FINALIZER, NodeAgent
+from vmplane.agent.guestfs import guest_user
 from vmplane.agent.hypervisor import Hypervisor, OnChange
 from vmplane.agent.machine import HostPaths
 from vmplane.agent.qemu import QemuHypervisor
@@ -104,19 +106,20 @@ class Node:
         return {p.name for p in machines.iterdir()} if machines.exists() else set()
 
     def kill_guests(self) -> None:
-        for pidfile in (self.tmp / "machines").glob("*/qemu.pid"):
+        for pidfile in (self.tmp / "machines").glob("*/qemu/qemu.pid"):
             with contextlib.suppress(ValueError, OSError):
                 os.kill(int(pidfile.read_text()), signal.SIGKILL)
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Node]:
-    tmp = tmp_path_factory.mktemp("bypass")
+    # Guests' files where QEMU's user can reach them (pytest's own directories are closed to it).
+    tmp = reachable_dir("vmplane-bypass-")
     kernel = tmp / "data" / "images" / "vmplane_test-guest_latest"
     kernel.mkdir(parents=True)
     for name in ("vmlinuz", "initrd.img"):
         shutil.copyfile(GUEST / name, kernel / name)
-    store = SqliteStore.open(tmp / "store.db")
+    store = SqliteStore.open(tmp_path_factory.mktemp("bypass") / "store.db")
     paths = HostPaths(tmp / "data", host_disk_dirs=(tmp / "data" / "hostdisks",))
 
     def qemu(on_change: OnChange) -> Hypervisor:
@@ -128,7 +131,9 @@ async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Node]:
         node_name="node01",
         clock=lambda: datetime.now(UTC),
         paths=paths,
-        preparer=QemuVolumePreparer(paths=paths, allowed_host_dirs=[tmp / "data" / "hostdisks"]),
+        preparer=QemuVolumePreparer(
+            paths=paths, allowed_host_dirs=[tmp / "data" / "hostdisks"], user=guest_user(euid=os.geteuid())
+        ),
         capacity={"cpu": "4", "memory": "8Gi"},
     )
     scheduler = Scheduler(store=store, clock=lambda: datetime.now(UTC))
@@ -142,6 +147,7 @@ async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Node]:
         await scheduler.stop()
         running.kill_guests()
         await store.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def reason(vmi: JsonObject) -> str:
