@@ -38,7 +38,7 @@ bench: install
 	@failed=""; for b in $(BENCHES); do \
 		echo "== $$b"; $(PY) $$b || failed="$$failed $$b"; \
 	done; \
-	if [ -n "$$failed" ]; then echo "bench: missed a goal:$$failed"; exit 1; fi
+	if [ -n "$$failed" ]; then echo "bench: missed its goal or could not run:$$failed"; exit 1; fi
 
 # QEMU and the test guest, then the control plane with the demo VM (Ctrl-C stops it; guests keep running).
 demo: install

@@ -395,7 +395,7 @@ def main() -> int:
         f"end to end (from send) / the agent's own QMP time at the same moments: p50 {inside:.1f}x "
         "(set_sockets = query-hotpluggable-cpus + device_add, without query-cpus-fast)"
     )
-    return 0
+    return 0 if verdict == "PASS" else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The QEMU command line for a ``MachineSpec``: a pure function, no I/O.
 
-Every guest boots with its hotplug headroom, whatever the rollout strategy (SPEC §4):
+Every guest boots with its hotplug headroom, whatever the rollout strategy (docs/rollout.md §4):
 
 * vCPUs: ``-smp <initial>,sockets=<max_sockets>,...,maxcpus=...``. QEMU 7.2 reads ``sockets`` as the
   *maximum* socket count (``sockets=1,maxcpus=4`` is refused as an invalid topology), so the boot count
