@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import uuid
@@ -30,7 +31,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from plane_support import reachable_dir
 
+from vmplane.agent.guestfs import guest_user, hand_over
 from vmplane.agent.hypervisor import (
     DiskSpec,
     HotplugError,
@@ -175,7 +178,9 @@ class QemuHarness(Harness):
     hv: QemuHypervisor
 
     def __init__(self, base_dir: Path) -> None:
-        super().__init__(base_dir)
+        # Where QEMU's user (vmplane-qemu when root) can reach: pytest's directories are closed to it.
+        super().__init__(reachable_dir("vmplane-contract-"))
+        self.user = guest_user(euid=os.geteuid())
         self.hv = self._driver()
 
     def _driver(self) -> QemuHypervisor:
@@ -188,6 +193,7 @@ class QemuHarness(Harness):
     def image(self, name: str) -> str:
         path = self.base_dir / f"{name}.qcow2"
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "64M"], check=True, timeout=30)
+        hand_over(path, self.user)
         return str(path)
 
     def _statuses(self, name: str) -> list[GuestStatus]:
@@ -230,9 +236,10 @@ class QemuHarness(Harness):
 
     async def close(self) -> None:
         await super().close()
-        for pidfile in (self.base_dir / "vms").glob("*/qemu.pid"):  # whatever a failed test left
+        for pidfile in (self.base_dir / "vms").glob("*/qemu/qemu.pid"):  # whatever a failed test left
             with contextlib.suppress(ValueError, OSError):
                 os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
 DRIVERS = [
