@@ -28,21 +28,40 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("token", help="create, list and revoke API tokens", description=__doc__)
+    parser = subparsers.add_parser(
+        "token",
+        help="create, list and revoke API tokens",
+        description="Manage the API's identities: admin (everything), viewer (read only), node (one "
+        "node agent's own Node and VMIs) and controllers. Tokens are stored hashed in DATA_DIR; a "
+        "running vmplane serve sees a create or revoke at once.",
+    )
     commands = parser.add_subparsers(dest="token_command", required=True, metavar="ACTION")
 
-    create = commands.add_parser("create", help="create a token and print a kubeconfig for it")
+    create = commands.add_parser(
+        "create",
+        help="create a token and print a kubeconfig for it",
+        description="Create a token for a new identity and print a kubeconfig holding it (the token is "
+        "shown only this once).",
+    )
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--node", default=None, help="the Node a node token acts for (--role node)")
     create.add_argument("--server", default=None, help="API URL (default: from DATA_DIR/kubeconfig)")
     create.add_argument("--data-dir", type=Path, default=None, help="state directory of vmplane serve")
     create.set_defaults(func=_create)
 
-    listing = commands.add_parser("list", help="list tokens (never the tokens themselves)")
+    listing = commands.add_parser(
+        "list",
+        help="list tokens (never the tokens themselves)",
+        description="List the identities that hold a token: id, identity, role, creation time.",
+    )
     listing.add_argument("--data-dir", type=Path, default=None, help="state directory of vmplane serve")
     listing.set_defaults(func=_list)
 
-    revoke = commands.add_parser("revoke", help="revoke a token by its id")
+    revoke = commands.add_parser(
+        "revoke",
+        help="revoke a token by its id",
+        description="Revoke a token: its next request is refused with 401.",
+    )
     revoke.add_argument("id", help="the token's id, as `vmplane token list` shows it")
     revoke.add_argument("--data-dir", type=Path, default=None, help="state directory of vmplane serve")
     revoke.set_defaults(func=_revoke)
