@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -93,7 +94,11 @@ def _direct_app(store: Store) -> web.Application:
     return app
 
 
-async def bench_creates(tmp: Path, count: int, concurrency: int, rounds: int) -> None:
+def verdict(met: bool) -> str:
+    return "PASS" if met else "FAIL"
+
+
+async def bench_creates(tmp: Path, count: int, concurrency: int, rounds: int) -> bool:
     # API and direct take turns, ``rounds`` times each, so that a burst of load on the shared machine
     # hits both sides instead of deciding the ratio; each round writes to a fresh file.
     makers: dict[str, Callable[[Store], web.Application]] = {
@@ -116,8 +121,10 @@ async def bench_creates(tmp: Path, count: int, concurrency: int, rounds: int) ->
     ratios = [a / d for a, d in zip(results["api"], results["direct"], strict=True)]
     print(
         f"(a) creates/s (median of {rounds} alternating rounds): API {api:.0f}, direct store handler "
-        f"{direct:.0f}, ratio {api / direct:.0%} (goal >= 50%; rounds {min(ratios):.0%}-{max(ratios):.0%})"
+        f"{direct:.0f}, ratio {api / direct:.0%} (goal >= 50%; rounds {min(ratios):.0%}-{max(ratios):.0%}) "
+        f"-> {verdict(api / direct >= 0.5)}"
     )
+    return api / direct >= 0.5
 
 
 async def _median_seconds(action: Callable[[], Awaitable[Any]], repeats: int) -> float:
@@ -129,7 +136,7 @@ async def _median_seconds(action: Callable[[], Awaitable[Any]], repeats: int) ->
     return statistics.median(timings)
 
 
-async def bench_list(tmp: Path, size: int) -> None:
+async def bench_list(tmp: Path, size: int) -> bool:
     store = SqliteStore.open(tmp / "list.db")
     await bootstrap(store)
     filled = time.perf_counter()
@@ -168,8 +175,9 @@ async def bench_list(tmp: Path, size: int) -> None:
     print(
         f"(b) list {size} VMs: API {api * 1000:.0f} ms, json.dumps {baseline * 1000:.0f} ms, "
         f"ratio {api / baseline:.2f}x (goal <= 3x); first list {first * 1000:.0f} ms, "
-        f"after a write elsewhere {after_write * 1000:.0f} ms"
+        f"after a write elsewhere {after_write * 1000:.0f} ms -> {verdict(api / baseline <= 3)}"
     )
+    return api / baseline <= 3
 
 
 async def bench_watch(tmp: Path, watchers: int, updates: int) -> None:
@@ -229,11 +237,12 @@ async def bench_watch(tmp: Path, watchers: int, updates: int) -> None:
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
     print(
         f"(c) watch delivery with {watchers} watchers, {updates} updates: p50 {p50:.2f} ms, "
-        f"p99 {p99:.2f} ms ({len(latencies)} deliveries)"
+        f"p99 {p99:.2f} ms ({len(latencies)} deliveries; reported, no goal)"
     )
 
 
-async def main() -> None:
+async def main() -> int:
+    """Run (a), (b) and (c); 1 when (a) or (b) misses its goal."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--creates", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=8)
@@ -243,10 +252,11 @@ async def main() -> None:
     parser.add_argument("--updates", type=int, default=100)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vmplane-bench-") as tmp:
-        await bench_creates(Path(tmp), args.creates, args.concurrency, args.rounds)
-        await bench_list(Path(tmp), args.list_size)
+        creates_met = await bench_creates(Path(tmp), args.creates, args.concurrency, args.rounds)
+        list_met = await bench_list(Path(tmp), args.list_size)
         await bench_watch(Path(tmp), args.watchers, args.updates)
+    return 0 if creates_met and list_met else 1
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(asyncio.run(main()))

@@ -101,7 +101,7 @@ class Api:
         return json.loads(response.data) if response.data else None
 
 
-def start_serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], Api]:
+def start_serve(data_dir: Path, guest_dir: Path) -> tuple[subprocess.Popen[bytes], Api]:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -110,6 +110,8 @@ def start_serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], Api]:
             "serve",
             "--data-dir",
             str(data_dir),
+            "--guest-dir",
+            str(guest_dir),
             "--listen",
             "127.0.0.1:0",
             "--hypervisor",
@@ -305,15 +307,15 @@ def ms(value: float) -> str:
     return f"{value * 1000:7.1f} ms"
 
 
-def install_guest(data_dir: Path) -> None:
-    image = data_dir / "images" / "vmplane_test-guest_latest"
+def install_guest(guest_dir: Path) -> None:
+    image = guest_dir / "images" / "vmplane_test-guest_latest"
     image.mkdir(parents=True)
     for name in ("vmlinuz", "initrd.img"):
         shutil.copyfile(GUEST / name, image / name)
 
 
-def kill_guests(data_dir: Path) -> None:
-    for pidfile in (data_dir / "machines").glob("*/qemu.pid"):
+def kill_guests(guest_dir: Path) -> None:
+    for pidfile in (guest_dir / "machines").glob("*/qemu/qemu.pid"):
         with contextlib.suppress(ValueError, OSError):
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
 
@@ -333,12 +335,14 @@ def main() -> int:
     per_vm = -(-args.changes // args.vms)
     max_sockets = 1 + 2 * per_vm  # the end-to-end changes, then as many raw hotplugs
     with tempfile.TemporaryDirectory(prefix="vmplane-bench-") as tmp:
-        data_dir = Path(tmp) / "data"
-        install_guest(data_dir)
+        # QEMU runs as vmplane-qemu when this runs as root: its guest directory must be reachable.
+        os.chmod(tmp, 0o711)
+        data_dir, guest_dir = Path(tmp) / "data", Path(tmp) / "guests"
+        install_guest(guest_dir)
         names = [f"bench-{i}" for i in range(args.vms)]
         sockets = dict.fromkeys(names, 1)
-        qmp = {name: data_dir / "machines" / f"default_{name}" / "qmp.sock" for name in names}
-        serve, api = start_serve(data_dir)
+        qmp = {name: guest_dir / "machines" / f"default_{name}" / "qemu" / "qmp.sock" for name in names}
+        serve, api = start_serve(data_dir, guest_dir)
         try:
             api.request(
                 "PATCH",
@@ -360,7 +364,7 @@ def main() -> int:
             raw = asyncio.run(raw_qmp(sockets, qmp, args.changes))
         finally:
             stop_serve(serve)
-            kill_guests(data_dir)
+            kill_guests(guest_dir)
 
     print(
         f"{args.changes} live vCPU hotplugs (sockets +1) round-robin over {args.vms} TCG guests, "
@@ -391,7 +395,7 @@ def main() -> int:
         f"end to end (from send) / the agent's own QMP time at the same moments: p50 {inside:.1f}x "
         "(set_sockets = query-hotpluggable-cpus + device_add, without query-cpus-fast)"
     )
-    return 0
+    return 0 if verdict == "PASS" else 1
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install QEMU (Debian qemu-system-x86 + qemu-utils) and build the test guest used by tests/e2e.
+# Install QEMU (Debian qemu-system-x86 + qemu-utils), create the system user guests run as
+# (vmplane-qemu, scripts/create-qemu-user.sh) and build the test guest used by tests/e2e.
 # CI runs this before `pytest -m e2e`; it is safe to run again (downloads are cached in guest/cache/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 $sudo apt-get update
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y qemu-system-x86 qemu-utils
+scripts/create-qemu-user.sh
 
 python="${PYTHON:-python3}"
 if [ -x .venv/bin/python ]; then

@@ -8,6 +8,7 @@ kinds and subresources.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,9 +19,11 @@ from aiohttp import web
 
 from vmplane.agent.agent import NodeAgent
 from vmplane.agent.console import QemuConsoleLogs
+from vmplane.agent.guestfs import GuestUser, default_guest_dir, guest_user, prepare_guest_dir
 from vmplane.agent.hypervisor import Hypervisor, OnChange
 from vmplane.agent.machine import HostPaths
 from vmplane.agent.qemu import QemuHypervisor
+from vmplane.agent.qemu.machine_types import FALLBACK_MACHINE_TYPES, MachineTypesError, q35_machine_types
 from vmplane.agent.scheduler import Scheduler
 from vmplane.agent.simulated import SimulatedHypervisor
 from vmplane.agent.volumes import QemuVolumePreparer
@@ -48,7 +51,10 @@ def utc_now() -> datetime:
 class PlaneOptions:
     """How ``vmplane serve`` runs guests on this host.
 
-    ``host_disk_dirs``: where ``hostDisk`` paths may point (default ``<data_dir>/hostdisks``).
+    ``guest_dir``: QEMU's machines, volumes and images (``agent.guestfs`` has the layout and why it is
+    not inside the 0700 data directory); default ``/var/lib/vmplane`` as root, else
+    ``<data_dir>/guests``.
+    ``host_disk_dirs``: where ``hostDisk`` paths may point (default ``<guest_dir>/hostdisks``).
     ``demo_guest``: a built test guest to install as an image, creating the demo VM (``--demo``).
     """
 
@@ -60,16 +66,35 @@ class PlaneOptions:
     crash_backoff: float = 10.0
     host_disk_dirs: tuple[Path, ...] = ()
     demo_guest: Path | None = None
+    guest_dir: Path | None = None
+
+    @property
+    def guest_root(self) -> Path:
+        """``guest_dir`` or its default for this process's user, absolute."""
+        chosen = self.guest_dir or default_guest_dir(euid=os.geteuid(), data_dir=self.data_dir)
+        return chosen.absolute()
 
     @property
     def allowed_host_dirs(self) -> tuple[Path, ...]:
         """``host_disk_dirs`` (or the default), as absolute paths."""
-        return tuple(d.absolute() for d in self.host_disk_dirs or (self.data_dir / "hostdisks",))
+        return tuple(d.absolute() for d in self.host_disk_dirs or (self.guest_root / "hostdisks",))
 
     @property
     def machines_dir(self) -> Path:
         """Where QEMU machines keep their run directories (QMP socket, console log, record)."""
-        return self.data_dir / "machines"
+        return self.guest_root / "machines"
+
+
+def _machine_types() -> tuple[str, ...]:
+    """What ``domain.machine.type`` may name: the q35 machines of this host's QEMU (asked once).
+
+    A host without QEMU (simulated guests) admits ``q35`` only; the QEMU driver refuses to start a
+    machine whose type its binary does not list, whatever admission let through.
+    """
+    try:
+        return q35_machine_types()
+    except MachineTypesError:
+        return FALLBACK_MACHINE_TYPES
 
 
 class _InformerClusterView:
@@ -96,7 +121,11 @@ class ControlPlane:
         clock: Callable[[], datetime] = utc_now,
         hypervisor: Callable[[OnChange], Hypervisor] | None = None,
     ) -> None:
-        """``hypervisor`` overrides the driver ``options`` choose (tests inject failures through it)."""
+        """``hypervisor`` overrides the driver ``options`` choose (tests inject failures through it).
+
+        With the QEMU driver this resolves who QEMU runs as and prepares the guest directory, raising
+        ``guestfs.GuestSetupError`` (one line saying what to do) if either is impossible.
+        """
         self._store = store
         self._options = options
         self._events = EventRecorder(store, component="virt-controller", clock=clock)
@@ -105,18 +134,26 @@ class ControlPlane:
         )
         self._cluster = _InformerClusterView(self.manager)
         self.registry: Registry = typed_registry(
-            self._cluster, allowed_host_dirs=tuple(str(d) for d in options.allowed_host_dirs)
+            self._cluster,
+            allowed_host_dirs=tuple(str(d) for d in options.allowed_host_dirs),
+            machine_types=_machine_types(),
         )
         self.scheduler = Scheduler(store=store, clock=clock)
-        paths = HostPaths(options.data_dir)
+        paths = HostPaths(options.guest_root, host_disk_dirs=options.allowed_host_dirs)
         qemu = options.hypervisor == "qemu"
+        self._user: GuestUser | None = None
+        if qemu:
+            self._user = guest_user(euid=os.geteuid())
+            prepare_guest_dir(options.guest_root, self._user)
         self.agent = NodeAgent(
             store=store,
             hypervisor=hypervisor or self._hypervisor,
             node_name=options.node_name,
             paths=paths,
             clock=clock,
-            preparer=QemuVolumePreparer(paths=paths, allowed_host_dirs=options.allowed_host_dirs)
+            preparer=QemuVolumePreparer(
+                paths=paths, allowed_host_dirs=options.allowed_host_dirs, user=self._user
+            )
             if qemu
             else None,
             node_labels=options.node_labels,
@@ -127,7 +164,10 @@ class ControlPlane:
         if self._options.hypervisor == "simulated":
             return SimulatedHypervisor(on_change=on_change, latency=0.01)
         return QemuHypervisor(
-            base_dir=self._options.machines_dir, accel=self._options.accel, on_change=on_change
+            base_dir=self._options.machines_dir,
+            accel=self._options.accel,
+            on_change=on_change,
+            user=self._user,
         )
 
     def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
@@ -142,7 +182,9 @@ class ControlPlane:
         await self.agent.start()
         if self._options.demo_guest is not None:
             await install_demo(
-                self._store, data_dir=self._options.data_dir, guest_dir=self._options.demo_guest
+                self._store,
+                paths=HostPaths(self._options.guest_root),
+                guest_dir=self._options.demo_guest,
             )
         try:
             await asyncio.Event().wait()

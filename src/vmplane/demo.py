@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -58,18 +59,23 @@ def demo_vm(cmdline: str) -> dict[str, Any]:
     }
 
 
-async def install_demo(store: Store, *, data_dir: Path, guest_dir: Path) -> None:
-    """Copy the test guest into the image directory and create ``default/demo`` unless it exists."""
+async def install_demo(store: Store, *, paths: HostPaths, guest_dir: Path) -> None:
+    """Copy the test guest into ``paths``' image directory and create ``default/demo`` unless it exists.
+
+    Images need only be readable by QEMU's user: the copies are 0644 in 0755 directories.
+    """
     missing = [name for name in (*GUEST_FILES, "cmdline") if not (guest_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(
             f"the demo needs the test guest in {guest_dir} (missing {', '.join(missing)}): "
             "run `python guest/build.py --out guest/out`"
         )
-    image = HostPaths(data_dir).image(DEMO_IMAGE)
+    image = paths.image(DEMO_IMAGE)
     image.mkdir(parents=True, exist_ok=True)
+    os.chmod(image, 0o755)
     for name in GUEST_FILES:
         shutil.copyfile(guest_dir / name, image / name)
+        os.chmod(image / name, 0o644)
     cmdline = (guest_dir / "cmdline").read_text().strip()
     with contextlib.suppress(AlreadyExistsError):
         await store.create(VIRTUAL_MACHINES, demo_vm(cmdline))

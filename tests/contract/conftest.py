@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -11,6 +11,7 @@ import pytest
 
 from vmplane.store.base import Store
 from vmplane.store.sqlite import SqliteStore
+from vmplane.testing.clock import FakeClock
 from vmplane.testing.memory_store import MemoryStore
 
 
@@ -36,19 +37,6 @@ BACKENDS: dict[str, Opener] = {
     "sqlite": _sqlite,
     "memory": _memory,
 }
-
-
-class FakeClock:
-    """Starts at 2026-11-28T10:00:00Z and moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import copy
 import math
 import re
 from collections.abc import AsyncIterator, Awaitable
-from datetime import datetime
 from typing import Any, Protocol
 
 import pytest
@@ -24,14 +23,10 @@ from vmplane.store.base import (
     StoreError,
     WatchEvent,
 )
+from vmplane.testing.clock import FakeClock
 
 
-# The fixtures' types, restated here because conftest modules are not importable by name.
-class FakeClock(Protocol):
-    def __call__(self) -> datetime: ...
-    def advance(self, seconds: float) -> None: ...
-
-
+# The fixture's type, restated here because conftest modules are not importable by name.
 class StoreFactory(Protocol):
     def __call__(self, *, history: int = ...) -> Awaitable[Store]: ...
 

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -36,23 +37,24 @@ READY_TIMEOUT = 30.0
 Status = dict[str, str]
 
 
-def missing_prerequisite() -> str | None:
-    for tool in ("qemu-system-x86_64", "qemu-img", "kubectl"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (run scripts/ci-install-qemu.sh)"
-    for name in ("vmlinuz", "initrd.img", "cmdline"):
-        if not (GUEST / name).is_file():
-            return f"test guest missing: {GUEST / name} (run python guest/build.py --out guest/out)"
-    return None
-
-
 def guest_cmdline() -> str:
     return (GUEST / "cmdline").read_text().strip()
 
 
-def install_images(data_dir: Path) -> Path:
+def reachable_dir(prefix: str) -> Path:
+    """A fresh 0711 directory under ``/tmp`` for a guest directory.
+
+    QEMU runs as ``vmplane-qemu`` when the tests run as root, and pytest's own temporary directories
+    (``/tmp/pytest-of-root``, 0700) are closed to it; the caller removes the directory.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    os.chmod(path, 0o711)
+    return path
+
+
+def install_images(guest_dir: Path) -> Path:
     """Copy the test guest into the image directory and make a containerDisk base; returns the base."""
-    images = data_dir / "images"
+    images = guest_dir / "images"
     kernel_dir = images / "vmplane_test-guest_latest"
     kernel_dir.mkdir(parents=True)
     for name in ("vmlinuz", "initrd.img"):
@@ -73,10 +75,11 @@ def listed(status: Status, key: str) -> list[str]:
 
 @dataclass
 class Plane:
-    """One ``vmplane serve --hypervisor qemu --accel tcg`` process on ``data_dir``."""
+    """One ``vmplane serve --hypervisor qemu --accel tcg`` process on ``data_dir`` and ``guest_dir``."""
 
     data_dir: Path
     home: Path
+    guest_dir: Path = field(default_factory=lambda: reachable_dir("vmplane-guests-"))
     extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     kubeconfig: Path | None = None
@@ -93,6 +96,8 @@ class Plane:
                     "serve",
                     "--data-dir",
                     str(self.data_dir),
+                    "--guest-dir",
+                    str(self.guest_dir),
                     "--listen",
                     "127.0.0.1:0",
                     "--hypervisor",
@@ -155,13 +160,15 @@ class Plane:
         )
 
     def qemu_pid(self, namespace: str, name: str) -> int:
-        return int((self.data_dir / "machines" / f"{namespace}_{name}" / "qemu.pid").read_text())
+        pidfile = self.guest_dir / "machines" / f"{namespace}_{name}" / "qemu" / "qemu.pid"
+        return int(pidfile.read_text())
 
     def kill_guests(self) -> None:
-        """SIGKILL every QEMU recorded under the data directory (teardown)."""
-        for pidfile in (self.data_dir / "machines").glob("*/qemu.pid"):
+        """SIGKILL every QEMU recorded under the guest directory, then remove it (teardown)."""
+        for pidfile in (self.guest_dir / "machines").glob("*/qemu/qemu.pid"):
             with contextlib.suppress(ValueError, OSError):
                 os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        shutil.rmtree(self.guest_dir, ignore_errors=True)
 
     def cluster(self) -> Cluster:
         assert self.kubeconfig is not None

@@ -19,13 +19,15 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from plane_support import reachable_dir
 
+from vmplane.agent.guestfs import guest_user, hand_over
 from vmplane.agent.hypervisor import (
     DiskSpec,
     HypervisorError,
@@ -43,21 +45,7 @@ MiB = 1 << 20
 BOOT_DEADLINE = 90.0
 GUEST_DEADLINE = 15.0
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
-
-
-def _missing() -> str | None:
-    for tool in ("qemu-system-x86_64", "qemu-img"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (run scripts/ci-install-qemu.sh)"
-    for name in ("vmlinuz", "initrd.img", "cmdline"):
-        if not (GUEST / name).is_file():
-            return f"test guest missing: {GUEST / name} (run python guest/build.py --out guest/out)"
-    return None
-
-
-if (_reason := _missing()) is not None:
-    pytest.skip(_reason, allow_module_level=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.requires("qemu"), pytest.mark.asyncio(loop_scope="module")]
 
 
 def timing(what: str, seconds: float) -> None:
@@ -134,22 +122,31 @@ def kernel_boot() -> KernelBoot:
 
 def kill_leftovers(base_dir: Path) -> None:
     """SIGKILL QEMUs this module started that a failed test left running (by recorded pid)."""
-    for pidfile in base_dir.glob("*/qemu.pid"):
+    for pidfile in base_dir.glob("*/qemu/qemu.pid"):
         with contextlib.suppress(ValueError, OSError):
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
 
 
 @pytest.fixture
-def image(tmp_path: Path) -> Path:
-    """A fresh 64 MiB qcow2 image."""
-    path = tmp_path / "disk.qcow2"
+def base_dir() -> Iterator[Path]:
+    """A machines directory QEMU's user can reach (pytest's ``tmp_path`` is closed to it as root)."""
+    path = reachable_dir("vmplane-e2e-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def image(base_dir: Path) -> Path:
+    """A fresh 64 MiB qcow2 image, handed to QEMU's user as the volume preparer does."""
+    path = base_dir / "disk.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "64M"], check=True)
+    hand_over(path, guest_user(euid=os.geteuid()))
     return path
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def guest(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Guest]:
-    base_dir = Path(tmp_path_factory.mktemp("qemu"))
+async def guest() -> AsyncIterator[Guest]:
+    base_dir = reachable_dir("vmplane-e2e-guest-")
     spec = MachineSpec(
         name="e2e",
         uuid=str(uuid.uuid4()),
@@ -176,6 +173,7 @@ async def guest(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Guest
             await g.hv.stop(g.name, grace_period=0)
         await g.hv.close()
         kill_leftovers(base_dir)
+        shutil.rmtree(base_dir, ignore_errors=True)
 
 
 async def test_boots_and_observes_what_qemu_reports(guest: Guest) -> None:
@@ -189,7 +187,8 @@ async def test_boots_and_observes_what_qemu_reports(guest: Guest) -> None:
     # The NIC booted with its link down (set over QMP before ``cont``) has no carrier in the guest.
     status = await guest.console.wait(lambda s: s["carrier"] == "eth0:1,eth1:0")
     assert (status["vcpus"], listed(status, "net")) == ("1", ["eth0", "eth1"])
-    assert os.stat(guest.hv.run_dir(guest.name)).st_mode & 0o777 == 0o700
+    qemu_dir = run_files(guest.hv.run_dir(guest.name))["qemu"]
+    assert (os.stat(qemu_dir).st_mode & 0o777, os.stat(qemu_dir).st_uid) == (0o700, guest.hv.user.uid)
 
 
 async def test_set_sockets_hotplugs_a_vcpu(guest: Guest) -> None:
@@ -299,9 +298,8 @@ async def test_kill_9_is_reported_as_a_crash_within_2s(guest: Guest) -> None:
     assert not guest.hv.run_dir(guest.name).exists()
 
 
-async def test_unplug_timeout_stop_and_forget(tmp_path: Path, image: Path) -> None:
+async def test_unplug_timeout_stop_and_forget(base_dir: Path, image: Path) -> None:
     """A guest that never acknowledges (here: still in firmware) leaves the unplug pending."""
-    base_dir = tmp_path / "vms"
     changes: list[str] = []
     hv = QemuHypervisor(base_dir=base_dir, accel="tcg", on_change=changes.append)
     spec = MachineSpec(name="short", uuid=str(uuid.uuid4()), sockets=1, kernel_boot=kernel_boot())
@@ -327,27 +325,27 @@ async def test_unplug_timeout_stop_and_forget(tmp_path: Path, image: Path) -> No
         kill_leftovers(base_dir)
 
 
-async def test_start_failure_reports_qemu_stderr(tmp_path: Path) -> None:
-    hv = QemuHypervisor(base_dir=tmp_path, accel="tcg", on_change=lambda _: None)
+async def test_start_failure_reports_qemu_stderr(base_dir: Path) -> None:
+    hv = QemuHypervisor(base_dir=base_dir, accel="tcg", on_change=lambda _: None)
     spec = MachineSpec(
         name="bad", uuid=str(uuid.uuid4()), sockets=1, kernel_boot=KernelBoot("/nonexistent/vmlinuz")
     )
     try:
         with pytest.raises(HypervisorError, match="could not open kernel file"):
             await hv.start(spec)
-        assert not (tmp_path / "bad").exists()
+        assert not (base_dir / "bad").exists()
     finally:
         await hv.close()
 
 
-async def test_adopt_reports_a_guest_that_ended_while_unwatched(tmp_path: Path) -> None:
-    hv = QemuHypervisor(base_dir=tmp_path, accel="tcg", on_change=lambda _: None)
+async def test_adopt_reports_a_guest_that_ended_while_unwatched(base_dir: Path) -> None:
+    hv = QemuHypervisor(base_dir=base_dir, accel="tcg", on_change=lambda _: None)
     await hv.start(MachineSpec(name="gone", uuid=str(uuid.uuid4()), sockets=1, kernel_boot=kernel_boot()))
     pid = int(run_files(hv.run_dir("gone"))["pidfile"].read_text())
     await hv.close()  # the agent goes away; QEMU keeps running
     os.kill(pid, signal.SIGKILL)
     await asyncio.to_thread(os.waitpid, pid, 0)  # QEMU is our child here: reap it as init would
-    hv = QemuHypervisor(base_dir=tmp_path, accel="tcg", on_change=lambda _: None)
+    hv = QemuHypervisor(base_dir=base_dir, accel="tcg", on_change=lambda _: None)
     try:
         assert await hv.adopt() == ["gone"]
         observed = await hv.observe("gone")
@@ -361,13 +359,13 @@ async def test_adopt_reports_a_guest_that_ended_while_unwatched(tmp_path: Path) 
         assert await hv.adopt() == []
     finally:
         await hv.close()
-        kill_leftovers(tmp_path)
+        kill_leftovers(base_dir)
 
 
-async def test_a_machine_held_by_another_driver_is_not_adopted_or_restarted(tmp_path: Path) -> None:
+async def test_a_machine_held_by_another_driver_is_not_adopted_or_restarted(base_dir: Path) -> None:
     spec = MachineSpec(name="held", uuid=str(uuid.uuid4()), sockets=1, kernel_boot=kernel_boot())
-    owner = QemuHypervisor(base_dir=tmp_path, accel="tcg", on_change=lambda _: None)
-    other = QemuHypervisor(base_dir=tmp_path, accel="tcg", on_change=lambda _: None, connect_timeout=0.5)
+    owner = QemuHypervisor(base_dir=base_dir, accel="tcg", on_change=lambda _: None)
+    other = QemuHypervisor(base_dir=base_dir, accel="tcg", on_change=lambda _: None, connect_timeout=0.5)
     try:
         await owner.start(spec)
         assert await other.adopt() == []  # QMP serves one client: the owner's
@@ -378,4 +376,4 @@ async def test_a_machine_held_by_another_driver_is_not_adopted_or_restarted(tmp_
     finally:
         await owner.close()
         await other.close()
-        kill_leftovers(tmp_path)
+        kill_leftovers(base_dir)

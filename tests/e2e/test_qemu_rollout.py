@@ -33,16 +33,12 @@ from plane_support import (
     condition,
     install_images,
     listed,
-    missing_prerequisite,
     phase,
     uid,
     vm_manifest,
 )
 
-pytestmark = pytest.mark.e2e
-
-if (_reason := missing_prerequisite()) is not None:
-    pytest.skip(_reason, allow_module_level=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.requires("qemu", "kubectl")]
 
 VM = "guest"
 BOOT = 120.0  # TCG boots the test guest in 4-15 s alone; CI machines are slower and shared
@@ -86,8 +82,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("plane")
     data_dir = tmp / "data"
     (tmp / "home").mkdir()
-    base = install_images(data_dir)
     plane = Plane(data_dir=data_dir, home=tmp / "home", extra_args=("--crash-backoff", "0.5"))
+    base = install_images(plane.guest_dir)
     plane.start()
     env = Env(plane, plane.cluster(), ConsoleFollower(plane, VM), base, digest(base))
     try:
@@ -111,7 +107,7 @@ def test_admission_confines_host_paths(env: Env) -> None:
 
 def test_boots_from_the_image_directory(env: Env) -> None:
     env.cluster.set_strategy("LiveUpdate")
-    host_disk = env.plane.data_dir / "hostdisks" / "guest.img"
+    host_disk = env.plane.guest_dir / "hostdisks" / "guest.img"
     started = time.monotonic()
     env.plane.kubectl("apply", "-f", "-", stdin=json.dumps(vm_manifest(VM, host_disk=host_disk)))
     env.cluster.wait("virtualmachineinstances", VM, lambda o: phase(o) == "Running", BOOT)
@@ -123,7 +119,7 @@ def test_boots_from_the_image_directory(env: Env) -> None:
     assert listed(status, "blk") == ["vda", "vdb", "vdc", "vdd"]
     assert listed(status, "net") == ["eth0"]
     assert host_disk.stat().st_size == 16 << 20
-    vmi_dir = env.plane.data_dir / "volumes" / "default" / "vmis" / VM
+    vmi_dir = env.plane.guest_dir / "volumes" / "default" / "vmis" / VM
     assert sorted(p.name for p in vmi_dir.iterdir() if not p.name.startswith(".")) == [
         "empty.qcow2",
         "scratch.overlay.qcow2",
@@ -184,7 +180,7 @@ def test_live_update_hotpluggable_disk(env: Env) -> None:
     status = env.console.wait(lambda s: len(listed(s, "blk")) == len(before) + 1, CHANGE)
     timing("LiveUpdate add PVC disk: PATCH to guest", time.monotonic() - started)
     assert set(before) < set(listed(status, "blk"))
-    assert (env.plane.data_dir / "volumes" / "default" / "claims" / "data-pvc.qcow2").is_file()
+    assert (env.plane.guest_dir / "volumes" / "default" / "claims" / "data-pvc.qcow2").is_file()
 
 
 def test_live_update_nic(env: Env) -> None:

@@ -16,7 +16,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 from test_api_support import CPU_HOTPLUG_VM, ApiServer, api_server
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.requires("kubectl"), pytest.mark.timeout(120)]
 __all__ = ["api_server"]
 
 GROUP, VERSION, PLURAL = "kubevirt.io", "v1", "virtualmachines"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_api_support import CPU_HOTPLUG_VM, USER_GUIDE_VM, ApiServer, LineReader, api_server, stop_process
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.requires("kubectl"), pytest.mark.timeout(120)]
 __all__ = ["api_server"]
 
 
@@ -232,3 +232,23 @@ def test_explain(api_server: ApiServer) -> None:
     explained = api_server.kubectl("explain", "vm.spec").stdout
     assert "KIND:       VirtualMachine" in explained
     assert "FIELD: spec" in explained
+
+
+def test_explain_walks_into_nested_fields_with_upstream_descriptions(api_server: ApiServer) -> None:
+    explained = api_server.kubectl("explain", "vm.spec.template.spec.domain.cpu.sockets").stdout
+    assert "FIELD: sockets <integer>" in explained
+    assert "Sockets specifies the number of sockets inside the vmi." in explained
+
+
+def test_explain_lists_the_fields_of_an_object(api_server: ApiServer) -> None:
+    explained = api_server.kubectl("explain", "vm.spec.template.spec.domain.cpu").stdout
+    for field in ("sockets\t<integer>", "maxSockets\t<integer>", "model\t<string>"):
+        assert field in explained
+
+
+def test_explain_recursive_shows_the_whole_tree(api_server: ApiServer) -> None:
+    explained = api_server.kubectl("explain", "vm.spec.template.spec.domain", "--recursive").stdout
+    lines = [line.strip() for line in explained.splitlines()]
+    assert "cpu\t<CPU>" in lines
+    assert "sockets\t<integer>" in lines
+    assert "guest\t<Quantity>" in lines

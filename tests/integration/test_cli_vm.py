@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import pytest
+import yaml
 from test_api_support import ApiServer, api_server
 
 __all__ = ["api_server"]
+
+pytestmark = pytest.mark.requires("kubectl")
 
 VM = """\
 apiVersion: kubevirt.io/v1
@@ -114,3 +119,63 @@ def test_unknown_vm_is_one_clear_error_line(api_server: ApiServer) -> None:
     result = vmplane(api_server, "pending", "no-such-vm", check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == 'error: virtualmachines.kubevirt.io "no-such-vm" not found'
+
+
+def _pending_vm(server: ApiServer, name: str, namespace: str = "default") -> None:
+    manifest = VM.format(name=name, run_strategy="Always").replace(
+        f"name: {name}", f"name: {name}\n  namespace: {namespace}"
+    )
+    server.kubectl("apply", "-f", "-", stdin=manifest)
+    server.kubectl(
+        "-n",
+        namespace,
+        "wait",
+        "vm",
+        name,
+        "--for=jsonpath={.status.printableStatus}=Running",
+        "--timeout=60s",
+    )
+
+
+def test_pending_as_json_lists_every_change_unabridged(api_server: ApiServer) -> None:
+    _pending_vm(api_server, "cli-pending-json")
+    api_server.kubectl(
+        "patch",
+        "vm",
+        "cli-pending-json",
+        "--type",
+        "merge",
+        "-p",
+        '{"spec":{"template":{"spec":{"hostname":"x"}}}}',
+    )
+    api_server.kubectl("wait", "vm", "cli-pending-json", "--for=condition=RestartRequired", "--timeout=60s")
+    document = json.loads(vmplane(api_server, "pending", "cli-pending-json", "-o", "json").stdout)
+    assert document["name"] == "cli-pending-json"
+    assert document["restartRequired"]["reason"] == "NonLiveUpdatableChange"
+    [change] = [c for c in document["pending"] if c["path"] == "spec.template.spec.hostname"]
+    assert (change["running"], change["desired"], change["source"]) == (None, "x", "template")
+
+
+def test_plan_from_a_file_uses_the_manifests_namespace(api_server: ApiServer) -> None:
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "cli-ns"}}
+    assert api_server.request("POST", "/api/v1/namespaces", body=namespace)[0] == 201
+    _pending_vm(api_server, "cli-plan-ns", namespace="cli-ns")
+    manifest = api_server.home / "plan-ns.yaml"
+    manifest.write_text(
+        VM.format(name="cli-plan-ns", run_strategy="Always")
+        .replace("name: cli-plan-ns", "name: cli-plan-ns\n  namespace: cli-ns")
+        .replace("sockets: 1", "sockets: 2")
+    )
+    document = yaml.safe_load(vmplane(api_server, "plan", "-f", str(manifest), "-o", "yaml").stdout)
+    assert (document["namespace"], document["exists"]) == ("cli-ns", True)
+    assert [c["path"] for c in document["pending"]] == ["spec.template.spec.domain.cpu.sockets"]
+
+
+def test_plan_from_a_file_refuses_a_conflicting_namespace_flag(api_server: ApiServer) -> None:
+    manifest = api_server.home / "plan-conflict.yaml"
+    manifest.write_text(
+        VM.format(name="x", run_strategy="Always").replace("name: x", "name: x\n  namespace: a")
+    )
+    result = vmplane(api_server, "plan", "-f", str(manifest), "-n", "b", check=False)
+    assert result.returncode == 2
+    assert 'the namespace from the provided object "a" does not match the namespace "b"' in result.stderr

@@ -1,4 +1,4 @@
-"""SPEC §2 end to end through the HTTP API: each lifecycle step of a rollout, under each strategy.
+"""docs/rollout.md §2 end to end through the HTTP API: each lifecycle step of a rollout, under each strategy.
 
 A real control plane (API, VM controller, scheduler, node agent) runs in-process on a real SQLite
 store, over a simulated hypervisor so failures can be injected; the guest-side proof with real QEMU

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from vmplane.api.resources import EVENTS
 from vmplane.reconcile.events import EventRecorder
+from vmplane.testing.clock import FakeClock
 from vmplane.testing.memory_store import MemoryStore
 
 VMI = {
@@ -15,19 +14,11 @@ VMI = {
 }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 async def test_an_event_names_its_object_and_repeats_bump_the_count() -> None:
-    store, clock = MemoryStore(), Clock()
+    store, clock = MemoryStore(), FakeClock()
     recorder = EventRecorder(store, component="virt-handler", clock=clock)
     await recorder.record(VMI, type="Normal", reason="Started", message="VirtualMachineInstance started.")
-    clock.now += timedelta(seconds=5)
+    clock.advance(5)
     await recorder.record(VMI, type="Normal", reason="Started", message="VirtualMachineInstance started.")
     await recorder.record(VMI, type="Warning", reason="HotplugFailed", message="refused")
     events = {e["reason"]: e for e in (await store.list(EVENTS, "ns")).items}

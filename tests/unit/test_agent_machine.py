@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,8 @@ def test_cpu_memory_and_identity() -> None:
         ),
         resolver=PATHS,
     )
-    assert (spec.name, spec.uuid) == ("ns_vm", "uid-1")
+    # "uid-1" is no UUID (the store's uids are): the guest gets a UUID derived from it, stably.
+    assert (spec.name, spec.uuid) == ("ns_vm", str(uuid.uuid5(uuid.NAMESPACE_URL, "vmplane:uid:uid-1")))
     assert (spec.sockets, spec.cores, spec.threads, spec.max_sockets) == (2, 2, 1, 8)
     assert (spec.memory_bytes, spec.max_memory_bytes) == (2 * GiB, 8 * GiB)
     assert (spec.machine, spec.cpu_model) == ("q35", "Haswell")

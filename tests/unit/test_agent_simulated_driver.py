@@ -17,6 +17,7 @@ from vmplane.agent.hypervisor import (
     UnplugTimeoutError,
 )
 from vmplane.agent.simulated import SimulatedHost, SimulatedHypervisor
+from vmplane.testing.clock import run_in_virtual_time
 
 GiB = 1 << 30
 SPEC = MachineSpec(
@@ -54,22 +55,27 @@ async def running(
     return hv, changes
 
 
-async def test_a_boot_passes_through_starting_and_tells_on_change() -> None:
-    hv, changes = await running(latency=0.02)
-    assert (await hv.observe("ns_vm")).state is MachineState.STARTING
-    changes.event.clear()
-    async with asyncio.timeout(2):
+def test_a_boot_passes_through_starting_for_latency_seconds_and_tells_on_change() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        hv, changes = await running(latency=2.0)
+        started = loop.time()
+        assert (await hv.observe("ns_vm")).state is MachineState.STARTING
+        changes.event.clear()
         await changes.event.wait()
-    observed = await hv.observe("ns_vm")
-    assert (observed.state, observed.sockets, observed.vcpus, observed.memory_bytes) == (
-        MachineState.RUNNING,
-        1,
-        1,
-        GiB,
-    )
-    assert ([d.name for d in observed.disks], [n.name for n in observed.nics]) == (["root"], ["default"])
-    await hv.start(SPEC)  # idempotent while it runs
-    assert hv.boot_of("ns_vm") == 1
+        assert loop.time() - started == pytest.approx(2.0, abs=0.01)
+        observed = await hv.observe("ns_vm")
+        assert (observed.state, observed.sockets, observed.vcpus, observed.memory_bytes) == (
+            MachineState.RUNNING,
+            1,
+            1,
+            GiB,
+        )
+        assert ([d.name for d in observed.disks], [n.name for n in observed.nics]) == (["root"], ["default"])
+        await hv.start(SPEC)  # idempotent while it runs
+        assert hv.boot_of("ns_vm") == 1
+
+    run_in_virtual_time(scenario())
 
 
 async def test_hotplug_limits_are_the_qemu_drivers() -> None:
@@ -157,11 +163,21 @@ async def test_death_power_off_and_stop() -> None:
     await hv.start(SPEC)
     with pytest.raises(HypervisorError, match="stop it"):
         await hv.forget("ns_vm")
-    hv.ignore_powerdown("ns_vm")
-    started = asyncio.get_running_loop().time()
-    await hv.stop("ns_vm", grace_period=0.05)
-    assert asyncio.get_running_loop().time() - started >= 0.05
-    assert (await hv.observe("ns_vm")).reason == "killed after the 0.05s grace period"
+
+
+def test_a_guest_ignoring_powerdown_is_killed_after_the_grace_period() -> None:
+    async def scenario() -> tuple[float, str]:
+        loop = asyncio.get_running_loop()
+        hv, _ = await running()
+        hv.ignore_powerdown("ns_vm")
+        started = loop.time()
+        await hv.stop("ns_vm", grace_period=30)
+        return loop.time() - started, (await hv.observe("ns_vm")).reason
+
+    assert run_in_virtual_time(scenario()) == (
+        pytest.approx(30, abs=0.01),
+        "killed after the 30s grace period",
+    )
 
 
 async def test_a_new_driver_on_the_same_host_must_adopt_before_it_may_touch_a_machine() -> None:

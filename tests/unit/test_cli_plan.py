@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from vmplane.cli.main import main
 
@@ -80,3 +82,27 @@ def test_invalid_input_is_one_clear_line_and_exit_2(
 def test_missing_file_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "/nonexistent.yaml", str(EXAMPLES / "vm-running.yaml")]) == 2
     assert "cannot read /nonexistent.yaml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("output", ["json", "yaml"])
+def test_plan_output_as_data_lists_every_pending_change(
+    capsys: pytest.CaptureFixture[str], output: str
+) -> None:
+    code = main(
+        [
+            "plan",
+            str(EXAMPLES / "vm-running.yaml"),
+            str(EXAMPLES / "vm-desired.yaml"),
+            "--strategy",
+            "LiveUpdate",
+            "-o",
+            output,
+        ]
+    )
+    out = capsys.readouterr().out
+    document = json.loads(out) if output == "json" else yaml.safe_load(out)
+    assert code == 0
+    assert document["vmRolloutStrategy"] == "LiveUpdate"
+    assert document["restartRequired"]["reason"] == "NonLiveUpdatableChange"
+    hostname = next(c for c in document["pending"] if c["path"] == "spec.template.spec.hostname")
+    assert (hostname["running"], hostname["desired"]) == (None, "demo-renamed")

@@ -1,4 +1,4 @@
-"""SPEC §2 "The RestartRequired condition", "Cluster defaults take part" and "Going past upstream":
+"""docs/rollout.md §2 "The RestartRequired condition", "Cluster defaults take part" and "Going past upstream":
 when the condition is set, what it says, how it clears, and how revert, cluster defaults, strategy
 switches and failed hotplugs take part.
 """
@@ -413,7 +413,7 @@ def test_headroom_follows_the_new_size_without_being_a_change() -> None:
 
 def test_switching_stage_to_live_update_lets_a_staged_socket_increase_go_live() -> None:
     """Upstream gives no headroom under Stage, so after the switch the increase still needs a restart
-    (reference §8.9); vmplane boots every VMI with headroom, so it goes live."""
+    (docs/rollout.md §6.2); vmplane boots every VMI with headroom, so it goes live."""
     vmi = boot(spec(), STAGE)
     staged = replan(vmi, spec(sockets=4), STAGE)
     assert [(c.reason, c.running, c.desired) for c in staged.pending] == [("StagedByStrategy", 2, 4)]

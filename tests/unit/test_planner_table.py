@@ -1,4 +1,4 @@
-"""SPEC §2 "Which differences are live", one row per line of the table, under both strategies.
+"""docs/rollout.md §2 "Which differences are live", one row per line of the table, under both strategies.
 
 Each row boots a VMI from ``before`` and plans ``after`` against it. Under ``LiveUpdate`` a row's live
 changes go live (or wait, with ``WaitingForRestart``, when the row also has a pending one); under
@@ -39,7 +39,7 @@ from vmplane.testing.builders import (
     vm_spec,
 )
 
-# The upstream texts (reference §4, §7), written out so a drifting constant fails here.
+# The upstream texts (KubeVirt's RestartRequired messages), written out so a drifting constant fails here.
 NON_LIVE = "a non-live-updatable field was changed in the template spec"
 STAGED = "changes are staged until the next restart: vmRolloutStrategy is Stage"
 WAITING = "live-updatable, but no change is propagated while a restart is required"
@@ -604,8 +604,8 @@ def as_pending(change: Change, reason: str, message: str) -> PendingChange:
 
 
 def expected(row: Row, strategy: RolloutStrategy) -> tuple[tuple[LiveChange, ...], tuple[PendingChange, ...]]:
-    """SPEC §2: under Stage every difference is pending; under LiveUpdate live-capable ones wait only
-    while a non-live one is pending."""
+    """docs/rollout.md §2: under Stage every difference is pending; under LiveUpdate live-capable ones
+    wait only while a non-live one is pending."""
     live_capable = [c for c in row.changes if c.live]
     blocking = [as_pending(c, c.reason or "", c.message or "") for c in row.changes if not c.live]
     if strategy is RolloutStrategy.STAGE:

@@ -122,7 +122,7 @@ def test_accel_and_cpu_model(accel: str, cpu_model: str | None, expected: list[s
     assert option(argv, "-cpu") == expected
 
 
-def test_run_dir_holds_qmp_console_and_pidfile_and_guest_starts_paused() -> None:
+def test_qemus_own_directory_holds_qmp_console_and_pidfile_and_guest_starts_paused() -> None:
     argv = build_argv(spec(name="ns/a,b"), run_dir=Path("/r,un"), accel="tcg", qemu_binary="/opt/qemu")
     assert argv[0] == "/opt/qemu"
     assert "-S" in argv
@@ -131,12 +131,20 @@ def test_run_dir_holds_qmp_console_and_pidfile_and_guest_starts_paused() -> None
     assert option(argv, "-display") == ["none"]
     assert option(argv, "-name") == ["guest=ns/a,,b,debug-threads=on"]
     assert option(argv, "-chardev") == [
-        "socket,id=qmp,path=/r,,un/qmp.sock,server=on,wait=off",
-        "file,id=console,path=/r,,un/console.log",
+        "socket,id=qmp,path=/r,,un/qemu/qmp.sock,server=on,wait=off",
+        "file,id=console,path=/r,,un/qemu/console.log",
     ]
     assert option(argv, "-mon") == ["chardev=qmp,mode=control"]
     assert option(argv, "-serial") == ["chardev:console"]
-    assert option(argv, "-pidfile") == ["/r,un/qemu.pid"]
+    assert option(argv, "-pidfile") == ["/r,un/qemu/qemu.pid"]
+
+
+def test_qemu_runs_under_its_seccomp_sandbox_with_every_deny() -> None:
+    argv = build_argv(spec(), run_dir=RUN, accel="tcg")
+    assert option(argv, "-sandbox") == [
+        "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+    ]
+    assert "-runas" not in argv
 
 
 @pytest.mark.parametrize(
@@ -250,7 +258,10 @@ def test_long_disk_names_get_node_names_qemu_accepts() -> None:
 def test_nics_use_user_netdevs_on_root_ports(model: str, driver: str) -> None:
     nics = (NicSpec("default", "52:54:00:00:00:01", model=model), NicSpec("b", "52:54:00:00:00:02"))
     argv = build_argv(spec(nics=nics), run_dir=RUN, accel="tcg")
-    assert option(argv, "-netdev") == ["user,id=net-default", "user,id=net-b"]
+    assert [json.loads(v) for v in option(argv, "-netdev")] == [
+        {"type": "user", "id": "net-default"},
+        {"type": "user", "id": "net-b"},
+    ]
     assert device(argv, "nic-default") == {
         "driver": driver,
         "id": "nic-default",

@@ -1,8 +1,8 @@
-"""KubeVirt's own test scenarios (reference/kubevirt-rollout.md §9) on defaulting, validation and the
+"""KubeVirt's own test scenarios (docs/rollout.md §6) on defaulting, validation and the
 restart decision, one test each, named after the scenario's number and upstream name.
 
 Unless a scenario says otherwise it runs under ``LiveUpdate``, as upstream's do. Where vmplane differs
-from upstream on purpose (SPEC §2 wins: the default strategy is ``Stage``; every VMI gets hotplug
+from upstream on purpose (docs/rollout.md §2 wins: the default strategy is ``Stage``; every VMI gets hotplug
 headroom whatever the strategy; every pending change is listed with its own reason; reverting the
 template clears the condition), the test asserts vmplane's behaviour and its docstring says what
 upstream does.
@@ -286,7 +286,7 @@ def test_s12_should_set_restart_required_if_vm_does_not_support_memory_hotplug()
 def test_s13_should_set_restart_required_if_memory_hotplug_failed() -> None:
     """Upstream sets the condition on every sync while the VMI's ``HotMemoryChange`` is False, even if
     the template goes back to the VMI's value; in vmplane editing the template to what the guest has
-    clears it (SPEC: revert clears)."""
+    clears it (docs/rollout.md §2: revert clears)."""
     vmi = boot(vm_spec(guest="1Gi"), LIVE)
     status = vmi.status.model_copy(update={"conditions": [condition("HotMemoryChange", status="False")]})
 
@@ -438,8 +438,9 @@ def with_volumes(*pairs: tuple[Any, Any]) -> VirtualMachineInstanceSpec:
 def test_s29_should_not_appear_for_hotpluggable_datavolume_regardless_of_rollout_strategy(
     cfg: KubeVirtConfiguration,
 ) -> None:
-    """Upstream hot-plugs volumes under every strategy. In vmplane staging means staging (SPEC §2): under
-    Stage (and nil, vmplane's default) the hotplug is pending with StagedByStrategy."""
+    """Upstream hot-plugs volumes under every strategy. In vmplane staging means staging
+    (docs/rollout.md §2): under Stage (and nil, vmplane's default) the hotplug is pending with
+    StagedByStrategy."""
     vmi = boot(with_volumes(), cfg)
 
     result = replan(
@@ -606,8 +607,9 @@ ISO = pvc("cd", claim="iso", hotpluggable=True)
 def test_s36_live_updates_should_be_validated_for_disk_updates(
     before: VirtualMachineInstanceSpec, after: VirtualMachineInstanceSpec, live_ok: bool
 ) -> None:
-    """Upstream allows any change to a disk whose volume is hotpluggable (e.g. its bus); SPEC §2 lists
-    add, remove and CD-ROM media change only, so vmplane needs a restart for the bus."""
+    """Upstream allows any change to a disk whose volume is hotpluggable (e.g. its bus);
+    docs/rollout.md §2 lists add, remove and CD-ROM media change only, so vmplane needs a restart
+    for the bus."""
     result = replan(boot(before, LIVE), after, LIVE)
 
     assert (result.restart_required is None) is live_ok
@@ -765,8 +767,8 @@ def test_s39_is_restart_required_for_network_changes(
 
 
 def test_s39_pod_network_added_to_a_networkless_vm() -> None:
-    """Upstream needs a restart to add the pod network to a VMI that has none. SPEC §2 makes every NIC
-    add live (vmplane hot-plugs the NIC into the running QEMU), whatever its binding."""
+    """Upstream needs a restart to add the pod network to a VMI that has none. docs/rollout.md §2
+    makes every NIC add live (vmplane hot-plugs the NIC into the running QEMU), whatever its binding."""
     vmi = boot(vm_spec(), LIVE)
 
     result = replan(
@@ -877,7 +879,8 @@ def test_s40_mutator_status_memory_and_current_cpu_topology(template: dict[str, 
 
 
 def test_s41_live_update_admission_rejects_sockets_above_max_sockets() -> None:
-    """Upstream probably reports this cause twice under LiveUpdate (reference §11.8); vmplane once."""
+    """Upstream probably reports this cause twice under LiveUpdate (its admitter adds it twice);
+    vmplane once."""
     causes = validate_vm(vm(vm_spec(sockets=25, max_sockets=24)), LIVE)
 
     assert causes == [FieldCause(SOCKETS_FIELD, TOO_MANY_SOCKETS)]
@@ -979,7 +982,8 @@ def test_s42_stage_allows_guest_below_the_memory_request() -> None:
     ],
 )
 def test_s44_when_vm_rollout_strategy(value: str | None, strategy: RolloutStrategy) -> None:
-    """configuration_test.go: upstream reads nil as LiveUpdate; vmplane's default is Stage (SPEC §2)."""
+    """configuration_test.go: upstream reads nil as LiveUpdate; vmplane's default is Stage
+    (docs/rollout.md §2)."""
     cfg = KubeVirtConfiguration.model_validate({} if value is None else {"vmRolloutStrategy": value})
 
     assert cfg.rollout_strategy is strategy

@@ -87,7 +87,7 @@ def test_without_allowed_directories_only_dot_dot_is_refused() -> None:
     ("image", "ok"),
     [
         ("quay.io/containerdisks/fedora:40", True),
-        ("registry:5000/a/b@sha256:abc", True),
+        ("registry:5000/a/b@sha256:" + "ab" * 32, True),
         ("..", False),
         (".", False),
         ("", False),
@@ -101,10 +101,11 @@ def test_container_disk_image_reference(image: str, ok: bool) -> None:
 
 
 def test_container_disk_path_and_kernel_paths_stay_inside_the_image() -> None:
+    # KubeVirt's ValidatePath: absolute, and no relative components.
     assert causes(vm_with({"containerDisk": {"image": "a/b", "path": "/disk/../../x"}})) == [
         (
             f"{VOLUMES}.containerDisk.path",
-            "Invalid value: '/disk/../../x': must not contain '..' (it names a file inside the image)",
+            f"{VOLUMES}.containerDisk.path must be an absolute path to a file without relative components",
         )
     ]
     kernel = {"image": "..", "kernelPath": "/boot/../../vmlinuz", "initrdPath": "../initrd"}

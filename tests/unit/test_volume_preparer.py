@@ -1,11 +1,10 @@
-"""QemuVolumePreparer on a temporary data directory with the real ``qemu-img`` (skipped without it)."""
+"""QemuVolumePreparer on a temporary data directory with the real ``qemu-img`` (``requires("qemu")``)."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from vmplane.agent.volumes import QemuVolumePreparer
 from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.api.volumes import CloudInitNoCloud
 
-pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img is not installed")
+pytestmark = pytest.mark.requires("qemu")
 
 GiB = 1 << 30
 

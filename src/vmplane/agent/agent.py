@@ -32,7 +32,7 @@ from vmplane.agent.hypervisor import (
     OnChange,
 )
 from vmplane.agent.machine import MachineSpecError, VolumeResolver, machine_name, machine_spec, vmi_key_of
-from vmplane.agent.node import host_capacity, node_object, register_node
+from vmplane.agent.node import NodeRegistration, host_capacity, node_object
 from vmplane.agent.scheduling import Taint
 from vmplane.agent.status import FINAL_PHASES, failures_of, machine_status, phase_status, running_differences
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
@@ -119,6 +119,14 @@ class NodeAgent:
         self.controller: Controller[Key] = Controller(name="node-agent", reconciler=self, workers=workers)
         self.hypervisor = hypervisor(self._machine_changed)
         self.vmis.on_change(self._vmi_changed)
+        capacity = self._capacity if self._capacity is not None else host_capacity()
+        self.registration = NodeRegistration(
+            store=store,
+            name=node_name,
+            build=lambda: node_object(
+                name=self._node, labels=self._labels, taints=self._taints, capacity=capacity, now=self._now()
+            ),
+        )
 
     def _machine_changed(self, machine: str) -> None:
         self.controller.queue.add(vmi_key_of(machine))
@@ -133,14 +141,7 @@ class NodeAgent:
 
         Adoption comes first: a Running VMI reconciled before its machine is adopted would look lost.
         """
-        node = node_object(
-            name=self._node,
-            labels=self._labels,
-            taints=self._taints,
-            capacity=self._capacity if self._capacity is not None else host_capacity(),
-            now=self._now(),
-        )
-        await register_node(self._store, node)
+        await self.registration.start()
         for machine in await self.hypervisor.adopt():
             self.controller.queue.add(vmi_key_of(machine))
         self.vmis.start()
@@ -150,6 +151,7 @@ class NodeAgent:
     async def stop(self) -> None:
         """Stop reconciling and disconnect; the guests keep running for the next agent to adopt."""
         await self.controller.stop()
+        await self.registration.stop()
         await self.vmis.stop()
         await self.hypervisor.close()
 

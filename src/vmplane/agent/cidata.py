@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
+import re
 from dataclasses import dataclass
 
 from pycdlib.pycdlib import PyCdlib
@@ -20,6 +22,7 @@ from vmplane.api.volumes import CloudInitNoCloud
 __all__ = ["SEED_LABEL", "NoCloudData", "SeedError", "nocloud_data", "seed_image"]
 
 SEED_LABEL = "cidata"
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
 
 #: ISO 9660 names (8.3, upper case) for the files, with the real names given as Rock Ridge/Joliet names.
 _ISO_NAMES = {"user-data": "/USERDATA.;1", "meta-data": "/METADATA.;1", "network-config": "/NETCFG.;1"}
@@ -47,13 +50,19 @@ def _decoded(text: str | None, encoded: str | None, what: str) -> bytes | None:
     return text.encode() if text is not None else None
 
 
+def _scalar(value: str) -> str:
+    """``value`` as a YAML scalar: plain when it is a plain name, else a JSON string (valid YAML), so a
+    hostname holding a newline or ``: `` cannot add keys to meta-data."""
+    return value if _PLAIN.fullmatch(value) else json.dumps(value)
+
+
 def nocloud_data(source: CloudInitNoCloud, *, instance_id: str, hostname: str) -> NoCloudData:
     """The seed files for a ``cloudInitNoCloud`` volume (Secret references are not served here)."""
     if source.secret_ref is not None or source.network_data_secret_ref is not None:
         raise SeedError("cloudInitNoCloud: secretRef and networkDataSecretRef are not supported on this host")
     user = _decoded(source.user_data, source.user_data_base64, "userData")
     network = _decoded(source.network_data, source.network_data_base64, "networkData")
-    meta = f"instance-id: {instance_id}\nlocal-hostname: {hostname}\n".encode()
+    meta = f"instance-id: {_scalar(instance_id)}\nlocal-hostname: {_scalar(hostname)}\n".encode()
     return NoCloudData(user_data=user or b"", meta_data=meta, network_config=network)
 
 

@@ -1,6 +1,6 @@
 """Where a VMI's serial console log is on this host.
 
-``QemuHypervisor`` sends each guest's serial port to ``<machines>/<machine>/console.log`` (the machine
+``QemuHypervisor`` sends each guest's serial port to ``<machines>/<machine>/qemu/console.log`` (the machine
 directory is named by ``agent.qemu.naming.run_dir_name`` of ``machine.machine_name(ns, name)``). The
 file lives as long as the machine's run directory: a restarted VMI starts a new log.
 """

@@ -12,16 +12,18 @@ replaced by ``_`` (``HostPaths.image``): ``quay.io/containerdisks/fedora:40`` is
   at ``kernelPath`` and ``initrdPath`` (``/vmlinuz`` and none by default).
 
 Installing an image is a copy: ``mkdir -p <data-dir>/images/<name> && cp disk.qcow2 <that>/disk/``.
-Paths inside an image never leave it (admission refuses ``..``; this module checks again).
+Paths inside an image never leave it: admission holds them to KubeVirt's ``ValidatePath`` (absolute,
+no relative components) and this module checks again, after resolving symlinks, that the file it
+hands out lies inside the image entry, and the entry inside the image directory.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from vmplane.agent.machine import HostPaths, VolumeError
+from vmplane.agent.machine import HostPaths, VolumeError, confined
 from vmplane.api.domain import KernelBootContainer
+from vmplane.api.names import inner_path_errors
 from vmplane.api.volumes import ContainerDisk
 
 __all__ = ["DISK_SUFFIXES", "check_kernel_boot", "container_disk_image"]
@@ -31,16 +33,15 @@ DISK_SUFFIXES = (".qcow2", ".img", ".raw", ".iso")
 
 def _inside(root: Path, relative: str, what: str) -> Path:
     """``root / relative`` for a path given inside an image, refusing one that would leave it."""
-    parts = [p for p in relative.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise VolumeError(f"{what} {relative!r} must not contain '..'")
-    return root.joinpath(*parts)
+    errors = inner_path_errors(what, relative)
+    if errors:
+        raise VolumeError(f"{errors[0]} (got {relative!r})")
+    return confined(root / relative.lstrip("/"), root, what)
 
 
 def _entry(paths: HostPaths, reference: str) -> Path:
-    entry = paths.image(reference)
-    # pathlib drops a "." (and "" leaves the directory itself): only a name one level down will do.
-    if Path(os.path.normpath(entry)).parent != Path(os.path.normpath(paths.images)):
+    entry = paths.image(reference)  # a checked reference, one entry right under the image directory
+    if entry.parent != paths.images:
         raise VolumeError(f"image reference {reference!r} does not name an entry of {paths.images}")
     if not entry.exists():
         raise VolumeError(
@@ -54,7 +55,7 @@ def container_disk_image(paths: HostPaths, disk: ContainerDisk) -> Path:
     """The disk image file a ``containerDisk`` names (never written: VMIs use an overlay on it)."""
     entry = _entry(paths, disk.image)
     if entry.is_file():
-        return entry
+        return confined(entry, paths.images, f"containerDisk {disk.image!r}")
     if disk.path:
         chosen = _inside(entry, disk.path, f"containerDisk {disk.image!r}: path")
         if not chosen.is_file():
@@ -63,7 +64,7 @@ def container_disk_image(paths: HostPaths, disk: ContainerDisk) -> Path:
     for folder in (entry / "disk", entry):
         candidates = sorted(p for p in folder.glob("*") if p.is_file() and p.suffix.lower() in DISK_SUFFIXES)
         if len(candidates) == 1:
-            return candidates[0]
+            return confined(candidates[0], entry, f"containerDisk {disk.image!r}")
         if len(candidates) > 1:
             names = ", ".join(p.name for p in candidates)
             raise VolumeError(

@@ -1,14 +1,22 @@
-"""From a VMI to the ``MachineSpec`` a Hypervisor boots: a pure translation, no I/O.
+"""From a VMI to the ``MachineSpec`` a Hypervisor boots: a translation that creates and opens nothing.
 
 Drivers know nothing of Kubernetes objects, so everything they need is decided here: the machine's
 name (``<namespace>_<name>``), its UUID, vCPU topology and memory with their hotplug ceilings, disks,
 NICs with stable MACs, and direct kernel boot. *Where* a volume's image lives on this host is the
 ``VolumeResolver``'s business; creating those files is a separate preparation step's.
+
+A VMI may reach the agent without admission (written straight into the store), so every value that
+becomes a file name or a QEMU option is checked again here with admission's rules (``api.names``):
+names, claim names, image references, paths inside images, the machine type, CPU model and UUID.
+``HostPaths`` also confines each path it returns after resolving symlinks (the only I/O here: it
+reads links, never creates or opens a file), so a link planted in the data directory cannot point a
+disk at another namespace's claim or outside the volume and image trees.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -16,7 +24,8 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from vmplane.agent.hypervisor import DiskSpec, KernelBoot, MachineSpec, NicSpec
-from vmplane.api import domain
+from vmplane.api import domain, names
+from vmplane.api.spec_rules import HOST_CPU_MODELS, Q35_MACHINE
 from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.api.volumes import Volume
 
@@ -27,6 +36,7 @@ __all__ = [
     "VolumeError",
     "VolumeFile",
     "VolumeResolver",
+    "confined",
     "interface_mac",
     "machine_name",
     "machine_spec",
@@ -35,7 +45,7 @@ __all__ = [
 
 # KubeVirt's CPU models that mean "the host's CPU": the driver picks ``host`` under KVM, its default
 # under TCG (``host`` cannot be emulated).
-_HOST_CPU_MODELS = frozenset({"host-passthrough", "host-model"})
+_HOST_CPU_MODELS = HOST_CPU_MODELS
 _BUSES: dict[str, Literal["virtio", "sata", "scsi"]] = {"virtio": "virtio", "sata": "sata", "scsi": "scsi"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -46,6 +56,36 @@ class MachineSpecError(ValueError):
 
 class VolumeError(MachineSpecError):
     """A volume this host cannot provide."""
+
+
+def _check_label(field: str, value: str, error: type[MachineSpecError] = VolumeError) -> None:
+    errors = names.dns1123_label_errors(value)
+    if errors:
+        raise error(f"{field}: invalid value {value!r}: {', '.join(errors)}")
+
+
+def _check_subdomain(field: str, value: str, error: type[MachineSpecError] = VolumeError) -> None:
+    errors = names.dns1123_subdomain_errors(value)
+    if errors:
+        raise error(f"{field}: invalid value {value!r}: {', '.join(errors)}")
+
+
+def _check_inner_path(field: str, path: str) -> None:
+    errors = names.inner_path_errors(field, path)
+    if errors:
+        raise VolumeError(f"{errors[0]} (got {path!r})")
+
+
+def _is_under(path: Path, root: Path) -> bool:
+    real, real_root = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    return real != real_root and real.is_relative_to(real_root)
+
+
+def confined(path: Path, root: Path, field: str) -> Path:
+    """``path`` if it lies strictly under ``root`` once symlinks are resolved, else VolumeError."""
+    if not _is_under(path, root):
+        raise VolumeError(f"{field}: {path} resolves to {os.path.realpath(path)}, outside {root}")
+    return path
 
 
 def machine_name(namespace: str, name: str) -> str:
@@ -106,58 +146,101 @@ class HostPaths:
       overlays (``<volume>.overlay.qcow2``, over the base image ``image(reference)``);
     * ``hostDisk``: the path as given (raw), which admission and the preparer confine;
     * kernel boot: ``<root>/images/<image>/<kernelPath>`` (``/vmlinuz`` unless given) and ``initrdPath``.
+
+    ``host_disk_dirs``: where ``hostDisk`` paths may lie (None: left to the preparer, which checks too).
     """
 
     root: Path
+    host_disk_dirs: tuple[Path, ...] | None = None
 
     @property
     def images(self) -> Path:
         """Container-disk and kernel-boot images, one directory or file per image reference."""
         return self.root / "images"
 
-    def claim(self, namespace: str, claim: str) -> Path:
-        """A PVC or DataVolume's image."""
-        return self.root / "volumes" / namespace / "claims" / f"{claim}.qcow2"
+    def claims_dir(self, namespace: str) -> Path:
+        """Where a namespace's PVC and DataVolume images live."""
+        _check_label("metadata.namespace", namespace)
+        return self.root / "volumes" / namespace / "claims"
+
+    def claim(self, namespace: str, claim: str, *, field: str = "claimName") -> Path:
+        """A PVC or DataVolume's image; ``claim`` must be a DNS-1123 subdomain (a Kubernetes name)."""
+        _check_subdomain(field, claim)
+        folder = self.claims_dir(namespace)
+        return confined(folder / f"{claim}.qcow2", folder, field)
 
     def vmi_dir(self, namespace: str, name: str) -> Path:
         """Files that live and die with one VMI."""
-        return self.root / "volumes" / namespace / "vmis" / name
+        _check_label("metadata.namespace", namespace)
+        _check_subdomain("metadata.name", name)
+        volumes = self.root / "volumes"
+        return confined(volumes / namespace / "vmis" / name, volumes, "metadata.name")
 
-    def image(self, reference: str) -> Path:
+    def image(self, reference: str, *, field: str = "image") -> Path:
         """The local copy of a container image reference (``quay.io/x/y:tag`` -> ``quay.io_x_y_tag``)."""
-        return self.images / _UNSAFE.sub("_", reference.replace("/", "_").replace(":", "_"))
+        errors = names.image_reference_errors(reference)
+        if errors:
+            raise VolumeError(f"{field}: invalid value {reference!r}: {', '.join(errors)}")
+        entry = self.images / _UNSAFE.sub("_", reference.replace("/", "_").replace(":", "_"))
+        return confined(entry, self.images, field)
+
+    def _vmi_file(self, vmi: VirtualMachineInstance, volume: Volume, suffix: str) -> str:
+        namespace = vmi.metadata.namespace or "default"
+        here = self.vmi_dir(namespace, vmi.metadata.name or "")
+        field = f"spec.volumes[name={volume.name}].name"
+        _check_label(field, volume.name)
+        return str(confined(here / f"{volume.name}{suffix}", here, field))
 
     def resolve(self, vmi: VirtualMachineInstance, volume: Volume) -> VolumeFile:
         """See ``VolumeResolver.resolve``."""
         namespace = vmi.metadata.namespace or "default"
-        here = self.vmi_dir(namespace, vmi.metadata.name or "")
+        where = f"spec.volumes[name={volume.name}]"
         if (pvc := volume.persistent_volume_claim) is not None:
-            return VolumeFile(str(self.claim(namespace, pvc.claim_name)), readonly=bool(pvc.read_only))
+            path = self.claim(namespace, pvc.claim_name, field=f"{where}.persistentVolumeClaim.claimName")
+            return VolumeFile(str(path), readonly=bool(pvc.read_only))
         if (dv := volume.data_volume) is not None:
-            return VolumeFile(str(self.claim(namespace, dv.name)))
+            return VolumeFile(str(self.claim(namespace, dv.name, field=f"{where}.dataVolume.name")))
         if volume.empty_disk is not None:
-            return VolumeFile(str(here / f"{volume.name}.qcow2"))
+            return VolumeFile(self._vmi_file(vmi, volume, ".qcow2"))
         if volume.container_disk is not None:
-            return VolumeFile(str(here / f"{volume.name}.overlay.qcow2"))
+            self.image(volume.container_disk.image, field=f"{where}.containerDisk.image")
+            if volume.container_disk.path:
+                _check_inner_path(f"{where}.containerDisk.path", volume.container_disk.path)
+            return VolumeFile(self._vmi_file(vmi, volume, ".overlay.qcow2"))
         if volume.cloud_init_no_cloud is not None:
-            return VolumeFile(str(here / f"{volume.name}.cidata.iso"), format="raw", readonly=True)
+            return VolumeFile(self._vmi_file(vmi, volume, ".cidata.iso"), format="raw", readonly=True)
         if (host := volume.host_disk) is not None:
+            field = f"{where}.hostDisk.path"
+            if "\x00" in host.path or not host.path.startswith("/") or ".." in host.path.split("/"):
+                raise VolumeError(f"{field}: {host.path!r} is not an absolute path without '..'")
+            # The preparer confines it again (symlinks resolved) before it creates or opens it.
+            if self.host_disk_dirs is not None and not any(
+                _is_under(Path(host.path), d) for d in self.host_disk_dirs
+            ):
+                shown = ", ".join(str(d) for d in self.host_disk_dirs) or "none configured"
+                raise VolumeError(f"{field}: {host.path} is outside the allowed directories ({shown})")
             return VolumeFile(host.path, format="raw")
         sources = ", ".join(volume.sources) or "none"
-        raise VolumeError(
-            f"spec.volumes[name={volume.name}]: no source this host supports (source: {sources})"
-        )
+        raise VolumeError(f"{where}: no source this host supports (source: {sources})")
 
     def kernel_boot(self, vmi: VirtualMachineInstance, boot: domain.KernelBoot) -> KernelBoot:
         """See ``VolumeResolver.kernel_boot``."""
+        where = "spec.domain.firmware.kernelBoot"
         if boot.container is None:
-            raise VolumeError("spec.domain.firmware.kernelBoot.container: required for kernel boot")
-        root = self.image(boot.container.image)
-        kernel = (boot.container.kernel_path or "/vmlinuz").lstrip("/")
+            raise VolumeError(f"{where}.container: required for kernel boot")
+        root = self.image(boot.container.image, field=f"{where}.container.image")
+        kernel = boot.container.kernel_path or "/vmlinuz"
+        _check_inner_path(f"{where}.container.kernelPath", kernel)
         initrd = boot.container.initrd_path
+        if initrd:
+            _check_inner_path(f"{where}.container.initrdPath", initrd)
+        if boot.kernel_args is not None and "\x00" in boot.kernel_args:
+            raise VolumeError(f"{where}.kernelArgs must not contain a NUL character")
         return KernelBoot(
-            kernel=str(root / kernel),
-            initrd=str(root / initrd.lstrip("/")) if initrd else None,
+            kernel=str(confined(root / kernel.lstrip("/"), root, f"{where}.container.kernelPath")),
+            initrd=str(confined(root / initrd.lstrip("/"), root, f"{where}.container.initrdPath"))
+            if initrd
+            else None,
             cmdline=boot.kernel_args or "",
         )
 
@@ -170,6 +253,9 @@ def _disk_spec(
     vmi: VirtualMachineInstance, disk: domain.Disk, volume: Volume, resolver: VolumeResolver
 ) -> DiskSpec:
     where = f"spec.domain.devices.disks[name={disk.name}]"
+    _check_label(f"{where}.name", disk.name, MachineSpecError)
+    for message in names.serial_errors(where, disk.serial or ""):
+        raise MachineSpecError(message)
     target: domain.DiskTarget | domain.CDRomTarget | domain.LunTarget | None
     cdrom = disk.cdrom is not None
     if disk.cdrom is not None:
@@ -202,6 +288,15 @@ def _nic_specs(vmi: VirtualMachineInstance, uid: str) -> tuple[NicSpec, ...]:
     for interface in vmi.spec.domain.devices.interfaces or ():
         if interface.state == "absent":
             continue
+        if not names.interface_name_ok(interface.name):
+            raise MachineSpecError(
+                f"spec.domain.devices.interfaces[name={interface.name}].name: {names.INTERFACE_NAME_MESSAGE}"
+            )
+        if interface.mac_address is not None and not names.MAC_ADDRESS.fullmatch(interface.mac_address):
+            raise MachineSpecError(
+                f"spec.domain.devices.interfaces[name={interface.name}].macAddress: "
+                f"{interface.mac_address!r} is not a MAC address"
+            )
         nics.append(
             NicSpec(
                 name=interface.name,
@@ -242,8 +337,18 @@ def machine_spec(
     resolver = found
     meta = vmi.metadata
     namespace, name = meta.namespace or "default", meta.name or ""
+    _check_label("metadata.namespace", namespace, MachineSpecError)
+    _check_subdomain("metadata.name", name, MachineSpecError)
     dom = vmi.spec.domain
     cpu = dom.cpu or domain.CPU()
+    machine = (dom.machine.type if dom.machine is not None else None) or "q35"
+    if not Q35_MACHINE.fullmatch(machine):
+        raise MachineSpecError(
+            f"spec.domain.machine.type: {machine!r} is not supported (a q35 machine: q35, pc-q35-<version>)"
+        )
+    cpu_model = None if cpu.model in _HOST_CPU_MODELS else cpu.model
+    if cpu_model is not None and not names.CPU_MODEL.fullmatch(cpu_model):
+        raise MachineSpecError(f"spec.domain.cpu.model: {cpu_model!r} is not a CPU model name")
     sockets = cpu.sockets or 1
     if cpu.max_sockets and cpu.max_sockets < sockets:
         raise MachineSpecError(f"spec.domain.cpu.maxSockets: {cpu.max_sockets} is below sockets {sockets}")
@@ -258,17 +363,22 @@ def machine_spec(
     uid = meta.uid or str(uuid.uuid5(uuid.NAMESPACE_URL, f"vmplane:{namespace}/{name}"))
     firmware = dom.firmware
     kernel = firmware.kernel_boot if firmware is not None else None
+    firmware_uuid = firmware.uuid if firmware is not None else None
+    if firmware_uuid is not None and not names.UUID.fullmatch(firmware_uuid):
+        raise MachineSpecError(f"spec.domain.firmware.uuid: {firmware_uuid!r} is not a UUID")
+    # A uid is a UUID when the store made it; one from elsewhere still gives the guest a stable UUID.
+    uid_uuid = uid if names.UUID.fullmatch(uid) else str(uuid.uuid5(uuid.NAMESPACE_URL, f"vmplane:uid:{uid}"))
     return MachineSpec(
         name=machine_name(namespace, name),
-        uuid=(firmware.uuid if firmware is not None else None) or uid,
+        uuid=firmware_uuid or uid_uuid,
         sockets=sockets,
         cores=cpu.cores or 1,
         threads=cpu.threads or 1,
         max_sockets=cpu.max_sockets or 0,
         memory_bytes=memory_bytes,
         max_memory_bytes=max_memory_bytes,
-        machine=(dom.machine.type if dom.machine is not None else None) or "q35",
-        cpu_model=None if cpu.model in _HOST_CPU_MODELS else cpu.model,
+        machine=machine,
+        cpu_model=cpu_model,
         disks=tuple(disks),
         nics=_nic_specs(vmi, uid),
         kernel_boot=resolver.kernel_boot(vmi, kernel) if kernel is not None else None,

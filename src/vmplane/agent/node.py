@@ -1,22 +1,29 @@
 """This host's ``v1`` Node: what the scheduler reads (labels, taints, readiness) and capacity.
 
 The object is built by a pure function; ``register_node`` writes it, creating or refreshing it so an
-agent restarted with other labels or taints is scheduled by them.
+agent restarted with other labels or taints is scheduled by them. ``NodeRegistration`` watches the
+Node and registers it again when it is deleted (by mistake: the scheduler places nothing on a node
+without one), as a kubelet does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from vmplane.agent.scheduling import SCHEDULABLE_LABEL, Taint
 from vmplane.api.resources import NODES
+from vmplane.reconcile.informer import Informer, Key
+from vmplane.reconcile.loop import Controller, Result
 from vmplane.store.base import AlreadyExistsError, JsonObject, NotFoundError, Store
 
-__all__ = ["host_capacity", "node_object", "register_node"]
+__all__ = ["NodeRegistration", "host_capacity", "node_object", "register_node"]
+
+log = logging.getLogger(__name__)
 
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
 
@@ -80,3 +87,43 @@ async def register_node(store: Store, node: JsonObject) -> None:
     updated = await store.update(NODES, {**current, "metadata": metadata, "spec": node["spec"]})
     with contextlib.suppress(NotFoundError):
         await store.update(NODES, {**updated, "status": node["status"]}, subresource="status")
+
+
+class NodeRegistration:
+    """Keeps this host's Node registered: a watch on Nodes re-creates it whenever it goes away.
+
+    ``build`` makes the Node as of now (fresh heartbeat). ``start`` registers it and starts watching.
+    """
+
+    def __init__(self, *, store: Store, name: str, build: Callable[[], JsonObject]) -> None:
+        self._store = store
+        self._key: Key = ("", name)
+        self._build = build
+        self.nodes = Informer(store, NODES)
+        self.controller: Controller[Key] = Controller(name="node-registration", reconciler=self, workers=1)
+        self.nodes.on_change(self._changed)
+
+    def _changed(self, key: Key, obj: JsonObject | None) -> None:
+        if key == self._key and obj is None:
+            self.controller.queue.add(key)
+
+    async def start(self) -> None:
+        await register_node(self._store, self._build())
+        self.nodes.start()
+        await self.nodes.wait_synced()
+        self.controller.start()
+        if self.nodes.get(*self._key) is None:  # deleted between the write and the first list
+            self.controller.queue.add(self._key)
+
+    async def stop(self) -> None:
+        await self.controller.stop()
+        await self.nodes.stop()
+
+    async def reconcile(self, key: Key) -> Result:
+        """Create the Node if the store has none (an error retries with backoff)."""
+        try:
+            await self._store.get(NODES, "", key[1])
+        except NotFoundError:
+            log.warning("node %s was deleted; registering it again", key[1])
+            await register_node(self._store, self._build())
+        return Result()

@@ -1,10 +1,12 @@
 """``SimulatedHypervisor``: the Hypervisor protocol without guests, behaving like ``QemuHypervisor``.
 
 For fast tests, scale benchmarks and ``vmplane serve --hypervisor simulated``; never a stand-in for
-the QEMU tests of guest behaviour. It keeps the driver's contract where an agent could notice the
+the QEMU tests of guest behaviour; ``tests/contract/test_hypervisor_contract.py`` holds both drivers
+to one contract. It keeps the driver's contract where an agent could notice the
 difference: requests take ``latency`` seconds and report through ``on_change``; a boot passes through
 Starting; attaching an existing device is a no-op; a vCPU decrease, memory outside [boot, max], a
-CD-ROM or non-virtio hotplug and running out of spare PCIe root ports are refused; an unplug the
+memory change that is not a whole number of 128 MiB blocks, a NIC model QEMU lacks, a CD-ROM or
+non-virtio hotplug and running out of spare PCIe root ports are refused; an unplug the
 guest ignores stays pending (``observe`` lists it) and fails with ``UnplugTimeoutError``; a machine
 left running by an earlier driver must be ``adopt``-ed before it can be used or started again.
 
@@ -36,6 +38,8 @@ from vmplane.agent.hypervisor import (
     OnChange,
     UnplugTimeoutError,
 )
+from vmplane.agent.qemu.argv import NIC_DRIVERS
+from vmplane.agent.qemu.plans import MEMORY_BLOCK_BYTES
 
 __all__ = ["HotplugKind", "SimulatedHost", "SimulatedHypervisor"]
 
@@ -316,6 +320,12 @@ class SimulatedHypervisor:
         boot, ceiling = machine.spec.memory_bytes, machine.spec.max_memory_bytes or machine.spec.memory_bytes
         if memory_bytes % _MIB or not boot <= memory_bytes <= ceiling:
             raise HotplugError(f"{name}: memory {memory_bytes} is not a MiB multiple in [{boot}, {ceiling}]")
+        if (memory_bytes - machine.memory_bytes) % MEMORY_BLOCK_BYTES:
+            # As QEMU's: Linux onlines hot-plugged memory in 128 MiB blocks.
+            raise HotplugError(
+                f"{name}: memory changes must be multiples of {MEMORY_BLOCK_BYTES >> 20} MiB "
+                f"({machine.memory_bytes} -> {memory_bytes})"
+            )
         if memory_bytes == machine.memory_bytes:
             return
         if memory_bytes < machine.memory_bytes and not self.host.unplugs_acknowledged:
@@ -351,6 +361,8 @@ class SimulatedHypervisor:
         """Plug a NIC on a spare root port; a no-op if it is there already."""
         machine = self._running(name)
         self._check(name, "nic")
+        if nic.model not in NIC_DRIVERS:
+            raise HotplugError(f"{name}: NIC model {nic.model!r} is not supported")
         self._plug_check(machine, name, f"nic-{nic.name}", present=nic.name in machine.nics)
         if nic.name in machine.nics:
             return
@@ -422,3 +434,6 @@ def _validate(spec: MachineSpec) -> None:
         raise HypervisorError(f"{spec.name}: memory_bytes must be a positive multiple of 1 MiB")
     if spec.max_memory_bytes is not None and spec.max_memory_bytes < spec.memory_bytes:
         raise HypervisorError(f"{spec.name}: max_memory_bytes is below memory_bytes")
+    for nic in spec.nics:
+        if nic.model not in NIC_DRIVERS:
+            raise HypervisorError(f"{spec.name}: NIC {nic.name}: unsupported model {nic.model!r}")

@@ -16,6 +16,10 @@ What each volume source becomes (the paths are ``agent.machine``'s):
   file of ``capacity`` when it is missing.
 * ``firmware.kernelBoot``: nothing is created; the kernel and initrd must be in the image directory.
 
+Every other path comes from ``HostPaths``, which refuses names that are not Kubernetes names and
+confines each path (symlinks resolved) to its tree, so nothing is created outside
+``<data>/volumes/<ns>/{claims,vmis/<name>}`` and the allowed host-disk directories.
+
 The VMI directory (``<data>/volumes/<ns>/vmis/<name>``) is keyed by name, so it records the uid of the
 VMI that owns it: files left by an earlier VMI of the same name are discarded, never reused, and a late
 ``release`` of an old VMI cannot remove a newer one's files. ``prepare`` is idempotent (it runs again
@@ -23,6 +27,10 @@ for every hot-plugged disk) and creates each file under a temporary name first, 
 a half-written image where a disk is expected.
 
 qcow2 images are made by ``qemu-img`` (QEMU's own tool for its format), run as an asyncio subprocess.
+
+Ownership (``agent.guestfs``): directories are created 0711 and stay the agent's; every image, overlay
+and seed is handed to QEMU's user (0600) before it is linked into place, so QEMU can open it by path,
+at boot or when it is hot-plugged, and nobody else can read it (seeds hold the cloud-init userData).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from vmplane.agent.cidata import SeedError, nocloud_data, seed_image
+from vmplane.agent.guestfs import GuestUser, hand_over, make_dirs
 from vmplane.agent.hypervisor import DiskSpec, MachineSpec
 from vmplane.agent.images import check_kernel_boot, container_disk_image
 from vmplane.agent.machine import HostPaths, VolumeError
@@ -70,8 +79,11 @@ class QemuVolumePreparer:
         allowed_host_dirs: Sequence[Path],
         default_claim_size: int = DEFAULT_CLAIM_SIZE,
         qemu_img: str = "qemu-img",
+        user: GuestUser | None = None,
     ) -> None:
+        """``user``: who QEMU runs as, given every file made here (None: files stay the agent's)."""
         self._paths = paths
+        self._user = user
         self._allowed = tuple(allowed_host_dirs)
         self._claim_size = default_claim_size
         self._qemu_img = qemu_img
@@ -92,8 +104,14 @@ class QemuVolumePreparer:
             check_kernel_boot(self._paths, boot.container)
 
     async def release(self, vmi: VirtualMachineInstance) -> None:
-        """Remove the VMI directory, unless a newer VMI of the same name owns it by now."""
-        vmi_dir = self._paths.vmi_dir(vmi.metadata.namespace or "default", vmi.metadata.name or "")
+        """Remove the VMI directory, unless a newer VMI of the same name owns it by now.
+
+        A VMI whose namespace or name cannot name a VMI directory never had one: nothing to remove.
+        """
+        try:
+            vmi_dir = self._paths.vmi_dir(vmi.metadata.namespace or "default", vmi.metadata.name or "")
+        except VolumeError:
+            return
         owner = _read_owner(vmi_dir)
         if owner is None or owner == (vmi.metadata.uid or ""):
             shutil.rmtree(vmi_dir, ignore_errors=True)
@@ -108,12 +126,12 @@ class QemuVolumePreparer:
         if path.exists():
             return
         if volume.persistent_volume_claim is not None or volume.data_volume is not None:
-            await _create_once(path, self._qcow2(self._claim_bytes(vmi, path.stem)))
+            await _create_once(path, self._qcow2(self._claim_bytes(vmi, path.stem)), self._user)
         elif volume.empty_disk is not None:
-            await _create_once(path, self._qcow2(volume.empty_disk.capacity.bytes()))
+            await _create_once(path, self._qcow2(volume.empty_disk.capacity.bytes()), self._user)
         elif volume.container_disk is not None:
             base = container_disk_image(self._paths, volume.container_disk)
-            await _create_once(path, self._overlay(base))
+            await _create_once(path, self._overlay(base), self._user)
         elif volume.cloud_init_no_cloud is not None:
             try:
                 data = nocloud_data(
@@ -124,7 +142,7 @@ class QemuVolumePreparer:
             except SeedError as err:
                 raise VolumeError(f"volume {volume.name}: {err}") from err
             image = await asyncio.to_thread(seed_image, data)
-            await _create_once(path, _write_bytes(image))
+            await _create_once(path, _write_bytes(image), self._user)
         else:
             raise VolumeError(f"volume {volume.name} has no source this host supports")
 
@@ -144,7 +162,7 @@ class QemuVolumePreparer:
             raise VolumeError(f"volume {volume}: hostDisk DiskOrCreate needs a capacity")
         capacity = source.capacity.bytes()
         path.parent.mkdir(parents=True, exist_ok=True)
-        await _create_once(path, _sparse(capacity))
+        await _create_once(path, _sparse(capacity), self._user)
 
     def _claim_bytes(self, vmi: VirtualMachineInstance, claim: str) -> int:
         text = (vmi.metadata.annotations or {}).get(CLAIM_SIZE_ANNOTATION_PREFIX + claim)
@@ -198,7 +216,7 @@ class QemuVolumePreparer:
             return
         if owner is not None or vmi_dir.exists():
             shutil.rmtree(vmi_dir)  # an earlier VMI's leftovers: never hand them to a new guest
-        vmi_dir.mkdir(parents=True, mode=0o700)
+        make_dirs(vmi_dir)
         (vmi_dir / _OWNER_FILE).write_text(uid)
 
 
@@ -224,18 +242,22 @@ def _sparse(size: int) -> Callable[[Path], Awaitable[None]]:
     return make
 
 
-async def _create_once(path: Path, make: Callable[[Path], Awaitable[None]]) -> None:
+async def _create_once(path: Path, make: Callable[[Path], Awaitable[None]], user: GuestUser | None) -> None:
     """Build ``path`` under a temporary name, then link it into place unless someone was faster.
 
     ``os.link`` fails on an existing name, so two VMIs creating the same claim never replace an image
-    the other may already be using.
+    the other may already be using. The file is ``user``'s (0600) before it gets its name.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
     try:
         await make(tmp)
+        if user is not None:
+            hand_over(tmp, user)
+        else:
+            os.chmod(tmp, 0o600)
         with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
     finally:

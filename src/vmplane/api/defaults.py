@@ -2,7 +2,7 @@
 
 Upstream only gives a VMI hotplug headroom (``maxSockets``, ``maxGuest``) under ``LiveUpdate``; vmplane
 gives it under every strategy, so that switching ``Stage`` to ``LiveUpdate`` lets running guests
-hotplug without a restart (SPEC §2).
+hotplug without a restart (docs/rollout.md §2).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 DiskBus = Literal["virtio", "sata", "scsi", "usb"]
+UINT32_MAX = (1 << 32) - 1
+#: KubeVirt's ``uint32`` topology fields: a JSON integer (never ``true`` or ``"2"``) in 0..2^32-1.
+UInt32 = Annotated[int, Field(strict=True, ge=0, le=UINT32_MAX)]
 
 
 class Realtime(WireModel):
@@ -57,10 +60,10 @@ class CPUFeature(WireModel):
 class CPU(WireModel):
     """Guest CPU topology and model; ``maxSockets`` is the hotplug ceiling."""
 
-    sockets: int | None = Field(default=None, ge=0)
-    cores: int | None = Field(default=None, ge=0)
-    threads: int | None = Field(default=None, ge=0)
-    max_sockets: int | None = Field(default=None, ge=0)
+    sockets: UInt32 | None = None
+    cores: UInt32 | None = None
+    threads: UInt32 | None = None
+    max_sockets: UInt32 | None = None
     model: str | None = None
     features: list[CPUFeature] | None = None
     dedicated_cpu_placement: bool | None = None

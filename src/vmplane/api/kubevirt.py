@@ -58,8 +58,9 @@ class ArchitectureConfiguration(WireModel):
 
     amd64: ArchConfiguration | None = None
     arm64: ArchConfiguration | None = None
-    ppc64le: ArchConfiguration | None = None
-    s390x: ArchConfiguration | None = None
+    # to_camel would spell these ppc64Le and s390X.
+    ppc64le: ArchConfiguration | None = Field(default=None, alias="ppc64le")
+    s390x: ArchConfiguration | None = Field(default=None, alias="s390x")
     default_architecture: str | None = None
 
 
@@ -103,6 +104,7 @@ class KubeVirtSpec(WireModel):
     image_tag: str | None = None
     image_registry: str | None = None
     workload_update_strategy: dict[str, Any] | None = None
+    uninstall_strategy: Literal["RemoveWorkloads", "BlockUninstallIfWorkloadsExist"] | None = None
 
 
 class KubeVirtStatus(WireModel):

@@ -3,10 +3,13 @@
 Upstream KubeVirt's rules keep upstream's messages; the structural rules (names, references between
 disks and volumes, interfaces and networks) are the ones KubeVirt's VMI admitter applies.
 
-Host paths are confined (``volume_path_causes``): a ``hostDisk`` path must be absolute and lie under
-one of the host's allowed directories when the caller names them, and no path or image reference may
-climb out of where it points with ``..``. The check is lexical (admission does no I/O); the node agent
-checks again with symlinks resolved before it creates or opens anything.
+The fields that reach host paths or QEMU options (names, claim names, machine type, UUID, ...) are
+held to upstream's rules by ``api.spec_rules``. Host paths are confined (``volume_path_causes``): a
+``hostDisk`` path must be absolute and lie under one of the host's allowed directories when the caller
+names them; image references follow the container reference grammar and paths inside an image are
+absolute without relative components (KubeVirt's ``ValidatePath``), so none can climb out with ``..``.
+The check is lexical (admission does no I/O); the node agent checks again with symlinks resolved
+before it creates or opens anything.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from vmplane.api.kubevirt import KubeVirtConfiguration, RolloutStrategy
 from vmplane.api.memory_hotplug import memory_hotplug_errors
 from vmplane.api.meta import ObjectMeta
 from vmplane.api.metadata_validation import metadata_causes
+from vmplane.api.names import image_reference_errors, inner_path_errors
+from vmplane.api.spec_rules import spec_field_causes
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstanceSpec
 
@@ -137,6 +142,8 @@ def _climbs(path: str) -> bool:
 
 
 def _host_path_cause(field: str, path: str, allowed: Sequence[str] | None) -> FieldCause | None:
+    if "\x00" in path:
+        return FieldCause(field, f"{field} must not contain a NUL character")
     if _climbs(path):
         return FieldCause(field, f"Invalid value: {path!r}: must not contain '..'")
     if allowed is None:
@@ -156,22 +163,19 @@ def _host_path_cause(field: str, path: str, allowed: Sequence[str] | None) -> Fi
 
 
 def _image_cause(field: str, reference: str) -> FieldCause | None:
-    segments = reference.split("/")
-    if not reference.strip() or any(s in (".", "..") for s in segments):
+    errors = image_reference_errors(reference)
+    if errors:
         return FieldCause(
             field,
-            f"Invalid value: {reference!r}: an image reference must not be empty or contain '.' or '..' "
-            "path segments (it names an entry of the local image directory)",
+            f"Invalid value: {reference!r}: {', '.join(errors)} (a container image reference such as "
+            "quay.io/containerdisks/fedora:40, naming an entry of the local image directory)",
         )
     return None
 
 
 def _inner_path_cause(field: str, path: str | None) -> FieldCause | None:
-    if path is not None and _climbs(path):
-        return FieldCause(
-            field, f"Invalid value: {path!r}: must not contain '..' (it names a file inside the image)"
-        )
-    return None
+    errors = inner_path_errors(field, path) if path else []
+    return FieldCause(field, errors[0]) if errors else None
 
 
 def volume_path_causes(
@@ -204,10 +208,12 @@ def validate_vm(
     config: KubeVirtConfiguration,
     *,
     allowed_host_dirs: Sequence[str] | None = None,
+    machine_types: Sequence[str] | None = None,
 ) -> list[FieldCause]:
     """All admission causes for a VM under the cluster configuration (empty when it is valid).
 
     ``allowed_host_dirs``: the directories ``hostDisk`` paths must lie under (None: not checked).
+    ``machine_types``: the machine types this host's QEMU offers (None: only their q35 shape is checked).
     """
     causes = validate_metadata(vm.metadata)
     spec = vm.spec.template.spec
@@ -221,6 +227,7 @@ def validate_vm(
         )
     causes += validate_vmi_spec(spec)
     causes += volume_path_causes(spec, allowed_host_dirs=allowed_host_dirs)
+    causes += spec_field_causes(spec, prefix=TEMPLATE, machine_types=machine_types)
 
     cpu = spec.domain.cpu
     if cpu is not None and cpu.max_sockets and (cpu.sockets or 0) > cpu.max_sockets:

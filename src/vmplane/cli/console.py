@@ -19,7 +19,12 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     """Add ``console``."""
-    parser = subparsers.add_parser("console", help="show a VM's serial console log", description=__doc__)
+    parser = subparsers.add_parser(
+        "console",
+        help="show a VM's serial console log",
+        description="Print what a VM's guest wrote to its serial console (like kubectl logs); with "
+        "--follow, keep printing until the guest stops.",
+    )
     parser.add_argument("vm", metavar="VM")
     add_connection_flags(parser)
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing until the VMI ends")

@@ -14,7 +14,12 @@ __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("kubeconfig", help="print a kubeconfig for kubectl", description=__doc__)
+    parser = subparsers.add_parser(
+        "kubeconfig",
+        help="print a kubeconfig for kubectl",
+        description="Print the kubeconfig vmplane serve wrote for DATA_DIR (server address, CA, admin "
+        "token), e.g. vmplane kubeconfig > ~/.kube/config.",
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="state directory of vmplane serve")
     parser.set_defaults(func=_print)
 

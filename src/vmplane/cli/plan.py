@@ -22,11 +22,11 @@ from vmplane.api.defaults import initial_cpu_topology, initial_memory_status
 from vmplane.api.errors import InvalidObjectError
 from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration, RolloutStrategy
 from vmplane.api.validation import validate_vm
-from vmplane.api.vm import VirtualMachine
+from vmplane.api.vm import PendingChange, VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstanceStatus
-from vmplane.cli.client import ApiError
-from vmplane.cli.render import print_changes
-from vmplane.cli.vm_commands import add_connection_flags, client_from
+from vmplane.cli.client import ApiClient, ApiError, load_client_config
+from vmplane.cli.render import LiveRow, changes_document, print_changes, print_document
+from vmplane.cli.vm_commands import add_connection_flags, add_output_flag
 from vmplane.rollout.effective import effective_spec
 from vmplane.rollout.plan import Plan, plan, vm_path
 from vmplane.server.typed_kinds import LIVE_CHANGES_ANNOTATION
@@ -40,7 +40,13 @@ class UsageError(Exception):
 
 def register(subparsers: Any) -> None:
     """Add the ``plan`` sub-command."""
-    parser = subparsers.add_parser("plan", help="show which changes go live and which wait for a restart")
+    parser = subparsers.add_parser(
+        "plan",
+        help="show which changes go live and which wait for a restart",
+        description="Show what an edit of a VM would do: which changes reach the running guest now "
+        "and which wait for a restart. With -f, the server answers with a dry run against the live VM "
+        "(nothing is stored); with OLD.yaml NEW.yaml, the same decision is made offline.",
+    )
     parser.add_argument(
         "old", type=Path, nargs="?", metavar="OLD.yaml", help="the VM as its guest is running"
     )
@@ -53,6 +59,7 @@ def register(subparsers: Any) -> None:
         help="dry-run this VM manifest against the live VM on the server",
     )
     add_connection_flags(parser)
+    add_output_flag(parser)
     parser.add_argument(
         "--strategy",
         choices=[s.value for s in RolloutStrategy],
@@ -121,15 +128,27 @@ def server_plan(args: argparse.Namespace, console: Console) -> int:
     data = _load_yaml(args.filename)
     if not isinstance(data, dict) or data.get("kind") != "VirtualMachine":
         raise UsageError(f"{args.filename}: expected a VirtualMachine manifest (kind: VirtualMachine)")
-    client = client_from(args)
-    name = (data.get("metadata") or {}).get("name")
+    metadata = data.get("metadata") or {}
+    name = metadata.get("name")
     if not name:
         raise UsageError(f"{args.filename}: metadata.name is required")
+    client = ApiClient(load_client_config(args.kubeconfig, _namespace(args.namespace, metadata)))
+    where = {"name": name, "namespace": client.config.namespace}
     try:
         current = client.request("GET", client.vm_path(name))
     except ApiError as err:
         if err.code != 404:
             raise
+        if args.output is not None:
+            _print(
+                console,
+                args.output,
+                live=[],
+                pending=[],
+                restart_required=None,
+                extra={**where, "exists": False},
+            )
+            return 0
         console.print(
             f"VM {name} does not exist: applying it creates it, and its guest boots with this spec."
         )
@@ -144,13 +163,43 @@ def server_plan(args: argparse.Namespace, console: Console) -> int:
     live = json.loads(annotations.get(LIVE_CHANGES_ANNOTATION, "[]"))
     status = vm.status
     required = status.condition("RestartRequired") if status else None
-    print_changes(
+    _print(
         console,
+        args.output,
         live=[(c["path"], c["running"], c["desired"], c["kind"]) for c in live],
         pending=list(status.pending_changes or []) if status else [],
         restart_required=(required.reason or "", required.message or "") if required else None,
+        extra={**where, "exists": True},
     )
     return 0
+
+
+def _namespace(flag: str | None, metadata: dict[str, Any]) -> str | None:
+    """The namespace to plan in: ``-n``, else the manifest's; refused when they differ, as kubectl does."""
+    manifest = metadata.get("namespace")
+    if flag and manifest and flag != manifest:
+        raise UsageError(
+            f'the namespace from the provided object "{manifest}" does not match the namespace "{flag}". '
+            f"You must pass '--namespace={manifest}' to perform this operation."
+        )
+    return flag or manifest
+
+
+def _print(
+    console: Console,
+    output: str | None,
+    *,
+    live: list[LiveRow],
+    pending: list[PendingChange],
+    restart_required: tuple[str, str] | None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Tables on the console, or one JSON/YAML document with ``-o``."""
+    if output is None:
+        print_changes(console, live=live, pending=pending, restart_required=restart_required)
+        return
+    document = changes_document(live=live, pending=pending, restart_required=restart_required)
+    print_document({**(extra or {}), **document}, output)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -174,12 +223,16 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    console.print(f"vmRolloutStrategy: {config.rollout_strategy.value}")
+    strategy = config.rollout_strategy.value
+    if args.output is None:
+        console.print(f"vmRolloutStrategy: {strategy}")
     condition = result.restart_required
-    print_changes(
+    _print(
         console,
+        args.output,
         live=[(vm_path(c.path), c.running, c.desired, c.kind.value) for c in result.live],
-        pending=result.pending,
+        pending=list(result.pending),
         restart_required=(condition.reason, condition.message) if condition else None,
+        extra={"vmRolloutStrategy": strategy},
     )
     return 0

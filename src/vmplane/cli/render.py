@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from vmplane.api.vm import PendingChange
 
-__all__ = ["LiveRow", "print_changes", "short"]
+__all__ = ["OUTPUT_FORMATS", "LiveRow", "changes_document", "print_changes", "print_document", "short"]
+
+OUTPUT_FORMATS = ("json", "yaml")
 
 
 def short(value: Any) -> str:
@@ -62,3 +66,30 @@ def print_changes(
         console.print("No changes: the running guest matches the VM.")
     else:
         console.print("RestartRequired: absent")
+
+
+def changes_document(
+    *,
+    live: Sequence[LiveRow],
+    pending: Sequence[PendingChange],
+    restart_required: tuple[str, str] | None,
+) -> dict[str, Any]:
+    """The same changes as ``print_changes`` shows, as data for ``-o json|yaml`` (values unabridged)."""
+    return {
+        "live": [
+            {"path": path, "running": running, "desired": desired, "kind": kind}
+            for path, running, desired, kind in live
+        ],
+        "pending": [change.model_dump(mode="json", by_alias=True) for change in pending],
+        "restartRequired": None
+        if restart_required is None
+        else {"reason": restart_required[0], "message": restart_required[1]},
+    }
+
+
+def print_document(document: dict[str, Any], output: str) -> None:
+    """Print ``document`` on stdout as JSON (indented, as kubectl does) or YAML."""
+    if output == "json":
+        sys.stdout.write(json.dumps(document, indent=4) + "\n")
+    else:
+        sys.stdout.write(yaml.safe_dump(document, sort_keys=False))

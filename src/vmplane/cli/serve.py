@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vmplane.agent.guestfs import GuestSetupError
 from vmplane.app import ControlPlane, PlaneOptions
 from vmplane.server.app import ListenAddress, run_server
 from vmplane.server.connections import ConnectionLimits
@@ -25,8 +26,21 @@ def default_data_dir() -> Path:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("serve", help="run the API server", description=__doc__)
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the API server",
+        description="Run the control plane on this host: the Kubernetes-compatible API (HTTPS), the VM "
+        "controller, the scheduler and the node agent, on the embedded SQLite store in DATA_DIR. It "
+        "prints the kubeconfig path for kubectl once it is ready.",
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="state directory (default: %(default)s)")
+    parser.add_argument(
+        "--guest-dir",
+        type=Path,
+        default=None,
+        help="QEMU's machines, volumes and images; every parent must be searchable by QEMU's user "
+        "(default: /var/lib/vmplane as root, else DATA_DIR/guests)",
+    )
     parser.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT (port 0 picks a free one)")
     parser.add_argument("--tls-cert", type=Path, default=None, help="server certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, default=None, help="server key (PEM)")
@@ -72,7 +86,7 @@ def register(subparsers: Any) -> None:
         type=Path,
         default=[],
         metavar="DIR",
-        help="a directory hostDisk paths may lie under (repeatable; default: DATA_DIR/hostdisks)",
+        help="a directory hostDisk paths may lie under (repeatable; default: GUEST_DIR/hostdisks)",
     )
     limits, settings = ConnectionLimits(), ServerSettings()
     parser.add_argument(
@@ -124,6 +138,7 @@ def _serve(args: argparse.Namespace) -> int:
         crash_backoff=args.crash_backoff,
         host_disk_dirs=tuple(args.host_disk_dir),
         demo_guest=args.demo.resolve() if args.demo is not None else None,
+        guest_dir=args.guest_dir,
     )
 
     def ready(path: Path) -> None:
@@ -146,7 +161,7 @@ def _serve(args: argparse.Namespace) -> int:
                 ),
             )
         )
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, GuestSetupError) as err:
         print(f"vmplane serve: {err}", file=sys.stderr)
         return 1
     return 0

@@ -16,9 +16,9 @@ from rich.console import Console
 
 from vmplane.api.vm import PendingChange, VirtualMachine
 from vmplane.cli.client import ApiClient, ApiError, load_client_config
-from vmplane.cli.render import print_changes
+from vmplane.cli.render import OUTPUT_FORMATS, changes_document, print_changes, print_document
 
-__all__ = ["add_connection_flags", "client_from", "register"]
+__all__ = ["add_connection_flags", "add_output_flag", "client_from", "register"]
 
 POLL_INTERVAL = 0.25
 
@@ -29,6 +29,17 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--namespace", default=None, help="namespace (default: the context's)")
 
 
+def add_output_flag(parser: argparse.ArgumentParser) -> None:
+    """``-o/--output json|yaml``: the result as data instead of tables."""
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=OUTPUT_FORMATS,
+        default=None,
+        help="print the result as JSON or YAML instead of tables",
+    )
+
+
 def client_from(args: argparse.Namespace) -> ApiClient:
     """A client for the kubeconfig and namespace the flags name."""
     return ApiClient(load_client_config(args.kubeconfig, args.namespace))
@@ -36,18 +47,36 @@ def client_from(args: argparse.Namespace) -> ApiClient:
 
 def register(subparsers: Any) -> None:
     """Add start, stop, restart, revert and pending."""
-    for action, help_text in (
-        ("start", "start a VM"),
-        ("stop", "stop a VM"),
-        ("restart", "restart a VM: a new guest boots from the current spec and pending changes apply"),
+    for action, help_text, description in (
+        (
+            "start",
+            "start a VM",
+            "Start a stopped VM (its run strategy decides whether that is allowed, as with virtctl).",
+        ),
+        (
+            "stop",
+            "stop a VM",
+            "Stop a VM: its guest is shut down and its VMI removed; the VM object stays.",
+        ),
+        (
+            "restart",
+            "restart a VM: a new guest boots from the current spec and pending changes apply",
+            "Restart a running VM: a new guest boots from the VM's current spec, so every pending "
+            "change applies and RestartRequired clears.",
+        ),
     ):
-        parser = subparsers.add_parser(action, help=help_text)
+        parser = subparsers.add_parser(action, help=help_text, description=description)
         parser.add_argument("vm", metavar="VM")
         add_connection_flags(parser)
         parser.add_argument("--wait", action="store_true", help="wait until the VM reaches the new state")
         parser.add_argument("--timeout", type=float, default=300.0, help="seconds --wait waits at most")
         parser.set_defaults(func=_lifecycle, action=action)
-    parser = subparsers.add_parser("revert", help="write the running values back for pending changes")
+    parser = subparsers.add_parser(
+        "revert",
+        help="write the running values back for pending changes",
+        description="Write the running guest's values back into the VM template for its pending changes "
+        "(all of them, or the --path ones), so nothing waits for a restart any more.",
+    )
     parser.add_argument("vm", metavar="VM")
     parser.add_argument(
         "--path",
@@ -58,9 +87,15 @@ def register(subparsers: Any) -> None:
     )
     add_connection_flags(parser)
     parser.set_defaults(func=_revert)
-    parser = subparsers.add_parser("pending", help="list a VM's pending changes")
+    parser = subparsers.add_parser(
+        "pending",
+        help="list a VM's pending changes",
+        description="List every change of a VM that waits for a restart: path, running value, desired "
+        "value, reason and source (template or cluster), and the RestartRequired condition.",
+    )
     parser.add_argument("vm", metavar="VM")
     add_connection_flags(parser)
+    add_output_flag(parser)
     parser.set_defaults(func=_pending)
 
 
@@ -133,11 +168,15 @@ def _lifecycle(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_pending(vm: VirtualMachine) -> None:
+def _show_pending(vm: VirtualMachine, output: str | None) -> None:
     status = vm.status
     pending: list[PendingChange] = list(status.pending_changes or []) if status else []
     required = status.condition("RestartRequired") if status else None
     condition = (required.reason or "", required.message or "") if required is not None else None
+    if output is not None:
+        document = changes_document(live=[], pending=pending, restart_required=condition)
+        print_document({"name": vm.metadata.name, **document}, output)
+        return
     print_changes(
         Console(width=None if sys.stdout.isatty() else 200),
         live=[],
@@ -148,7 +187,7 @@ def _show_pending(vm: VirtualMachine) -> None:
 
 def _pending(args: argparse.Namespace) -> int:
     try:
-        _show_pending(_get_vm(client_from(args), args.vm))
+        _show_pending(_get_vm(client_from(args), args.vm), args.output)
     except ApiError as err:
         return _fail(str(err))
     return 0

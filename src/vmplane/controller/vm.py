@@ -1,7 +1,8 @@
 """The VM controller: starts and stops VMIs per run strategy, and rolls VM changes out to them.
 
 Each reconcile re-reads the VM, its VMI and the cluster configuration from the informers' caches,
-asks the pure planner what to do, writes the live changes into the VMI spec (the node agent turns
+asks ``run_strategy.decide`` whether to start, stop or replace the VMI and acts on that, asks the
+pure planner what to do, writes the live changes into the VMI spec (the node agent turns
 them into hotplugs), and writes the VM's status derived by ``vm_status.derive_status``.
 """
 
@@ -10,15 +11,22 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration
-from vmplane.api.lifecycle import effective_run_strategy, wants_restart_after
 from vmplane.api.resources import CONTROLLER_REVISIONS, VIRTUAL_MACHINE_INSTANCES, VIRTUAL_MACHINES
-from vmplane.api.vm import RunStrategy, StateChangeRequest, VirtualMachine, VirtualMachineStatus
+from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstance, VMIPhase
 from vmplane.controller.boot import boot_objects, revision_prefix
+from vmplane.controller.run_strategy import (
+    FINAL_PHASES,
+    RunAction,
+    RunConfig,
+    RunDecision,
+    decide,
+    format_time,
+)
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Result
 from vmplane.rollout.effective import effective_spec
@@ -29,8 +37,6 @@ from vmplane.store.base import AlreadyExistsError, NotFoundError, Store
 __all__ = ["EventSink", "VMReconciler", "cluster_configuration"]
 
 log = logging.getLogger(__name__)
-
-FINAL_PHASES = (VMIPhase.SUCCEEDED, VMIPhase.FAILED)
 
 
 class EventSink(Protocol):
@@ -48,10 +54,6 @@ def cluster_configuration(kubevirts: Informer) -> KubeVirtConfiguration:
         return KubeVirtConfiguration()
     chosen = kubevirts.get("kubevirt", "kubevirt") or objects[0]
     return KubeVirt.model_validate(chosen).spec.configuration
-
-
-def _format_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _phase(vmi: VirtualMachineInstance | None) -> VMIPhase | None:
@@ -78,7 +80,7 @@ class VMReconciler:
         self._kubevirts = kubevirts
         self._events = events
         self._clock = clock
-        self._crash_backoff = crash_backoff
+        self._run_config = RunConfig(crash_backoff=crash_backoff)
 
     async def reconcile(self, key: Key) -> Result:
         """Bring one VM's VMI and status in line with its spec."""
@@ -94,13 +96,12 @@ class VMReconciler:
         if vmi is not None and not self._owned(vm, vmi):
             await self._delete_vmi(vmi)
             vmi = None
+        result, decision = await self._run(vm, vmi)
         config = cluster_configuration(self._kubevirts)
-        result, status = await self._run(vm, vmi, vm.status or VirtualMachineStatus(), config)
         rollout = await self._rollout(vm, vmi, config)
         await self._report_pending(vm, rollout)
-        crash_loop = status.start_failure is not None and result.requeue_after is not None
-        observation = Observation(vmi, rollout, crash_loop, _format_time(self._clock()))
-        new_status = derive_status(vm.model_copy(update={"status": status}), observation)
+        observation = Observation(vmi, rollout, decision.crash_looping, format_time(self._clock()))
+        new_status = derive_status(vm.model_copy(update={"status": decision.status}), observation)
         if new_status != vm.status:
             await self._store.update(
                 VIRTUAL_MACHINES, {**vm.to_wire(), "status": new_status.to_wire()}, subresource="status"
@@ -113,101 +114,19 @@ class VMReconciler:
         return any(o.uid == vm.metadata.uid for o in owners) if owners else True
 
     async def _run(
-        self,
-        vm: VirtualMachine,
-        vmi: VirtualMachineInstance | None,
-        status: VirtualMachineStatus,
-        config: KubeVirtConfiguration,
-    ) -> tuple[Result, VirtualMachineStatus]:
-        """Start, stop or replace the VMI as the run strategy and state-change requests say."""
-        if vm.metadata.deletion_timestamp:
-            if vmi is not None:
-                await self._delete_vmi(vmi)
-            return Result(), status
-        if vmi is not None and vmi.metadata.deletion_timestamp:
-            return Result(), status  # wait for the agent to stop the guest
-        requests = list(status.state_change_requests or [])
-        if requests:
-            return await self._handle_request(vm, vmi, status, requests, config)
-        strategy = effective_run_strategy(vm)
-        phase = _phase(vmi)
-        if strategy is RunStrategy.HALTED:
-            if vmi is not None:
-                await self._delete_vmi(vmi)
-            return Result(), status.model_copy(update={"start_failure": None})
-        if vmi is not None and phase in FINAL_PHASES:
-            assert phase is not None
-            if not wants_restart_after(strategy, phase):
-                return Result(), status
-            return await self._replace_finished(vmi, phase, status)
-        if vmi is None and strategy in (RunStrategy.ALWAYS, RunStrategy.RERUN_ON_FAILURE, RunStrategy.ONCE):
-            if strategy is RunStrategy.ONCE and status.created:
-                return Result(), status
-            retry = self._retry_delay(status)
-            if retry > 0:
-                return Result(requeue_after=retry), status
-            await self._start(vm, config)
-        if phase is VMIPhase.RUNNING and status.start_failure is not None:
-            status = status.model_copy(update={"start_failure": None})
-        return Result(), status
-
-    async def _handle_request(
-        self,
-        vm: VirtualMachine,
-        vmi: VirtualMachineInstance | None,
-        status: VirtualMachineStatus,
-        requests: list[StateChangeRequest],
-        config: KubeVirtConfiguration,
-    ) -> tuple[Result, VirtualMachineStatus]:
-        first = requests[0]
-        if first.action == "Stop":
-            if vmi is not None and (first.uid is None or first.uid == vmi.metadata.uid):
-                await self._delete_vmi(vmi)
-                return Result(), status
-            requests.pop(0)
-        elif vmi is None:
-            await self._start(vm, config)
-            requests.pop(0)
-        elif _phase(vmi) in FINAL_PHASES:
-            await self._delete_vmi(vmi)
-            return Result(), status
-        else:
-            requests.pop(0)
-        return Result(), status.model_copy(update={"state_change_requests": requests or None})
-
-    def _retry_delay(self, status: VirtualMachineStatus) -> float:
-        failure = status.start_failure or {}
-        retry_after = failure.get("retryAfterTimestamp")
-        if not retry_after:
-            return 0.0
-        moment = datetime.strptime(retry_after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=self._clock().tzinfo)
-        return max(0.0, (moment - self._clock()).total_seconds())
-
-    async def _replace_finished(
-        self, vmi: VirtualMachineInstance, phase: VMIPhase, status: VirtualMachineStatus
-    ) -> tuple[Result, VirtualMachineStatus]:
-        """Delete a finished VMI so a new one starts; failures back off exponentially (CrashLoopBackOff)."""
-        if phase is VMIPhase.FAILED:
-            failure = dict(status.start_failure or {})
-            if failure.get("lastFailedVMIUID") != vmi.metadata.uid:
-                count = int(failure.get("consecutiveFailCount", 0)) + 1
-                delay = min(self._crash_backoff * 2 ** (count - 1), 300.0)
-                retry_at = self._clock() + timedelta(seconds=delay)
-                failure = {
-                    "consecutiveFailCount": count,
-                    "lastFailedVMIUID": vmi.metadata.uid,
-                    "retryAfterTimestamp": _format_time(retry_at),
-                }
-                status = status.model_copy(update={"start_failure": failure})
-                reason = vmi.status.reason if vmi.status is not None else None
+        self, vm: VirtualMachine, vmi: VirtualMachineInstance | None
+    ) -> tuple[Result, RunDecision]:
+        """Start, stop or replace the VMI as ``run_strategy.decide`` says."""
+        decision = decide(vm, vmi, self._run_config, self._clock())
+        if decision.action is RunAction.START:
+            await self._start(vm, cluster_configuration(self._kubevirts))
+        elif decision.action is RunAction.DELETE_VMI and vmi is not None:
+            if decision.failure_message is not None:
                 await self._events.record(
-                    vmi.to_wire(),
-                    type="Warning",
-                    reason="VMIFailed",
-                    message=f"the guest failed ({reason or 'unknown reason'}); restarting in {delay:.0f}s",
+                    vmi.to_wire(), type="Warning", reason="VMIFailed", message=decision.failure_message
                 )
-        await self._delete_vmi(vmi)
-        return Result(requeue_after=self._retry_delay(status) or None), status
+            await self._delete_vmi(vmi)
+        return Result(requeue_after=decision.requeue_after), decision
 
     async def _start(self, vm: VirtualMachine, config: KubeVirtConfiguration) -> None:
         """Store the boot snapshot, drop older ones, and create the VMI from the effective spec."""

@@ -108,7 +108,7 @@ def plan(
     observed: VirtualMachineInstanceStatus | None,
     config: KubeVirtConfiguration,
 ) -> Plan:
-    """Plan how the running guest follows the VM: live changes now, the rest pending (SPEC §2)."""
+    """Plan how the running guest follows the VM: live changes now, the rest pending (docs/rollout.md §2)."""
     running_wire = running.to_wire()
     desired_wire = desired.spec.to_wire()
     facts = observed_from_status(observed, running_wire)

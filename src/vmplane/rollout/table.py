@@ -1,6 +1,6 @@
 """The live-update table: for each field family, when a difference can reach a running guest.
 
-This is the one place that says what is live-updatable (SPEC §2); the planner and the table tests
+This is the one place that says what is live-updatable (docs/rollout.md §2); the planner and the table tests
 both read ``LIVE_UPDATE_TABLE``. A difference no rule matches is not live-updatable.
 """
 

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ from aiohttp import web
 
 from vmplane.server import discovery
 from vmplane.server import status as st
+from vmplane.server.access import check_access
 from vmplane.server.connections import ConnectionGuard, ConnectionLimits
 from vmplane.server.context import ApiContext, ServerSettings, json_response, utc_now
 from vmplane.server.handlers import ResourceHandlers
@@ -29,13 +31,9 @@ from vmplane.server.kinds import default_registry
 from vmplane.server.kubeconfig import render_kubeconfig, write_kubeconfig
 from vmplane.server.openapi import OpenApiDocs
 from vmplane.server.registry import Registry
-from vmplane.server.security import (
-    TlsFiles,
-    bearer_matches,
-    ensure_self_signed,
-    load_or_create_token,
-    server_ssl_context,
-)
+from vmplane.server.reviews import add_review_routes
+from vmplane.server.security import TlsFiles, ensure_self_signed, load_or_create_token, server_ssl_context
+from vmplane.server.tokens import Authenticate, TokenAuthenticator, seed_admin_token, single_token
 from vmplane.store.base import AlreadyExistsError, JsonObject, Store
 from vmplane.store.sqlite import SqliteStore
 
@@ -68,7 +66,7 @@ def _error_response(err: st.ApiError) -> web.Response:
     return response
 
 
-def _middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+def _middleware(authenticate: Authenticate) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -76,8 +74,7 @@ def _middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
         started = time.monotonic()
         response: web.StreamResponse
         try:
-            if not bearer_matches(request.headers.get("Authorization"), token):
-                raise st.unauthorized()
+            await check_access(request, authenticate=authenticate, store=request.app[_CONTEXT].store)
             response = await handler(request)
         except st.ApiError as err:
             response = _error_response(err)
@@ -132,13 +129,16 @@ def _discovery_routes(app: web.Application, registry: Registry) -> None:
 
     async def group(request: web.Request) -> web.Response:
         name = request.match_info["group"]
-        if name not in registry.groups():
+        if name not in discovery.all_groups(registry):
             raise st.path_not_found()
         return json_response(discovery.api_group(registry, name))
 
     async def group_version(request: web.Request) -> web.Response:
         name, version_name = request.match_info["group"], request.match_info["version"]
-        if name not in registry.groups() or version_name not in registry.versions(name):
+        known = discovery.REVIEW_GROUPS.get(name) or (
+            registry.versions(name) if name in registry.groups() else ()
+        )
+        if version_name not in known:
             raise st.path_not_found()
         return json_response(discovery.api_resource_list(registry, name, version_name))
 
@@ -175,18 +175,27 @@ def create_app(
     *,
     store: Store,
     registry: Registry,
-    token: str,
+    token: str | None = None,
+    authenticate: Authenticate | None = None,
     settings: ServerSettings | None = None,
     clock: Callable[[], datetime] = utc_now,
     extra_routes: Callable[[web.Application, ApiContext], None] | None = None,
 ) -> web.Application:
     """The API as an aiohttp application; the caller owns the store's lifetime.
 
-    ``extra_routes`` adds routes (e.g. subresources) ahead of the generic resource routes.
+    ``authenticate`` maps an ``Authorization`` header to a user (``TokenAuthenticator``); ``token``
+    instead admits that one bearer token, as admin. ``extra_routes`` adds routes (e.g.
+    subresources) ahead of the generic resource routes.
     """
+    if authenticate is None:
+        if token is None:
+            raise TypeError("create_app needs token or authenticate")
+        authenticate = single_token(token)
     settings = settings or ServerSettings()
     ctx = ApiContext(store=store, registry=registry, settings=settings, clock=clock)
-    app = web.Application(middlewares=[header_guard, _middleware(token)], client_max_size=settings.body_limit)
+    app = web.Application(
+        middlewares=[header_guard, _middleware(authenticate)], client_max_size=settings.body_limit
+    )
     app[_CONTEXT] = ctx
 
     async def stop_caches(_: web.Application) -> None:
@@ -194,6 +203,7 @@ def create_app(
 
     app.on_cleanup.append(stop_caches)
     _discovery_routes(app, registry)
+    add_review_routes(app, ctx)
     if extra_routes is not None:
         extra_routes(app, ctx)
     handlers = ResourceHandlers(ctx)
@@ -296,7 +306,9 @@ async def run_server(
     """
     limits = limits or ConnectionLimits()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(data_dir, 0o700)  # tightened if it existed: it holds the store, token and TLS keys
     token = load_or_create_token(data_dir)
+    seed_admin_token(data_dir, token)
     tls = _tls_for(data_dir, listen, tls_cert, tls_key)
     store = SqliteStore.open(data_dir / "store.db")
     runner: web.AppRunner | None = None
@@ -308,7 +320,7 @@ async def run_server(
         app = create_app(
             store=store,
             registry=built.registry if built is not None else default_registry(),
-            token=token,
+            authenticate=TokenAuthenticator(data_dir).authenticate,
             settings=settings,
             extra_routes=built.add_routes if built is not None else None,
         )

@@ -15,7 +15,9 @@ from vmplane.store.base import JsonObject
 __all__ = [
     "AGGREGATED_V2",
     "AGGREGATED_V2BETA1",
+    "REVIEW_GROUPS",
     "aggregated",
+    "all_groups",
     "api_group_list",
     "api_resource_list",
     "api_versions",
@@ -25,6 +27,13 @@ __all__ = [
 
 AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+
+#: Groups served by dedicated handlers, not the registry (``server.reviews``): group -> version ->
+#: (plural, kind); each resource is cluster-scoped and create-only, as in Kubernetes.
+REVIEW_GROUPS: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
+    "authentication.k8s.io": {"v1": (("selfsubjectreviews", "SelfSubjectReview"),)},
+    "authorization.k8s.io": {"v1": (("selfsubjectaccessreviews", "SelfSubjectAccessReview"),)},
+}
 
 
 def _media_params(media_range: str) -> tuple[str, dict[str, str]]:
@@ -75,8 +84,17 @@ def api_versions() -> JsonObject:
     }
 
 
+def all_groups(registry: Registry) -> list[str]:
+    """The registry's groups, then the review groups."""
+    return [*registry.groups(), *(g for g in REVIEW_GROUPS if g not in registry.groups())]
+
+
+def _versions(registry: Registry, group: str) -> list[str]:
+    return list(REVIEW_GROUPS[group]) if group in REVIEW_GROUPS else list(registry.versions(group))
+
+
 def _group_entry(registry: Registry, group: str) -> JsonObject:
-    versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in registry.versions(group)]
+    versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in _versions(registry, group)]
     return {"name": group, "versions": versions, "preferredVersion": versions[0]}
 
 
@@ -84,7 +102,7 @@ def api_group_list(registry: Registry) -> JsonObject:
     return {
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": [_group_entry(registry, g) for g in registry.groups()],
+        "groups": [_group_entry(registry, g) for g in all_groups(registry)],
     }
 
 
@@ -107,8 +125,15 @@ def _resource_entry(resource_type: ResourceType) -> JsonObject:
     return entry
 
 
+def _review_resources(group: str, version: str) -> list[tuple[str, str]]:
+    return list(REVIEW_GROUPS.get(group, {}).get(version, ()))
+
+
 def api_resource_list(registry: Registry, group: str, version: str) -> JsonObject:
-    resources: list[JsonObject] = []
+    resources: list[JsonObject] = [
+        {"name": plural, "singularName": plural[:-1], "namespaced": False, "kind": kind, "verbs": ["create"]}
+        for plural, kind in _review_resources(group, version)
+    ]
     for resource_type in registry.in_group_version(group, version):
         resources.append(_resource_entry(resource_type))
         if resource_type.has_status_subresource:
@@ -153,18 +178,34 @@ def _aggregated_resource(resource_type: ResourceType) -> JsonObject:
     return entry
 
 
+def _aggregated_review(group: str, version: str, plural: str, kind: str) -> JsonObject:
+    return {
+        "resource": plural,
+        "responseKind": {"group": group, "version": version, "kind": kind},
+        "scope": "Cluster",
+        "singularResource": plural[:-1],
+        "verbs": ["create"],
+    }
+
+
 def aggregated(registry: Registry, *, core: bool, version: str) -> JsonObject:
     """``APIGroupDiscoveryList`` for ``/api`` (core) or ``/apis`` (every other group)."""
-    groups = [""] if core else registry.groups()
+    groups = [""] if core else all_groups(registry)
     items: list[JsonObject] = []
     for group in groups:
         versions = [
             {
                 "version": v,
-                "resources": [_aggregated_resource(r) for r in registry.in_group_version(group, v)],
+                "resources": [
+                    *(
+                        _aggregated_review(group, v, plural, kind)
+                        for plural, kind in _review_resources(group, v)
+                    ),
+                    *(_aggregated_resource(r) for r in registry.in_group_version(group, v)),
+                ],
                 "freshness": "Current",
             }
-            for v in registry.versions(group)
+            for v in _versions(registry, group)
         ]
         metadata: JsonObject = {"creationTimestamp": None}
         if group:

@@ -71,7 +71,7 @@ _EVENT_FIELDS = (
 
 
 def default_registry() -> Registry:
-    """Every kind of SPEC §1 plus Namespace and Node, with pass-through admission."""
+    """Every kind of docs/rollout.md §1 plus Namespace and Node, with pass-through admission."""
     vm_status = TableColumn(
         name="Status", cell=_status_field("printableStatus").cell, description="Human Readable Status"
     )

@@ -35,6 +35,7 @@ def write_kubeconfig(data_dir: Path, text: str) -> Path:
     """Write ``<data-dir>/kubeconfig`` readable by its owner only (it holds the token)."""
     path = data_dir / KUBECONFIG_NAME
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older kubeconfig may have been wider
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     return path

@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any
 
+from vmplane.server.openapi_schema import QUANTITY, kubernetes_schema, quantity_schema
 from vmplane.server.registry import Registry, ResourceType
 from vmplane.store.base import JsonObject
 
@@ -74,21 +75,27 @@ def _rewrite_refs(node: Any, old_prefix: str, new_prefix: str) -> Any:
     return node
 
 
-def _kind_schemas(resource_type: ResourceType, ref_root: str) -> dict[str, JsonObject]:
+def _kind_schemas(resource_type: ResourceType, ref_root: str, *, v3: bool) -> dict[str, JsonObject]:
     """The kind's schema plus its hoisted ``$defs``, refs pointing into ``ref_root``."""
     name = schema_name(resource_type)
     schema = copy.deepcopy(resource_type.schema) or {"type": "object"}
     defs = schema.pop("$defs", None) or schema.pop("definitions", None) or {}
     def_prefix = f"{name}."
+    models = {def_prefix + n: str(d.get("description", "")) for n, d in defs.items() if d.get("description")}
+    models[OBJECT_META] = str(_OBJECT_META_SCHEMA["description"])
     schema = _rewrite_refs(schema, "#/$defs/", ref_root + def_prefix)
     properties = schema.setdefault("properties", {})
     properties["metadata"] = {"$ref": ref_root + OBJECT_META, "description": "Standard object's metadata."}
+    schema = kubernetes_schema(resource_type.kind, schema, v3=v3, ref_root=ref_root, models=models)
     schema["x-kubernetes-group-version-kind"] = [
         {"group": resource_type.group, "version": resource_type.version, "kind": resource_type.kind}
     ]
     schemas = {name: schema}
     for def_name, definition in defs.items():
-        schemas[def_prefix + def_name] = _rewrite_refs(definition, "#/$defs/", ref_root + def_prefix)
+        rewritten = _rewrite_refs(definition, "#/$defs/", ref_root + def_prefix)
+        schemas[def_prefix + def_name] = kubernetes_schema(
+            def_name, rewritten, v3=v3, ref_root=ref_root, models=models
+        )
     list_schema: JsonObject = {
         "type": "object",
         "description": f"A list of {resource_type.kind}.",
@@ -181,10 +188,13 @@ def _operations(resource_type: ResourceType, ref: str, *, v3: bool) -> dict[str,
 
 def _document(resource_types: list[ResourceType], *, v3: bool) -> JsonObject:
     ref_root = "#/components/schemas/" if v3 else "#/definitions/"
-    schemas: dict[str, JsonObject] = {OBJECT_META: copy.deepcopy(_OBJECT_META_SCHEMA)}
+    schemas: dict[str, JsonObject] = {
+        OBJECT_META: copy.deepcopy(_OBJECT_META_SCHEMA),
+        QUANTITY: quantity_schema(v3=v3),
+    }
     paths: dict[str, JsonObject] = {}
     for resource_type in resource_types:
-        schemas.update(_kind_schemas(resource_type, ref_root))
+        schemas.update(_kind_schemas(resource_type, ref_root, v3=v3))
         paths.update(_operations(resource_type, ref_root + schema_name(resource_type), v3=v3))
     info = {"title": "Kubernetes", "version": "v1.32.0"}
     if v3:

@@ -46,6 +46,7 @@ def load_or_create_token(data_dir: Path) -> str:
     """The API token, generated on first start."""
     path = data_dir / "token"
     if path.exists():
+        os.chmod(path, 0o600)  # a token from before files were kept private
         token = path.read_text().strip()
         if token:
             return token

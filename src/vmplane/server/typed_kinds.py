@@ -17,6 +17,7 @@ from vmplane.api.decoding import FieldValidation, decode
 from vmplane.api.errors import FieldCause, InvalidObjectError
 from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration
 from vmplane.api.model import WireModel
+from vmplane.api.spec_rules import spec_field_causes
 from vmplane.api.validation import validate_metadata, validate_vm, validate_vmi_spec, volume_path_causes
 from vmplane.api.vm import VirtualMachine, VirtualMachineStatus
 from vmplane.api.vmi import VirtualMachineInstance
@@ -83,11 +84,13 @@ class VMAdmitter:
     """Admission of VirtualMachines, with the dry-run status projection.
 
     ``allowed_host_dirs``: where ``hostDisk`` paths may point on this host (None: not checked).
+    ``machine_types``: the machine types this host's QEMU offers (None: only their q35 shape is checked).
     """
 
     cluster: ClusterView
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     allowed_host_dirs: tuple[str, ...] | None = None
+    machine_types: tuple[str, ...] | None = None
 
     def admit(
         self,
@@ -104,7 +107,9 @@ class VMAdmitter:
             VirtualMachine,
             new,
             field_validation,
-            lambda vm: validate_vm(vm, config, allowed_host_dirs=self.allowed_host_dirs),
+            lambda vm: validate_vm(
+                vm, config, allowed_host_dirs=self.allowed_host_dirs, machine_types=self.machine_types
+            ),
         )
         vm: VirtualMachine = decoded.value
         wire = _with_metadata_of(vm.to_wire(), new)
@@ -142,9 +147,10 @@ class VMAdmitter:
 
 @dataclasses.dataclass(frozen=True)
 class VMIAdmitter:
-    """Admission of VirtualMachineInstances (``allowed_host_dirs`` as for VMs)."""
+    """Admission of VirtualMachineInstances (``allowed_host_dirs`` and ``machine_types`` as for VMs)."""
 
     allowed_host_dirs: tuple[str, ...] | None = None
+    machine_types: tuple[str, ...] | None = None
 
     def admit(
         self,
@@ -162,7 +168,8 @@ class VMIAdmitter:
             field_validation,
             lambda vmi: validate_metadata(vmi.metadata)
             + validate_vmi_spec(vmi.spec, prefix="spec")
-            + volume_path_causes(vmi.spec, prefix="spec", allowed_host_dirs=self.allowed_host_dirs),
+            + volume_path_causes(vmi.spec, prefix="spec", allowed_host_dirs=self.allowed_host_dirs)
+            + spec_field_causes(vmi.spec, prefix="spec", machine_types=self.machine_types),
         )
         return Admitted(object=_with_metadata_of(decoded.value.to_wire(), new), warnings=decoded.warnings)
 
@@ -187,15 +194,23 @@ class KubeVirtAdmitter:
         return Admitted(object=_with_metadata_of(decoded.value.to_wire(), new), warnings=decoded.warnings)
 
 
-def typed_registry(cluster: ClusterView, *, allowed_host_dirs: tuple[str, ...] | None = None) -> Registry:
+def typed_registry(
+    cluster: ClusterView,
+    *,
+    allowed_host_dirs: tuple[str, ...] | None = None,
+    machine_types: tuple[str, ...] | None = None,
+) -> Registry:
     """The default registry with the kubevirt.io/v1 kinds typed and admitted.
 
     ``allowed_host_dirs``: the directories ``hostDisk`` paths must lie under (None: not checked).
+    ``machine_types``: the machine types ``domain.machine.type`` may name (None: any q35 name).
     """
     registry = default_registry()
+    vms = VMAdmitter(cluster, allowed_host_dirs=allowed_host_dirs, machine_types=machine_types)
+    vmis = VMIAdmitter(allowed_host_dirs=allowed_host_dirs, machine_types=machine_types)
     typed = (
-        ("virtualmachines", VirtualMachine, VMAdmitter(cluster, allowed_host_dirs=allowed_host_dirs)),
-        ("virtualmachineinstances", VirtualMachineInstance, VMIAdmitter(allowed_host_dirs=allowed_host_dirs)),
+        ("virtualmachines", VirtualMachine, vms),
+        ("virtualmachineinstances", VirtualMachineInstance, vmis),
         ("kubevirts", KubeVirt, KubeVirtAdmitter()),
     )
     for plural, model, admitter in typed:

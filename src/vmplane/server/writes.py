@@ -28,6 +28,7 @@ from vmplane.server.bodies import (
     parse_write_options,
 )
 from vmplane.server.context import ApiContext, json_response
+from vmplane.server.deletion_guards import check_deletion
 from vmplane.server.listing import filtered_list
 from vmplane.server.registry import Admitted, Operation
 from vmplane.server.routing import Target
@@ -379,6 +380,7 @@ async def delete(ctx: ApiContext, target: Target, request: web.Request) -> web.R
             message=f"Precondition failed: UID in precondition: {preconditions['uid']}, UID in object meta: "
             f"{current_uid}",
         )
+    await check_deletion(ctx.store, resource_type, current)
     rv = preconditions.get("resourceVersion")
     current_rv = current.get("metadata", {}).get("resourceVersion")
     if rv and rv != current_rv:
@@ -407,6 +409,8 @@ async def delete_collection(ctx: ApiContext, target: Target, request: web.Reques
     options = _delete_options(await read_body(ctx, request))
     opts = _options(request, list(options.get("dryRun") or []))
     items, resource_version = await filtered_list(ctx, target, request)
+    for obj in items:
+        await check_deletion(ctx.store, resource_type, obj)
     deleted: list[JsonObject] = []
     for obj in items:
         metadata = obj.get("metadata", {})

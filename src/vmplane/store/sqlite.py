@@ -11,11 +11,16 @@ Concurrency: one connection, used only from the event loop's thread, and no meth
 its first and last statement, so each operation is atomic with respect to other coroutines: the
 event loop is the lock. The price is that a commit's fsync blocks the loop for its duration, which
 suits the small, infrequent writes of a one-host control plane (several hosts use etcd).
+
+The file, its WAL and shared-memory index are 0600 (tightened if older ones were wider): the store
+holds every object, cloud-init userData included. SQLite gives the WAL and index the database file's
+mode, so creating that 0600 before SQLite opens it covers them from their first byte.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -104,6 +109,10 @@ class SqliteStore:
         if history < 1:
             raise ValueError("history must keep at least one change")
         try:
+            _make_private(path)
+        except OSError as err:
+            raise StoreError(f"cannot open store {path}: {err}") from err
+        try:
             # Autocommit mode (isolation_level=None): transactions are explicit, see _transaction.
             # timeout=0: a locked file is an error at once, not after a wait.
             db = sqlite3.connect(path, isolation_level=None, timeout=0)
@@ -130,6 +139,7 @@ class SqliteStore:
         except StoreError:
             db.close()
             raise
+        _tighten(path)
         return cls(db, clock=clock or _utc_now, history=history, history_bytes=history_bytes)
 
     async def get(self, resource: str, namespace: str, name: str) -> JsonObject:
@@ -351,6 +361,24 @@ def _decode(body: str) -> JsonObject:
 
 def _describe(namespace: str, name: str) -> str:
     return f'"{namespace}/{name}"' if namespace else f'"{name}"'
+
+
+def _make_private(path: Path) -> None:
+    """Create the store file owner-only (or tighten an existing one) before SQLite opens it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _tighten(path: Path) -> None:
+    """Make the WAL and shared-memory files owner-only too, where they exist (older stores)."""
+    for suffix in ("-wal", "-shm"):
+        try:
+            os.chmod(f"{path}{suffix}", 0o600)
+        except FileNotFoundError:
+            continue
 
 
 def _utc_now() -> datetime:

@@ -1,6 +1,6 @@
 """The QEMU command line for a ``MachineSpec``: a pure function, no I/O.
 
-Every guest boots with its hotplug headroom, whatever the rollout strategy (SPEC §4):
+Every guest boots with its hotplug headroom, whatever the rollout strategy (docs/rollout.md §4):
 
 * vCPUs: ``-smp <initial>,sockets=<max_sockets>,...,maxcpus=...``. QEMU 7.2 reads ``sockets`` as the
   *maximum* socket count (``sockets=1,maxcpus=4`` is refused as an invalid topology), so the boot count
@@ -11,24 +11,40 @@ Every guest boots with its hotplug headroom, whatever the rollout strategy (SPEC
   ``spare_root_ports`` free ones for hotplug.
 
 Guests start paused (``-S``): the driver connects QMP, applies what the command line cannot say (a
-NIC booted with its link down) and then sends ``cont``. ``-blockdev`` and ``-device`` use QEMU's JSON
-syntax so paths and names need no comma escaping.
+NIC booted with its link down) and then sends ``cont``.
+
+No spec value can add an option: ``-blockdev``, ``-device`` and ``-netdev`` use QEMU's JSON syntax
+(QEMU 7.2 takes JSON for all three), so paths and names need no comma escaping and a NIC's netdev can
+never gain ``hostfwd=``, ``guestfwd=`` or ``smb=``. The legacy ``key=value`` options left carry only
+values the driver chose (run-directory paths, with ``,`` doubled) or values refused unless they have
+no option syntax at all: the machine type (a q35 name, never ``q35,firmware=...``), the CPU model and
+the UUID. ``-kernel``, ``-initrd`` and ``-append`` are plain strings to QEMU. No argument may hold a
+NUL, which ``execve`` cannot pass.
+
+QEMU runs under its seccomp sandbox (``SANDBOX``): no obsolete syscalls, no ``setuid``/``setgid``
+(``elevateprivileges=deny``, which is also why QEMU is *started* as its unprivileged user rather than
+given ``-runas``), no ``fork``/``exec`` (``spawn=deny``), no scheduler or affinity changes. QEMU 7.2
+applies it after parsing the command line, and hotplug of vCPUs, DIMMs, disks and NICs still works.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
 from vmplane.agent.hypervisor import DiskSpec, MachineSpec, NicSpec
 from vmplane.agent.qemu import naming
+from vmplane.api.names import CPU_MODEL, UUID
+from vmplane.api.spec_rules import Q35_MACHINE
 
 __all__ = [
     "DIMM_SLOTS",
     "MAX_ROOT_PORTS",
     "MIB",
     "NIC_DRIVERS",
+    "SANDBOX",
     "blockdev_node",
     "boot_root_ports",
     "build_argv",
@@ -44,6 +60,10 @@ MAX_ROOT_PORTS = 30
 #: Linux's ``sun_path`` limit: QEMU cannot bind a longer QMP socket path.
 _MAX_SOCKET_PATH = 107
 _SATA_PORTS = 6  # q35's built-in AHCI controller: ide.0 .. ide.5
+_MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", re.ASCII)
+
+#: ``-sandbox``: QEMU's seccomp filter, every optional deny on.
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 NIC_DRIVERS: dict[str, str] = {
     "virtio": "virtio-net-pci",
@@ -152,6 +172,8 @@ def nic_device(nic: NicSpec, port: str) -> dict[str, object]:
         raise ValueError(
             f"NIC {nic.name}: unsupported model {nic.model!r} (supported: {', '.join(NIC_DRIVERS)})"
         )
+    if not _MAC.fullmatch(nic.mac):
+        raise ValueError(f"NIC {nic.name}: MAC address {nic.mac!r} is not of the form 02:00:00:00:00:01")
     return {
         "driver": NIC_DRIVERS[nic.model],
         "id": naming.nic_device_id(nic.name),
@@ -186,7 +208,7 @@ def _devices(spec: MachineSpec) -> list[str]:
             sata += 1
         argv += ["-device", _json(device)]
     for nic in spec.nics:
-        argv += ["-netdev", f"user,id={naming.netdev_id(nic.name)}"]
+        argv += ["-netdev", _json({"type": "user", "id": naming.netdev_id(nic.name)})]
         argv += ["-device", _json(nic_device(nic, next(ports)))]
     return argv
 
@@ -206,8 +228,12 @@ def build_argv(
     files = naming.run_files(run_dir)
     if len(str(files["qmp"])) > _MAX_SOCKET_PATH:
         raise ValueError(f"QMP socket path {files['qmp']} is longer than {_MAX_SOCKET_PATH} bytes")
-    if spec.machine != "q35" and not spec.machine.startswith("pc-q35"):
-        raise ValueError(f"machine {spec.machine!r}: only q35 machines have PCIe root ports")
+    if not Q35_MACHINE.fullmatch(spec.machine):
+        raise ValueError(f"machine {spec.machine!r}: only q35 machines (q35, pc-q35-<version>) are supported")
+    if not UUID.fullmatch(spec.uuid):
+        raise ValueError(f"uuid {spec.uuid!r} is not a UUID")
+    if spec.cpu_model is not None and not CPU_MODEL.fullmatch(spec.cpu_model):
+        raise ValueError(f"CPU model {spec.cpu_model!r} is not a CPU model name")
     cpu_model = spec.cpu_model or ("host" if accel == "kvm" else None)
     argv = [
         qemu_binary,
@@ -237,6 +263,8 @@ def build_argv(
         "chardev:console",
         "-pidfile",
         str(files["pidfile"]),
+        "-sandbox",
+        SANDBOX,
     ]
     if spec.kernel_boot is not None:
         argv += ["-kernel", spec.kernel_boot.kernel]
@@ -244,4 +272,7 @@ def build_argv(
             argv += ["-initrd", spec.kernel_boot.initrd]
         if spec.kernel_boot.cmdline:
             argv += ["-append", spec.kernel_boot.cmdline]
-    return argv + _devices(spec)
+    argv += _devices(spec)
+    if any("\x00" in arg for arg in argv):
+        raise ValueError("a value of the spec holds a NUL character, which no command line can pass")
+    return argv

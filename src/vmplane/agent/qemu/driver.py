@@ -1,8 +1,11 @@
 """``QemuHypervisor``: the Hypervisor protocol on real QEMU processes, driven over QMP.
 
-Each machine lives in ``<base_dir>/<name>/`` (mode 0700): QMP socket, serial console log, pidfile,
-QEMU's stderr and the machine record. QEMU runs in its own session, so it outlives the agent; a new
-agent calls ``adopt()`` to reconnect to whatever the records describe, never restarting a guest.
+Each machine lives in ``<base_dir>/<name>/`` (mode 0711, the agent's): the machine record and QEMU's
+stderr, and QEMU's own directory ``qemu/`` (0700, owned by the QEMU user) with the QMP socket (0600),
+serial console log and pidfile. QEMU is started as the unprivileged ``GuestUser`` (``agent.guestfs``:
+``vmplane-qemu`` when the agent is root) under ``-sandbox``. QEMU runs in its own session, so it
+outlives the agent; a new agent calls ``adopt()`` to reconnect to whatever the records describe, never
+restarting a guest.
 
 Hotplug follows QEMU's documented sequences (docs/system/cpu-hotplug.rst, docs/memory-hotplug.txt,
 qapi/qdev.json): vCPUs fill free ``query-hotpluggable-cpus`` slots; memory grows by pc-dimm devices
@@ -24,6 +27,17 @@ from typing import Literal
 
 from qemu.qmp import ExecuteError
 
+from vmplane.agent.guestfs import (
+    PRIVATE_DIR_MODE,
+    GuestSetupError,
+    GuestUser,
+    guest_user,
+    hand_over,
+    log_identity,
+    make_dirs,
+    privilege_argv,
+    unsearchable,
+)
 from vmplane.agent.hypervisor import (
     DiskSpec,
     HotplugError,
@@ -45,6 +59,7 @@ from vmplane.agent.qemu.argv import (
     nic_device,
 )
 from vmplane.agent.qemu.machine import QemuMachine
+from vmplane.agent.qemu.machine_types import MachineTypesError, q35_machine_types
 from vmplane.agent.qemu.observe import observed_machine, peripheral_types
 from vmplane.agent.qemu.process import proc_starttime, spawn, stderr_tail
 from vmplane.agent.qemu.records import MachineRecord, read_record, write_record
@@ -63,6 +78,7 @@ class QemuHypervisor:
 
     ``accel="auto"`` uses ``probe_accel`` (KVM only where it can run Linux guests); tests pin "tcg".
     ``unplug_timeout`` bounds DIMM removal in ``set_memory`` (disk and NIC detaches take their own).
+    ``user`` is who QEMU runs as (default: ``guestfs.guest_user`` of the agent's effective uid).
     """
 
     def __init__(
@@ -74,8 +90,10 @@ class QemuHypervisor:
         qemu_binary: str = "qemu-system-x86_64",
         connect_timeout: float = 10.0,
         unplug_timeout: float = 30.0,
+        user: GuestUser | None = None,
     ) -> None:
         self._base_dir = base_dir
+        self._user = user
         self._accel_choice = accel
         self._accel: Literal["kvm", "tcg"] | None = None if accel == "auto" else accel
         self._on_change = on_change
@@ -92,8 +110,40 @@ class QemuHypervisor:
             self._accel = probe.accel
         return self._accel
 
+    @property
+    def user(self) -> GuestUser:
+        """Who QEMU runs as; raises HypervisorError when that user does not exist."""
+        if self._user is None:
+            try:
+                self._user = guest_user(euid=os.geteuid())
+            except GuestSetupError as err:
+                raise HypervisorError(str(err)) from err
+        log_identity(self._user)
+        return self._user
+
     def run_dir(self, name: str) -> Path:
-        return self._base_dir / naming.run_dir_name(name)
+        """``<base_dir>/<name>``; refuses a name that would not be one directory right under it."""
+        run_dir = self._base_dir / naming.run_dir_name(name)
+        if (
+            "\x00" in name
+            or run_dir.name in ("", ".", "..")
+            or run_dir.parent != self._base_dir
+            or run_dir.is_symlink()
+        ):
+            raise HypervisorError(f"machine name {name!r} cannot name a run directory")
+        return run_dir
+
+    def _check_machine_type(self, spec: MachineSpec) -> None:
+        """Only a machine type this QEMU printed in ``-machine help`` reaches ``-machine``."""
+        try:
+            allowed = q35_machine_types(self._qemu_binary)
+        except MachineTypesError as err:
+            raise HypervisorError(f"{spec.name}: {err}") from err
+        if spec.machine not in allowed:
+            raise HypervisorError(
+                f"{spec.name}: spec.domain.machine.type {spec.machine!r} is not supported "
+                f"(allowed values: {', '.join(allowed)})"
+            )
 
     def _get(self, name: str) -> QemuMachine:
         machine = self._machines.get(name)
@@ -118,20 +168,21 @@ class QemuHypervisor:
                 f"{spec.name} exists ({existing.state.value}); forget it before starting again"
             )
         run_dir = self.run_dir(spec.name)
+        self._check_machine_type(spec)
         try:
             argv = build_argv(spec, run_dir=run_dir, accel=self.accel, qemu_binary=self._qemu_binary)
         except ValueError as err:
             raise HypervisorError(f"{spec.name}: {err}") from err
         self._refuse_unadopted(run_dir)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        run_dir.mkdir(parents=True, mode=0o700)
-        os.chmod(run_dir, 0o700)  # mkdir's mode is filtered by the umask
+        user = self.user
+        self._make_run_dir(run_dir, user)
         files = naming.run_files(run_dir)
+        command = [*privilege_argv(user), *argv]
         try:
-            pid = spawn(argv, stderr_path=files["stderr"])
+            pid = spawn(command, stderr_path=files["stderr"])
         except OSError as err:
             shutil.rmtree(run_dir, ignore_errors=True)
-            raise HypervisorError(f"{spec.name}: cannot run {self._qemu_binary}: {err}") from err
+            raise HypervisorError(f"{spec.name}: cannot run {command[0]}: {err}") from err
         record = MachineRecord(
             name=spec.name,
             pid=pid,
@@ -145,6 +196,9 @@ class QemuHypervisor:
         self._machines[spec.name] = machine
         try:
             await machine.attach(connect_timeout=self._connect_timeout)
+            # QEMU binds the socket under the umask; its 0700 directory already keeps others out.
+            with contextlib.suppress(OSError):
+                os.chmod(files["qmp"], 0o600)
             await machine.resume()
         except (HypervisorError, ExecuteError) as err:
             machine.kill()
@@ -154,6 +208,20 @@ class QemuHypervisor:
             del self._machines[spec.name]
             shutil.rmtree(run_dir, ignore_errors=True)
             raise HypervisorError(f"{spec.name}: QEMU failed to start: {reason}") from err
+
+    def _make_run_dir(self, run_dir: Path, user: GuestUser) -> None:
+        """A fresh run directory (the agent's) holding QEMU's own one (``user``'s, 0700)."""
+        make_dirs(self._base_dir)
+        blocked = unsearchable(self._base_dir, user)
+        if blocked is not None:
+            raise HypervisorError(
+                f"QEMU runs as {user.name}, which cannot enter {blocked} on the way to {self._base_dir}"
+            )
+        shutil.rmtree(run_dir, ignore_errors=True)
+        make_dirs(run_dir)
+        qemu_dir = naming.run_files(run_dir)["qemu"]
+        qemu_dir.mkdir(mode=PRIVATE_DIR_MODE)
+        hand_over(qemu_dir, user, mode=PRIVATE_DIR_MODE)
 
     def _refuse_unadopted(self, run_dir: Path) -> None:
         try:

@@ -17,6 +17,7 @@ __all__ = [
     "DIMM_PREFIX",
     "MACHINE_RECORD",
     "PIDFILE",
+    "QEMU_DIR",
     "QMP_SOCKET",
     "ROOT_PORT_PREFIX",
     "STDERR_LOG",
@@ -37,6 +38,7 @@ __all__ = [
     "run_files",
 ]
 
+QEMU_DIR = "qemu"
 QMP_SOCKET = "qmp.sock"
 CONSOLE_LOG = "console.log"
 PIDFILE = "qemu.pid"
@@ -123,11 +125,18 @@ def backend_cleanup(device_id: str) -> tuple[str, dict[str, str]] | None:
 
 
 def run_files(run_dir: Path) -> dict[str, Path]:
-    """Every file QEMU and the driver keep in a machine's run directory."""
+    """Every file QEMU and the driver keep for a machine.
+
+    ``qemu`` is QEMU's own directory (owned by its user, see ``agent.guestfs``) with what QEMU writes:
+    the QMP socket, console log and pidfile. The record and stderr stay in the agent's ``run_dir``,
+    out of QEMU's reach.
+    """
+    qemu = run_dir / QEMU_DIR
     return {
-        "qmp": run_dir / QMP_SOCKET,
-        "console": run_dir / CONSOLE_LOG,
-        "pidfile": run_dir / PIDFILE,
+        "qemu": qemu,
+        "qmp": qemu / QMP_SOCKET,
+        "console": qemu / CONSOLE_LOG,
+        "pidfile": qemu / PIDFILE,
         "record": run_dir / MACHINE_RECORD,
         "stderr": run_dir / STDERR_LOG,
     }

@@ -1,0 +1,94 @@
+"""The access check at the HTTP edge: authenticate, describe, look up a node binding, authorize.
+
+The decisions are :func:`vmplane.server.authz.authorize`'s; this module only gathers what it needs
+(the stored VMI's ``status.nodeName`` and, for a create, the new object's name when the caller is a
+node) and turns a denial into Kubernetes' ``401``/``403`` ``Status``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+
+from aiohttp import web
+
+from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
+from vmplane.server import status as st
+from vmplane.server.authz import (
+    NODES_GROUP,
+    READ_VERBS,
+    Attributes,
+    Decision,
+    User,
+    authorize,
+    forbidden_message,
+)
+from vmplane.server.request_info import node_name_written, request_attributes
+from vmplane.store.base import NotFoundError, Store
+
+__all__ = ["USER_KEY", "check_access", "forbidden", "node_binding", "request_user"]
+
+#: Where the middleware leaves the authenticated ``User`` for handlers (the self reviews).
+USER_KEY = "vmplane_user"
+_NODE_CREATED = ("nodes", "leases")
+
+
+def forbidden(user: User, attrs: Attributes, reason: str = "", *, admission: bool = False) -> st.ApiError:
+    decision = Decision(False, reason, admission=admission)
+    details: dict[str, str] = (
+        {"name": attrs.name, "kind": attrs.resource} if attrs.is_resource_request else {}
+    )
+    if attrs.api_group:
+        details["group"] = attrs.api_group
+    return st.ApiError(
+        code=403, reason="Forbidden", message=forbidden_message(user, attrs, decision), details=details
+    )
+
+
+async def node_binding(store: Store, attrs: Attributes) -> str | None:
+    try:
+        vmi = await store.get(VIRTUAL_MACHINE_INSTANCES, attrs.namespace, attrs.name)
+    except NotFoundError:
+        return None
+    node = (vmi.get("status") or {}).get("nodeName")
+    return node if isinstance(node, str) else None
+
+
+async def _created_name(request: web.Request) -> str:
+    """The ``metadata.name`` of a JSON create body (aiohttp keeps the body for the handler)."""
+    try:
+        body = json.loads(await request.read())
+    except ValueError:
+        return ""
+    metadata = body.get("metadata") if isinstance(body, dict) else None
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return name if isinstance(name, str) else ""
+
+
+async def check_access(
+    request: web.Request, *, authenticate: Callable[[str | None], User | None], store: Store
+) -> User:
+    """The caller's identity, or the ``401``/``403`` that ends the request."""
+    user = authenticate(request.headers.get("Authorization"))
+    if user is None:
+        raise st.unauthorized()
+    attrs = request_attributes(request.method, request.path, request.query)
+    if NODES_GROUP in user.groups and attrs.verb not in READ_VERBS:
+        if attrs.resource == "virtualmachineinstances" and attrs.name and attrs.api_group == "kubevirt.io":
+            written = node_name_written(await request.read(), request.headers.get("Content-Type", ""))
+            attrs = replace(attrs, node_binding=await node_binding(store, attrs), node_written=written)
+        elif attrs.verb == "create" and attrs.resource in _NODE_CREATED and not attrs.name:
+            attrs = replace(attrs, name=await _created_name(request))
+    decision = authorize(user, attrs)
+    if not decision.allowed:
+        raise forbidden(user, attrs, decision.reason, admission=decision.admission)
+    request[USER_KEY] = user
+    return user
+
+
+def request_user(request: web.Request) -> User:
+    user = request.get(USER_KEY)
+    if not isinstance(user, User):
+        raise st.unauthorized()
+    return user

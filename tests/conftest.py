@@ -1,0 +1,128 @@
+"""No silent skips: tests name the machine components they need, and CI says which must be there.
+
+A test that needs something outside Python marks it: ``@pytest.mark.requires("qemu")`` (or a module's
+``pytestmark``). Without the component the test is skipped with a reason naming what is missing and
+how to install it, unless ``VMPLANE_REQUIRE`` lists the component (``make test`` and ``.ci/run`` set
+``VMPLANE_REQUIRE=qemu,kubectl``): then it fails. Any other skip of a test that needs a required
+component (a fixture calling ``pytest.skip``, say) fails too, and so does a module-level skip while
+anything is required, because such a skip hides every test of its module.
+
+Add a component with one entry in ``COMPONENTS``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from collections.abc import Callable, Generator
+from pathlib import Path
+
+import pytest
+
+GUEST = Path(__file__).resolve().parents[1] / "guest" / "out"
+GUEST_FILES = ("vmlinuz", "initrd.img", "cmdline")
+REQUIRE_ENV = "VMPLANE_REQUIRE"
+
+
+def _tools(*tools: str, install: str) -> str | None:
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    return f"{', '.join(missing)} not on PATH (install: {install})" if missing else None
+
+
+def _qemu() -> str | None:
+    reason = _tools("qemu-system-x86_64", "qemu-img", install="make deps, or scripts/ci-install-qemu.sh")
+    if reason is not None:
+        return reason
+    absent = [name for name in GUEST_FILES if not (GUEST / name).is_file()]
+    if absent:
+        return f"test guest missing {', '.join(absent)} in {GUEST} (install: make deps)"
+    return None
+
+
+#: component -> a check returning why it is unusable (None when it is there).
+COMPONENTS: dict[str, Callable[[], str | None]] = {
+    "qemu": _qemu,
+    "kubectl": lambda: _tools(
+        "kubectl", install="https://dl.k8s.io/release/v1.32.0/bin/linux/amd64/kubectl into /usr/local/bin"
+    ),
+    "etcd": lambda: _tools("etcd", install="apt-get install etcd-server"),
+    "browser": lambda: _tools("chromium", install="apt-get install chromium"),
+}
+
+
+@functools.cache
+def missing(component: str) -> str | None:
+    """Why ``component`` cannot be used here, or None."""
+    return COMPONENTS[component]()
+
+
+def required() -> frozenset[str]:
+    """The components ``VMPLANE_REQUIRE`` lists (comma-separated); unknown names are an error."""
+    names = frozenset(n.strip() for n in os.environ.get(REQUIRE_ENV, "").split(",") if n.strip())
+    unknown = names - COMPONENTS.keys()
+    if unknown:
+        raise pytest.UsageError(
+            f"{REQUIRE_ENV} names unknown components {sorted(unknown)}; known: {sorted(COMPONENTS)}"
+        )
+    return names
+
+
+def needs(item: pytest.Item) -> list[str]:
+    """The components ``item``'s ``requires`` markers name."""
+    return [name for marker in item.iter_markers("requires") for name in marker.args]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"requires(*components): the test needs these machine components ({', '.join(COMPONENTS)}); "
+        f"skipped without them unless {REQUIRE_ENV} lists them, then failed",
+    )
+    required()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        unknown = [name for name in needs(item) if name not in COMPONENTS]
+        if unknown:
+            raise pytest.UsageError(f"{item.nodeid}: unknown component(s) {unknown} in requires()")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    must = required()
+    for name in needs(item):
+        reason = missing(name)
+        if reason is None:
+            continue
+        if name in must:
+            pytest.fail(f"{name} is required ({REQUIRE_ENV}) but unusable: {reason}", pytrace=False)
+        pytest.skip(f"needs {name}: {reason}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    must = required().intersection(needs(item))
+    if report.skipped and must and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped although it needs {', '.join(sorted(must))} ({REQUIRE_ENV}): " + (
+            str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        )
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    if report.skipped and required():
+        report.outcome = "failed"
+        report.longrepr = (
+            f"module-level skip while {REQUIRE_ENV} is set (mark the tests with requires() instead): "
+            + (str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr))
+        )
+    return report

@@ -1,0 +1,31 @@
+"""The ``vmplane`` command's own surface: its version, and help written for users."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import pytest
+
+from vmplane.cli.main import build_parser, main
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"vmplane {importlib.metadata.version('vmplane')}"
+
+
+def _subcommands() -> dict[str, str]:
+    parser = build_parser()
+    [action] = [a for a in parser._actions if a.dest == "command"]
+    return {name: sub.format_help() for name, sub in action.choices.items()}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("command", sorted(_subcommands()))
+def test_every_command_has_a_description_for_users(command: str) -> None:
+    parser = build_parser()
+    [action] = [a for a in parser._actions if a.dest == "command"]
+    sub = action.choices[command]  # type: ignore[index]
+    assert sub.description, f"vmplane {command} --help has no description"
+    assert "``" not in sub.description, "a developer docstring leaked into --help"
