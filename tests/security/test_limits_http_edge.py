@@ -128,16 +128,32 @@ def _get_line(server: LimitsServer, header: bytes) -> bytes:
     return b"GET /api/v1/namespaces HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + header + b"\r\n\r\n"
 
 
-def test_a_nul_byte_in_a_header_is_400(server: LimitsServer) -> None:
+def _status_of(answer: bytes) -> tuple[bytes, dict[str, Any]]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.split(b"\r\n", 1)[0], json.loads(body)
+
+
+def test_a_nul_byte_in_a_header_is_a_400_status(server: LimitsServer) -> None:
     auth = f"Authorization: Bearer {server.token}\r\n".encode()
-    answer = server.raw(_get_line(server, auth + b"X-Test: a\x00b"))
-    assert answer.startswith(b"HTTP/1.")
-    assert b" 400 " in answer.split(b"\r\n", 1)[0]
+    line, status = _status_of(server.raw(_get_line(server, auth + b"X-Test: a\x00b")))
+    assert b" 400 " in line
+    assert status["kind"] == "Status"
+    assert status["code"] == 400
+    assert "Invalid header value char" in status["message"]
 
 
-def test_a_nul_byte_in_the_authorization_header_is_400(server: LimitsServer) -> None:
+def test_a_nul_byte_in_the_authorization_header_is_a_400_status(server: LimitsServer) -> None:
     answer = server.raw(_get_line(server, f"Authorization: Bearer {server.token}\x00".encode()))
-    assert b" 400 " in answer.split(b"\r\n", 1)[0]
+    line, status = _status_of(answer)
+    assert b" 400 " in line
+    assert status["reason"] == "BadRequest"
+
+
+def test_a_malformed_request_is_logged_without_a_traceback(server: LimitsServer) -> None:
+    server.raw(_get_line(server, b"X-Test: \x01"))
+    log = server.log()
+    assert "refused a malformed request" in log
+    assert "Traceback" not in log
 
 
 @pytest.mark.parametrize("header", [b"Authorization: Bearer \xff\xfe", b"Accept: \xff", b"X-Test: \xc3"])

@@ -26,7 +26,7 @@ from vmplane.server.access import check_access
 from vmplane.server.connections import ConnectionGuard, ConnectionLimits
 from vmplane.server.context import ApiContext, ServerSettings, json_response, utc_now
 from vmplane.server.handlers import ResourceHandlers
-from vmplane.server.http_edge import header_guard
+from vmplane.server.http_edge import handler_factory, header_guard
 from vmplane.server.kinds import default_registry
 from vmplane.server.kubeconfig import render_kubeconfig, write_kubeconfig
 from vmplane.server.openapi import OpenApiDocs
@@ -335,7 +335,7 @@ async def run_server(
         assert runner.server is not None
         # Not web.TCPSite: the connections go through the header timeout and the connection cap.
         listener = await asyncio.get_running_loop().create_server(
-            ConnectionGuard(runner.server, limits),
+            ConnectionGuard(handler_factory(runner.server, idle_timeout=limits.idle_timeout), limits),
             listen.host,
             listen.port,
             ssl=server_ssl_context(tls),
