@@ -196,3 +196,20 @@ def test_labels_that_are_not_strings_are_refused(server: LimitsServer) -> None:
     node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "typed-labels", "labels": {"a": 1}}}
     status, body, _ = server.request("POST", "/api/v1/nodes", body=node)
     _invalid(status, body, "metadata.labels")
+
+
+@pytest.mark.parametrize(
+    ("references", "field"),
+    [
+        pytest.param("x", "metadata.ownerReferences", id="not-a-list"),
+        pytest.param(
+            [{"apiVersion": "v1", "kind": "Node", "name": "n"}],
+            "metadata.ownerReferences[0].uid",
+            id="no-uid",
+        ),
+    ],
+)
+def test_malformed_owner_references_are_refused(server: LimitsServer, references: Any, field: str) -> None:
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "owned", "ownerReferences": references}}
+    status, body, _ = server.request("POST", "/api/v1/nodes", body=node)
+    _invalid(status, body, field)

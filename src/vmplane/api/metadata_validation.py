@@ -153,6 +153,27 @@ def _annotation_causes(annotations: Mapping[str, str]) -> list[FieldCause]:
     return causes
 
 
+def _owner_reference_causes(value: Any) -> list[FieldCause]:
+    """``ValidateOwnerReferences``: apiVersion, kind, name and uid are required strings."""
+    if value is None:
+        return []
+    field = "metadata.ownerReferences"
+    if not isinstance(value, list):
+        return [FieldCause(field, "Invalid value: must be a list of owner references")]
+    causes: list[FieldCause] = []
+    for index, reference in enumerate(value):
+        if not isinstance(reference, dict):
+            causes.append(FieldCause(f"{field}[{index}]", "Invalid value: must be an object"))
+            continue
+        for key in ("apiVersion", "kind", "name", "uid"):
+            item = reference.get(key)
+            if not isinstance(item, str) or not item:
+                causes.append(
+                    FieldCause(f"{field}[{index}].{key}", "Required value", CauseType.FIELD_VALUE_REQUIRED)
+                )
+    return causes
+
+
 def _name_errors(value: str, rule: NameRule, *, prefix: bool) -> list[str]:
     if prefix:  # a generateName may end in '-': the random suffix follows it
         value = value[:-1] + "a" if value.endswith("-") else value
@@ -196,4 +217,5 @@ def metadata_causes(
         + _label_causes(labels)
         + annotation_type_causes
         + _annotation_causes(annotations)
+        + _owner_reference_causes(metadata.get("ownerReferences"))
     )
