@@ -88,8 +88,11 @@ def _write_until_killed(path: Path, round_: int, delay: float) -> list[Ack]:
                     time.sleep(delay)
                     os.kill(writer.pid, signal.SIGKILL)
                     break
-            # Lines already in the pipe were printed after their commit: they were acknowledged.
+            # Lines already in the pipe were printed after their commit: they were acknowledged. The
+            # kill may cut the last one short; a line without its newline acknowledges nothing.
             for line in writer.stdout:
+                if not line.endswith("\n"):
+                    break
                 revision, name, step = line.split()
                 acks.append(Ack(int(revision), name, int(step)))
         finally:
