@@ -10,6 +10,7 @@ from aiohttp import web
 from vmplane.server import status as st
 from vmplane.server import writes
 from vmplane.server.context import ApiContext, json_response, query_bool, wants_table
+from vmplane.server.freshness import wait_for_revision
 from vmplane.server.listing import filtered_snapshot, list_body
 from vmplane.server.routing import Target, parse_target
 from vmplane.server.tables import build_table
@@ -27,6 +28,19 @@ def _int_param(request: web.Request, name: str) -> int:
         return int(raw)
     except ValueError as err:
         raise st.bad_request(f"{name}: Invalid value: {raw!r}: must be an integer") from err
+
+
+def _list_scope(target: Target, request: web.Request) -> str:
+    """What a paged list's continue token is bound to: its resource, namespace and selectors."""
+    query = request.query
+    return "\x00".join(
+        (
+            target.resource_type.store_resource,
+            target.namespace or "",
+            query.get("labelSelector", ""),
+            query.get("fieldSelector", ""),
+        )
+    )
 
 
 class ResourceHandlers:
@@ -91,11 +105,15 @@ class ResourceHandlers:
         resource_type = target.resource_type
         limit = _int_param(request, "limit")
         token = request.query.get("continue", "")
+        scope = _list_scope(target, request)
+        wanted = _int_param(request, "resourceVersion")
+        if wanted and not token:
+            await wait_for_revision(self.ctx.store, wanted)
         if token:
-            page = self.ctx.snapshots.next_page(token, limit)
+            page = self.ctx.snapshots.next_page(token, limit, scope=scope)
         else:
             items, resource_version = await filtered_snapshot(self.ctx, target, request)
-            page = self.ctx.snapshots.first_page(items, resource_version, limit)
+            page = self.ctx.snapshots.first_page(items, resource_version, limit, scope=scope)
         metadata: JsonObject = {"resourceVersion": str(page.resource_version)}
         if page.continue_token:
             metadata["continue"] = page.continue_token

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from vmplane.server import status as st
 from vmplane.server.context import ApiContext, dumps, query_bool, wants_table
+from vmplane.server.freshness import wait_for_revision
 from vmplane.server.listing import Selectors, request_selectors, selected
 from vmplane.server.routing import Target
 from vmplane.server.tables import build_table
@@ -120,6 +121,7 @@ async def serve_watch(ctx: ApiContext, target: Target, request: web.Request) -> 
             since = int(raw_rv)
         except ValueError as err:
             raise st.bad_request(f"resourceVersion: Invalid value: {raw_rv!r}") from err
+        await wait_for_revision(ctx.store, since)
         if filtering:
             current = await ctx.caches.snapshot(resource_type.store_resource, target.namespace)
             matching = {_key(item.object) for item in current.items if selected(selectors, item.object)}
