@@ -10,7 +10,8 @@ from aiohttp import web
 from vmplane.server import status as st
 from vmplane.server import writes
 from vmplane.server.context import ApiContext, json_response, query_bool, wants_table
-from vmplane.server.freshness import wait_for_revision
+from vmplane.server.freshness import too_large, wait_for_revision
+from vmplane.server.list_options import EXACT, list_options
 from vmplane.server.listing import filtered_snapshot, list_body
 from vmplane.server.routing import Target, parse_target
 from vmplane.server.tables import build_table
@@ -106,13 +107,18 @@ class ResourceHandlers:
         limit = _int_param(request, "limit")
         token = request.query.get("continue", "")
         scope = _list_scope(target, request)
-        wanted = _int_param(request, "resourceVersion")
-        if wanted and not token:
-            await wait_for_revision(self.ctx.store, wanted)
+        options = list_options(request.query, watch=False)
         if token:
             page = self.ctx.snapshots.next_page(token, limit, scope=scope)
         else:
+            wanted = options.resource_version
+            if wanted and options.match != EXACT:
+                await wait_for_revision(self.ctx.store, wanted)
             items, resource_version = await filtered_snapshot(self.ctx, target, request)
+            if wanted and options.match == EXACT and wanted != resource_version:
+                if wanted > resource_version:
+                    raise too_large(wanted, resource_version)
+                raise st.expired("The resourceVersion for the provided list is too old.")
             page = self.ctx.snapshots.first_page(items, resource_version, limit, scope=scope)
         metadata: JsonObject = {"resourceVersion": str(page.resource_version)}
         if page.continue_token:
