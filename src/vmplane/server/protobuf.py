@@ -26,6 +26,7 @@ __all__ = [
     "KINDS",
     "MAGIC",
     "MEDIA_TYPE",
+    "MessageClasses",
     "ProtobufError",
     "decode_object",
     "encode_object",
@@ -49,16 +50,18 @@ def _entry_name(field: Field) -> str:
     return field.name[0].upper() + field.name[1:] + "Entry"
 
 
-def _set_type(proto: descriptor_pb2.FieldDescriptorProto, type_: int | str) -> None:
+def _set_type(proto: descriptor_pb2.FieldDescriptorProto, type_: int | str, package: str) -> None:
     if isinstance(type_, str):
         proto.type = _T.TYPE_MESSAGE
-        proto.type_name = f".{_PACKAGE}.{type_}"
+        proto.type_name = f".{package}.{type_}"
     else:
         proto.type = type_  # type: ignore[assignment]
 
 
-def _file_descriptor(messages: Mapping[str, tuple[Field, ...]]) -> descriptor_pb2.FileDescriptorProto:
-    proto = descriptor_pb2.FileDescriptorProto(name="vmplane_k8s.proto", package=_PACKAGE, syntax="proto2")
+def _file_descriptor(
+    messages: Mapping[str, tuple[Field, ...]], package: str
+) -> descriptor_pb2.FileDescriptorProto:
+    proto = descriptor_pb2.FileDescriptorProto(name=f"{package}.proto", package=package, syntax="proto2")
     for message_name, fields in messages.items():
         message = proto.message_type.add(name=message_name)
         for spec in fields:
@@ -70,23 +73,25 @@ def _file_descriptor(messages: Mapping[str, tuple[Field, ...]]) -> descriptor_pb
                 label=_T.LABEL_REPEATED if repeated else _T.LABEL_OPTIONAL,
             )
             if spec.map_of is None:
-                _set_type(field, spec.type)
+                _set_type(field, spec.type, package)
                 continue
             entry = message.nested_type.add(name=_entry_name(spec))
             entry.options.map_entry = True
             entry.field.add(name="key", number=1, type=_T.TYPE_STRING, label=_T.LABEL_OPTIONAL)
-            _set_type(entry.field.add(name="value", number=2, label=_T.LABEL_OPTIONAL), spec.map_of)
+            _set_type(entry.field.add(name="value", number=2, label=_T.LABEL_OPTIONAL), spec.map_of, package)
             field.type = _T.TYPE_MESSAGE
-            field.type_name = f".{_PACKAGE}.{message_name}.{_entry_name(spec)}"
+            field.type_name = f".{package}.{message_name}.{_entry_name(spec)}"
     return proto
 
 
-class _Codec:
-    def __init__(self, messages: Mapping[str, tuple[Field, ...]]) -> None:
+class MessageClasses:
+    """Message classes built from a table of ``Field`` declarations, in their own descriptor pool."""
+
+    def __init__(self, messages: Mapping[str, tuple[Field, ...]], *, package: str) -> None:
         pool = descriptor_pool.DescriptorPool()
-        pool.Add(_file_descriptor(messages))
+        pool.Add(_file_descriptor(messages, package))
         self._classes = {
-            name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
+            name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{name}"))
             for name in messages
         }
 
@@ -94,13 +99,13 @@ class _Codec:
         return self._classes[name]()
 
 
-_codec: _Codec | None = None
+_codec: MessageClasses | None = None
 
 
-def _get_codec() -> _Codec:
+def _get_codec() -> MessageClasses:
     global _codec  # built on first use, not at import
     if _codec is None:
-        _codec = _Codec(MESSAGES)
+        _codec = MessageClasses(MESSAGES, package=_PACKAGE)
     return _codec
 
 
