@@ -132,6 +132,25 @@ def test_protobuf_node_body_is_stored_as_its_json_form(api_server: ApiServer) ->
     )
 
 
+def test_protobuf_put_replaces_a_namespace(api_server: ApiServer) -> None:
+    api_server.kubectl("create", "namespace", "pb-put")
+    current = _stored(api_server, f"{NAMESPACES}/pb-put")
+    replacement = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": "pb-put",
+            "resourceVersion": current["metadata"]["resourceVersion"],
+            "annotations": {"via": "protobuf"},
+        },
+    }
+    status, body, _ = api_server.request(
+        "PUT", f"{NAMESPACES}/pb-put", body=encode_object(replacement), content_type=PROTOBUF
+    )
+    assert status == 200, body
+    assert _stored(api_server, f"{NAMESPACES}/pb-put")["metadata"]["annotations"] == {"via": "protobuf"}
+
+
 def test_protobuf_controller_revision_keeps_its_data(api_server: ApiServer) -> None:
     revision = {
         "apiVersion": "apps/v1",
@@ -237,6 +256,25 @@ def test_python_client_creates_an_event_without_apiversion_or_kind(core: client.
     )
     created = core.create_namespaced_event("default", event)
     assert (created.api_version, created.kind) == ("v1", "Event")
+
+
+def test_python_client_creates_a_node_without_apiversion_or_kind(core: client.CoreV1Api) -> None:
+    created = core.create_node(client.V1Node(metadata=client.V1ObjectMeta(name="py-no-kind-node")))
+    assert (created.api_version, created.kind) == ("v1", "Node")
+
+
+def test_python_client_creates_a_controller_revision_without_apiversion_or_kind(
+    api_server: ApiServer,
+) -> None:
+    api_client = config.new_client_from_config(config_file=str(api_server.kubeconfig))
+    try:
+        revision = client.V1ControllerRevision(
+            metadata=client.V1ObjectMeta(name="py-no-kind-rev"), data={"spec": {}}, revision=1
+        )
+        created = client.AppsV1Api(api_client).create_namespaced_controller_revision("default", revision)
+    finally:
+        api_client.close()
+    assert (created.api_version, created.kind) == ("apps/v1", "ControllerRevision")
 
 
 def test_custom_object_without_apiversion_or_kind_is_created(custom: client.CustomObjectsApi) -> None:
