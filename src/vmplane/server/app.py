@@ -20,7 +20,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from vmplane.server import discovery
+from vmplane.server import discovery, openapi_protobuf
 from vmplane.server import status as st
 from vmplane.server.access import check_access
 from vmplane.server.connections import ConnectionGuard, ConnectionLimits
@@ -148,6 +148,14 @@ def _discovery_routes(app: web.Application, registry: Registry) -> None:
 
         return handler
 
+    async def openapi_v2(request: web.Request) -> web.Response:
+        media_type = openapi_protobuf.choose_media_type(request.headers.get("Accept"))
+        if media_type is None:
+            raise st.not_acceptable([openapi_protobuf.JSON, openapi_protobuf.MEDIA_TYPE])
+        body = openapi.v2_protobuf if media_type == openapi_protobuf.MEDIA_TYPE else openapi.v2
+        response = web.Response(body=body, headers={"Content-Type": media_type, "Vary": "Accept"})
+        return response
+
     async def openapi_v3(request: web.Request) -> web.Response:
         body = openapi.v3_by_path.get(request.match_info["path"])
         if body is None:
@@ -164,7 +172,7 @@ def _discovery_routes(app: web.Application, registry: Registry) -> None:
     router.add_get("/apis", apis)
     router.add_get("/apis/{group}", group)
     router.add_get("/apis/{group}/{version}", group_version)
-    router.add_get("/openapi/v2", raw(openapi.v2))
+    router.add_get("/openapi/v2", openapi_v2)
     router.add_get("/openapi/v3", raw(openapi.v3_index))
     router.add_get("/openapi/v3/{path:.+}", openapi_v3)
     for path in ("/healthz", "/readyz", "/livez"):

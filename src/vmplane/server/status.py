@@ -23,6 +23,8 @@ __all__ = [
     "from_exception",
     "invalid",
     "method_not_allowed",
+    "not_acceptable",
+    "not_acceptable",
     "not_found",
     "path_not_found",
     "status_object",
@@ -167,6 +169,14 @@ def unsupported_media_type(accepted: list[str]) -> ApiError:
         reason="UnsupportedMediaType",
         message="the body of the request was in an unknown format - accepted media types include: "
         + ", ".join(accepted),
+    )
+
+
+def not_acceptable(accepted: list[str]) -> ApiError:
+    return ApiError(
+        code=406,
+        reason="NotAcceptable",
+        message="only the following media types are accepted: " + ", ".join(accepted),
     )
 
 
