@@ -17,17 +17,20 @@ from typing import Literal
 
 from aiohttp import web
 
+from vmplane import __version__
 from vmplane.agent.agent import NodeAgent
 from vmplane.agent.console import QemuConsoleLogs
 from vmplane.agent.guestfs import GuestUser, default_guest_dir, guest_user, prepare_guest_dir
 from vmplane.agent.hypervisor import Hypervisor, OnChange
 from vmplane.agent.machine import HostPaths
+from vmplane.agent.node import host_facts, qemu_runtime_version
 from vmplane.agent.qemu import QemuHypervisor
 from vmplane.agent.qemu.machine_types import FALLBACK_MACHINE_TYPES, MachineTypesError, q35_machine_types
 from vmplane.agent.scheduler import Scheduler
 from vmplane.agent.simulated import SimulatedHypervisor
 from vmplane.agent.volumes import QemuVolumePreparer
 from vmplane.api.kubevirt import KubeVirtConfiguration
+from vmplane.controller.kubevirt_status import KubeVirtStatusController
 from vmplane.controller.manager import ControllerManager
 from vmplane.controller.vm import cluster_configuration
 from vmplane.demo import install_demo
@@ -157,8 +160,10 @@ class ControlPlane:
             if qemu
             else None,
             node_labels=options.node_labels,
+            host=host_facts(runtime_version=qemu_runtime_version() if qemu else f"simulated://{__version__}"),
         )
         self._console = QemuConsoleLogs(options.machines_dir) if qemu else None
+        self.kubevirt_status = KubeVirtStatusController(store=store, clock=clock)
 
     def _hypervisor(self, on_change: OnChange) -> Hypervisor:
         if self._options.hypervisor == "simulated":
@@ -180,6 +185,7 @@ class ControlPlane:
         await self.manager.start()
         await self.scheduler.start()
         await self.agent.start()
+        await self.kubevirt_status.start()
         if self._options.demo_guest is not None:
             await install_demo(
                 self._store,
@@ -189,6 +195,7 @@ class ControlPlane:
         try:
             await asyncio.Event().wait()
         finally:
+            await self.kubevirt_status.stop()
             await self.agent.stop()
             await self.scheduler.stop()
             await self.manager.stop()

@@ -18,6 +18,7 @@ __all__ = [
     "KubeVirtConfiguration",
     "LiveUpdateConfiguration",
     "RolloutStrategy",
+    "WorkloadUpdateStrategy",
 ]
 
 DEFAULT_MAX_HOTPLUG_RATIO = 4
@@ -97,22 +98,54 @@ class KubeVirtConfiguration(WireModel):
         return self.machine_type
 
 
+class WorkloadUpdateStrategy(WireModel):
+    """``spec.workloadUpdateStrategy``: how VMIs of an older installation are moved to a new one.
+
+    vmplane keeps the setting (upstream's user guide patches it in) but has no installation updates
+    to apply it to.
+    """
+
+    workload_update_methods: list[Literal["LiveMigrate", "Evict"]] | None = None
+    batch_eviction_size: int | None = Field(default=None, ge=1)
+    batch_eviction_interval: str | None = None
+
+
 class KubeVirtSpec(WireModel):
-    """``spec`` of the KubeVirt object."""
+    """``spec`` of the KubeVirt object. The operator-facing fields (images, placement of KubeVirt's
+    own components, component patches) are kept as given: vmplane has no components to place."""
 
     configuration: KubeVirtConfiguration = Field(default_factory=KubeVirtConfiguration)
     image_tag: str | None = None
     image_registry: str | None = None
-    workload_update_strategy: dict[str, Any] | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    image_pull_secrets: list[dict[str, Any]] | None = None
+    certificate_rotate_strategy: dict[str, Any] | None = None
+    customize_components: dict[str, Any] | None = None
+    infra: dict[str, Any] | None = None
+    workloads: dict[str, Any] | None = None
+    monitor_namespace: str | None = None
+    monitor_account: str | None = None
+    service_monitor_namespace: str | None = None
+    product_name: str | None = None
+    product_version: str | None = None
+    product_component: str | None = None
+    workload_update_strategy: WorkloadUpdateStrategy | None = None
     uninstall_strategy: Literal["RemoveWorkloads", "BlockUninstallIfWorkloadsExist"] | None = None
 
 
 class KubeVirtStatus(WireModel):
-    """``status`` of the KubeVirt object."""
+    """``status`` of the KubeVirt object, written by ``controller.kubevirt_status``."""
 
     phase: str | None = None
     conditions: list[Condition] | None = None
     observed_generation: int | None = None
+    observed_kube_virt_version: str | None = None
+    observed_kube_virt_registry: str | None = None
+    target_kube_virt_version: str | None = None
+    target_kube_virt_registry: str | None = None
+    operator_version: str | None = None
+    default_architecture: str | None = None
+    outdated_virtual_machine_instance_workloads: int | None = None
 
 
 class KubeVirt(WireModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from vmplane.server.node_columns import NODE_COLUMNS
 from vmplane.server.registry import Registry, ResourceType, TableColumn, permissive_schema
 from vmplane.server.tables import AGE_COLUMN, NAME_COLUMN, condition_status, human_duration, parse_timestamp
 from vmplane.store.base import JsonObject
@@ -177,9 +178,24 @@ def default_registry() -> Registry:
                 namespaced=False,
                 short_names=("no",),
                 schema=permissive_schema("Node"),
-                columns=(NAME_COLUMN, TableColumn(name="Status", cell=_ready), AGE_COLUMN),
+                columns=NODE_COLUMNS,
                 allow_unconditional_update=True,
                 description="Node is a worker node in vmplane.",
+            ),
+            ResourceType(
+                group="",
+                version="v1",
+                kind="Pod",
+                plural="pods",
+                singular="pod",
+                short_names=("po",),
+                categories=("all",),
+                schema=permissive_schema("Pod"),
+                field_selectors=("spec.nodeName", "status.phase"),
+                allow_unconditional_update=True,
+                read_only=True,
+                description="Pod: vmplane runs no pods, so this list is always empty (read-only, for "
+                "clients such as kubectl describe node that ask).",
             ),
         ]
     )
