@@ -23,7 +23,7 @@ from vmplane.agent.console import QemuConsoleLogs
 from vmplane.agent.guestfs import GuestUser, default_guest_dir, guest_user, prepare_guest_dir
 from vmplane.agent.hypervisor import Hypervisor, OnChange
 from vmplane.agent.machine import HostPaths
-from vmplane.agent.node import host_facts, qemu_runtime_version
+from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL, host_facts, qemu_runtime_version
 from vmplane.agent.qemu import QemuHypervisor
 from vmplane.agent.qemu.machine_types import FALLBACK_MACHINE_TYPES, MachineTypesError, q35_machine_types
 from vmplane.agent.scheduler import Scheduler
@@ -59,6 +59,7 @@ class PlaneOptions:
     ``<data_dir>/guests``.
     ``host_disk_dirs``: where ``hostDisk`` paths may point (default ``<guest_dir>/hostdisks``).
     ``demo_guest``: a built test guest to install as an image, creating the demo VM (``--demo``).
+    ``node_status_interval``: seconds between renewals of the Node's heartbeat.
     """
 
     data_dir: Path
@@ -67,6 +68,7 @@ class PlaneOptions:
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     node_labels: dict[str, str] = field(default_factory=dict)
     crash_backoff: float = 10.0
+    node_status_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     host_disk_dirs: tuple[Path, ...] = ()
     demo_guest: Path | None = None
     guest_dir: Path | None = None
@@ -160,6 +162,7 @@ class ControlPlane:
             if qemu
             else None,
             node_labels=options.node_labels,
+            heartbeat_interval=options.node_status_interval,
             host=host_facts(runtime_version=qemu_runtime_version() if qemu else f"simulated://{__version__}"),
         )
         self._console = QemuConsoleLogs(options.machines_dir) if qemu else None

@@ -101,7 +101,9 @@ def _read_ready_line(process: subprocess.Popen[bytes], deadline: float) -> str:
     raise TimeoutError("vmplane serve did not report readiness")
 
 
-def start_server(tmp: Path) -> ApiServer:
+def start_server(tmp: Path, *, node_status_interval: float = 3600.0) -> ApiServer:
+    """``vmplane serve`` on a free port. Its Node heartbeat is renewed hourly unless asked otherwise:
+    the tests that check a request wrote nothing compare store revisions, which a heartbeat would move."""
     data_dir, home = tmp / "data", tmp / "home"
     home.mkdir(parents=True)
     with (tmp / "server.log").open("wb") as log:
@@ -119,6 +121,8 @@ def start_server(tmp: Path) -> ApiServer:
                 "debug",
                 "--hypervisor",
                 "simulated",
+                "--node-status-interval",
+                str(node_status_interval),
             ],
             stdout=subprocess.PIPE,
             stderr=log,
