@@ -71,6 +71,7 @@ def test_kubectl_describe_node_shows_addresses_capacity_and_system_info(api_serv
     for section in ("Addresses:", "InternalIP:", "Capacity:", "Allocatable:", "System Info:", "Ready"):
         assert section in result.stdout
     assert "Non-terminated Pods:          (0 in total)" in result.stdout
+    assert "HolderIdentity:  node01" in result.stdout  # the node's Lease
 
 
 def test_the_python_client_lists_nodes_with_their_node_info(core: client.CoreV1Api) -> None:

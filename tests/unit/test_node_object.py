@@ -7,6 +7,7 @@ import ipaddress
 import os
 import platform
 import socket
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,12 @@ from vmplane.agent.node import (
     HostFacts,
     NodeRegistration,
     host_facts,
+    lease_object,
     node_object,
     renew_heartbeat,
 )
 from vmplane.agent.scheduling import Taint
-from vmplane.api.resources import NODES
+from vmplane.api.resources import LEASES, NODES
 from vmplane.testing.clock import START, run_in_virtual_time
 from vmplane.testing.memory_store import MemoryStore
 
@@ -143,6 +145,54 @@ def test_a_renewed_heartbeat_moves_the_transition_time_of_a_changed_condition() 
     assert ready["lastTransitionTime"] == "2026-11-28T10:00:10Z"
 
 
+def test_the_node_lease_is_held_by_the_node_and_owned_by_it() -> None:
+    node = {**_node(), "metadata": {"name": "node01", "uid": "u-1"}}
+    lease = lease_object(node=node, renew_time="2026-11-28T10:00:00.000000Z")
+    assert (lease["metadata"]["namespace"], lease["metadata"]["name"]) == ("kube-node-lease", "node01")
+    assert lease["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Node", "name": "node01", "uid": "u-1"}
+    ]
+    assert lease["spec"] == {
+        "holderIdentity": "node01",
+        "leaseDurationSeconds": 40,
+        "renewTime": "2026-11-28T10:00:00.000000Z",
+    }
+
+
+def _registration(store: MemoryStore, clock: Callable[[], datetime]) -> NodeRegistration:
+    return NodeRegistration(
+        store=store,
+        name="node01",
+        build=lambda: _node(now=clock().strftime("%Y-%m-%dT%H:%M:%SZ")),
+        heartbeat_interval=10.0,
+        clock=clock,
+    )
+
+
+def test_the_registration_renews_the_node_lease_every_interval() -> None:
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+
+        def clock() -> datetime:
+            return START + timedelta(seconds=loop.time())
+
+        store = MemoryStore(clock=clock)
+        registration = _registration(store, clock)
+        await registration.start()
+        seen = []
+        try:
+            for _ in range(2):
+                await asyncio.sleep(0.5)
+                lease = await store.get(LEASES, "kube-node-lease", "node01")
+                seen.append(lease["spec"]["renewTime"][:19])
+                await asyncio.sleep(10)
+        finally:
+            await registration.stop()
+        return seen
+
+    assert run_in_virtual_time(scenario()) == ["2026-11-28T10:00:00", "2026-11-28T10:00:10"]
+
+
 def test_the_registration_renews_the_heartbeat_every_interval() -> None:
     async def scenario() -> list[str]:
         loop = asyncio.get_running_loop()
@@ -151,12 +201,7 @@ def test_the_registration_renews_the_heartbeat_every_interval() -> None:
             return START + timedelta(seconds=loop.time())
 
         store = MemoryStore(clock=clock)
-        registration = NodeRegistration(
-            store=store,
-            name="node01",
-            build=lambda: _node(now=clock().strftime("%Y-%m-%dT%H:%M:%SZ")),
-            heartbeat_interval=10.0,
-        )
+        registration = _registration(store, clock)
         await registration.start()
         seen = []
         try:

@@ -142,6 +142,7 @@ class NodeAgent:
                 now=self._now(),
             ),
             heartbeat_interval=heartbeat_interval,
+            clock=clock,
         )
 
     def _machine_changed(self, machine: str) -> None:

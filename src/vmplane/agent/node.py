@@ -7,7 +7,9 @@ and is pure. ``register_node`` writes it, creating or refreshing it so an agent 
 labels or taints is scheduled by them. ``NodeRegistration`` keeps it registered (a Node deleted by
 mistake is created again, as a kubelet does: the scheduler places nothing on a node without one) and
 renews the Ready condition's ``lastHeartbeatTime`` every ``heartbeat_interval`` seconds (a kubelet's
-``nodeStatusUpdateFrequency``, 10 s).
+``nodeStatusUpdateFrequency``, 10 s), and with it the node's ``coordination.k8s.io`` Lease in
+``kube-node-lease`` (held by the node, ``leaseDurationSeconds`` 40, owned by the Node), which is
+what ``kubectl describe node`` shows as the node's Lease.
 
 Allocatable is capacity minus :data:`RESERVED`: what the agent, the API server and QEMU's own
 overhead keep for themselves (a kubelet's ``systemReserved``), so that guests are not sized to the
@@ -25,12 +27,13 @@ import socket
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from vmplane import __version__
 from vmplane.agent.scheduling import SCHEDULABLE_LABEL, Taint
-from vmplane.api.resources import NODES
+from vmplane.api.resources import LEASES, NODES
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Controller, Result
 from vmplane.store.base import AlreadyExistsError, JsonObject, NotFoundError, Store
@@ -43,10 +46,12 @@ __all__ = [
     "NodeRegistration",
     "host_capacity",
     "host_facts",
+    "lease_object",
     "node_object",
     "qemu_runtime_version",
     "register_node",
     "renew_heartbeat",
+    "renew_lease",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,9 @@ DEFAULT_HEARTBEAT_INTERVAL = 10.0
 #: ``nodeInfo.kubeletVersion`` (and the VERSION column): the agent's version, semver-shaped as a
 #: kubelet's is so clients that parse it can.
 KUBELET_VERSION = f"v{__version__}-vmplane"
+#: Where node Leases live, and how long one holds without renewal (a kubelet's defaults).
+NODE_LEASE_NAMESPACE = "kube-node-lease"
+LEASE_DURATION_SECONDS = 40
 #: Kept back from the guests: 100 millicores and 256 MiB (see the module docstring).
 RESERVED = {"cpu_millis": 100, "memory_kib": 256 * 1024}
 
@@ -243,6 +251,35 @@ def renew_heartbeat(stored: JsonObject, fresh: JsonObject) -> JsonObject:
     return {**fresh["status"], "conditions": conditions}
 
 
+def lease_object(*, node: JsonObject, renew_time: str) -> JsonObject:
+    """The node's Lease as of ``renew_time`` (RFC 3339 with microseconds), owned by ``node``."""
+    name = node["metadata"]["name"]
+    metadata: JsonObject = {"name": name, "namespace": NODE_LEASE_NAMESPACE}
+    uid = node["metadata"].get("uid")
+    if uid:
+        metadata["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": name, "uid": uid}]
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": metadata,
+        "spec": {
+            "holderIdentity": name,
+            "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+            "renewTime": renew_time,
+        },
+    }
+
+
+async def renew_lease(store: Store, lease: JsonObject) -> None:
+    """Create ``lease``, or renew the stored one (keeping its metadata, taking ``lease``'s spec)."""
+    with contextlib.suppress(AlreadyExistsError):
+        await store.create(LEASES, lease)
+        return
+    meta = lease["metadata"]
+    current = await store.get(LEASES, meta["namespace"], meta["name"])
+    await store.update(LEASES, {**current, "spec": lease["spec"]})
+
+
 async def register_node(store: Store, node: JsonObject) -> None:
     """Create ``node``, or replace the labels, taints and status of the one stored under its name."""
     name = node["metadata"]["name"]
@@ -275,8 +312,11 @@ class NodeRegistration:
         name: str,
         build: Callable[[], JsonObject],
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        """``clock`` stamps the Lease's ``renewTime`` (None: no Lease is kept)."""
         self._store = store
+        self._clock = clock
         self._key: Key = ("", name)
         self._build = build
         self._interval = heartbeat_interval
@@ -293,9 +333,8 @@ class NodeRegistration:
         self.nodes.start()
         await self.nodes.wait_synced()
         self.controller.start()
-        if self.nodes.get(*self._key) is None:  # deleted between the write and the first list
-            self.controller.queue.add(self._key)
-        self.controller.queue.add_after(self._key, self._interval)
+        # Reconciled at once: it renews the Lease (and re-registers a Node deleted meanwhile).
+        self.controller.queue.add(self._key)
 
     async def stop(self) -> None:
         await self.controller.stop()
@@ -310,9 +349,11 @@ class NodeRegistration:
             log.warning("node %s was deleted; registering it again", key[1])
             await register_node(self._store, self._build())
             return Result(requeue_after=self._interval)
-        fresh = self._build()
-        with contextlib.suppress(NotFoundError):
-            await self._store.update(
-                NODES, {**current, "status": renew_heartbeat(current, fresh)}, subresource="status"
-            )
+        status = renew_heartbeat(current, self._build())
+        if status != current.get("status"):
+            with contextlib.suppress(NotFoundError):
+                await self._store.update(NODES, {**current, "status": status}, subresource="status")
+        if self._clock is not None:
+            renew_time = self._clock().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            await renew_lease(self._store, lease_object(node=current, renew_time=renew_time))
         return Result(requeue_after=self._interval)

@@ -234,6 +234,15 @@ _BOOTSTRAP: tuple[tuple[str, JsonObject], ...] = (
         },
     ),
     (
+        "namespaces",
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "kube-node-lease"},
+            "status": {"phase": "Active"},
+        },
+    ),
+    (
         "kubevirts.kubevirt.io",
         {
             "apiVersion": "kubevirt.io/v1",
@@ -246,7 +255,8 @@ _BOOTSTRAP: tuple[tuple[str, JsonObject], ...] = (
 
 
 async def bootstrap(store: Store) -> None:
-    """The objects a fresh installation has: namespaces ``default`` and ``kubevirt``, and the KubeVirt CR."""
+    """The objects a fresh installation has: namespaces ``default``, ``kubevirt`` and
+    ``kube-node-lease`` (the node agents' Leases), and the KubeVirt CR."""
     for resource, obj in _BOOTSTRAP:
         with contextlib.suppress(AlreadyExistsError):
             await store.create(resource, obj)

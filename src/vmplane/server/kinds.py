@@ -6,6 +6,7 @@ schemas replace these registrations (``Registry.register`` replaces by group/ver
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +50,14 @@ def _last_seen(obj: JsonObject, now: datetime) -> str:
 def _involved(obj: JsonObject, _now: datetime) -> str:
     involved = obj.get("involvedObject") or {}
     return f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
+
+
+def _spec_field(name: str) -> Callable[[JsonObject, datetime], str]:
+    def cell(obj: JsonObject, _now: datetime) -> str:
+        spec = obj.get("spec")
+        return str(spec.get(name, "")) if isinstance(spec, dict) else ""
+
+    return cell
 
 
 def _top(name: str) -> TableColumn:
@@ -181,6 +190,22 @@ def default_registry() -> Registry:
                 columns=NODE_COLUMNS,
                 allow_unconditional_update=True,
                 description="Node is a worker node in vmplane.",
+            ),
+            ResourceType(
+                group="coordination.k8s.io",
+                version="v1",
+                kind="Lease",
+                plural="leases",
+                singular="lease",
+                has_status_subresource=False,
+                schema=permissive_schema("Lease"),
+                columns=(
+                    NAME_COLUMN,
+                    TableColumn(name="Holder", cell=_spec_field("holderIdentity")),
+                    AGE_COLUMN,
+                ),
+                allow_unconditional_update=True,
+                description="Lease defines a lease concept (node agents renew theirs in kube-node-lease).",
             ),
             ResourceType(
                 group="",
