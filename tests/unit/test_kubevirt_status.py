@@ -11,7 +11,7 @@ from vmplane.controller.kubevirt_status import KUBEVIRT_VERSION, kubevirt_status
 T0, T1 = "2026-11-28T10:00:00Z", "2026-11-28T10:05:00Z"
 
 
-def _kubevirt(generation: int = 1, status: dict[str, Any] | None = None) -> dict[str, Any]:
+def _kubevirt(generation: int = 1, status: Any = None) -> dict[str, Any]:
     obj: dict[str, Any] = {
         "metadata": {"name": "kubevirt", "namespace": "kubevirt", "generation": generation}
     }
@@ -77,3 +77,15 @@ def test_ready_nodes_counts_nodes_whose_ready_condition_is_true(
     conditions: list[dict[str, str]], expected: int
 ) -> None:
     assert ready_nodes([{"status": {"conditions": conditions}}]) == expected
+
+
+@pytest.mark.parametrize(
+    "stored", [{"conditions": 3}, "x", {"conditions": ["a"]}], ids=["number", "string", "items"]
+)
+def test_a_malformed_stored_status_is_replaced_whole(stored: Any) -> None:
+    status = kubevirt_status(kubevirt=_kubevirt(status=stored), ready=1, now=T0)
+    assert {c["lastTransitionTime"] for c in status["conditions"]} == {T0}
+
+
+def test_a_node_with_a_malformed_status_is_not_ready() -> None:
+    assert ready_nodes([{"status": "x"}, {"status": {"conditions": 1}}]) == 0

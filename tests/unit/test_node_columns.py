@@ -67,3 +67,14 @@ def test_the_version_cell_is_the_kubelet_version() -> None:
 def test_a_node_without_an_external_ip_shows_none_in_the_wide_column() -> None:
     external = next(c for c in NODE_COLUMNS if c.name == "External-IP")
     assert external.cell(_node(), None) == "<none>"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "status",
+    [{"conditions": 5}, {"conditions": "Ready"}, {"conditions": [1, None]}, "x", None],
+    ids=["number", "string", "non-objects", "status-string", "status-null"],
+)
+def test_a_malformed_node_status_shows_unknown_and_no_address(status: Any) -> None:
+    node = {"metadata": {"name": "n"}, "status": status}
+    internal = next(c for c in NODE_COLUMNS if c.name == "Internal-IP")
+    assert (node_status(node), internal.cell(node, None)) == ("Unknown", "<none>")  # type: ignore[arg-type]

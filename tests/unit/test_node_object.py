@@ -219,3 +219,8 @@ def test_the_registration_renews_the_heartbeat_every_interval() -> None:
         "2026-11-28T10:00:10Z",
         "2026-11-28T10:00:20Z",
     ]
+
+
+def test_a_heartbeat_over_a_malformed_stored_status_writes_the_fresh_one() -> None:
+    fresh = _node(now="2026-11-28T10:00:10Z")
+    assert renew_heartbeat({"status": {"conditions": 7}}, fresh) == fresh["status"]

@@ -239,9 +239,13 @@ def node_object(
 def renew_heartbeat(stored: JsonObject, fresh: JsonObject) -> JsonObject:
     """The status to write: ``fresh``'s, keeping each condition's ``lastTransitionTime`` from
     ``stored`` while its status has not changed (Kubernetes moves it only on a transition)."""
-    before = {
-        c.get("type"): c for c in (stored.get("status") or {}).get("conditions") or () if isinstance(c, dict)
-    }
+    status = stored.get("status")
+    old_conditions = status.get("conditions") if isinstance(status, dict) else None
+    before = (
+        {c.get("type"): c for c in old_conditions if isinstance(c, dict)}
+        if isinstance(old_conditions, list)
+        else {}
+    )
     conditions = []
     for condition in fresh["status"]["conditions"]:
         old = before.get(condition["type"])
@@ -281,7 +285,9 @@ async def renew_lease(store: Store, lease: JsonObject) -> None:
 
 
 async def register_node(store: Store, node: JsonObject) -> None:
-    """Create ``node``, or replace the labels, taints and status of the one stored under its name."""
+    """Create ``node``, or replace the labels, taints and status of the one stored under its name
+    (the rest of its spec stays: a cordon, ``spec.unschedulable``, outlives an agent restart, as a
+    kubelet leaves it)."""
     name = node["metadata"]["name"]
     with contextlib.suppress(AlreadyExistsError):
         await store.create(NODES, node)

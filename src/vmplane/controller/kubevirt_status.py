@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 from vmplane import __version__
 from vmplane.api.resources import KUBEVIRTS, NODES
@@ -44,14 +43,15 @@ NO_READY_NODE = ("NoReadyNode", "No node is Ready: virtual machines cannot be sc
 
 def ready_nodes(nodes: Sequence[JsonObject]) -> int:
     """How many of ``nodes`` have a Ready condition with status True."""
-    return sum(
-        1
-        for node in nodes
-        if any(
-            isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
-            for c in (node.get("status") or {}).get("conditions") or ()
+
+    def ready(node: JsonObject) -> bool:
+        status = node.get("status")
+        conditions = status.get("conditions") if isinstance(status, dict) else None
+        return isinstance(conditions, list) and any(
+            isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
         )
-    )
+
+    return sum(1 for node in nodes if ready(node))
 
 
 def _conditions(ready: int) -> list[tuple[str, str, str, str]]:
@@ -73,8 +73,9 @@ def kubevirt_status(
 ) -> JsonObject:
     """The status of ``kubevirt`` with ``ready`` Nodes Ready; a condition keeps its stored
     ``lastTransitionTime`` (and ``lastProbeTime``) while its status, reason and message hold."""
-    previous: Mapping[str, Any] = kubevirt.get("status") or {}
-    before = {c.get("type"): c for c in previous.get("conditions") or () if isinstance(c, dict)}
+    previous = kubevirt.get("status")
+    stored = previous.get("conditions") if isinstance(previous, Mapping) else None
+    before = {c.get("type"): c for c in stored if isinstance(c, dict)} if isinstance(stored, list) else {}
     conditions = []
     for kind, status, reason, message in _conditions(ready):
         old = before.get(kind) or {}

@@ -25,13 +25,15 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list; nothing for anything else (a Node is written by any admin, as is)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
 def node_status(node: JsonObject) -> str:
     """``Ready``, ``NotReady``, ``Unknown``, each maybe followed by ``,SchedulingDisabled``."""
-    conditions = _dict(node.get("status")).get("conditions") or []
-    ready = next(
-        (c for c in conditions if isinstance(c, dict) and c.get("type") == "Ready"),
-        None,
-    )
+    conditions = _dicts(_dict(node.get("status")).get("conditions"))
+    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
     parts = ["Unknown" if ready is None else "Ready" if ready.get("status") == "True" else "NotReady"]
     if _dict(node.get("spec")).get("unschedulable") is True:
         parts.append("SchedulingDisabled")
@@ -58,8 +60,8 @@ def _node_info(field: str) -> Any:
 
 def _address(kind: str) -> Any:
     def cell(node: JsonObject, _now: datetime) -> str:
-        for address in _dict(node.get("status")).get("addresses") or []:
-            if isinstance(address, dict) and address.get("type") == kind:
+        for address in _dicts(_dict(node.get("status")).get("addresses")):
+            if address.get("type") == kind:
                 return str(address.get("address", ""))
         return "<none>"
 
