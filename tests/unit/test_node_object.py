@@ -20,6 +20,7 @@ from vmplane.agent.node import (
     lease_object,
     node_object,
     renew_heartbeat,
+    renew_lease,
 )
 from vmplane.agent.scheduling import Taint
 from vmplane.api.resources import LEASES, NODES
@@ -224,3 +225,19 @@ def test_the_registration_renews_the_heartbeat_every_interval() -> None:
 def test_a_heartbeat_over_a_malformed_stored_status_writes_the_fresh_one() -> None:
     fresh = _node(now="2026-11-28T10:00:10Z")
     assert renew_heartbeat({"status": {"conditions": 7}}, fresh) == fresh["status"]
+
+
+def test_a_renewed_lease_takes_the_owner_of_a_node_registered_again() -> None:
+    async def scenario() -> list[dict[str, str]]:
+        store = MemoryStore()
+        first = {**_node(), "metadata": {"name": "node01", "uid": "old"}}
+        again = {**_node(), "metadata": {"name": "node01", "uid": "new"}}
+        await renew_lease(store, lease_object(node=first, renew_time="2026-11-28T10:00:00.000000Z"))
+        await renew_lease(store, lease_object(node=again, renew_time="2026-11-28T10:00:10.000000Z"))
+        lease = await store.get(LEASES, "kube-node-lease", "node01")
+        owners: list[dict[str, str]] = lease["metadata"]["ownerReferences"]
+        return owners
+
+    assert run_in_virtual_time(scenario()) == [
+        {"apiVersion": "v1", "kind": "Node", "name": "node01", "uid": "new"}
+    ]

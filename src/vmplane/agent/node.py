@@ -275,13 +275,17 @@ def lease_object(*, node: JsonObject, renew_time: str) -> JsonObject:
 
 
 async def renew_lease(store: Store, lease: JsonObject) -> None:
-    """Create ``lease``, or renew the stored one (keeping its metadata, taking ``lease``'s spec)."""
+    """Create ``lease``, or renew the stored one: ``lease``'s spec and owner (a Node registered again
+    has a new uid), the rest of the stored metadata kept."""
     with contextlib.suppress(AlreadyExistsError):
         await store.create(LEASES, lease)
         return
     meta = lease["metadata"]
     current = await store.get(LEASES, meta["namespace"], meta["name"])
-    await store.update(LEASES, {**current, "spec": lease["spec"]})
+    metadata = {**current["metadata"]}
+    if "ownerReferences" in meta:
+        metadata["ownerReferences"] = meta["ownerReferences"]
+    await store.update(LEASES, {**current, "metadata": metadata, "spec": lease["spec"]})
 
 
 async def register_node(store: Store, node: JsonObject) -> None:
