@@ -241,3 +241,8 @@ def test_a_renewed_lease_takes_the_owner_of_a_node_registered_again() -> None:
     assert run_in_virtual_time(scenario()) == [
         {"apiVersion": "v1", "kind": "Node", "name": "node01", "uid": "new"}
     ]
+
+
+def test_allocatable_is_computed_from_any_quantity() -> None:
+    allocatable = _node(capacity={"cpu": "4", "memory": "8Gi"})["status"]["allocatable"]
+    assert allocatable == {"cpu": "3900m", "memory": f"{8388608 - 262144}Ki"}

@@ -33,6 +33,7 @@ from typing import Any
 
 from vmplane import __version__
 from vmplane.agent.scheduling import SCHEDULABLE_LABEL, Taint
+from vmplane.api.quantity import Quantity, QuantityError
 from vmplane.api.resources import LEASES, NODES
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Controller, Result
@@ -157,14 +158,15 @@ def host_capacity(facts: HostFacts) -> dict[str, str]:
 
 
 def _allocatable(capacity: Mapping[str, str]) -> dict[str, str]:
-    """Capacity minus :data:`RESERVED`, for the CPU and memory a kubelet would report."""
+    """Capacity minus :data:`RESERVED` for CPU and memory (never below zero); a capacity that is no
+    quantity is passed on as it is."""
     allocatable = dict(capacity)
-    cpu = capacity.get("cpu", "")
-    if cpu.isdigit():
-        allocatable["cpu"] = f"{max(int(cpu) * 1000 - RESERVED['cpu_millis'], 0)}m"
-    memory = capacity.get("memory", "")
-    if memory.endswith("Ki") and memory[:-2].isdigit():
-        allocatable["memory"] = f"{max(int(memory[:-2]) - RESERVED['memory_kib'], 0)}Ki"
+    with contextlib.suppress(QuantityError, KeyError):
+        millis = Quantity.parse(capacity["cpu"]).milli()
+        allocatable["cpu"] = f"{max(millis - RESERVED['cpu_millis'], 0)}m"
+    with contextlib.suppress(QuantityError, KeyError):
+        kib = Quantity.parse(capacity["memory"]).bytes() // 1024
+        allocatable["memory"] = f"{max(kib - RESERVED['memory_kib'], 0)}Ki"
     return allocatable
 
 
