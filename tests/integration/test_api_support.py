@@ -102,15 +102,22 @@ def _read_ready_line(process: subprocess.Popen[bytes], deadline: float) -> str:
     raise TimeoutError("vmplane serve did not report readiness")
 
 
-def start_server(tmp: Path, *extra: str, listen: str = "127.0.0.1:0") -> ApiServer:
-    """``vmplane serve --hypervisor simulated`` on ``tmp/data`` with ``extra`` arguments, once ready."""
+def start_server(
+    tmp: Path, *extra: str, listen: str = "127.0.0.1:0", node_status_interval: float = 3600.0
+) -> ApiServer:
+    """``vmplane serve --hypervisor simulated`` on ``tmp/data`` with ``extra`` arguments, once ready.
+
+    Its Node heartbeat is renewed hourly unless asked otherwise: the tests that check a request wrote
+    nothing compare store revisions, which a heartbeat would move.
+    """
     data_dir, home, log_path = tmp / "data", tmp / "home", tmp / "server.log"
     home.mkdir(parents=True)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "vmplane.cli.main", "serve", "--data-dir", str(data_dir)),
-                *("--listen", listen, "--log-level", "debug", "--hypervisor", "simulated", *extra),
+                *("--listen", listen, "--log-level", "debug", "--hypervisor", "simulated"),
+                *("--node-status-interval", str(node_status_interval), *extra),
             ],
             stdout=subprocess.PIPE,
             stderr=log,

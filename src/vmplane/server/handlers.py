@@ -62,6 +62,8 @@ class ResourceHandlers:
     ) -> web.StreamResponse:
         target = parse_target(self.ctx.registry, group, version, tail)
         method = request.method
+        if target.resource_type.read_only and method != "GET":
+            raise st.method_not_allowed()
         if target.name is None:
             if method == "GET":
                 if query_bool(request.query.get("watch")):
