@@ -20,6 +20,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
+from vmplane.server import decoders
 from vmplane.server.protobuf_messages import KINDS, MESSAGES, SPECIAL, Field
 
 __all__ = [
@@ -121,25 +122,28 @@ def serves(api_version: str, kind: str) -> bool:
 # --- message -> JSON ---------------------------------------------------------------------------
 
 
-def _time_to_json(message: Any, *, micro: bool) -> str | None:
+def _time_to_json(message: Any, path: str, *, micro: bool) -> str | None:
     seconds, nanos = int(message.seconds), int(message.nanos)
     if seconds == 0 and nanos == 0:
         return None  # Go's zero time marshals as an empty message
-    moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
+    try:
+        moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
+    except (OverflowError, OSError, ValueError) as err:
+        raise ProtobufError(f"{path}: not a time: {seconds}s {nanos}ns") from err
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
 def _special_to_json(type_name: str, message: Any, path: str) -> Any:
     if type_name in ("Time", "MicroTime"):
-        return _time_to_json(message, micro=type_name == "MicroTime")
+        return _time_to_json(message, path, micro=type_name == "MicroTime")
     if type_name == "Quantity":
         return str(message.string)
     raw = bytes(message.raw)
     if not raw:
         return None
     try:
-        return json.loads(raw)
-    except ValueError as err:
+        return decoders.load_json(raw, what=path)  # depth-limited like any JSON body
+    except decoders.BodyError as err:
         raise ProtobufError(f"{path}: raw extension is not JSON: {err}") from err
 
 
