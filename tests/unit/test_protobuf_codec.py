@@ -153,6 +153,12 @@ def test_raw_extension_nested_too_deep_is_a_400() -> None:
     assert (caught.value.code, caught.value.status["reason"]) == (400, "BadRequest")
 
 
+def test_string_that_is_not_utf8_is_refused_naming_the_field() -> None:
+    body = bytes.fromhex("6b3873000a0f0a0276311209") + b"Namespace" + bytes.fromhex("12060a040a02fffe")
+    with pytest.raises(ProtobufError, match=r"^metadata\.name: invalid UTF-8"):
+        decode_object(body)
+
+
 def test_time_out_of_range_is_refused_naming_the_field() -> None:
     namespace: Any = _CODEC.new("Namespace")
     namespace.metadata.creationTimestamp.seconds = 2**62

@@ -147,8 +147,16 @@ def _special_to_json(type_name: str, message: Any, path: str) -> Any:
         raise ProtobufError(f"{path}: raw extension is not JSON: {err}") from err
 
 
+def _text(value: Any, path: str) -> str:
+    if not isinstance(value, str):  # proto2 hands back bytes for a string that is not UTF-8
+        raise ProtobufError(f"{path}: invalid UTF-8 in a string")
+    return value
+
+
 def _value_to_json(type_: int | str, value: Any, path: str) -> Any:
     if not isinstance(type_, str):
+        if type_ == _T.TYPE_STRING:
+            return _text(value, path)
         return int(value) if type_ in (_T.TYPE_INT32, _T.TYPE_INT64) else value
     if type_ in SPECIAL:
         return _special_to_json(type_, value, path)
@@ -163,7 +171,8 @@ def _message_to_json(name: str, message: Any, path: str = "") -> dict[str, Any]:
         if field.map_of is not None:
             if value:
                 out[field.name] = {
-                    str(k): _value_to_json(field.map_of, v, f"{where}[{k}]") for k, v in value.items()
+                    _text(k, where): _value_to_json(field.map_of, v, f"{where}[{k}]")
+                    for k, v in value.items()
                 }
         elif field.repeated:
             if value:
@@ -191,7 +200,8 @@ def decode_object(data: bytes) -> dict[str, Any]:
         envelope.ParseFromString(data[len(MAGIC) :])
     except DecodeError as err:
         raise ProtobufError(f"malformed protobuf envelope: {err}") from err
-    api_version, kind = str(envelope.typeMeta.apiVersion), str(envelope.typeMeta.kind)
+    api_version = _text(envelope.typeMeta.apiVersion, "apiVersion")
+    kind = _text(envelope.typeMeta.kind, "kind")
     message_name = KINDS.get((api_version, kind))
     if message_name is None:
         raise ProtobufError(
