@@ -12,6 +12,7 @@ from vmplane.server.openapi_protobuf import MESSAGES as OPENAPI_MESSAGES
 from vmplane.server.openapi_protobuf import choose_media_type, encode_document
 from vmplane.server.protobuf import MessageClasses, ProtobufError, decode_object, encode_object
 from vmplane.server.protobuf_messages import MESSAGES
+from vmplane.server.status import ApiError
 
 #: ``kubectl create namespace capture``, as kubectl 1.32.4 sent it here (``-v=9``).
 KUBECTL_CREATE_NAMESPACE = bytes.fromhex(
@@ -124,16 +125,45 @@ def test_quantities_stay_strings() -> None:
     assert decode_object(encode_object(NODE))["status"]["capacity"] == {"cpu": "2", "memory": "4012Mi"}
 
 
-def test_raw_extension_that_is_not_json_is_refused_naming_the_field() -> None:
-    codec = MessageClasses(MESSAGES, package="test.k8s")
-    revision: Any = codec.new("ControllerRevision")
+_CODEC = MessageClasses(MESSAGES, package="test.k8s")
+
+
+def _wire(api_version: str, kind: str, message: Any) -> bytes:
+    envelope: Any = _CODEC.new("Unknown")
+    envelope.typeMeta.apiVersion, envelope.typeMeta.kind = api_version, kind
+    envelope.raw = message.SerializeToString()
+    return b"k8s\x00" + envelope.SerializeToString()
+
+
+def _revision_with_raw(raw: bytes) -> bytes:
+    revision: Any = _CODEC.new("ControllerRevision")
     revision.metadata.name = "r"
-    revision.data.raw = b"\x00not json"
-    envelope: Any = codec.new("Unknown")
-    envelope.typeMeta.apiVersion, envelope.typeMeta.kind = "apps/v1", "ControllerRevision"
-    envelope.raw = revision.SerializeToString()
+    revision.data.raw = raw
+    return _wire("apps/v1", "ControllerRevision", revision)
+
+
+def test_raw_extension_that_is_not_json_is_refused_naming_the_field() -> None:
     with pytest.raises(ProtobufError, match=r"^data: raw extension is not JSON"):
-        decode_object(b"k8s\x00" + envelope.SerializeToString())
+        decode_object(_revision_with_raw(b"\x00not json"))
+
+
+def test_raw_extension_nested_too_deep_is_a_400() -> None:
+    with pytest.raises(ApiError) as caught:
+        decode_object(_revision_with_raw(b"[" * 5000 + b"]" * 5000))
+    assert (caught.value.code, caught.value.status["reason"]) == (400, "BadRequest")
+
+
+def test_string_that_is_not_utf8_is_refused_naming_the_field() -> None:
+    body = bytes.fromhex("6b3873000a0f0a0276311209") + b"Namespace" + bytes.fromhex("12060a040a02fffe")
+    with pytest.raises(ProtobufError, match=r"^metadata\.name: invalid UTF-8"):
+        decode_object(body)
+
+
+def test_time_out_of_range_is_refused_naming_the_field() -> None:
+    namespace: Any = _CODEC.new("Namespace")
+    namespace.metadata.creationTimestamp.seconds = 2**62
+    with pytest.raises(ProtobufError, match=r"^metadata\.creationTimestamp: not a time"):
+        decode_object(_wire("v1", "Namespace", namespace))
 
 
 def test_encoding_a_value_of_the_wrong_type_names_the_field() -> None:

@@ -155,8 +155,7 @@ def _discovery_routes(app: web.Application, registry: Registry) -> None:
         if media_type is None:
             raise st.not_acceptable([openapi_protobuf.JSON, openapi_protobuf.MEDIA_TYPE])
         body = openapi.v2_protobuf if media_type == openapi_protobuf.MEDIA_TYPE else openapi.v2
-        response = web.Response(body=body, headers={"Content-Type": media_type, "Vary": "Accept"})
-        return response
+        return web.Response(body=body, headers={"Content-Type": media_type, "Vary": "Accept"})
 
     async def openapi_v3(request: web.Request) -> web.Response:
         body = openapi.v3_by_path.get(request.match_info["path"])

@@ -20,6 +20,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
+from vmplane.server import decoders
 from vmplane.server.protobuf_messages import KINDS, MESSAGES, SPECIAL, Field
 
 __all__ = [
@@ -121,30 +122,41 @@ def serves(api_version: str, kind: str) -> bool:
 # --- message -> JSON ---------------------------------------------------------------------------
 
 
-def _time_to_json(message: Any, *, micro: bool) -> str | None:
+def _time_to_json(message: Any, path: str, *, micro: bool) -> str | None:
     seconds, nanos = int(message.seconds), int(message.nanos)
     if seconds == 0 and nanos == 0:
         return None  # Go's zero time marshals as an empty message
-    moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
+    try:
+        moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
+    except (OverflowError, OSError, ValueError) as err:
+        raise ProtobufError(f"{path}: not a time: {seconds}s {nanos}ns") from err
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
 def _special_to_json(type_name: str, message: Any, path: str) -> Any:
     if type_name in ("Time", "MicroTime"):
-        return _time_to_json(message, micro=type_name == "MicroTime")
+        return _time_to_json(message, path, micro=type_name == "MicroTime")
     if type_name == "Quantity":
         return str(message.string)
     raw = bytes(message.raw)
     if not raw:
         return None
     try:
-        return json.loads(raw)
-    except ValueError as err:
+        return decoders.load_json(raw, what=path)  # depth-limited like any JSON body
+    except decoders.BodyError as err:
         raise ProtobufError(f"{path}: raw extension is not JSON: {err}") from err
+
+
+def _text(value: Any, path: str) -> str:
+    if not isinstance(value, str):  # proto2 hands back bytes for a string that is not UTF-8
+        raise ProtobufError(f"{path}: invalid UTF-8 in a string")
+    return value
 
 
 def _value_to_json(type_: int | str, value: Any, path: str) -> Any:
     if not isinstance(type_, str):
+        if type_ == _T.TYPE_STRING:
+            return _text(value, path)
         return int(value) if type_ in (_T.TYPE_INT32, _T.TYPE_INT64) else value
     if type_ in SPECIAL:
         return _special_to_json(type_, value, path)
@@ -159,7 +171,8 @@ def _message_to_json(name: str, message: Any, path: str = "") -> dict[str, Any]:
         if field.map_of is not None:
             if value:
                 out[field.name] = {
-                    str(k): _value_to_json(field.map_of, v, f"{where}[{k}]") for k, v in value.items()
+                    _text(k, where): _value_to_json(field.map_of, v, f"{where}[{k}]")
+                    for k, v in value.items()
                 }
         elif field.repeated:
             if value:
@@ -187,7 +200,8 @@ def decode_object(data: bytes) -> dict[str, Any]:
         envelope.ParseFromString(data[len(MAGIC) :])
     except DecodeError as err:
         raise ProtobufError(f"malformed protobuf envelope: {err}") from err
-    api_version, kind = str(envelope.typeMeta.apiVersion), str(envelope.typeMeta.kind)
+    api_version = _text(envelope.typeMeta.apiVersion, "apiVersion")
+    kind = _text(envelope.typeMeta.kind, "kind")
     message_name = KINDS.get((api_version, kind))
     if message_name is None:
         raise ProtobufError(
