@@ -151,7 +151,7 @@ class GarbageCollector:
     async def _act(self, key: ItemKey, obj: JsonObject, action: Action) -> None:
         metadata = obj["metadata"]
         if isinstance(action, DeleteItem):
-            log.info("garbage collector: deleting %s %s/%s (%s)", *key, action.policy.value)
+            log.debug("garbage collector: deleting %s %s/%s (%s)", *key, action.policy.value)
             finalizers = finalizers_for_deletion(list(metadata.get("finalizers") or []), action.policy)
             if finalizers is not None:
                 obj = await self._store.update(
