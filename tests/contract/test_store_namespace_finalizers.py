@@ -1,4 +1,4 @@
-"""Every Store backend holds a Namespace by its ``spec.finalizers`` as kube-apiserver's namespace registry does."""
+"""Every Store backend holds a Namespace by its ``spec.finalizers``, as kube-apiserver's registry does."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ async def test_a_namespace_without_spec_finalizers_is_deleted_at_once(store: Sto
 
 
 async def test_spec_finalizers_of_other_kinds_do_not_hold_them(store: Store) -> None:
-    vm = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "a", "namespace": "d"}}
+    metadata = {"name": "a", "namespace": "d"}
+    vm = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": metadata}
     await store.create("virtualmachines.kubevirt.io", {**vm, "spec": {"finalizers": ["kubernetes"]}})
     await store.delete("virtualmachines.kubevirt.io", "d", "a")
     with pytest.raises(NotFoundError):

@@ -63,7 +63,8 @@ def test_the_rest_is_deleted_once_no_virtual_machine_remains() -> None:
 def test_objects_already_being_deleted_are_not_deleted_again() -> None:
     plan = decide(namespace(), {VMIS: [item("vm", deleting=True, finalizers=("vmplane.io/machine",))]})
     assert plan.delete == ()
-    assert plan.waiting and not plan.finalize
+    assert plan.waiting
+    assert not plan.finalize
 
 
 def test_remaining_content_and_finalizers_are_reported_with_upstreams_messages() -> None:
@@ -74,7 +75,8 @@ def test_remaining_content_and_finalizers_are_reported_with_upstreams_messages()
         "type": "NamespaceContentRemaining",
         "status": "True",
         "reason": "SomeResourcesRemain",
-        "message": "Some resources are remaining: virtualmachineinstances.kubevirt.io has 1 resource instances",
+        "message": "Some resources are remaining: "
+        "virtualmachineinstances.kubevirt.io has 1 resource instances",
     }
     assert reported["NamespaceFinalizersRemaining"]["message"] == (
         "Some content in the namespace has finalizers remaining: vmplane.io/machine in 1 resource instances"
@@ -84,7 +86,8 @@ def test_remaining_content_and_finalizers_are_reported_with_upstreams_messages()
 
 def test_an_empty_terminating_namespace_is_finalized() -> None:
     plan = decide(namespace(), {VMS: [], EVENTS: []})
-    assert plan.finalize and not plan.waiting
+    assert plan.finalize
+    assert not plan.waiting
     assert conditions(plan)["NamespaceContentRemaining"]["reason"] == "ContentRemoved"
 
 
