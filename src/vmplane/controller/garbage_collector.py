@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from vmplane.api.deletion import finalizers_for_deletion
 from vmplane.controller.garbage_collection import (
@@ -57,7 +56,7 @@ class GarbageCollector:
         for resource, informer in self._informers.items():
             informer.on_change(self._observer(resource))
 
-    def _observer(self, resource: str) -> Any:
+    def _observer(self, resource: str) -> Callable[[Key, JsonObject | None], None]:
         def observe(key: Key, obj: JsonObject | None) -> None:
             self._observe(ItemKey(resource, *key), obj)
 

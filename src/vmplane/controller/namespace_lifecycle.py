@@ -115,8 +115,9 @@ def decide(
 ) -> NamespacePlan:
     """The next step for ``namespace``, given every object in it per store resource."""
     metadata = namespace.get("metadata") or {}
-    spec = namespace.get("spec") if isinstance(namespace.get("spec"), dict) else {}
-    if not metadata.get("deletionTimestamp") or NAMESPACE_FINALIZER not in (spec or {}).get("finalizers", ()):
+    spec = namespace.get("spec")
+    finalizers = (spec.get("finalizers") if isinstance(spec, Mapping) else None) or ()
+    if not metadata.get("deletionTimestamp") or NAMESPACE_FINALIZER not in finalizers:
         return NamespacePlan()
     remaining = {resource: list(items) for resource, items in contents.items() if items}
     if not remaining:
