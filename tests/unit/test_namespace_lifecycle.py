@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from vmplane.api.errors import InvalidObjectError
-from vmplane.controller.namespace_lifecycle import CONDITION_TYPES, decide
+from vmplane.controller.namespace_lifecycle import CONDITION_TYPES, decide, with_failures
 from vmplane.server.namespaces import NamespaceAdmitter, finalizer_causes
 
 VMS = "virtualmachines.kubevirt.io"
@@ -89,6 +89,27 @@ def test_an_empty_terminating_namespace_is_finalized() -> None:
     assert plan.finalize
     assert not plan.waiting
     assert conditions(plan)["NamespaceContentRemaining"]["reason"] == "ContentRemoved"
+
+
+def test_failed_deletes_are_reported_as_a_content_failure() -> None:
+    plan = decide(namespace(), {VMIS: [item("vm")]})
+    failed = conditions_of(with_failures(plan.conditions, ['virtualmachineinstances.kubevirt.io "vm": boom']))
+    assert failed["NamespaceDeletionContentFailure"] == {
+        "type": "NamespaceDeletionContentFailure",
+        "status": "True",
+        "reason": "ContentDeletionFailed",
+        "message": "Failed to delete all resource types, 1 remaining: "
+        'virtualmachineinstances.kubevirt.io "vm": boom',
+    }
+
+
+def test_no_failures_leave_the_conditions_as_they_are() -> None:
+    plan = decide(namespace(), {VMIS: [item("vm")]})
+    assert with_failures(plan.conditions, []) == plan.conditions
+
+
+def conditions_of(reported: Any) -> dict[str, dict[str, str]]:
+    return {c["type"]: dict(c) for c in reported}
 
 
 def _admit(operation: str, new: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -8,17 +8,16 @@ remains: objects with finalizers (a VMI whose guest is stopping) take their time
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from vmplane.api.deletion import NAMESPACE_FINALIZER
 from vmplane.api.resources import NAMESPACES
-from vmplane.controller.namespace_lifecycle import decide
+from vmplane.controller.namespace_lifecycle import decide, with_failures
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Result
-from vmplane.store.base import JsonObject, NotFoundError, Store
+from vmplane.store.base import JsonObject, NotFoundError, Store, StoreError
 
 __all__ = ["NamespaceReconciler"]
 
@@ -63,11 +62,16 @@ class NamespaceReconciler:
             return Result()
         contents = {resource: (await self._store.list(resource, name)).items for resource in self._resources}
         plan = decide(namespace, contents)
+        failures = []
         for resource, item in plan.delete:
-            with contextlib.suppress(NotFoundError):
+            try:
                 await self._store.delete(resource, name, item)
+            except NotFoundError:
+                continue
+            except StoreError as err:  # reported on the namespace, and tried again
+                failures.append(f'{resource} "{item}": {err}')
         if plan.conditions:
-            await self._write_conditions(name, plan.conditions)
+            await self._write_conditions(name, with_failures(plan.conditions, failures))
         if plan.finalize:
             await self._finalize(name)
         return Result(requeue_after=_RECHECK if plan.waiting else None)

@@ -21,7 +21,7 @@ from typing import Any
 from vmplane.api.deletion import NAMESPACE_FINALIZER
 from vmplane.api.resources import VIRTUAL_MACHINES
 
-__all__ = ["CONDITION_TYPES", "NamespacePlan", "decide"]
+__all__ = ["CONDITION_TYPES", "NamespacePlan", "decide", "with_failures"]
 
 #: The condition types of a terminating namespace, in the order Kubernetes lists them.
 CONDITION_TYPES = (
@@ -130,3 +130,18 @@ def decide(
         if not item["metadata"].get("deletionTimestamp")
     )
     return NamespacePlan(delete=delete, conditions=_conditions(remaining), waiting=True)
+
+
+def with_failures(
+    conditions: Sequence[Mapping[str, str]], failures: Sequence[str]
+) -> tuple[Mapping[str, str], ...]:
+    """``conditions`` with ``NamespaceDeletionContentFailure`` True when deletes failed (``failures``)."""
+    if not failures:
+        return tuple(conditions)
+    failed = _condition(
+        "NamespaceDeletionContentFailure",
+        True,
+        "ContentDeletionFailed",
+        f"Failed to delete all resource types, {len(failures)} remaining: " + ", ".join(failures),
+    )
+    return tuple(failed if c["type"] == failed["type"] else c for c in conditions)
