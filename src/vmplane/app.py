@@ -17,17 +17,20 @@ from typing import Literal
 
 from aiohttp import web
 
+from vmplane import __version__
 from vmplane.agent.agent import NodeAgent
 from vmplane.agent.console import QemuConsoleLogs
 from vmplane.agent.guestfs import GuestUser, default_guest_dir, guest_user, prepare_guest_dir
 from vmplane.agent.hypervisor import Hypervisor, OnChange
 from vmplane.agent.machine import HostPaths
+from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL, host_facts, qemu_runtime_version
 from vmplane.agent.qemu import QemuHypervisor
 from vmplane.agent.qemu.machine_types import FALLBACK_MACHINE_TYPES, MachineTypesError, q35_machine_types
 from vmplane.agent.scheduler import Scheduler
 from vmplane.agent.simulated import SimulatedHypervisor
 from vmplane.agent.volumes import QemuVolumePreparer
 from vmplane.api.kubevirt import KubeVirtConfiguration
+from vmplane.controller.kubevirt_status import KubeVirtStatusController
 from vmplane.controller.manager import ControllerManager
 from vmplane.controller.vm import cluster_configuration
 from vmplane.demo import install_demo
@@ -56,6 +59,7 @@ class PlaneOptions:
     ``<data_dir>/guests``.
     ``host_disk_dirs``: where ``hostDisk`` paths may point (default ``<guest_dir>/hostdisks``).
     ``demo_guest``: a built test guest to install as an image, creating the demo VM (``--demo``).
+    ``node_status_interval``: seconds between renewals of the Node's heartbeat.
     """
 
     data_dir: Path
@@ -64,6 +68,7 @@ class PlaneOptions:
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     node_labels: dict[str, str] = field(default_factory=dict)
     crash_backoff: float = 10.0
+    node_status_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     host_disk_dirs: tuple[Path, ...] = ()
     demo_guest: Path | None = None
     guest_dir: Path | None = None
@@ -169,8 +174,11 @@ class ControlPlane:
             if qemu
             else None,
             node_labels=options.node_labels,
+            heartbeat_interval=options.node_status_interval,
+            host=host_facts(runtime_version=qemu_runtime_version() if qemu else f"simulated://{__version__}"),
         )
         self._console = QemuConsoleLogs(options.machines_dir) if qemu else None
+        self.kubevirt_status = KubeVirtStatusController(store=store, clock=clock)
 
     def _hypervisor(self, on_change: OnChange) -> Hypervisor:
         if self._options.hypervisor == "simulated":
@@ -192,6 +200,7 @@ class ControlPlane:
         await self.manager.start()
         await self.scheduler.start()
         await self.agent.start()
+        await self.kubevirt_status.start()
         if self._options.demo_guest is not None:
             await install_demo(
                 self._store,
@@ -201,6 +210,7 @@ class ControlPlane:
         try:
             await asyncio.Event().wait()
         finally:
+            await self.kubevirt_status.stop()
             await self.agent.stop()
             await self.scheduler.stop()
             await self.manager.stop()

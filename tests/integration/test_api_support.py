@@ -34,6 +34,7 @@ class ApiServer:
     url: str
     token: str
     ca_file: Path
+    log: Path
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.home)}
@@ -101,24 +102,22 @@ def _read_ready_line(process: subprocess.Popen[bytes], deadline: float) -> str:
     raise TimeoutError("vmplane serve did not report readiness")
 
 
-def start_server(tmp: Path) -> ApiServer:
-    data_dir, home = tmp / "data", tmp / "home"
+def start_server(
+    tmp: Path, *extra: str, listen: str = "127.0.0.1:0", node_status_interval: float = 3600.0
+) -> ApiServer:
+    """``vmplane serve --hypervisor simulated`` on ``tmp/data`` with ``extra`` arguments, once ready.
+
+    Its Node heartbeat is renewed hourly unless asked otherwise: the tests that check a request wrote
+    nothing compare store revisions, which a heartbeat would move.
+    """
+    data_dir, home, log_path = tmp / "data", tmp / "home", tmp / "server.log"
     home.mkdir(parents=True)
-    with (tmp / "server.log").open("wb") as log:
+    with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "vmplane.cli.main",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--listen",
-                "127.0.0.1:0",
-                "--log-level",
-                "debug",
-                "--hypervisor",
-                "simulated",
+                *(sys.executable, "-m", "vmplane.cli.main", "serve", "--data-dir", str(data_dir)),
+                *("--listen", listen, "--log-level", "debug", "--hypervisor", "simulated"),
+                *("--node-status-interval", str(node_status_interval), *extra),
             ],
             stdout=subprocess.PIPE,
             stderr=log,
@@ -140,6 +139,7 @@ def start_server(tmp: Path) -> ApiServer:
         url=config["clusters"][0]["cluster"]["server"],
         token=config["users"][0]["user"]["token"],
         ca_file=data_dir / "tls" / "ca.crt",
+        log=log_path,
     )
 
 
@@ -150,15 +150,22 @@ def _close(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
 
 
 def stop_server(server: ApiServer) -> int:
-    server.process.terminate()
+    """SIGTERM ``vmplane serve`` and wait for it (killed after 15 s); its exit code."""
+    return terminate(server.process)
+
+
+def terminate(process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM a server process and wait for it (killed after 15 s); its exit code."""
+    if process.poll() is None:
+        process.terminate()
     try:
-        return server.process.wait(timeout=15)
+        return process.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(timeout=10)
+        process.kill()
+        process.wait(timeout=10)
         raise
     finally:
-        _close(server.process)
+        _close(process)
 
 
 def stop_process(process: subprocess.Popen[str]) -> None:

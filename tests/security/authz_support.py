@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ from typing import Any
 import pytest
 import urllib3
 import yaml
+from test_api_support import start_server, terminate
 
 READY_TIMEOUT = 30.0
 
@@ -112,71 +111,22 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float = 20.0, what: st
         time.sleep(0.1)
 
 
-def _ready_line(process: subprocess.Popen[bytes], deadline: float) -> str:
-    assert process.stdout is not None
-    buffer = b""
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"vmplane serve exited with {process.returncode}")
-        readable, _, _ = select.select([process.stdout], [], [], 0.2)
-        if readable:
-            buffer += os.read(process.stdout.fileno(), 4096)
-            if b"\n" in buffer:
-                return buffer.split(b"\n", 1)[0].decode()
-    raise TimeoutError("vmplane serve did not report readiness")
-
-
 def _start(tmp: Path) -> AuthzServer:
-    data_dir, home = tmp / "data", tmp / "home"
-    home.mkdir(parents=True)
-    with (tmp / "server.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "vmplane.cli.main", "serve", "--data-dir", str(data_dir)),
-                *("--listen", "127.0.0.1:0", "--hypervisor", "simulated", "--log-level", "debug"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-    try:
-        line = _ready_line(process, time.monotonic() + READY_TIMEOUT)
-    except BaseException:
-        process.kill()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
-        raise
-    kubeconfig = Path(line.split("kubeconfig:", 1)[1].strip())
-    config = yaml.safe_load(kubeconfig.read_text())
+    server = start_server(tmp)
     return AuthzServer(
-        process=process,
-        data_dir=data_dir,
-        home=home,
-        url=config["clusters"][0]["cluster"]["server"],
-        ca_file=data_dir / "tls" / "ca.crt",
-        admin=Identity(kubeconfig=kubeconfig, token=config["users"][0]["user"]["token"]),
+        process=server.process,
+        data_dir=server.data_dir,
+        home=server.home,
+        url=server.url,
+        ca_file=server.ca_file,
+        admin=Identity(kubeconfig=server.kubeconfig, token=server.token),
     )
-
-
-def _stop(server: AuthzServer) -> int:
-    server.process.terminate()
-    try:
-        return server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(timeout=10)
-        raise
-    finally:
-        if server.process.stdout is not None:
-            server.process.stdout.close()
 
 
 @pytest.fixture(scope="module")
 def authz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthzServer]:
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl not installed")
     server = _start(tmp_path_factory.mktemp("authz"))
     try:
         yield server
     finally:
-        assert _stop(server) == 0, "vmplane serve did not shut down cleanly"
+        assert terminate(server.process) == 0, "vmplane serve did not shut down cleanly"

@@ -7,14 +7,9 @@ Holds no tests.
 from __future__ import annotations
 
 import json
-import os
-import select
-import shutil
-import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import urllib3
-import yaml
+from test_api_support import start_server, terminate
 
 READY_TIMEOUT = 30.0
 
@@ -136,76 +130,20 @@ def read_until_closed(sock: socket.socket, timeout: float) -> bytes:
     return received
 
 
-def _ready_line(process: subprocess.Popen[bytes], deadline: float) -> str:
-    assert process.stdout is not None
-    buffer = b""
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"vmplane serve exited with {process.returncode}")
-        readable, _, _ = select.select([process.stdout], [], [], 0.2)
-        if readable:
-            buffer += os.read(process.stdout.fileno(), 4096)
-            if b"\n" in buffer:
-                return buffer.split(b"\n", 1)[0].decode()
-    raise TimeoutError("vmplane serve did not report readiness")
-
-
 def start(tmp: Path, *extra: str, listen: str = "127.0.0.1:0") -> LimitsServer:
     """``vmplane serve --hypervisor simulated`` with ``extra`` arguments, ready to serve."""
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl not installed")
-    data_dir = tmp / "data"
-    log_path = tmp / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "vmplane.cli.main",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--listen",
-                listen,
-                "--hypervisor",
-                "simulated",
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-    try:
-        line = _ready_line(process, time.monotonic() + READY_TIMEOUT)
-    except BaseException:
-        stop_process(process)
-        raise
-    config = yaml.safe_load(Path(line.split("kubeconfig:", 1)[1].strip()).read_text())
-    url = config["clusters"][0]["cluster"]["server"]
-    host, port = url.removeprefix("https://").rsplit(":", 1)
+    server = start_server(tmp, *extra, listen=listen)
+    host, port = server.url.removeprefix("https://").rsplit(":", 1)
     return LimitsServer(
-        process=process,
-        data_dir=data_dir,
-        log_path=log_path,
-        url=url,
+        process=server.process,
+        data_dir=server.data_dir,
+        log_path=server.log,
+        url=server.url,
         host=host,
         port=int(port),
-        token=config["users"][0]["user"]["token"],
-        ca_file=data_dir / "tls" / "ca.crt",
+        token=server.token,
+        ca_file=server.ca_file,
     )
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-        raise
-    finally:
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 @contextmanager
@@ -214,7 +152,7 @@ def serving(tmp: Path, *extra: str, listen: str = "127.0.0.1:0") -> Iterator[Lim
     try:
         yield server
     finally:
-        assert stop_process(server.process) == 0, "vmplane serve did not shut down cleanly"
+        assert terminate(server.process) == 0, "vmplane serve did not shut down cleanly"
 
 
 def nested_json(depth: int) -> str:

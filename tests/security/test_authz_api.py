@@ -12,6 +12,8 @@ from authz_support import AuthzServer, Identity, authz_server, wait_until
 
 __all__ = ["authz_server"]
 
+pytestmark = [pytest.mark.integration, pytest.mark.requires("kubectl")]
+
 NS = "/apis/kubevirt.io/v1/namespaces/default"
 SUBRESOURCES = "/apis/subresources.kubevirt.io/v1/namespaces/default"
 VM = """\

@@ -22,22 +22,21 @@ KUBECTL_CAN_I_UPDATE_VMI = bytes.fromhex(
 
 
 def test_kubectl_access_review_decodes_to_its_json_form() -> None:
+    # Zero values are left out, as Go's JSON (omitempty) leaves them out.
     assert decode_object(KUBECTL_CAN_I_UPDATE_VMI) == {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SelfSubjectAccessReview",
-        "metadata": {"name": "", "generateName": "", "namespace": "", "uid": "", "resourceVersion": ""},
+        "metadata": {},
         "spec": {
             "resourceAttributes": {
                 "namespace": "default",
                 "verb": "update",
                 "group": "kubevirt.io",
-                "version": "",
                 "resource": "virtualmachineinstances",
-                "subresource": "",
                 "name": "x",
             }
         },
-        "status": {"allowed": False, "reason": "", "evaluationError": "", "denied": False},
+        "status": {},
     }
 
 

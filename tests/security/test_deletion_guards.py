@@ -11,7 +11,7 @@ from test_api_support import USER_GUIDE_VM, ApiServer, api_server
 from vmplane.server.deletion_guards import deletion_refusal
 from vmplane.server.kinds import default_registry
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.requires("kubectl"), pytest.mark.timeout(120)]
 __all__ = ["api_server"]
 
 _REGISTRY = default_registry()

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from plane_support import Plane
 from qemu_user_support import qemu_user
 
-from plane_support import Plane  # isort: skip
+pytestmark = pytest.mark.requires("qemu")
 
 
 def mode(path: Path) -> int:

@@ -34,7 +34,7 @@ from vmplane.agent.qemu.naming import run_files
 from vmplane.agent.volumes import QemuVolumePreparer
 from vmplane.api.vmi import VirtualMachineInstance
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.e2e, pytest.mark.requires("qemu"), pytest.mark.asyncio(loop_scope="module")]
 
 MiB = 1 << 20
 BOOT_DEADLINE = 90.0

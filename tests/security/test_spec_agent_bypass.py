@@ -9,7 +9,6 @@ outside the data directory, not in another namespace, not anywhere under the dat
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from spec_checks_support import crafted_vmi, files_under, vmi_spec
 from vmplane.agent.machine import HostPaths, MachineSpecError, VolumeError, machine_spec
 from vmplane.agent.volumes import QemuVolumePreparer
 
-pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img is not installed")
+pytestmark = pytest.mark.requires("qemu")
 
 
 @pytest.fixture

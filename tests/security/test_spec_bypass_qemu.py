@@ -44,21 +44,7 @@ GUEST = Path(__file__).resolve().parents[2] / "guest" / "out"
 GUEST_IMAGE = "vmplane/test-guest:latest"
 DEADLINE = 60.0
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
-
-
-def _missing() -> str | None:
-    for tool in ("qemu-system-x86_64", "qemu-img"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (run scripts/ci-install-qemu.sh)"
-    for name in ("vmlinuz", "initrd.img", "cmdline"):
-        if not (GUEST / name).is_file():
-            return f"test guest missing: {GUEST / name} (run python guest/build.py --out guest/out)"
-    return None
-
-
-if (_reason := _missing()) is not None:
-    pytest.skip(_reason, allow_module_level=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.requires("qemu"), pytest.mark.asyncio(loop_scope="module")]
 
 
 @dataclass

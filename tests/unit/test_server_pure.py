@@ -294,3 +294,12 @@ def test_paging_snapshot_and_expiry() -> None:
     with pytest.raises(ApiError) as err:
         cache.next_page(second.continue_token, 2)
     assert err.value.code == 410
+
+
+def test_a_continue_token_is_refused_for_another_list() -> None:
+    cache = SnapshotCache()
+    first = cache.first_page([_obj(str(i)) for i in range(3)], 7, 1, scope="virtualmachines.kubevirt.io")
+    with pytest.raises(ApiError) as err:
+        cache.next_page(first.continue_token, 1, scope="nodes")
+    assert err.value.code == 400
+    assert str(err.value).startswith("continue key is not valid")

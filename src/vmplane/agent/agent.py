@@ -32,7 +32,13 @@ from vmplane.agent.hypervisor import (
     OnChange,
 )
 from vmplane.agent.machine import MachineSpecError, VolumeResolver, machine_name, machine_spec, vmi_key_of
-from vmplane.agent.node import NodeRegistration, host_capacity, node_object
+from vmplane.agent.node import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    HostFacts,
+    NodeRegistration,
+    host_facts,
+    node_object,
+)
 from vmplane.agent.scheduling import Taint
 from vmplane.agent.status import FINAL_PHASES, failures_of, machine_status, phase_status, running_differences
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
@@ -81,6 +87,8 @@ class NodeAgent:
     queue), so the composition root need not wire the two by hand. ``resolver`` maps volumes to files
     (``paths`` is the same, under the name ``app.py`` used first). ``events`` defaults to a
     ``virt-handler`` EventRecorder on ``store``. ``unplug_timeout`` bounds each disk and NIC unplug.
+    ``host`` is what the Node reports of this host (read from it when None); ``capacity`` overrides
+    its CPUs and memory; the Node's heartbeat is renewed every ``heartbeat_interval`` seconds.
     """
 
     def __init__(
@@ -97,6 +105,8 @@ class NodeAgent:
         node_labels: Mapping[str, str] | None = None,
         node_taints: Sequence[Taint | Mapping[str, str]] = (),
         capacity: Mapping[str, str] | None = None,
+        host: HostFacts | None = None,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         unplug_timeout: float = 30.0,
         workers: int = 4,
     ) -> None:
@@ -119,13 +129,20 @@ class NodeAgent:
         self.controller: Controller[Key] = Controller(name="node-agent", reconciler=self, workers=workers)
         self.hypervisor = hypervisor(self._machine_changed)
         self.vmis.on_change(self._vmi_changed)
-        capacity = self._capacity if self._capacity is not None else host_capacity()
+        facts = host if host is not None else host_facts(runtime_version="unknown")
         self.registration = NodeRegistration(
             store=store,
             name=node_name,
             build=lambda: node_object(
-                name=self._node, labels=self._labels, taints=self._taints, capacity=capacity, now=self._now()
+                name=self._node,
+                labels=self._labels,
+                taints=self._taints,
+                facts=facts,
+                capacity=self._capacity,
+                now=self._now(),
             ),
+            heartbeat_interval=heartbeat_interval,
+            clock=clock,
         )
 
     def _machine_changed(self, machine: str) -> None:

@@ -1,9 +1,19 @@
-"""This host's ``v1`` Node: what the scheduler reads (labels, taints, readiness) and capacity.
+"""This host's ``v1`` Node: what the scheduler reads (labels, taints, readiness), and what ``kubectl
+describe node`` and the Kubernetes clients expect of a kubelet's Node (addresses, capacity,
+allocatable, ``nodeInfo``, the Ready and pressure conditions).
 
-The object is built by a pure function; ``register_node`` writes it, creating or refreshing it so an
-agent restarted with other labels or taints is scheduled by them. ``NodeRegistration`` watches the
-Node and registers it again when it is deleted (by mistake: the scheduler places nothing on a node
-without one), as a kubelet does.
+``host_facts`` is the one place that reads the host; ``node_object`` builds the Node from those facts
+and is pure. ``register_node`` writes it, creating or refreshing it so an agent restarted with other
+labels or taints is scheduled by them. ``NodeRegistration`` keeps it registered (a Node deleted by
+mistake is created again, as a kubelet does: the scheduler places nothing on a node without one) and
+renews the Ready condition's ``lastHeartbeatTime`` every ``heartbeat_interval`` seconds (a kubelet's
+``nodeStatusUpdateFrequency``, 10 s), and with it the node's ``coordination.k8s.io`` Lease in
+``kube-node-lease`` (held by the node, ``leaseDurationSeconds`` 40, owned by the Node), which is
+what ``kubectl describe node`` shows as the node's Lease.
+
+Allocatable is capacity minus :data:`RESERVED`: what the agent, the API server and QEMU's own
+overhead keep for themselves (a kubelet's ``systemReserved``), so that guests are not sized to the
+last byte of the host.
 """
 
 from __future__ import annotations
@@ -12,26 +22,164 @@ import contextlib
 import logging
 import os
 import platform
+import re
+import socket
+import subprocess
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from vmplane import __version__
 from vmplane.agent.scheduling import SCHEDULABLE_LABEL, Taint
-from vmplane.api.resources import NODES
+from vmplane.api.quantity import Quantity, QuantityError
+from vmplane.api.resources import LEASES, NODES
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Controller, Result
 from vmplane.store.base import AlreadyExistsError, JsonObject, NotFoundError, Store
 
-__all__ = ["NodeRegistration", "host_capacity", "node_object", "register_node"]
+__all__ = [
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "KUBELET_VERSION",
+    "RESERVED",
+    "HostFacts",
+    "NodeRegistration",
+    "host_capacity",
+    "host_facts",
+    "lease_object",
+    "node_object",
+    "qemu_runtime_version",
+    "register_node",
+    "renew_heartbeat",
+    "renew_lease",
+]
 
 log = logging.getLogger(__name__)
 
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
+#: A kubelet's ``nodeStatusUpdateFrequency``.
+DEFAULT_HEARTBEAT_INTERVAL = 10.0
+#: ``nodeInfo.kubeletVersion`` (and the VERSION column): the agent's version, semver-shaped as a
+#: kubelet's is so clients that parse it can.
+KUBELET_VERSION = f"v{__version__}-vmplane"
+#: Where node Leases live, and how long one holds without renewal (a kubelet's defaults).
+NODE_LEASE_NAMESPACE = "kube-node-lease"
+LEASE_DURATION_SECONDS = 40
+#: Kept back from the guests: 100 millicores and 256 MiB (see the module docstring).
+RESERVED = {"cpu_millis": 100, "memory_kib": 256 * 1024}
+
+# The conditions a kubelet reports, with its reasons and messages. The pressure conditions are not
+# measured by vmplane: they stay False.
+_READY = ("Ready", "True", "KubeletReady", "kubelet is posting ready status")
+_PRESSURE = (
+    ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+    ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+    ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+)
 
 
-def host_capacity() -> dict[str, str]:
+@dataclass(frozen=True, slots=True)
+class HostFacts:
+    """What the Node reports of this host, gathered by :func:`host_facts`."""
+
+    hostname: str
+    internal_ip: str
+    cpus: int
+    memory_kib: int
+    machine_id: str
+    system_uuid: str
+    boot_id: str
+    kernel_version: str
+    os_image: str
+    architecture: str
+    container_runtime_version: str
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def _os_image(os_release: str) -> str:
+    for line in os_release.splitlines():
+        key, _, value = line.partition("=")
+        if key == "PRETTY_NAME":
+            return value.strip().strip('"')
+    return "Linux"
+
+
+def _internal_ip() -> str:
+    """The address this host would send from (a UDP ``connect`` sends nothing); loopback without one."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # TEST-NET-1: routed like any outside address, never reached
+        return str(probe.getsockname()[0])
+    return "127.0.0.1"
+
+
+def _uuid_of(machine_id: str) -> str:
+    text = machine_id.ljust(32, "0")[:32]
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def qemu_runtime_version(binary: str = "qemu-system-x86_64") -> str:
+    """``qemu://7.2.22``, as a kubelet reports ``containerd://1.7.2``; ``qemu://unknown`` without one."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "qemu://unknown"
+    match = re.search(r"version (\d+(?:\.\d+)*)", out.stdout)
+    return f"qemu://{match.group(1)}" if match else "qemu://unknown"
+
+
+def host_facts(*, runtime_version: str) -> HostFacts:
+    """This host as the Node reports it (``runtime_version`` names the hypervisor, e.g. QEMU's)."""
+    machine_id = _read("/etc/machine-id")
+    return HostFacts(
+        hostname=socket.gethostname(),
+        internal_ip=_internal_ip(),
+        cpus=os.cpu_count() or 1,
+        memory_kib=os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 1024,
+        machine_id=machine_id,
+        system_uuid=_read("/sys/class/dmi/id/product_uuid").lower() or _uuid_of(machine_id),
+        boot_id=_read("/proc/sys/kernel/random/boot_id"),
+        kernel_version=platform.release(),
+        os_image=_os_image(_read("/etc/os-release")),
+        architecture=_ARCHITECTURES.get(platform.machine(), platform.machine()),
+        container_runtime_version=runtime_version,
+    )
+
+
+def host_capacity(facts: HostFacts) -> dict[str, str]:
     """CPUs and memory of this host, as a kubelet reports them."""
-    memory_kib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 1024
-    return {"cpu": str(os.cpu_count() or 1), "memory": f"{memory_kib}Ki", "pods": "110"}
+    return {"cpu": str(facts.cpus), "memory": f"{facts.memory_kib}Ki"}
+
+
+def _allocatable(capacity: Mapping[str, str]) -> dict[str, str]:
+    """Capacity minus :data:`RESERVED` for CPU and memory (never below zero); a capacity that is no
+    quantity is passed on as it is."""
+    allocatable = dict(capacity)
+    with contextlib.suppress(QuantityError, KeyError):
+        millis = Quantity.parse(capacity["cpu"]).milli()
+        allocatable["cpu"] = f"{max(millis - RESERVED['cpu_millis'], 0)}m"
+    with contextlib.suppress(QuantityError, KeyError):
+        kib = Quantity.parse(capacity["memory"]).bytes() // 1024
+        allocatable["memory"] = f"{max(kib - RESERVED['memory_kib'], 0)}Ki"
+    return allocatable
+
+
+def _condition(spec: tuple[str, str, str, str], now: str) -> JsonObject:
+    kind, status, reason, message = spec
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastHeartbeatTime": now,
+        "lastTransitionTime": now,
+    }
 
 
 def node_object(
@@ -39,11 +187,16 @@ def node_object(
     name: str,
     labels: Mapping[str, str],
     taints: Sequence[Taint],
-    capacity: Mapping[str, str],
+    facts: HostFacts,
     now: str,
+    capacity: Mapping[str, str] | None = None,
 ) -> JsonObject:
-    """The Node, Ready, with the labels every vmplane node has (``labels`` may override them)."""
-    arch = _ARCHITECTURES.get(platform.machine(), "amd64")
+    """The Node, Ready, with the labels every vmplane node has (``labels`` may override them).
+
+    ``capacity`` overrides what ``facts`` say of CPUs and memory (tests, or a host shared on purpose).
+    """
+    arch = facts.architecture
+    capacity = dict(capacity) if capacity is not None else host_capacity(facts)
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -53,52 +206,132 @@ def node_object(
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/arch": arch,
                 "kubernetes.io/os": "linux",
+                "beta.kubernetes.io/arch": arch,
+                "beta.kubernetes.io/os": "linux",
                 SCHEDULABLE_LABEL: "true",
                 **labels,
             },
         },
         "spec": {"taints": [t.to_wire() for t in taints]} if taints else {},
         "status": {
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "AgentReady",
-                    "message": "vmplane node agent is ready",
-                    "lastHeartbeatTime": now,
-                    "lastTransitionTime": now,
-                }
+            "conditions": [_condition(c, now) for c in (*_PRESSURE, _READY)],
+            "addresses": [
+                {"type": "InternalIP", "address": facts.internal_ip},
+                {"type": "Hostname", "address": name},
             ],
-            "capacity": dict(capacity),
-            "allocatable": dict(capacity),
-            "nodeInfo": {"architecture": arch, "operatingSystem": "linux", "kubeletVersion": "vmplane"},
+            "capacity": capacity,
+            "allocatable": _allocatable(capacity),
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "nodeInfo": {
+                "machineID": facts.machine_id,
+                "systemUUID": facts.system_uuid,
+                "bootID": facts.boot_id,
+                "kernelVersion": facts.kernel_version,
+                "osImage": facts.os_image,
+                "containerRuntimeVersion": facts.container_runtime_version,
+                "kubeletVersion": KUBELET_VERSION,
+                "kubeProxyVersion": KUBELET_VERSION,
+                "operatingSystem": "linux",
+                "architecture": arch,
+            },
         },
     }
 
 
+def renew_heartbeat(stored: JsonObject, fresh: JsonObject) -> JsonObject:
+    """The status to write: ``fresh``'s, keeping each condition's ``lastTransitionTime`` from
+    ``stored`` while its status has not changed (Kubernetes moves it only on a transition)."""
+    status = stored.get("status")
+    old_conditions = status.get("conditions") if isinstance(status, dict) else None
+    before = (
+        {c.get("type"): c for c in old_conditions if isinstance(c, dict)}
+        if isinstance(old_conditions, list)
+        else {}
+    )
+    conditions = []
+    for condition in fresh["status"]["conditions"]:
+        old = before.get(condition["type"])
+        if old is not None and old.get("status") == condition["status"] and old.get("lastTransitionTime"):
+            condition = {**condition, "lastTransitionTime": old["lastTransitionTime"]}
+        conditions.append(condition)
+    return {**fresh["status"], "conditions": conditions}
+
+
+def lease_object(*, node: JsonObject, renew_time: str) -> JsonObject:
+    """The node's Lease as of ``renew_time`` (RFC 3339 with microseconds), owned by ``node``."""
+    name = node["metadata"]["name"]
+    metadata: JsonObject = {"name": name, "namespace": NODE_LEASE_NAMESPACE}
+    uid = node["metadata"].get("uid")
+    if uid:
+        metadata["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": name, "uid": uid}]
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": metadata,
+        "spec": {
+            "holderIdentity": name,
+            "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+            "renewTime": renew_time,
+        },
+    }
+
+
+async def renew_lease(store: Store, lease: JsonObject) -> None:
+    """Create ``lease``, or renew the stored one: ``lease``'s spec and owner (a Node registered again
+    has a new uid), the rest of the stored metadata kept."""
+    with contextlib.suppress(AlreadyExistsError):
+        await store.create(LEASES, lease)
+        return
+    meta = lease["metadata"]
+    current = await store.get(LEASES, meta["namespace"], meta["name"])
+    metadata = {**current["metadata"]}
+    if "ownerReferences" in meta:
+        metadata["ownerReferences"] = meta["ownerReferences"]
+    await store.update(LEASES, {**current, "metadata": metadata, "spec": lease["spec"]})
+
+
 async def register_node(store: Store, node: JsonObject) -> None:
-    """Create ``node``, or replace the labels, taints and status of the one stored under its name."""
+    """Create ``node``, or replace the labels, taints and status of the one stored under its name
+    (the rest of its spec stays: a cordon, ``spec.unschedulable``, outlives an agent restart, as a
+    kubelet leaves it)."""
     name = node["metadata"]["name"]
     with contextlib.suppress(AlreadyExistsError):
         await store.create(NODES, node)
         return
     current: dict[str, Any] = await store.get(NODES, "", name)
     metadata = {**current["metadata"], "labels": node["metadata"]["labels"]}
-    updated = await store.update(NODES, {**current, "metadata": metadata, "spec": node["spec"]})
+    spec = {**(current.get("spec") or {}), **node["spec"]}
+    if "taints" not in node["spec"]:
+        spec.pop("taints", None)
+    updated = await store.update(NODES, {**current, "metadata": metadata, "spec": spec})
     with contextlib.suppress(NotFoundError):
-        await store.update(NODES, {**updated, "status": node["status"]}, subresource="status")
+        status = renew_heartbeat(current, node)
+        await store.update(NODES, {**updated, "status": status}, subresource="status")
 
 
 class NodeRegistration:
-    """Keeps this host's Node registered: a watch on Nodes re-creates it whenever it goes away.
+    """Keeps this host's Node registered and its heartbeat fresh.
 
-    ``build`` makes the Node as of now (fresh heartbeat). ``start`` registers it and starts watching.
+    ``build`` makes the Node as of now (fresh heartbeat). ``start`` registers it and starts watching;
+    a watch on Nodes re-creates it whenever it goes away, and every ``heartbeat_interval`` seconds the
+    reconcile renews its conditions' ``lastHeartbeatTime``.
     """
 
-    def __init__(self, *, store: Store, name: str, build: Callable[[], JsonObject]) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        name: str,
+        build: Callable[[], JsonObject],
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        """``clock`` stamps the Lease's ``renewTime`` (None: no Lease is kept)."""
         self._store = store
+        self._clock = clock
         self._key: Key = ("", name)
         self._build = build
+        self._interval = heartbeat_interval
         self.nodes = Informer(store, NODES)
         self.controller: Controller[Key] = Controller(name="node-registration", reconciler=self, workers=1)
         self.nodes.on_change(self._changed)
@@ -112,18 +345,27 @@ class NodeRegistration:
         self.nodes.start()
         await self.nodes.wait_synced()
         self.controller.start()
-        if self.nodes.get(*self._key) is None:  # deleted between the write and the first list
-            self.controller.queue.add(self._key)
+        # Reconciled at once: it renews the Lease (and re-registers a Node deleted meanwhile).
+        self.controller.queue.add(self._key)
 
     async def stop(self) -> None:
         await self.controller.stop()
         await self.nodes.stop()
 
     async def reconcile(self, key: Key) -> Result:
-        """Create the Node if the store has none (an error retries with backoff)."""
+        """Create the Node if the store has none, else renew its heartbeat (an error retries with
+        backoff); come back after the heartbeat interval either way."""
         try:
-            await self._store.get(NODES, "", key[1])
+            current = await self._store.get(NODES, "", key[1])
         except NotFoundError:
             log.warning("node %s was deleted; registering it again", key[1])
             await register_node(self._store, self._build())
-        return Result()
+            return Result(requeue_after=self._interval)
+        status = renew_heartbeat(current, self._build())
+        if status != current.get("status"):
+            with contextlib.suppress(NotFoundError):
+                await self._store.update(NODES, {**current, "status": status}, subresource="status")
+        if self._clock is not None:
+            renew_time = self._clock().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            await renew_lease(self._store, lease_object(node=current, renew_time=renew_time))
+        return Result(requeue_after=self._interval)

@@ -18,6 +18,7 @@ __all__ = [
     "KubeVirtConfiguration",
     "LiveUpdateConfiguration",
     "RolloutStrategy",
+    "WorkloadUpdateStrategy",
 ]
 
 DEFAULT_MAX_HOTPLUG_RATIO = 4
@@ -97,22 +98,103 @@ class KubeVirtConfiguration(WireModel):
         return self.machine_type
 
 
+class WorkloadUpdateStrategy(WireModel):
+    """``spec.workloadUpdateStrategy``: how VMIs of an older installation are moved to a new one.
+
+    vmplane keeps the setting (upstream's user guide patches it in) but has no installation updates
+    to apply it to. Field descriptions are upstream's.
+    """
+
+    workload_update_methods: list[Literal["LiveMigrate", "Evict"]] | None = Field(
+        default=None,
+        description="WorkloadUpdateMethods defines the methods that can be used to disrupt workloads "
+        "during automated workload updates. When multiple methods are present, the least disruptive "
+        "method takes precedence over more disruptive methods. For example if both LiveMigrate and "
+        "Evict methods are listed, only VMs which are not live migratable will be restarted/shutdown. "
+        "An empty list defaults to no automated workload updating.",
+    )
+    batch_eviction_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="BatchEvictionSize Represents the number of VMIs that can be forced updated per the "
+        "BatchShutdownInteral interval. Defaults to 10",
+    )
+    batch_eviction_interval: str | None = Field(
+        default=None,
+        description="BatchEvictionInterval Represents the interval to wait before issuing the next "
+        "batch of shutdowns. Defaults to 1 minute",
+    )
+
+
+def _kept(what: str) -> Any:
+    return Field(
+        default=None, description=f"{what} (kept as given: vmplane has no components of its own to deploy)."
+    )
+
+
 class KubeVirtSpec(WireModel):
-    """``spec`` of the KubeVirt object."""
+    """``spec`` of the KubeVirt object. The operator-facing fields (images, placement of KubeVirt's
+    own components, component patches) are kept as given: vmplane has no components to place.
+    Descriptions are upstream's where upstream has one."""
 
     configuration: KubeVirtConfiguration = Field(default_factory=KubeVirtConfiguration)
     image_tag: str | None = None
     image_registry: str | None = None
-    workload_update_strategy: dict[str, Any] | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        default=None, description="The ImagePullPolicy to use."
+    )
+    image_pull_secrets: list[dict[str, Any]] | None = _kept(
+        "The imagePullSecrets to pull the container images from"
+    )
+    certificate_rotate_strategy: dict[str, Any] | None = _kept("How KubeVirt's certificates are rotated")
+    customize_components: dict[str, Any] | None = _kept("Patches and flags for KubeVirt's components")
+    infra: dict[str, Any] | None = _kept(
+        "selectors and tolerations that should apply to KubeVirt infrastructure components"
+    )
+    workloads: dict[str, Any] | None = _kept(
+        "selectors and tolerations that should apply to KubeVirt workloads"
+    )
+    monitor_namespace: str | None = _kept("The namespace Prometheus is deployed in")
+    monitor_account: str | None = _kept(
+        "The name of the Prometheus service account that needs read-access to KubeVirt endpoints"
+    )
+    service_monitor_namespace: str | None = _kept("The namespace the service monitor will be deployed")
+    product_name: str | None = _kept("Designate the apps.kubevirt.io/part-of label for KubeVirt components")
+    product_version: str | None = _kept(
+        "Designate the apps.kubevirt.io/version label for KubeVirt components"
+    )
+    product_component: str | None = _kept(
+        "Designate the apps.kubevirt.io/component label for KubeVirt components"
+    )
+    workload_update_strategy: WorkloadUpdateStrategy | None = None
     uninstall_strategy: Literal["RemoveWorkloads", "BlockUninstallIfWorkloadsExist"] | None = None
 
 
 class KubeVirtStatus(WireModel):
-    """``status`` of the KubeVirt object."""
+    """``status`` of the KubeVirt object, written by ``controller.kubevirt_status``."""
 
     phase: str | None = None
     conditions: list[Condition] | None = None
     observed_generation: int | None = None
+    observed_kube_virt_version: str | None = Field(
+        default=None, description="The vmplane version the status was written by (v<version>)."
+    )
+    observed_kube_virt_registry: str | None = Field(
+        default=None, description="Unset: vmplane pulls no KubeVirt images."
+    )
+    target_kube_virt_version: str | None = Field(
+        default=None, description="The version being deployed: always the running vmplane's."
+    )
+    target_kube_virt_registry: str | None = Field(
+        default=None, description="Unset: vmplane pulls no KubeVirt images."
+    )
+    operator_version: str | None = Field(default=None, description="The running vmplane's version.")
+    default_architecture: str | None = Field(
+        default=None, description="The architecture VMs get when they name none: this host's."
+    )
+    outdated_virtual_machine_instance_workloads: int | None = Field(
+        default=None, description="VMIs running under an older installation: always 0 in vmplane."
+    )
 
 
 class KubeVirt(WireModel):

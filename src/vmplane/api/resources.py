@@ -6,6 +6,7 @@ __all__ = [
     "CONTROLLER_REVISIONS",
     "EVENTS",
     "KUBEVIRTS",
+    "LEASES",
     "NAMESPACES",
     "NODES",
     "VIRTUAL_MACHINES",
@@ -18,4 +19,5 @@ KUBEVIRTS = "kubevirts.kubevirt.io"
 CONTROLLER_REVISIONS = "controllerrevisions.apps"
 EVENTS = "events"
 NODES = "nodes"
+LEASES = "leases.coordination.k8s.io"
 NAMESPACES = "namespaces"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vmplane.agent.guestfs import GuestSetupError
+from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL
 from vmplane.app import ControlPlane, PlaneOptions
 from vmplane.server.app import ListenAddress, run_server
 from vmplane.server.connections import ConnectionLimits
@@ -64,6 +65,14 @@ def register(subparsers: Any) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="an extra label on this host's Node (repeatable)",
+    )
+    parser.add_argument(
+        "--node-status-interval",
+        type=float,
+        default=DEFAULT_HEARTBEAT_INTERVAL,
+        metavar="SECONDS",
+        help="how often the Node's Ready heartbeat is renewed, as a kubelet's nodeStatusUpdateFrequency "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--demo",
@@ -136,6 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
         node_name=args.node_name,
         node_labels=labels,
         crash_backoff=args.crash_backoff,
+        node_status_interval=args.node_status_interval,
         host_disk_dirs=tuple(args.host_disk_dir),
         demo_guest=args.demo.resolve() if args.demo is not None else None,
         guest_dir=args.guest_dir,

@@ -14,6 +14,7 @@ from dataclasses import replace
 from aiohttp import web
 
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
+from vmplane.server import protobuf
 from vmplane.server import status as st
 from vmplane.server.authz import (
     NODES_GROUP,
@@ -56,10 +57,11 @@ async def node_binding(store: Store, attrs: Attributes) -> str | None:
 
 
 async def _created_name(request: web.Request) -> str:
-    """The ``metadata.name`` of a JSON create body (aiohttp keeps the body for the handler)."""
+    """The ``metadata.name`` of a JSON or protobuf create body (aiohttp keeps the body for the handler)."""
+    raw = await request.read()
     try:
-        body = json.loads(await request.read())
-    except ValueError:
+        body = protobuf.decode_object(raw) if protobuf.is_protobuf(request.content_type) else json.loads(raw)
+    except (ValueError, protobuf.ProtobufError):
         return ""
     metadata = body.get("metadata") if isinstance(body, dict) else None
     name = metadata.get("name") if isinstance(metadata, dict) else None

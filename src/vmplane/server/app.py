@@ -20,7 +20,9 @@ from typing import Protocol
 
 from aiohttp import web
 
-from vmplane.server import discovery
+from vmplane.api.kubevirt_defaults import default_kubevirt
+from vmplane.api.resources import KUBEVIRTS
+from vmplane.server import discovery, openapi_protobuf
 from vmplane.server import status as st
 from vmplane.server.access import check_access
 from vmplane.server.connections import ConnectionGuard, ConnectionLimits
@@ -34,7 +36,7 @@ from vmplane.server.registry import Registry
 from vmplane.server.reviews import add_review_routes
 from vmplane.server.security import TlsFiles, ensure_self_signed, load_or_create_token, server_ssl_context
 from vmplane.server.tokens import Authenticate, TokenAuthenticator, seed_admin_token, single_token
-from vmplane.store.base import AlreadyExistsError, JsonObject, Store
+from vmplane.store.base import AlreadyExistsError, JsonObject, Store, StoreError
 from vmplane.store.sqlite import SqliteStore
 
 __all__ = ["ListenAddress", "Plane", "bootstrap", "bound_url", "create_app", "is_loopback", "run_server"]
@@ -148,6 +150,14 @@ def _discovery_routes(app: web.Application, registry: Registry) -> None:
 
         return handler
 
+    async def openapi_v2(request: web.Request) -> web.Response:
+        media_type = openapi_protobuf.choose_media_type(request.headers.get("Accept"))
+        if media_type is None:
+            raise st.not_acceptable([openapi_protobuf.JSON, openapi_protobuf.MEDIA_TYPE])
+        body = openapi.v2_protobuf if media_type == openapi_protobuf.MEDIA_TYPE else openapi.v2
+        response = web.Response(body=body, headers={"Content-Type": media_type, "Vary": "Accept"})
+        return response
+
     async def openapi_v3(request: web.Request) -> web.Response:
         body = openapi.v3_by_path.get(request.match_info["path"])
         if body is None:
@@ -164,7 +174,7 @@ def _discovery_routes(app: web.Application, registry: Registry) -> None:
     router.add_get("/apis", apis)
     router.add_get("/apis/{group}", group)
     router.add_get("/apis/{group}/{version}", group_version)
-    router.add_get("/openapi/v2", raw(openapi.v2))
+    router.add_get("/openapi/v2", openapi_v2)
     router.add_get("/openapi/v3", raw(openapi.v3_index))
     router.add_get("/openapi/v3/{path:.+}", openapi_v3)
     for path in ("/healthz", "/readyz", "/livez"):
@@ -234,22 +244,43 @@ _BOOTSTRAP: tuple[tuple[str, JsonObject], ...] = (
         },
     ),
     (
+        "namespaces",
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "kube-node-lease"},
+            "status": {"phase": "Active"},
+        },
+    ),
+    (
         "kubevirts.kubevirt.io",
         {
             "apiVersion": "kubevirt.io/v1",
             "kind": "KubeVirt",
             "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
-            "spec": {"configuration": {}},
+            "spec": default_kubevirt({})["spec"],
         },
     ),
 )
 
 
 async def bootstrap(store: Store) -> None:
-    """The objects a fresh installation has: namespaces ``default`` and ``kubevirt``, and the KubeVirt CR."""
+    """The objects a fresh installation has: namespaces ``default``, ``kubevirt`` and
+    ``kube-node-lease`` (the node agents' Leases), and the KubeVirt CR."""
     for resource, obj in _BOOTSTRAP:
         with contextlib.suppress(AlreadyExistsError):
             await store.create(resource, obj)
+    await _default_stored_kubevirts(store)
+
+
+async def _default_stored_kubevirts(store: Store) -> None:
+    """Give KubeVirt objects stored before vmplane defaulted them their defaults, once, so that every
+    read shows upstream's structure (admission defaults every later write)."""
+    for obj in (await store.list(KUBEVIRTS)).items:
+        defaulted = default_kubevirt(obj)
+        if defaulted != obj:
+            with contextlib.suppress(StoreError):
+                await store.update(KUBEVIRTS, defaulted)
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,7 +177,7 @@ ROLE_RULES: Mapping[str, tuple[Rule, ...]] = {
         _rule({"create", "update", "patch"}, {""}, {"events"}),
     ),
     NODES_GROUP: (
-        _rule(READ_VERBS, {""}, {"nodes", "namespaces", "events"}),
+        _rule(READ_VERBS, {""}, {"nodes", "namespaces", "events", "pods"}),
         _rule(READ_VERBS, {_KV}, {"virtualmachineinstances", "kubevirts", "virtualmachines"}),
         _rule(READ_VERBS, {"coordination.k8s.io"}, {"leases"}),
         _rule({"create", "update", "patch"}, {""}, {"events"}),

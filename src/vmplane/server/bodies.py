@@ -1,7 +1,8 @@
 """Request bodies and write options, checked before anything reaches admission or the store (pure).
 
-Every check here answers with the ``Status`` kube-apiserver gives: malformed bodies and objects that
-do not belong to the URL are 400, names that are not DNS subdomains are 422.
+Every check here answers with the ``Status`` kube-apiserver gives: a media type the kind cannot be
+read in is 415, malformed bodies and objects that do not belong to the URL are 400, names that are not
+DNS subdomains are 422.
 """
 
 from __future__ import annotations
@@ -12,18 +13,21 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from vmplane.api.errors import CauseType, FieldCause
-from vmplane.server import decoders
+from vmplane.server import decoders, protobuf
 from vmplane.server import status as st
 from vmplane.server.registry import FieldValidation, ResourceType
 from vmplane.server.routing import Target
 from vmplane.store.base import JsonObject
 
 __all__ = [
+    "JSON",
+    "YAML",
     "WriteOptions",
     "check_object",
     "decode_body",
     "decode_object",
     "duplicate_warnings",
+    "media_types",
     "parse_write_options",
 ]
 
@@ -33,6 +37,9 @@ _DNS_MESSAGE = (
     "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
     r"validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
 )
+JSON, YAML = "application/json", "application/yaml"
+# aiohttp's content_type when the request has none; kube-apiserver reads such a body as JSON.
+_NO_CONTENT_TYPE = ("", "application/octet-stream")
 SERVER_OWNED = (
     "uid",
     "resourceVersion",
@@ -77,17 +84,32 @@ def decode_object(body: bytes, content_type: str) -> JsonObject:
     return decode_body(body, content_type, "Ignore")[0]
 
 
-def decode_body(
-    body: bytes, content_type: str, field_validation: FieldValidation
-) -> tuple[JsonObject, list[str]]:
-    """A JSON or YAML object body and its warnings; anything else is 400 BadRequest.
+def media_types(*, protobuf_kind: bool) -> list[str]:
+    """The media types a body may have: protobuf only for the built-in kinds it is declared for."""
+    return [JSON, YAML, protobuf.MEDIA_TYPE] if protobuf_kind else [JSON, YAML]
 
-    Duplicate keys are refused under ``Strict`` and warned about under ``Warn``, as kube-apiserver
-    does; past :data:`decoders.MAX_DEPTH` levels the body is refused before it is used.
+
+def decode_body(
+    body: bytes, content_type: str, field_validation: FieldValidation, *, protobuf_kind: bool = False
+) -> tuple[JsonObject, list[str]]:
+    """A JSON, YAML or (for ``protobuf_kind``) protobuf object body and its warnings.
+
+    Another media type is 415 UnsupportedMediaType listing those accepted, as kube-apiserver's;
+    a body that does not parse is 400 BadRequest. Duplicate keys are refused under ``Strict`` and
+    warned about under ``Warn``, as kube-apiserver does; past :data:`decoders.MAX_DEPTH` levels the
+    body is refused before it is used.
     """
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type not in (*_NO_CONTENT_TYPE, *media_types(protobuf_kind=protobuf_kind)):
+        raise st.unsupported_media_type(media_types(protobuf_kind=protobuf_kind))
     if not body.strip():
         raise st.bad_request("the body of the request was empty")
-    kind = "YAML" if "yaml" in content_type else "JSON"
+    if media_type == protobuf.MEDIA_TYPE:
+        try:
+            return protobuf.decode_object(body), []
+        except protobuf.ProtobufError as err:
+            raise st.bad_request(f"error decoding protobuf: {err}") from err
+    kind = "YAML" if media_type == YAML else "JSON"
     duplicates: list[str] | None = None if field_validation == "Ignore" else []
     try:
         if kind == "YAML":
@@ -123,12 +145,11 @@ def duplicate_warnings(duplicates: list[str], field_validation: FieldValidation)
 
 
 def check_object(obj: JsonObject, target: Target, *, require_name: bool = True) -> JsonObject:
-    """Check that ``obj`` belongs to the URL and return it with the URL's namespace filled in."""
+    """Check that ``obj`` belongs to the URL and return it with the URL's apiVersion, kind and namespace
+    filled in where the body leaves them out (as the Python client's bodies do)."""
     resource_type = target.resource_type
-    api_version, kind = obj.get("apiVersion"), obj.get("kind")
-    if not api_version or not kind:
-        missing = "apiVersion" if not api_version else "kind"
-        raise st.bad_request(f"Object '{missing[0].upper() + missing[1:]}' is missing in the request body")
+    api_version = obj.get("apiVersion") or resource_type.api_version
+    kind = obj.get("kind") or resource_type.kind
     if api_version != resource_type.api_version:
         raise st.bad_request(
             f"the API version in the data ({api_version}) does not match the expected API version "
@@ -154,7 +175,7 @@ def check_object(obj: JsonObject, target: Target, *, require_name: bool = True) 
             f"the name of the object ({name}) does not match the name on the URL ({target.name})"
         )
     _check_name(resource_type, metadata, require_name=require_name)
-    return {**obj, "metadata": metadata}
+    return {**obj, "apiVersion": api_version, "kind": kind, "metadata": metadata}
 
 
 def _check_name(resource_type: ResourceType, metadata: JsonObject, *, require_name: bool) -> None:

@@ -10,6 +10,8 @@ from aiohttp import web
 from vmplane.server import namespaces, writes
 from vmplane.server import status as st
 from vmplane.server.context import ApiContext, json_response, query_bool, wants_table
+from vmplane.server.freshness import too_large, wait_for_revision
+from vmplane.server.list_options import EXACT, list_options
 from vmplane.server.listing import filtered_snapshot, list_body
 from vmplane.server.routing import Target, parse_target
 from vmplane.server.tables import build_table
@@ -27,6 +29,19 @@ def _int_param(request: web.Request, name: str) -> int:
         return int(raw)
     except ValueError as err:
         raise st.bad_request(f"{name}: Invalid value: {raw!r}: must be an integer") from err
+
+
+def _list_scope(target: Target, request: web.Request) -> str:
+    """What a paged list's continue token is bound to: its resource, namespace and selectors."""
+    query = request.query
+    return "\x00".join(
+        (
+            target.resource_type.store_resource,
+            target.namespace or "",
+            query.get("labelSelector", ""),
+            query.get("fieldSelector", ""),
+        )
+    )
 
 
 class ResourceHandlers:
@@ -47,6 +62,8 @@ class ResourceHandlers:
     ) -> web.StreamResponse:
         target = parse_target(self.ctx.registry, group, version, tail)
         method = request.method
+        if target.resource_type.read_only and method != "GET":
+            raise st.method_not_allowed()
         if target.name is None:
             if method == "GET":
                 if query_bool(request.query.get("watch")):
@@ -98,11 +115,20 @@ class ResourceHandlers:
         resource_type = target.resource_type
         limit = _int_param(request, "limit")
         token = request.query.get("continue", "")
+        scope = _list_scope(target, request)
+        options = list_options(request.query, watch=False)
         if token:
-            page = self.ctx.snapshots.next_page(token, limit)
+            page = self.ctx.snapshots.next_page(token, limit, scope=scope)
         else:
+            wanted = options.resource_version
+            if wanted and options.match != EXACT:
+                await wait_for_revision(self.ctx.store, wanted)
             items, resource_version = await filtered_snapshot(self.ctx, target, request)
-            page = self.ctx.snapshots.first_page(items, resource_version, limit)
+            if wanted and options.match == EXACT and wanted != resource_version:
+                if wanted > resource_version:
+                    raise too_large(wanted, resource_version)
+                raise st.expired("The resourceVersion for the provided list is too old.")
+            page = self.ctx.snapshots.first_page(items, resource_version, limit, scope=scope)
         metadata: JsonObject = {"resourceVersion": str(page.resource_version)}
         if page.continue_token:
             metadata["continue"] = page.continue_token

@@ -6,10 +6,12 @@ schemas replace these registrations (``Registry.register`` replaces by group/ver
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from vmplane.server.namespaces import NamespaceAdmitter
+from vmplane.server.node_columns import NODE_COLUMNS
 from vmplane.server.registry import Registry, ResourceType, TableColumn, permissive_schema
 from vmplane.server.tables import AGE_COLUMN, NAME_COLUMN, condition_status, human_duration, parse_timestamp
 from vmplane.store.base import JsonObject
@@ -49,6 +51,14 @@ def _last_seen(obj: JsonObject, now: datetime) -> str:
 def _involved(obj: JsonObject, _now: datetime) -> str:
     involved = obj.get("involvedObject") or {}
     return f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
+
+
+def _spec_field(name: str) -> Callable[[JsonObject, datetime], str]:
+    def cell(obj: JsonObject, _now: datetime) -> str:
+        spec = obj.get("spec")
+        return str(spec.get(name, "")) if isinstance(spec, dict) else ""
+
+    return cell
 
 
 def _top(name: str) -> TableColumn:
@@ -179,9 +189,40 @@ def default_registry() -> Registry:
                 namespaced=False,
                 short_names=("no",),
                 schema=permissive_schema("Node"),
-                columns=(NAME_COLUMN, TableColumn(name="Status", cell=_ready), AGE_COLUMN),
+                columns=NODE_COLUMNS,
                 allow_unconditional_update=True,
                 description="Node is a worker node in vmplane.",
+            ),
+            ResourceType(
+                group="coordination.k8s.io",
+                version="v1",
+                kind="Lease",
+                plural="leases",
+                singular="lease",
+                has_status_subresource=False,
+                schema=permissive_schema("Lease"),
+                columns=(
+                    NAME_COLUMN,
+                    TableColumn(name="Holder", cell=_spec_field("holderIdentity")),
+                    AGE_COLUMN,
+                ),
+                allow_unconditional_update=True,
+                description="Lease defines a lease concept (node agents renew theirs in kube-node-lease).",
+            ),
+            ResourceType(
+                group="",
+                version="v1",
+                kind="Pod",
+                plural="pods",
+                singular="pod",
+                short_names=("po",),
+                categories=("all",),
+                schema=permissive_schema("Pod"),
+                field_selectors=("spec.nodeName", "status.phase"),
+                allow_unconditional_update=True,
+                read_only=True,
+                description="Pod: vmplane runs no pods, so this list is always empty (read-only, for "
+                "clients such as kubectl describe node that ask).",
             ),
         ]
     )

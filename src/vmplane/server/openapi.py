@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any
 
+from vmplane.server.openapi_protobuf import encode_document
 from vmplane.server.openapi_schema import QUANTITY, kubernetes_schema, quantity_schema
 from vmplane.server.registry import Registry, ResourceType
 from vmplane.store.base import JsonObject
@@ -210,7 +211,9 @@ class OpenApiDocs:
     """Every OpenAPI document of a registry, serialised once (the registry does not change at run time)."""
 
     def __init__(self, registry: Registry) -> None:
-        self.v2 = _serialise(_document(list(registry), v3=False))
+        v2 = _document(list(registry), v3=False)
+        self.v2 = _serialise(v2)
+        self.v2_protobuf = encode_document(v2)
         self.v3_by_path: dict[str, bytes] = {}
         index: dict[str, JsonObject] = {}
         group_versions = [("", "v1")] + [(g, v) for g in registry.groups() for v in registry.versions(g)]

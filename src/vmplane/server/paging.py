@@ -4,7 +4,9 @@ Neither the Store nor the watch cache can read at a past revision, so the first 
 keeps its filtered snapshot here (the list of the items, which the cache never mutates), for a few
 minutes (as etcd keeps history until compaction); a ``continue`` token names the snapshot and where
 the next page starts. An evicted snapshot answers 410 Expired, as an
-etcd-compacted continue token does.
+etcd-compacted continue token does. A snapshot remembers the list it was made for (its ``scope``:
+resource, namespace and selectors), and its token is refused for any other, as etcd refuses a key
+outside the list's prefix: a VM list's token cannot page through Nodes.
 """
 
 from __future__ import annotations
@@ -48,26 +50,33 @@ class SnapshotCache(Generic[Item]):
     def __init__(
         self, *, max_snapshots: int = 32, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._snapshots: OrderedDict[str, tuple[float, int, list[Item]]] = OrderedDict()
+        self._snapshots: OrderedDict[str, tuple[float, int, str, list[Item]]] = OrderedDict()
         self._max = max_snapshots
         self._ttl = ttl
         self._clock = clock
 
-    def first_page(self, items: list[Item], resource_version: int, limit: int) -> Page[Item]:
+    def first_page(
+        self, items: list[Item], resource_version: int, limit: int, *, scope: str = ""
+    ) -> Page[Item]:
+        """The first ``limit`` items; the rest is kept for the token, which only ``scope`` may use."""
         if limit <= 0 or len(items) <= limit:
             return Page(items, resource_version, "", None)
         snapshot_id = secrets.token_hex(8)
-        self._snapshots[snapshot_id] = (self._clock(), resource_version, items)
+        self._snapshots[snapshot_id] = (self._clock(), resource_version, scope, items)
         self._evict()
         return self._page(snapshot_id, items, resource_version, 0, limit)
 
-    def next_page(self, token: str, limit: int) -> Page[Item]:
+    def next_page(self, token: str, limit: int, *, scope: str = "") -> Page[Item]:
         snapshot_id, start = _decode(token)
         entry = self._snapshots.get(snapshot_id)
         if entry is None or self._clock() - entry[0] > self._ttl:
             self._snapshots.pop(snapshot_id, None)
             raise st.expired(_EXPIRED)
-        _, resource_version, items = entry
+        _, resource_version, issued_for, items = entry
+        if issued_for != scope:
+            raise st.bad_request(
+                "continue key is not valid: it was issued for another list (resource, namespace or selectors)"
+            )
         return self._page(snapshot_id, items, resource_version, start, limit if limit > 0 else len(items))
 
     def _page(self, snapshot_id: str, items: list[Item], rv: int, start: int, limit: int) -> Page[Item]:
@@ -79,7 +88,7 @@ class SnapshotCache(Generic[Item]):
 
     def _evict(self) -> None:
         now = self._clock()
-        for key in [k for k, (created, _, _) in self._snapshots.items() if now - created > self._ttl]:
+        for key in [k for k, (created, *_) in self._snapshots.items() if now - created > self._ttl]:
             del self._snapshots[key]
         while len(self._snapshots) > self._max:
             self._snapshots.popitem(last=False)

@@ -142,6 +142,9 @@ class ResourceType:
     description: str = ""
     # Namespace names are DNS-1123 labels; every other kind's are DNS-1123 subdomains.
     name_rule: Literal["subdomain", "label"] = "subdomain"
+    #: Served for reading only (get, list, watch; writes are 405): kinds clients ask about that
+    #: vmplane never has, such as Pods, listed honestly empty.
+    read_only: bool = False
 
     @property
     def api_version(self) -> str:
@@ -168,6 +171,8 @@ class ResourceType:
 
     @property
     def verbs(self) -> tuple[str, ...]:
+        if self.read_only:
+            return ("get", "list", "watch")
         return ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 

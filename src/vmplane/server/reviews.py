@@ -15,10 +15,8 @@ from aiohttp import web
 from vmplane.server import status as st
 from vmplane.server.access import node_binding, request_user
 from vmplane.server.authz import NODES_GROUP, Attributes, authorize
-from vmplane.server.bodies import decode_object
+from vmplane.server.bodies import decode_body
 from vmplane.server.context import ApiContext, json_response
-from vmplane.server.protobuf import ProtobufError, is_protobuf
-from vmplane.server.protobuf import decode_object as decode_protobuf
 from vmplane.store.base import JsonObject
 
 __all__ = ["ACCESS_REVIEW_PATH", "SELF_REVIEW_PATH", "add_review_routes", "review_attributes"]
@@ -28,15 +26,8 @@ SELF_REVIEW_PATH = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 
 
 async def _body(request: web.Request, kind: str) -> JsonObject:
-    raw = await request.read()
     content_type = request.headers.get("Content-Type", "application/json")
-    if is_protobuf(content_type):
-        try:
-            obj = decode_protobuf(raw)
-        except ProtobufError as err:
-            raise st.bad_request(str(err)) from err
-    else:
-        obj = decode_object(raw, content_type)
+    obj, _ = decode_body(await request.read(), content_type, "Ignore", protobuf_kind=True)
     if obj.get("kind", kind) != kind:
         raise st.bad_request(f'the body of the request must be a {kind}, got "{obj.get("kind")}"')
     return obj

@@ -24,6 +24,7 @@ __all__ = [
     "invalid",
     "method_not_allowed",
     "namespace_terminating",
+    "not_acceptable",
     "not_found",
     "path_not_found",
     "status_object",
@@ -184,6 +185,14 @@ def unsupported_media_type(accepted: list[str]) -> ApiError:
         reason="UnsupportedMediaType",
         message="the body of the request was in an unknown format - accepted media types include: "
         + ", ".join(accepted),
+    )
+
+
+def not_acceptable(accepted: list[str]) -> ApiError:
+    return ApiError(
+        code=406,
+        reason="NotAcceptable",
+        message="only the following media types are accepted: " + ", ".join(accepted),
     )
 
 

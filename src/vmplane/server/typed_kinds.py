@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from vmplane.api.decoding import FieldValidation, decode
 from vmplane.api.errors import FieldCause, InvalidObjectError
 from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration
+from vmplane.api.kubevirt_defaults import default_kubevirt
 from vmplane.api.model import WireModel
 from vmplane.api.spec_rules import spec_field_causes
 from vmplane.api.validation import validate_metadata, validate_vm, validate_vmi_spec, volume_path_causes
@@ -187,9 +188,13 @@ class KubeVirtAdmitter:
         field_validation: FieldValidationName,
         dry_run: bool,
     ) -> Admitted:
-        """Decode (the strategy must be ``Stage`` or ``LiveUpdate``) and check metadata."""
+        """Default as upstream (``api.kubevirt_defaults``), decode (the strategy must be ``Stage`` or
+        ``LiveUpdate``) and check metadata."""
         decoded = _admissible(
-            KubeVirt, new, field_validation, lambda kubevirt: validate_metadata(kubevirt.metadata)
+            KubeVirt,
+            default_kubevirt(new),
+            field_validation,
+            lambda kubevirt: validate_metadata(kubevirt.metadata),
         )
         return Admitted(object=_with_metadata_of(decoded.value.to_wire(), new), warnings=decoded.warnings)
 

@@ -25,6 +25,8 @@ from aiohttp import web
 
 from vmplane.server import status as st
 from vmplane.server.context import ApiContext, dumps, query_bool, wants_table
+from vmplane.server.freshness import wait_for_revision
+from vmplane.server.list_options import list_options
 from vmplane.server.listing import Selectors, request_selectors, selected
 from vmplane.server.routing import Target
 from vmplane.server.tables import build_table
@@ -91,13 +93,13 @@ class _Stream:
         else:
             await self.outbox.put(b'{"type":"ADDED","object":' + item.raw + b"}\n")
 
-    async def bookmark(self, resource_version: int) -> None:
+    async def bookmark(self, resource_version: int, *, initial_events_end: bool = False) -> None:
+        """A BOOKMARK at ``resource_version``; ``initial_events_end`` ends a watch-list's initial state."""
         resource_type = self.target.resource_type
-        obj = {
-            "kind": resource_type.kind,
-            "apiVersion": resource_type.api_version,
-            "metadata": {"resourceVersion": str(resource_version)},
-        }
+        metadata: JsonObject = {"resourceVersion": str(resource_version)}
+        if initial_events_end:
+            metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
+        obj = {"kind": resource_type.kind, "apiVersion": resource_type.api_version, "metadata": metadata}
         await self.outbox.put(dumps({"type": "BOOKMARK", "object": obj}) + b"\n")
 
 
@@ -106,20 +108,19 @@ async def serve_watch(ctx: ApiContext, target: Target, request: web.Request) -> 
     selectors = request_selectors(target, request)
     timeout = _timeout(ctx, request)
     bookmarks = query_bool(request.query.get("allowWatchBookmarks"))
-    raw_rv = request.query.get("resourceVersion", "")
+    options = list_options(request.query, watch=True)
     filtering = bool(selectors[0] or selectors[1])
     initial: list[CachedObject] = []
     matching: set[_Key] = set()
-    if raw_rv in ("", "0"):
+    if options.resource_version:
+        await wait_for_revision(ctx.store, options.resource_version)
+    if not options.resource_version or options.send_initial_events:
         snapshot = await ctx.caches.snapshot(resource_type.store_resource, target.namespace)
         since = snapshot.resource_version
         initial = [item for item in snapshot.items if selected(selectors, item.object)]
         matching = {_key(item.object) for item in initial}
     else:
-        try:
-            since = int(raw_rv)
-        except ValueError as err:
-            raise st.bad_request(f"resourceVersion: Invalid value: {raw_rv!r}") from err
+        since = options.resource_version
         if filtering:
             current = await ctx.caches.snapshot(resource_type.store_resource, target.namespace)
             matching = {_key(item.object) for item in current.items if selected(selectors, item.object)}
@@ -132,6 +133,8 @@ async def serve_watch(ctx: ApiContext, target: Target, request: web.Request) -> 
     try:
         for item in initial:
             await stream.send_added(item)
+        if options.send_initial_events:
+            await stream.bookmark(since, initial_events_end=True)
         try:
             await _pump(
                 ctx, stream, events, since, selectors if filtering else None, matching, timeout, bookmarks

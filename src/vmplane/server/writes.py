@@ -17,7 +17,7 @@ from aiohttp import web
 from vmplane.api.deletion import PropagationPolicy, finalizers_for_deletion
 from vmplane.api.errors import CauseType, FieldCause, InvalidObjectError
 from vmplane.api.metadata_validation import metadata_causes
-from vmplane.server import decoders
+from vmplane.server import decoders, protobuf
 from vmplane.server import patch as patches
 from vmplane.server import status as st
 from vmplane.server.bodies import (
@@ -54,6 +54,14 @@ async def read_body(ctx: ApiContext, request: web.Request) -> bytes:
 
 def _options(request: web.Request, extra_dry_run: list[str] | None = None) -> WriteOptions:
     return parse_write_options(request.query, request.query.getall("dryRun", []) + (extra_dry_run or []))
+
+
+def _decode(
+    target: Target, request: web.Request, body: bytes, opts: WriteOptions
+) -> tuple[JsonObject, list[str]]:
+    resource_type = target.resource_type
+    protobuf_kind = protobuf.serves(resource_type.api_version, resource_type.kind)
+    return decode_body(body, request.content_type, opts.field_validation, protobuf_kind=protobuf_kind)
 
 
 def _admit(
@@ -101,8 +109,7 @@ async def _check_namespace(ctx: ApiContext, target: Target) -> None:
 
 async def create(ctx: ApiContext, target: Target, request: web.Request) -> web.Response:
     opts = _options(request)
-    body = await read_body(ctx, request)
-    obj, decode_warnings = decode_body(body, request.content_type, opts.field_validation)
+    obj, decode_warnings = _decode(target, request, await read_body(ctx, request), opts)
     metadata = obj.get("metadata") or {}
     generate_name = metadata.get("generateName")
     if not metadata.get("name") and generate_name:
@@ -216,9 +223,7 @@ async def update(ctx: ApiContext, target: Target, request: web.Request) -> web.R
     resource_type = target.resource_type
     assert target.name is not None
     opts = _options(request)
-    decoded, decode_warnings = decode_body(
-        await read_body(ctx, request), request.content_type, opts.field_validation
-    )
+    decoded, decode_warnings = _decode(target, request, await read_body(ctx, request), opts)
     obj = check_object(decoded, target)
     if not obj["metadata"].get("resourceVersion") and not resource_type.allow_unconditional_update:
         cause = FieldCause(
@@ -332,12 +337,19 @@ async def _server_side_apply(
     raise st.conflict(resource_type, target.name)
 
 
-def _delete_options(body: bytes) -> JsonObject:
+def _delete_options(body: bytes, content_type: str = "") -> JsonObject:
     if not body.strip():
         return {}
     try:
-        options = decoders.load_json(body, what="DeleteOptions")
-    except decoders.BodyError as err:
+        if protobuf.is_protobuf(content_type):
+            options: Any = protobuf.decode_object(body)
+            if options.get("kind") != "DeleteOptions":
+                raise st.bad_request(
+                    f'the body of the request must be a DeleteOptions, got "{options["kind"]}"'
+                )
+        else:
+            options = decoders.load_json(body, what="DeleteOptions")
+    except (decoders.BodyError, protobuf.ProtobufError) as err:
         raise st.bad_request(f"error decoding DeleteOptions: {err}") from err
     if not isinstance(options, dict):
         raise st.bad_request("DeleteOptions must be an object")
@@ -419,7 +431,7 @@ async def _delete_stored(
 async def delete(ctx: ApiContext, target: Target, request: web.Request) -> web.Response:
     resource_type = target.resource_type
     assert target.name is not None
-    options = _delete_options(await read_body(ctx, request))
+    options = _delete_options(await read_body(ctx, request), request.content_type)
     opts = _options(request, list(options.get("dryRun") or []))
     preconditions = options.get("preconditions") or {}
     current = await _get_current(ctx, target)
@@ -454,7 +466,7 @@ async def delete(ctx: ApiContext, target: Target, request: web.Request) -> web.R
 
 async def delete_collection(ctx: ApiContext, target: Target, request: web.Request) -> web.Response:
     resource_type = target.resource_type
-    options = _delete_options(await read_body(ctx, request))
+    options = _delete_options(await read_body(ctx, request), request.content_type)
     opts = _options(request, list(options.get("dryRun") or []))
     items, resource_version = await filtered_list(ctx, target, request)
     for obj in items:
