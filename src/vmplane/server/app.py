@@ -249,6 +249,7 @@ _BOOTSTRAP: tuple[tuple[str, JsonObject], ...] = (
             "apiVersion": "v1",
             "kind": "Namespace",
             "metadata": {"name": "kube-node-lease"},
+            "spec": {"finalizers": ["kubernetes"]},
             "status": {"phase": "Active"},
         },
     ),
