@@ -102,17 +102,24 @@ def _machine_types() -> tuple[str, ...]:
         return FALLBACK_MACHINE_TYPES
 
 
-class _InformerClusterView:
-    """Admission's view of the cluster, read from the controllers' caches."""
+class _LateClusterView:
+    """Admission's view of the cluster, read from the controllers' caches.
 
-    def __init__(self, manager: ControllerManager) -> None:
-        self._manager = manager
+    The manager is set after the registry is built: the namespace controller needs the registry's
+    namespaced kinds, and admission needs the manager's caches only once requests arrive.
+    """
+
+    manager: ControllerManager | None = None
+
+    def _manager(self) -> ControllerManager:
+        assert self.manager is not None, "the control plane is not wired yet"
+        return self.manager
 
     def configuration(self) -> KubeVirtConfiguration:
-        return cluster_configuration(self._manager.kubevirts)
+        return cluster_configuration(self._manager().kubevirts)
 
     def vmi(self, namespace: str, name: str) -> JsonObject | None:
-        return self._manager.vmis.get(namespace, name)
+        return self._manager().vmis.get(namespace, name)
 
 
 class ControlPlane:
@@ -134,15 +141,20 @@ class ControlPlane:
         self._store = store
         self._options = options
         self._events = EventRecorder(store, component="virt-controller", clock=clock)
-        self.manager = ControllerManager(
-            store=store, events=self._events, clock=clock, crash_backoff=options.crash_backoff
-        )
-        self._cluster = _InformerClusterView(self.manager)
+        self._cluster = _LateClusterView()
         self.registry: Registry = typed_registry(
             self._cluster,
             allowed_host_dirs=tuple(str(d) for d in options.allowed_host_dirs),
             machine_types=_machine_types(),
         )
+        self.manager = ControllerManager(
+            store=store,
+            events=self._events,
+            clock=clock,
+            crash_backoff=options.crash_backoff,
+            namespaced_resources=tuple(r.store_resource for r in self.registry if r.namespaced),
+        )
+        self._cluster.manager = self.manager
         self.scheduler = Scheduler(store=store, clock=clock)
         paths = HostPaths(options.guest_root, host_disk_dirs=options.allowed_host_dirs)
         qemu = options.hypervisor == "qemu"

@@ -1,11 +1,24 @@
-"""Wires the VM controller to its informers: which changes enqueue which VM keys."""
+"""Wires the controllers to their informers: which changes enqueue which keys.
+
+The VM controller, the namespace controller and the garbage collector share the informers of the
+kinds they all read.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
 
-from vmplane.api.resources import KUBEVIRTS, VIRTUAL_MACHINE_INSTANCES, VIRTUAL_MACHINES
+from vmplane.api.resources import (
+    CONTROLLER_REVISIONS,
+    EVENTS,
+    KUBEVIRTS,
+    NAMESPACES,
+    VIRTUAL_MACHINE_INSTANCES,
+    VIRTUAL_MACHINES,
+)
+from vmplane.controller.garbage_collector import GarbageCollector
+from vmplane.controller.namespace import NamespaceReconciler
 from vmplane.controller.vm import EventSink, VMReconciler
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Controller
@@ -14,8 +27,16 @@ from vmplane.store.base import JsonObject, Store
 __all__ = ["ControllerManager"]
 
 
+#: What a terminating namespace is emptied of when the API does not say (``namespaced_resources``).
+DEFAULT_NAMESPACED = (VIRTUAL_MACHINES, VIRTUAL_MACHINE_INSTANCES, CONTROLLER_REVISIONS, EVENTS, KUBEVIRTS)
+
+
 class ControllerManager:
-    """The VM controller and the informers feeding it; ``start``/``stop`` run them in the current loop."""
+    """The controllers and the informers feeding them; ``start``/``stop`` run them in the current loop.
+
+    ``namespaced_resources``: the store resources of every namespaced kind the API serves, which the
+    namespace controller deletes from a terminating namespace.
+    """
 
     def __init__(
         self,
@@ -25,10 +46,14 @@ class ControllerManager:
         clock: Callable[[], datetime],
         workers: int = 2,
         crash_backoff: float = 10.0,
+        namespaced_resources: tuple[str, ...] = DEFAULT_NAMESPACED,
     ) -> None:
         self.vms = Informer(store, VIRTUAL_MACHINES)
         self.vmis = Informer(store, VIRTUAL_MACHINE_INSTANCES)
         self.kubevirts = Informer(store, KUBEVIRTS)
+        self.namespaces = Informer(store, NAMESPACES)
+        self.revisions = Informer(store, CONTROLLER_REVISIONS)
+        self.events = Informer(store, EVENTS)
         reconciler = VMReconciler(
             store=store,
             vms=self.vms,
@@ -45,6 +70,25 @@ class ControllerManager:
         # A VMI has its VM's name, so a VMI change enqueues the VM of the same key.
         self.vmis.on_change(self._enqueue)
         self.kubevirts.on_change(self._enqueue_every_vm)
+        self.namespace_controller: Controller[Key] = Controller(
+            name="namespace-controller",
+            reconciler=NamespaceReconciler(
+                store=store, namespaces=self.namespaces, resources=namespaced_resources, clock=clock
+            ),
+            workers=1,
+        )
+        self.namespaces.on_change(lambda key, _obj: self.namespace_controller.queue.add(key))
+        self.garbage_collector = GarbageCollector(
+            store=store,
+            informers={
+                VIRTUAL_MACHINES: self.vms,
+                VIRTUAL_MACHINE_INSTANCES: self.vmis,
+                KUBEVIRTS: self.kubevirts,
+                NAMESPACES: self.namespaces,
+                CONTROLLER_REVISIONS: self.revisions,
+                EVENTS: self.events,
+            },
+        )
 
     def _enqueue(self, key: Key, _obj: JsonObject | None) -> None:
         self.controller.queue.add(key)
@@ -54,16 +98,23 @@ class ControllerManager:
             meta = vm["metadata"]
             self.controller.queue.add((meta.get("namespace", ""), meta["name"]))
 
+    def _informers(self) -> tuple[Informer, ...]:
+        return (self.kubevirts, self.vmis, self.vms, self.namespaces, self.revisions, self.events)
+
     async def start(self) -> None:
         """Fill the caches, then start reconciling."""
-        for informer in (self.kubevirts, self.vmis, self.vms):
+        for informer in self._informers():
             informer.start()
-        for informer in (self.kubevirts, self.vmis, self.vms):
+        for informer in self._informers():
             await informer.wait_synced()
         self.controller.start()
+        self.namespace_controller.start()
+        self.garbage_collector.controller.start()
 
     async def stop(self) -> None:
         """Stop reconciling and watching."""
+        await self.garbage_collector.controller.stop()
+        await self.namespace_controller.stop()
         await self.controller.stop()
-        for informer in (self.vms, self.vmis, self.kubevirts):
+        for informer in reversed(self._informers()):
             await informer.stop()

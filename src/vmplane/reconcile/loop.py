@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from vmplane.reconcile.queue import ShutDownError, WorkQueue
-from vmplane.store.base import ConflictError
+from vmplane.store.base import ConflictError, NotFoundError
 
 __all__ = ["Controller", "Reconciler", "Result"]
 
@@ -90,8 +90,9 @@ class Controller(Generic[K]):
                 result = await self._reconciler.reconcile(key)
             except asyncio.CancelledError:
                 raise
-            except ConflictError:
-                # Another writer got there first (routine between controller, scheduler and agent):
+            except (ConflictError, NotFoundError):
+                # Another writer got there first (routine between controller, scheduler and agent),
+                # or the object went meanwhile (a finalizer released by another controller):
                 # re-read and try again, without the noise of a failure.
                 log.debug("%s: %s changed meanwhile; reconciling again", self.name, key)
                 self.queue.add_after(key, self._backoff(key))

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from vmplane.server import namespaces, writes
 from vmplane.server import status as st
-from vmplane.server import writes
 from vmplane.server.context import ApiContext, json_response, query_bool, wants_table
 from vmplane.server.freshness import too_large, wait_for_revision
 from vmplane.server.list_options import EXACT, list_options
@@ -76,6 +76,13 @@ class ResourceHandlers:
             if method == "DELETE":
                 return await writes.delete_collection(self.ctx, target, request)
             raise st.method_not_allowed()
+        if target.subresource == "finalize":
+            # Only an update is served there, as kube-apiserver's namespace FinalizeREST.
+            if method != "PUT":
+                raise st.method_not_allowed()
+            return await namespaces.finalize(
+                self.ctx, target, request, await writes.read_body(self.ctx, request)
+            )
         if method == "GET":
             return await self.get(target, request)
         if method == "PUT":

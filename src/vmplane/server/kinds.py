@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from vmplane.server.namespaces import NamespaceAdmitter
 from vmplane.server.node_columns import NODE_COLUMNS
 from vmplane.server.registry import Registry, ResourceType, TableColumn, permissive_schema
 from vmplane.server.tables import AGE_COLUMN, NAME_COLUMN, condition_status, human_duration, parse_timestamp
@@ -175,6 +176,7 @@ def default_registry() -> Registry:
                 columns=(NAME_COLUMN, _status_field("phase"), AGE_COLUMN),
                 field_selectors=("status.phase",),
                 allow_unconditional_update=True,
+                admitter=NamespaceAdmitter(),
                 description="Namespace provides a scope for Names.",
                 name_rule="label",
             ),

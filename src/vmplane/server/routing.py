@@ -58,4 +58,6 @@ def _item(resource_type: ResourceType, namespace: str, rest: list[str]) -> Targe
         return Target(resource_type, namespace, rest[0])
     if len(rest) == 2 and rest[1] == "status" and resource_type.has_status_subresource:
         return Target(resource_type, namespace, rest[0], "status")
+    if len(rest) == 2 and rest[1] == "finalize" and resource_type.store_resource == "namespaces":
+        return Target(resource_type, namespace, rest[0], "finalize")
     raise st.path_not_found()

@@ -23,7 +23,7 @@ __all__ = [
     "from_exception",
     "invalid",
     "method_not_allowed",
-    "not_acceptable",
+    "namespace_terminating",
     "not_acceptable",
     "not_found",
     "path_not_found",
@@ -143,6 +143,22 @@ def unauthorized() -> ApiError:
 
 def forbidden(message: str) -> ApiError:
     return ApiError(code=403, reason="Forbidden", message=message)
+
+
+def namespace_terminating(resource_type: ResourceType, name: str, namespace: str) -> ApiError:
+    """A create in a namespace being deleted, as the ``NamespaceLifecycle`` admission plugin refuses it."""
+    cause = {
+        "reason": "NamespaceTerminating",
+        "message": f"namespace {namespace} is being terminated",
+        "field": "metadata.namespace",
+    }
+    return ApiError(
+        code=403,
+        reason="Forbidden",
+        message=f'{resource_type.store_resource} "{name}" is forbidden: unable to create new content in '
+        f"namespace {namespace} because it is being terminated",
+        details=_details(resource_type, name, causes=[cause]),
+    )
 
 
 def method_not_allowed() -> ApiError:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from vmplane.api.deletion import PropagationPolicy, finalizers_for_deletion
 from vmplane.api.errors import CauseType, FieldCause, InvalidObjectError
 from vmplane.api.metadata_validation import metadata_causes
 from vmplane.server import decoders, protobuf
@@ -30,7 +31,7 @@ from vmplane.server.bodies import (
 from vmplane.server.context import ApiContext, json_response
 from vmplane.server.deletion_guards import check_deletion
 from vmplane.server.listing import filtered_list
-from vmplane.server.registry import Admitted, Operation
+from vmplane.server.registry import Admitted, Operation, ResourceType
 from vmplane.server.routing import Target
 from vmplane.store.base import ConflictError, JsonObject, NotFoundError, StoreError
 
@@ -103,10 +104,7 @@ async def _check_namespace(ctx: ApiContext, target: Target) -> None:
     except NotFoundError as err:
         raise st.namespace_not_found(target.namespace) from err
     if namespace.get("metadata", {}).get("deletionTimestamp"):
-        raise st.forbidden(
-            f'{target.resource_type.store_resource} "{target.name or ""}" is forbidden: unable to create new '
-            f"content in namespace {target.namespace} because it is being terminated"
-        )
+        raise st.namespace_terminating(target.resource_type, target.name or "", target.namespace)
 
 
 async def create(ctx: ApiContext, target: Target, request: web.Request) -> web.Response:
@@ -374,7 +372,60 @@ def _delete_options(body: bytes, content_type: str = "") -> JsonObject:
     dry_run = options.get("dryRun")
     if dry_run is not None and not (isinstance(dry_run, list) and all(isinstance(v, str) for v in dry_run)):
         raise st.bad_request("dryRun: Invalid value: must be a list of strings")
+    orphan = options.get("orphanDependents")
+    if orphan is not None and not isinstance(orphan, bool):
+        raise st.bad_request(f"orphanDependents: Invalid value: {json.dumps(orphan)}: must be a boolean")
+    if orphan is not None and policy is not None:
+        raise st.ApiError(
+            code=422,
+            reason="Invalid",
+            message=f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Invalid value: "{policy}": '
+            "orphanDependents and deletionPropagation cannot be both set",
+        )
     return options
+
+
+def _propagation(options: JsonObject) -> PropagationPolicy | None:
+    """The policy a delete asks for; the deprecated ``orphanDependents`` maps onto it."""
+    if options.get("propagationPolicy") is not None:
+        return PropagationPolicy(options["propagationPolicy"])
+    orphan = options.get("orphanDependents")
+    if orphan is None:
+        return None
+    return PropagationPolicy.ORPHAN if orphan else PropagationPolicy.BACKGROUND
+
+
+async def _delete_stored(
+    ctx: ApiContext,
+    resource_type: ResourceType,
+    current: JsonObject,
+    policy: PropagationPolicy | None,
+    rv: int | None,
+) -> JsonObject:
+    """Delete ``current``, first giving it the finalizer its propagation policy stands for.
+
+    The finalizer is written by an update before the delete marks the object (two writes, each
+    checked against the resourceVersion); the garbage collector acts only on marked objects.
+    """
+    metadata = current["metadata"]
+    resource = resource_type.store_resource
+    namespace, name = metadata.get("namespace", "") or "", metadata["name"]
+    for attempt in range(ctx.settings.max_conflict_retries):
+        finalizers = finalizers_for_deletion(list(metadata.get("finalizers") or []), policy)
+        if finalizers is not None and not metadata.get("deletionTimestamp"):
+            try:
+                current = await ctx.store.update(
+                    resource, {**current, "metadata": {**metadata, "finalizers": finalizers}}
+                )
+            except ConflictError:
+                if rv is not None or attempt == ctx.settings.max_conflict_retries - 1:
+                    raise
+                current = await ctx.store.get(resource, namespace, name)
+                metadata = current["metadata"]
+                continue
+            rv = int(current["metadata"]["resourceVersion"])
+        return await ctx.store.delete(resource, namespace, name, resource_version=rv)
+    raise ConflictError(resource)
 
 
 async def delete(ctx: ApiContext, target: Target, request: web.Request) -> web.Response:
@@ -405,11 +456,8 @@ async def delete(ctx: ApiContext, target: Target, request: web.Request) -> web.R
     if opts.dry_run:
         return json_response(current)
     try:
-        deleted = await ctx.store.delete(
-            resource_type.store_resource,
-            target.store_namespace,
-            target.name,
-            resource_version=int(rv) if rv else None,
+        deleted = await _delete_stored(
+            ctx, resource_type, current, _propagation(options), int(rv) if rv else None
         )
     except (StoreError, ValueError) as err:
         raise st.from_exception(err, resource_type, target.name) from err
@@ -430,13 +478,11 @@ async def delete_collection(ctx: ApiContext, target: Target, request: web.Reques
             deleted.append(obj)
             continue
         try:
-            deleted.append(
-                await ctx.store.delete(
-                    resource_type.store_resource, metadata.get("namespace", ""), metadata["name"]
-                )
-            )
+            deleted.append(await _delete_stored(ctx, resource_type, obj, _propagation(options), None))
         except NotFoundError:
             continue
+        except StoreError as err:
+            raise st.from_exception(err, resource_type, metadata["name"]) from err
     body = {
         "apiVersion": resource_type.api_version,
         "kind": resource_type.list_kind,

@@ -186,7 +186,7 @@ def updated(old: JsonObject, new: JsonObject, *, revision: int, subresource: Sub
         raise InvalidObjectError(f"unknown subresource {subresource!r}")
     metadata["resourceVersion"] = str(revision)
     result["metadata"] = metadata
-    if "deletionTimestamp" in metadata and not metadata.get("finalizers"):
+    if "deletionTimestamp" in metadata and not _held(result):
         return Change("DELETED", result)
     return Change("MODIFIED", result)
 
@@ -194,13 +194,15 @@ def updated(old: JsonObject, new: JsonObject, *, revision: int, subresource: Sub
 def deleted(old: JsonObject, *, expected: int | None, revision: int, now: datetime) -> Change | None:
     """Delete ``old``, or only mark it (deletionTimestamp) while finalizers remain.
 
+    A Namespace's ``spec.finalizers`` hold it too, and marking it turns its phase to Terminating.
+
     Returns None when there is nothing to write: the object is already marked and still has
     finalizers, so a repeated delete changes nothing (as in Kubernetes). Raises ConflictError when
     ``expected`` is stale.
     """
     check_version(old, expected)
     metadata = dict(old["metadata"])
-    if metadata.get("finalizers"):
+    if _held(old):
         if "deletionTimestamp" in metadata:
             return None
         # Generation is deliberately not bumped here (Kubernetes does bump it for finalizer-only
@@ -208,9 +210,30 @@ def deleted(old: JsonObject, *, expected: int | None, revision: int, now: dateti
         # planner compares against observedGeneration.
         metadata.update(deletionTimestamp=format_time(now), deletionGracePeriodSeconds=0)
         metadata["resourceVersion"] = str(revision)
-        return Change("MODIFIED", {**old, "metadata": metadata})
+        marked = {**old, "metadata": metadata}
+        if _is_namespace(old):
+            # As the namespace registry's Delete: the phase turns in the same write.
+            status = old.get("status")
+            marked["status"] = {**(status if isinstance(status, dict) else {}), "phase": "Terminating"}
+        return Change("MODIFIED", marked)
     metadata["resourceVersion"] = str(revision)
     return Change("DELETED", {**old, "metadata": metadata})
+
+
+def _is_namespace(obj: JsonObject) -> bool:
+    return obj.get("apiVersion") == "v1" and obj.get("kind") == "Namespace"
+
+
+def _held(obj: JsonObject) -> bool:
+    """Whether finalizers keep ``obj`` stored once deleted.
+
+    ``metadata.finalizers`` for every object; for a Namespace also ``spec.finalizers``, which
+    kube-apiserver's namespace registry holds the same way (``ShouldDeleteNamespaceDuringUpdate``).
+    """
+    if obj["metadata"].get("finalizers"):
+        return True
+    spec = obj.get("spec")
+    return _is_namespace(obj) and isinstance(spec, dict) and bool(spec.get("finalizers"))
 
 
 def _without_server_fields(metadata: JsonObject) -> JsonObject:
