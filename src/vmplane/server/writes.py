@@ -16,6 +16,8 @@ from aiohttp import web
 
 from vmplane.api.errors import CauseType, FieldCause, InvalidObjectError
 from vmplane.api.metadata_validation import metadata_causes
+from vmplane.api.ownership import deletion_finalizers
+from vmplane.api.resources import VIRTUAL_MACHINES
 from vmplane.server import decoders
 from vmplane.server import patch as patches
 from vmplane.server import status as st
@@ -37,6 +39,9 @@ from vmplane.store.base import ConflictError, JsonObject, NotFoundError, StoreEr
 __all__ = ["create", "delete", "delete_collection", "patch", "update"]
 
 _CUSTOM_PATCH_TYPES = [patches.JSON_PATCH, patches.MERGE_PATCH, patches.APPLY]
+# The kinds whose orphan finalizer a controller handles (the VM controller: a VM's VMI and boot
+# snapshots). Nothing in vmplane collects other kinds' dependents, so orphaning them is deleting them.
+ORPHANING_HANDLED = frozenset({VIRTUAL_MACHINES})
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _MAX_PREFIX = 58
 
@@ -346,6 +351,16 @@ def _delete_options(body: bytes) -> JsonObject:
     policy = options.get("propagationPolicy")
     if policy not in (None, "Orphan", "Background", "Foreground"):
         raise st.bad_request(f'propagationPolicy: Unsupported value: "{policy}"')
+    orphan_dependents = options.get("orphanDependents")
+    if orphan_dependents is not None and not isinstance(orphan_dependents, bool):
+        raise st.bad_request(
+            f"orphanDependents: Invalid value: {json.dumps(orphan_dependents)}: must be a boolean"
+        )
+    if orphan_dependents is not None and policy is not None:
+        raise st.bad_request(
+            f'propagationPolicy: Invalid value: "{policy}": orphanDependents and deletionPropagation '
+            "cannot be both set"
+        )
     preconditions = options.get("preconditions")
     if preconditions is not None and not isinstance(preconditions, dict):
         raise st.bad_request("preconditions: Invalid value: must be an object")
@@ -392,6 +407,8 @@ async def delete(ctx: ApiContext, target: Target, request: web.Request) -> web.R
         )
     if opts.dry_run:
         return json_response(current)
+    current = await _mark_for_orphaning(ctx, target, current, options)
+    rv = current["metadata"].get("resourceVersion") if rv else None
     try:
         deleted = await ctx.store.delete(
             resource_type.store_resource,
@@ -402,6 +419,32 @@ async def delete(ctx: ApiContext, target: Target, request: web.Request) -> web.R
     except (StoreError, ValueError) as err:
         raise st.from_exception(err, resource_type, target.name) from err
     return json_response(deleted)
+
+
+async def _mark_for_orphaning(
+    ctx: ApiContext, target: Target, current: JsonObject, options: JsonObject
+) -> JsonObject:
+    """Add (``Orphan``) or drop (``Background``/``Foreground``) the ``orphan`` finalizer first.
+
+    Whoever handles the finalizer (the VM controller, for a VM's VMI and boot snapshots) removes
+    the owner's references from its dependents, then the finalizer; the store then deletes it.
+    """
+    metadata = current.get("metadata", {})
+    finalizers = list(metadata.get("finalizers") or [])
+    wanted = deletion_finalizers(
+        finalizers,
+        propagation_policy=options.get("propagationPolicy"),
+        orphan_dependents=options.get("orphanDependents"),
+        orphaning_handled=target.resource_type.store_resource in ORPHANING_HANDLED,
+    )
+    if wanted == finalizers or metadata.get("deletionTimestamp"):
+        return current
+    try:
+        return await ctx.store.update(
+            target.resource_type.store_resource, {**current, "metadata": {**metadata, "finalizers": wanted}}
+        )
+    except StoreError as err:
+        raise st.from_exception(err, target.resource_type, target.name or "") from err
 
 
 async def delete_collection(ctx: ApiContext, target: Target, request: web.Request) -> web.Response:
