@@ -283,3 +283,19 @@ def test_orphaning_delete_of_a_kind_without_dependents_deletes_it_at_once(api_se
     _apply(api_server, EPHEMERAL_VMI.format(name="no-dependents"))
     api_server.kubectl("delete", "vmi", "no-dependents", "--cascade=orphan", "--timeout=60s", timeout=90)
     assert _get(api_server, "vmi", "no-dependents") is None
+
+
+def test_an_orphaning_deletecollection_leaves_the_vmis_running(api_server: ApiServer) -> None:
+    manifest = EPHEMERAL_VM.format(name="collected", strategy="Always").replace(
+        "  name: collected\n", "  name: collected\n  labels:\n    batch: orphan-collection\n", 1
+    )
+    _apply(api_server, manifest)
+    running = _wait_running(api_server, "collected")
+    path = "/apis/kubevirt.io/v1/namespaces/default/virtualmachines?labelSelector=batch%3Dorphan-collection"
+    status, body, _ = api_server.request("DELETE", path, body={"propagationPolicy": "Orphan"})
+    assert status == 200
+    assert [item["metadata"]["name"] for item in body["items"]] == ["collected"]
+    _wait_for(api_server, "the VM to go", lambda: _get(api_server, "vm", "collected") is None)
+    vmi = _still_running(api_server, "collected", running["metadata"]["uid"])
+    assert "ownerReferences" not in vmi["metadata"]
+    api_server.kubectl("delete", "vmi", "collected", "--timeout=60s", timeout=90)

@@ -407,9 +407,9 @@ async def delete(ctx: ApiContext, target: Target, request: web.Request) -> web.R
         )
     if opts.dry_run:
         return json_response(current)
-    current = await _mark_for_orphaning(ctx, target, current, options)
-    rv = current["metadata"].get("resourceVersion") if rv else None
     try:
+        current = await _mark_for_orphaning(ctx, target, current, options)
+        rv = current["metadata"].get("resourceVersion") if rv else None
         deleted = await ctx.store.delete(
             resource_type.store_resource,
             target.store_namespace,
@@ -439,12 +439,9 @@ async def _mark_for_orphaning(
     )
     if wanted == finalizers or metadata.get("deletionTimestamp"):
         return current
-    try:
-        return await ctx.store.update(
-            target.resource_type.store_resource, {**current, "metadata": {**metadata, "finalizers": wanted}}
-        )
-    except StoreError as err:
-        raise st.from_exception(err, target.resource_type, target.name or "") from err
+    return await ctx.store.update(
+        target.resource_type.store_resource, {**current, "metadata": {**metadata, "finalizers": wanted}}
+    )
 
 
 async def delete_collection(ctx: ApiContext, target: Target, request: web.Request) -> web.Response:
@@ -461,6 +458,8 @@ async def delete_collection(ctx: ApiContext, target: Target, request: web.Reques
             deleted.append(obj)
             continue
         try:
+            item = Target(resource_type, metadata.get("namespace", ""), metadata["name"])
+            await _mark_for_orphaning(ctx, item, obj, options)
             deleted.append(
                 await ctx.store.delete(
                     resource_type.store_resource, metadata.get("namespace", ""), metadata["name"]
@@ -468,6 +467,8 @@ async def delete_collection(ctx: ApiContext, target: Target, request: web.Reques
             )
         except NotFoundError:
             continue
+        except StoreError as err:
+            raise st.from_exception(err, resource_type, metadata["name"]) from err
     body = {
         "apiVersion": resource_type.api_version,
         "kind": resource_type.list_kind,
