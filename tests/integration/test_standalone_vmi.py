@@ -299,3 +299,26 @@ def test_an_orphaning_deletecollection_leaves_the_vmis_running(api_server: ApiSe
     vmi = _still_running(api_server, "collected", running["metadata"]["uid"])
     assert "ownerReferences" not in vmi["metadata"]
     api_server.kubectl("delete", "vmi", "collected", "--timeout=60s", timeout=90)
+
+
+def test_a_vmi_with_two_controller_references_is_refused(api_server: ApiServer) -> None:
+    refs = [
+        {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachine",
+            "name": name,
+            "uid": name,
+            "controller": True,
+        }
+        for name in ("one", "two")
+    ]
+    manifest = EPHEMERAL_VMI.format(name="two-controllers").replace(
+        "  name: two-controllers\n", "  name: two-controllers\n  ownerReferences: " + json.dumps(refs) + "\n"
+    )
+    refused = api_server.kubectl("apply", "-f", "-", stdin=manifest, check=False)
+    assert refused.returncode != 0
+    assert (
+        "metadata.ownerReferences: Invalid value: Only one reference can have Controller set to true. "
+        'Found "true" in references for VirtualMachine/one and VirtualMachine/two' in refused.stderr
+    )
+    assert _get(api_server, "vmi", "two-controllers") is None

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from vmplane.api.metadata_validation import metadata_causes
 from vmplane.api.ownership import (
     ORPHAN_FINALIZER,
     Claim,
@@ -137,3 +138,23 @@ def test_kinds_nobody_orphans_for_are_deleted_without_the_orphan_finalizer() -> 
         ["a"], propagation_policy="Orphan", orphan_dependents=None, orphaning_handled=False
     )
     assert result == ["a"]
+
+
+def test_an_object_has_at_most_one_controller_reference() -> None:
+    metadata = {"name": "vm", "ownerReferences": [ref(VM_UID), ref(OTHER_UID, name="other")]}
+    causes = metadata_causes(metadata)
+    assert [(c.field, c.message) for c in causes] == [
+        (
+            "metadata.ownerReferences",
+            'Invalid value: Only one reference can have Controller set to true. Found "true" in references '
+            "for VirtualMachine/vm and VirtualMachine/other",
+        )
+    ]
+
+
+def test_owner_reference_flags_must_be_booleans() -> None:
+    metadata = {"name": "vm", "ownerReferences": [{**ref(VM_UID), "controller": "true"}]}
+    causes = metadata_causes(metadata)
+    assert [(c.field, c.message) for c in causes] == [
+        ("metadata.ownerReferences[0].controller", "Invalid value: must be a boolean")
+    ]
