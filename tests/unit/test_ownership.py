@@ -17,6 +17,7 @@ from vmplane.api.ownership import (
     Claim,
     adopted,
     claim,
+    collectable,
     controller_of,
     controller_reference,
     deletion_finalizers,
@@ -158,3 +159,31 @@ def test_owner_reference_flags_must_be_booleans() -> None:
     assert [(c.field, c.message) for c in causes] == [
         ("metadata.ownerReferences[0].controller", "Invalid value: must be a boolean")
     ]
+
+
+@pytest.mark.parametrize(
+    ("dependent", "live_uid", "expected"),
+    [
+        pytest.param(vmi(ref(VM_UID)), None, True, id="its-vm-is-gone"),
+        pytest.param(vmi(ref(VM_UID)), OTHER_UID, True, id="a-new-vm-of-the-name-is-not-its-owner"),
+        pytest.param(vmi(ref(VM_UID)), VM_UID, False, id="its-vm-is-there"),
+        pytest.param(vmi(), None, False, id="a-standalone-vmi-is-never-garbage"),
+        pytest.param(
+            vmi(ref(VM_UID, controller=False)), None, False, id="a-non-controller-owner-does-not-count"
+        ),
+        pytest.param(vmi(ref(VM_UID, name="other")), None, False, id="a-vm-of-another-name-is-not-looked-up"),
+        pytest.param(vmi(ref(VM_UID), deleting=True), None, False, id="already-being-deleted"),
+        pytest.param(
+            vmi({**ref(VM_UID), "apiVersion": "example.com/v1"}),
+            None,
+            False,
+            id="a-virtualmachine-of-another-group",
+        ),
+    ],
+)
+def test_a_vmi_is_collected_only_when_its_controlling_vm_is_gone(
+    dependent: dict[str, Any], live_uid: str | None, expected: bool
+) -> None:
+    assert (
+        collectable(dependent, api_group="kubevirt.io", kind="VirtualMachine", live_uid=live_uid) is expected
+    )

@@ -21,6 +21,7 @@ __all__ = [
     "Claim",
     "adopted",
     "claim",
+    "collectable",
     "controller_of",
     "controller_reference",
     "deletion_finalizers",
@@ -71,6 +72,21 @@ def claim(*, owner_uid: str, owner_deleting: bool, dependent: Mapping[str, Any])
     if owner_deleting or metadata.get("deletionTimestamp"):
         return Claim.LEFT_ALONE
     return Claim.ADOPT
+
+
+def collectable(dependent: Mapping[str, Any], *, api_group: str, kind: str, live_uid: str | None) -> bool:
+    """Whether ``dependent`` is garbage: its controller is a ``kind`` of its own name (in
+    ``api_group``) and the live object of that name (``live_uid``; None when there is none) is not
+    that controller. A dependent being deleted, uncontrolled, or controlled otherwise is not."""
+    metadata = dependent.get("metadata") or {}
+    ref = controller_of(metadata)
+    if ref is None or metadata.get("deletionTimestamp"):
+        return False
+    if ref.get("kind") != kind or ref.get("name") != metadata.get("name"):
+        return False
+    if str(ref.get("apiVersion", "")).split("/", 1)[0] != api_group:
+        return False
+    return ref.get("uid") != live_uid
 
 
 def adopted(dependent: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str, Any]:

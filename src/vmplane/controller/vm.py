@@ -22,7 +22,7 @@ from vmplane.api.ownership import (
     Claim,
     adopted,
     claim,
-    controller_of,
+    collectable,
     controller_reference,
     orphaned,
 )
@@ -168,28 +168,23 @@ class VMReconciler:
         """Delete a VMI whose controller is a VM of its name that no longer exists.
 
         The dependent of a deleted VM goes with it (Background deletion; the VM has no finalizer of
-        its own). Only a reference to a VirtualMachine of the VMI's own name counts, and only after a
-        fresh read shows no VM with that uid; the delete carries the cached resourceVersion, so a
-        VMI orphaned or adopted meanwhile conflicts instead of being deleted.
+        its own). The VM is read afresh, not from the cache (``api.ownership.collectable``), and the
+        delete carries the cached resourceVersion, so a VMI orphaned or adopted meanwhile conflicts
+        instead of being deleted.
         """
+        if not collectable(raw_vmi, api_group=VM_GROUP, kind=VM_KIND, live_uid=""):
+            return  # not a VM's dependent whatever the VM: no need to read it
         metadata = raw_vmi["metadata"]
-        ref = controller_of(metadata)
-        if metadata.get("deletionTimestamp") or ref is None:
-            return
-        if ref.get("kind") != VM_KIND or ref.get("name") != metadata.get("name"):
-            return
-        if not str(ref.get("apiVersion", "")).startswith(VM_GROUP + "/"):
-            return
-        namespace, name = metadata.get("namespace", ""), metadata["name"]
         try:
-            live = await self._store.get(VIRTUAL_MACHINES, namespace, name)
+            live = await self._store.get(VIRTUAL_MACHINES, metadata.get("namespace", ""), metadata["name"])
         except NotFoundError:
             live = None
-        if live is not None and live["metadata"].get("uid") == ref.get("uid"):
-            return
-        await self._delete_vmi(
-            VirtualMachineInstance.model_validate(raw_vmi), resource_version=metadata.get("resourceVersion")
-        )
+        live_uid = live["metadata"].get("uid") if live is not None else None
+        if collectable(raw_vmi, api_group=VM_GROUP, kind=VM_KIND, live_uid=live_uid):
+            await self._delete_vmi(
+                VirtualMachineInstance.model_validate(raw_vmi),
+                resource_version=metadata.get("resourceVersion"),
+            )
 
     async def _orphan(self, vm: VirtualMachine, raw_vmi: JsonObject | None) -> None:
         """Orphan the VM's dependents (its VMI, its boot snapshots), then release the orphan finalizer."""
