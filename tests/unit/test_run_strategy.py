@@ -236,3 +236,16 @@ def test_the_start_failure_record_round_trips_its_wire_form() -> None:
         "retryAfterTimestamp": "2026-11-28T10:01:20Z",
     }
     assert StartFailure.from_wire(wire) == StartFailure(4, "vmi-9", NOW + timedelta(seconds=80))
+
+
+def test_a_vm_deleted_with_the_orphan_finalizer_orphans_its_vmi_instead_of_deleting_it() -> None:
+    deleting = vm(deleting=True)
+    orphaning = deleting.model_copy(
+        update={"metadata": deleting.metadata.model_copy(update={"finalizers": ["orphan"]})}
+    )
+    assert decide(orphaning, vmi(), CONFIG, NOW).action is RunAction.ORPHAN
+    assert decide(orphaning, None, CONFIG, NOW).action is RunAction.ORPHAN
+
+
+def test_a_vm_deleted_without_the_orphan_finalizer_still_deletes_its_vmi() -> None:
+    assert decide(vm(deleting=True), vmi(), CONFIG, NOW).action is RunAction.DELETE_VMI

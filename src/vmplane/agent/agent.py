@@ -41,6 +41,7 @@ from vmplane.agent.node import (
 )
 from vmplane.agent.scheduling import Taint
 from vmplane.agent.status import FINAL_PHASES, failures_of, machine_status, phase_status, running_differences
+from vmplane.api.ownership import MACHINE_FINALIZER  # held on every VMI until its machine is stopped
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
 from vmplane.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus, VMIPhase
 from vmplane.reconcile.events import EventRecorder
@@ -52,9 +53,6 @@ __all__ = ["DEFAULT_GRACE_PERIOD", "MACHINE_FINALIZER", "EventSink", "NodeAgent"
 
 log = logging.getLogger(__name__)
 
-#: Held on every VMI until its machine is stopped and forgotten (``controller.boot`` adds it; the
-#: layers keep the agent from importing the controller, so the string is repeated, and tested equal).
-MACHINE_FINALIZER = "vmplane.io/machine"
 #: ``terminationGracePeriodSeconds`` when a VMI does not say (Kubernetes' default).
 DEFAULT_GRACE_PERIOD = 30.0
 _LIVE = (MachineState.STARTING, MachineState.RUNNING)

@@ -154,13 +154,15 @@ def _annotation_causes(annotations: Mapping[str, str]) -> list[FieldCause]:
 
 
 def _owner_reference_causes(value: Any) -> list[FieldCause]:
-    """``ValidateOwnerReferences``: apiVersion, kind, name and uid are required strings."""
+    """``ValidateOwnerReferences``: apiVersion, kind, name and uid are required strings, the flags
+    booleans, and at most one reference is the controller."""
     if value is None:
         return []
     field = "metadata.ownerReferences"
     if not isinstance(value, list):
         return [FieldCause(field, "Invalid value: must be a list of owner references")]
     causes: list[FieldCause] = []
+    first_controller = ""
     for index, reference in enumerate(value):
         if not isinstance(reference, dict):
             causes.append(FieldCause(f"{field}[{index}]", "Invalid value: must be an object"))
@@ -171,6 +173,22 @@ def _owner_reference_causes(value: Any) -> list[FieldCause]:
                 causes.append(
                     FieldCause(f"{field}[{index}].{key}", "Required value", CauseType.FIELD_VALUE_REQUIRED)
                 )
+        for key in ("controller", "blockOwnerDeletion"):
+            flag = reference.get(key)
+            if flag is not None and not isinstance(flag, bool):
+                causes.append(FieldCause(f"{field}[{index}].{key}", "Invalid value: must be a boolean"))
+        if reference.get("controller") is True:
+            current = f"{reference.get('kind')}/{reference.get('name')}"
+            if first_controller:
+                causes.append(
+                    FieldCause(
+                        field,
+                        'Invalid value: Only one reference can have Controller set to true. Found "true" in '
+                        f"references for {first_controller} and {current}",
+                    )
+                )
+            else:
+                first_controller = current
     return causes
 
 

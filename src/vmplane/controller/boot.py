@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vmplane.api.defaults import initial_cpu_topology, initial_memory_status
+from vmplane.api.ownership import MACHINE_FINALIZER, controller_reference
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstanceStatus, VMIPhase
 from vmplane.rollout.effective import EffectiveSpec
@@ -20,8 +21,6 @@ __all__ = [
 
 VM_LABEL = "kubevirt.io/vm"
 VM_GENERATION_ANNOTATION = "kubevirt.io/vm-generation"
-# Held by the node agent until the guest is stopped, so a deleted VMI outlives its QEMU process.
-MACHINE_FINALIZER = "vmplane.io/machine"
 
 
 def revision_prefix(vm_uid: str) -> str:
@@ -35,14 +34,11 @@ def revision_name(vm_uid: str, generation: int) -> str:
 
 
 def _owner(vm: VirtualMachine) -> dict[str, Any]:
-    return {
-        "apiVersion": vm.api_version,
-        "kind": vm.kind,
-        "name": vm.metadata.name,
-        "uid": vm.metadata.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    assert vm.metadata.name is not None
+    assert vm.metadata.uid is not None
+    return controller_reference(
+        api_version=vm.api_version, kind=vm.kind, name=vm.metadata.name, uid=vm.metadata.uid
+    )
 
 
 def boot_objects(vm: VirtualMachine, effective: EffectiveSpec) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -2,7 +2,10 @@
 
 The rules (docs/run-strategies.md), checked in this order:
 
-1. A VM being deleted takes its VMI with it; a VMI being deleted is waited for.
+1. A VM being deleted takes its VMI with it, unless it is deleted with ``propagationPolicy: Orphan``
+   (the ``orphan`` finalizer): then its VMI is orphaned (it keeps running, without the VM's owner
+   reference) and the finalizer released. A VMI being deleted is waited for. ``vmi`` is only ever
+   a VMI this VM controls (``api.ownership.claim``): the controller never decides about others.
 2. The first ``status.stateChangeRequests`` entry wins over the run strategy: ``Stop`` (for this
    VMI's uid, or without a uid) deletes the VMI and is dropped once the VMI is gone; ``Start``
    creates a VMI when there is none, first deletes a finished one, and is dropped once it is
@@ -30,6 +33,7 @@ from enum import Enum
 from typing import Any
 
 from vmplane.api.lifecycle import effective_run_strategy, wants_restart_after
+from vmplane.api.ownership import ORPHAN_FINALIZER
 from vmplane.api.vm import RunStrategy, VirtualMachine, VirtualMachineStatus
 from vmplane.api.vmi import VirtualMachineInstance, VMIPhase
 
@@ -105,6 +109,7 @@ class RunAction(str, Enum):
     NONE = "None"
     START = "Start"
     DELETE_VMI = "DeleteVMI"
+    ORPHAN = "Orphan"  # drop the VM's owner references from its dependents, then the orphan finalizer
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +140,8 @@ def decide(
     """What the controller does about ``vm``'s ``vmi`` (None when there is none) at ``now``."""
     status = vm.status or VirtualMachineStatus()
     if vm.metadata.deletion_timestamp:
+        if ORPHAN_FINALIZER in (vm.metadata.finalizers or ()):
+            return RunDecision(RunAction.ORPHAN, status)
         return RunDecision(RunAction.DELETE_VMI if vmi is not None else RunAction.NONE, status)
     if vmi is not None and vmi.metadata.deletion_timestamp:
         return RunDecision(RunAction.NONE, status)  # the agent is stopping the guest

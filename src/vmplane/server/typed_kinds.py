@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from vmplane.api.decoding import FieldValidation, decode
-from vmplane.api.errors import FieldCause, InvalidObjectError
+from vmplane.api.errors import CauseType, FieldCause, InvalidObjectError
 from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration
 from vmplane.api.kubevirt_defaults import default_kubevirt
 from vmplane.api.model import WireModel
+from vmplane.api.ownership import MACHINE_FINALIZER, controller_of
 from vmplane.api.spec_rules import spec_field_causes
 from vmplane.api.validation import validate_metadata, validate_vm, validate_vmi_spec, volume_path_causes
 from vmplane.api.vm import VirtualMachine, VirtualMachineStatus
@@ -35,6 +36,7 @@ LIVE_CHANGES_ANNOTATION = "vmplane.io/dry-run-live-changes"
 
 __all__ = [
     "LIVE_CHANGES_ANNOTATION",
+    "VMI_UPDATE_RESTRICTED",
     "ClusterView",
     "KubeVirtAdmitter",
     "VMAdmitter",
@@ -146,9 +148,38 @@ class VMAdmitter:
         return derive_status(vm, Observation(vmi, rollout, crash_loop=False, now=now)), live
 
 
+# Upstream's VMI update admitter (vmi-update-admitter.go) refuses every spec change not made by
+# KubeVirt's own service account; vmplane's controllers write through the store, not this API.
+VMI_UPDATE_RESTRICTED = "update of VMI object is restricted"
+
+
+def _standalone_spec_change(vmi: VirtualMachineInstance, old: JsonObject | None) -> list[FieldCause]:
+    """A user's change to the spec of a VMI that no VM controls: refused, with upstream's message.
+
+    A VM's VMI is left to the VM's rollout (its spec is the VM controller's to write).
+    """
+    if old is None or controller_of(old.get("metadata") or {}) is not None:
+        return []
+    if vmi.spec == VirtualMachineInstance.model_validate(old).spec:
+        return []
+    return [FieldCause("spec", VMI_UPDATE_RESTRICTED, CauseType.FIELD_VALUE_NOT_SUPPORTED)]
+
+
+def _with_machine_finalizer(wire: JsonObject) -> JsonObject:
+    """A new VMI holds the agent's finalizer from the start, so deleting it always stops its guest."""
+    metadata = wire.get("metadata") or {}
+    finalizers = list(metadata.get("finalizers") or [])
+    if MACHINE_FINALIZER in finalizers:
+        return wire
+    return {**wire, "metadata": {**metadata, "finalizers": [*finalizers, MACHINE_FINALIZER]}}
+
+
 @dataclasses.dataclass(frozen=True)
 class VMIAdmitter:
-    """Admission of VirtualMachineInstances (``allowed_host_dirs`` and ``machine_types`` as for VMs)."""
+    """Admission of VirtualMachineInstances (``allowed_host_dirs`` and ``machine_types`` as for VMs).
+
+    A created VMI gets the agent's finalizer; the spec of a VMI no VM controls cannot be changed.
+    """
 
     allowed_host_dirs: tuple[str, ...] | None = None
     machine_types: tuple[str, ...] | None = None
@@ -170,9 +201,13 @@ class VMIAdmitter:
             lambda vmi: validate_metadata(vmi.metadata)
             + validate_vmi_spec(vmi.spec, prefix="spec")
             + volume_path_causes(vmi.spec, prefix="spec", allowed_host_dirs=self.allowed_host_dirs)
-            + spec_field_causes(vmi.spec, prefix="spec", machine_types=self.machine_types),
+            + spec_field_causes(vmi.spec, prefix="spec", machine_types=self.machine_types)
+            + _standalone_spec_change(vmi, old),
         )
-        return Admitted(object=_with_metadata_of(decoded.value.to_wire(), new), warnings=decoded.warnings)
+        wire = _with_metadata_of(decoded.value.to_wire(), new)
+        if operation == "CREATE":
+            wire = _with_machine_finalizer(wire)
+        return Admitted(object=wire, warnings=decoded.warnings)
 
 
 @dataclasses.dataclass(frozen=True)
