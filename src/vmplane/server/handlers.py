@@ -31,17 +31,10 @@ def _int_param(request: web.Request, name: str) -> int:
         raise st.bad_request(f"{name}: Invalid value: {raw!r}: must be an integer") from err
 
 
-def _list_scope(target: Target, request: web.Request) -> str:
-    """What a paged list's continue token is bound to: its resource, namespace and selectors."""
-    query = request.query
-    return "\x00".join(
-        (
-            target.resource_type.store_resource,
-            target.namespace or "",
-            query.get("labelSelector", ""),
-            query.get("fieldSelector", ""),
-        )
-    )
+def _list_scope(target: Target) -> str:
+    """What a paged list's continue token is bound to: its resource and namespace, as etcd binds a
+    continue key to the list's key prefix (the selectors are the snapshot's, taken at the first page)."""
+    return f"{target.resource_type.store_resource}\x00{target.namespace or ''}"
 
 
 class ResourceHandlers:
@@ -115,7 +108,7 @@ class ResourceHandlers:
         resource_type = target.resource_type
         limit = _int_param(request, "limit")
         token = request.query.get("continue", "")
-        scope = _list_scope(target, request)
+        scope = _list_scope(target)
         options = list_options(request.query, watch=False)
         if token:
             page = self.ctx.snapshots.next_page(token, limit, scope=scope)

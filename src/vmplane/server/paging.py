@@ -5,7 +5,7 @@ keeps its filtered snapshot here (the list of the items, which the cache never m
 minutes (as etcd keeps history until compaction); a ``continue`` token names the snapshot and where
 the next page starts. An evicted snapshot answers 410 Expired, as an
 etcd-compacted continue token does. A snapshot remembers the list it was made for (its ``scope``:
-resource, namespace and selectors), and its token is refused for any other, as etcd refuses a key
+resource and namespace), and its token is refused for any other, as etcd refuses a key
 outside the list's prefix: a VM list's token cannot page through Nodes.
 """
 
@@ -75,7 +75,7 @@ class SnapshotCache(Generic[Item]):
         _, resource_version, issued_for, items = entry
         if issued_for != scope:
             raise st.bad_request(
-                "continue key is not valid: it was issued for another list (resource, namespace or selectors)"
+                "continue key is not valid: it was issued for another list (resource or namespace)"
             )
         return self._page(snapshot_id, items, resource_version, start, limit if limit > 0 else len(items))
 
