@@ -84,6 +84,10 @@ def test_cpu_memory_and_identity() -> None:
         ({"cpu_model": "host-model"}, {"cpu_model": None}),
         ({"machine_type": "pc-q35-7.2"}, {"machine": "pc-q35-7.2"}),
         ({"guest": None, "requests": {"memory": "512Mi"}}, {"memory_bytes": 512 << 20}),
+        (
+            {"guest": "1024M", "max_guest": "4096M"},
+            {"memory_bytes": 977 << 20, "max_memory_bytes": 3907 << 20},
+        ),
     ],
     ids=[
         "firmware-uuid",
@@ -94,6 +98,7 @@ def test_cpu_memory_and_identity() -> None:
         "host-model",
         "machine",
         "memory-request",
+        "decimal-memory-rounds-up-to-whole-mib",
     ],
 )
 def test_defaults_and_overrides(fields: dict[str, Any], expected: dict[str, Any]) -> None:

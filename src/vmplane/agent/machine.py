@@ -48,6 +48,7 @@ __all__ = [
 _HOST_CPU_MODELS = HOST_CPU_MODELS
 _BUSES: dict[str, Literal["virtio", "sata", "scsi"]] = {"virtio": "virtio", "sata": "sata", "scsi": "scsi"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_MIB = 1024 * 1024
 
 
 class MachineSpecError(ValueError):
@@ -316,8 +317,14 @@ def _memory(vmi: VirtualMachineInstance) -> tuple[int, int | None]:
     if guest is None:
         raise MachineSpecError("spec.domain.memory.guest: not set (nor a memory request or limit)")
     max_guest = dom.memory.max_guest if dom.memory is not None else None
-    ceiling = max_guest.bytes() if max_guest is not None and max_guest > guest else None
-    return guest.bytes(), ceiling
+    ceiling = _whole_mib(max_guest.bytes()) if max_guest is not None and max_guest > guest else None
+    return _whole_mib(guest.bytes()), ceiling
+
+
+def _whole_mib(size: int) -> int:
+    """``size`` rounded up to a whole MiB, QEMU's granularity, as libvirt aligns KubeVirt's sizes
+    (``guest: 1024M`` is 1,024,000,000 bytes); boot and hotplug round alike, so the observed size matches."""
+    return -(-size // _MIB) * _MIB
 
 
 def machine_spec(
