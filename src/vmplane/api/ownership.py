@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
+from vmplane.api.deletion import ORPHAN_FINALIZER
+
 __all__ = [
     "MACHINE_FINALIZER",
     "ORPHAN_FINALIZER",
@@ -28,7 +30,6 @@ __all__ = [
 ]
 
 # Kubernetes' metav1.FinalizerOrphanDependents: the owner waits until its dependents are orphaned.
-ORPHAN_FINALIZER = "orphan"
 # Held by the node agent until the guest is stopped, so a deleted VMI outlives its QEMU process.
 MACHINE_FINALIZER = "vmplane.io/machine"
 

@@ -9,7 +9,6 @@ and key, or a CA and server certificate generated here with ``cryptography`` int
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import ipaddress
 import os
 import secrets
@@ -25,7 +24,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
     "TlsFiles",
-    "bearer_matches",
     "ensure_self_signed",
     "is_loopback",
     "load_or_create_token",
@@ -53,14 +51,6 @@ def load_or_create_token(data_dir: Path) -> str:
     token = secrets.token_urlsafe(32)
     _write_private(path, (token + "\n").encode())
     return token
-
-
-def bearer_matches(authorization: str | None, token: str) -> bool:
-    """Constant-time check of an ``Authorization: Bearer <token>`` header."""
-    scheme, _, presented = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(presented.strip().encode(), token.encode())
 
 
 def is_loopback(host: str) -> bool:
