@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from plane_support import reachable_dir
+from plane_support import reachable_dir, reachable_guest
 
 from vmplane.agent.guestfs import guest_user, hand_over
 from vmplane.agent.hypervisor import (
@@ -188,7 +188,7 @@ class QemuHarness(Harness):
 
     def kernel_boot(self) -> KernelBoot:
         cmdline = (GUEST / "cmdline").read_text().strip()
-        return KernelBoot(str(GUEST / "vmlinuz"), str(GUEST / "initrd.img"), cmdline)
+        return KernelBoot(*(str(f) for f in reachable_guest()), cmdline)
 
     def image(self, name: str) -> str:
         path = self.base_dir / f"{name}.qcow2"

@@ -52,6 +52,24 @@ def reachable_dir(prefix: str) -> Path:
     return path
 
 
+def reachable_guest() -> tuple[Path, Path]:
+    """The test guest's kernel and initrd copied where QEMU's user can read them (once per process).
+
+    The checkout itself may lie under a directory closed to that user (a ``mktemp -d`` clone is 0700).
+    """
+    global _REACHABLE_GUEST
+    if _REACHABLE_GUEST is None:
+        folder = reachable_dir("vmplane-test-guest-")
+        for name in ("vmlinuz", "initrd.img"):
+            shutil.copyfile(GUEST / name, folder / name)
+            os.chmod(folder / name, 0o644)
+        _REACHABLE_GUEST = (folder / "vmlinuz", folder / "initrd.img")
+    return _REACHABLE_GUEST
+
+
+_REACHABLE_GUEST: tuple[Path, Path] | None = None
+
+
 def install_images(guest_dir: Path) -> Path:
     """Copy the test guest into the image directory and make a containerDisk base; returns the base."""
     images = guest_dir / "images"

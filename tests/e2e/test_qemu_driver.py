@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from plane_support import reachable_dir
+from plane_support import reachable_dir, reachable_guest
 
 from vmplane.agent.guestfs import guest_user, hand_over
 from vmplane.agent.hypervisor import (
@@ -115,9 +115,7 @@ class Guest:
 
 
 def kernel_boot() -> KernelBoot:
-    return KernelBoot(
-        str(GUEST / "vmlinuz"), str(GUEST / "initrd.img"), (GUEST / "cmdline").read_text().strip()
-    )
+    return KernelBoot(*(str(f) for f in reachable_guest()), (GUEST / "cmdline").read_text().strip())
 
 
 def kill_leftovers(base_dir: Path) -> None:

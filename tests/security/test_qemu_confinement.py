@@ -24,7 +24,7 @@ import pytest
 import pytest_asyncio
 from qemu_user_support import qemu_user
 
-from plane_support import GUEST, reachable_dir  # isort: skip
+from plane_support import GUEST, reachable_dir, reachable_guest  # isort: skip
 from vmplane.agent.guestfs import GuestUser, prepare_guest_dir
 from vmplane.agent.hypervisor import HypervisorError, KernelBoot, MachineSpec
 from vmplane.agent.machine import HostPaths, machine_spec
@@ -110,7 +110,7 @@ async def confined() -> AsyncIterator[Confined]:
         sockets=1,
         max_sockets=2,
         memory_bytes=256 * MiB,
-        kernel_boot=KernelBoot(str(GUEST / "vmlinuz"), str(GUEST / "initrd.img"), cmdline),
+        kernel_boot=KernelBoot(*(str(f) for f in reachable_guest()), cmdline),
         spare_root_ports=2,
     )
     env = Confined(user, guest_dir, paths, preparer, hv)
