@@ -60,6 +60,7 @@ class PlaneOptions:
     ``host_disk_dirs``: where ``hostDisk`` paths may point (default ``<guest_dir>/hostdisks``).
     ``demo_guest``: a built test guest to install as an image, creating the demo VM (``--demo``).
     ``node_status_interval``: seconds between renewals of the Node's heartbeat.
+    ``window_poll_interval``: the longest maintenance windows go without looking at the clock.
     """
 
     data_dir: Path
@@ -72,6 +73,7 @@ class PlaneOptions:
     host_disk_dirs: tuple[Path, ...] = ()
     demo_guest: Path | None = None
     guest_dir: Path | None = None
+    window_poll_interval: float = 30.0
 
     @property
     def guest_root(self) -> Path:
@@ -152,6 +154,7 @@ class ControlPlane:
             events=self._events,
             clock=clock,
             crash_backoff=options.crash_backoff,
+            window_poll_interval=options.window_poll_interval,
             namespaced_resources=tuple(r.store_resource for r in self.registry if r.namespaced),
         )
         self._cluster.manager = self.manager
