@@ -181,10 +181,13 @@ def waiting(spec: MaintenanceWindowSpec, vms: Iterable[VMState], done: set[str])
     )
 
 
-def batches(spec: MaintenanceWindowSpec, vms: Sequence[VMState]) -> list[list[VMState]]:
-    """The batches a window would restart if it opened now with every selected VM available."""
+def batches(
+    spec: MaintenanceWindowSpec, vms: Sequence[VMState], done: frozenset[str] = frozenset()
+) -> list[list[VMState]]:
+    """The batches a window would restart if it opened now with every selected VM available
+    (``done``: VMs its run restarted already)."""
     size = scaled_max_unavailable(spec.max_unavailable, sum(1 for vm in vms if selects(spec, vm)))
-    todo = waiting(spec, vms, set())
+    todo = waiting(spec, vms, set(done))
     return [todo[i : i + size] for i in range(0, len(todo), size)]
 
 
