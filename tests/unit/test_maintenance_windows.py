@@ -15,8 +15,9 @@ from vmplane.api.maintenance import BatchMember, MaintenanceWindow, RunPhase, wi
 from vmplane.api.restart_approval import RESTART_APPROVAL_ANNOTATION as KEY
 from vmplane.api.restart_approval import RestartApproval, approval_causes, restart_approval
 from vmplane.api.vm import VirtualMachine
+from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.rollout.approval import RESTART_SCHEDULED, approval_decision
-from vmplane.rollout.restarts import Gate, VMState, batches, gate, ordered, scaled_max_unavailable
+from vmplane.rollout.restarts import Gate, VMState, batches, gate, ordered, scaled_max_unavailable, vm_state
 from vmplane.rollout.windows import WindowStep, step_window
 from vmplane.testing.clock import START, FakeClock
 
@@ -97,6 +98,7 @@ def test_only_selected_window_vms_with_pending_changes_are_planned() -> None:
         vm("automatic", approval=RestartApproval.AUTOMATIC),
         vm("reverted", pending=()),
         vm("stopped", vmi_uid=None),
+        vm("once", restartable=False),
     ]
     assert [v.name for b in batches(window().spec, vms) for v in b] == ["selected"]
 
@@ -257,6 +259,7 @@ def test_automatic_approval_restarts_at_once_unless_blocked() -> None:
     assert approval_decision(automatic, [], START).restart
     assert not approval_decision(replace(automatic, blocked="a hotplug is in flight"), [], START).restart
     assert not approval_decision(replace(automatic, pending=()), [], START).restart
+    assert not approval_decision(replace(automatic, restartable=False), [], START).restart
 
 
 def test_manual_approval_never_restarts_nor_schedules() -> None:
@@ -347,3 +350,48 @@ def test_an_unknown_restart_approval_is_refused_naming_the_annotation() -> None:
     [cause] = approval_causes(vm_with_annotations(None, {KEY: "Sometimes"}))
     assert cause.field == f"spec.template.metadata.annotations[{KEY}]"
     assert cause.message.startswith('Unsupported value: "Sometimes"')
+
+
+def vm_object(strategy: str = "Always", **status: Any) -> VirtualMachine:
+    return VirtualMachine.model_validate(
+        {
+            "metadata": {"name": "a", "namespace": "default", "uid": "vm-uid"},
+            "spec": {"runStrategy": strategy, "template": {"spec": {}}},
+            "status": {"pendingChanges": [{"path": "p", "reason": "r", "message": "m"}], **status},
+        }
+    )
+
+
+def vmi_object(*conditions: tuple[str, str], deleting: bool = False) -> VirtualMachineInstance:
+    metadata: dict[str, Any] = {"name": "a", "namespace": "default", "uid": "vmi-1"}
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-11-28T10:00:00Z"
+    return VirtualMachineInstance.model_validate(
+        {
+            "metadata": metadata,
+            "spec": {},
+            "status": {"phase": "Running", "conditions": [{"type": t, "status": s} for t, s in conditions]},
+        }
+    )
+
+
+def test_a_vm_with_a_hotplug_in_flight_is_blocked_from_restarting() -> None:
+    state = vm_state(vm_object(), vmi_object(("Ready", "True"), ("HotVCPUChange", "True")), {})
+    assert state.blocked == "a hotplug is in flight"
+    assert (state.ready, state.available, state.pending) == (True, True, ("p",))
+
+
+def test_a_vm_whose_restart_is_queued_is_blocked_from_a_second_one() -> None:
+    queued = vm_object(stateChangeRequests=[{"action": "Stop", "uid": "vmi-1"}, {"action": "Start"}])
+    assert vm_state(queued, vmi_object(("Ready", "True")), {}).blocked is not None
+
+
+def test_a_vmi_being_deleted_is_no_running_vmi_and_the_vm_is_down() -> None:
+    state = vm_state(vm_object(), vmi_object(("Ready", "True"), deleting=True), {})
+    assert (state.vmi_uid, state.ready, state.available) == (None, False, False)
+
+
+def test_a_halted_vm_is_not_down_and_a_once_vm_is_not_restartable() -> None:
+    halted = vm_state(vm_object("Halted"), None, {})
+    assert (halted.available, halted.restartable) == (True, False)
+    assert not vm_state(vm_object("Once"), vmi_object(("Ready", "True")), {}).restartable

@@ -35,7 +35,9 @@ def approval_decision(vm: VMState, windows: Sequence[MaintenanceWindow], now: da
     if not vm.pending or vm.approval is RestartApproval.MANUAL:
         return ApprovalDecision(restart=False, scheduled=None)
     if vm.approval is RestartApproval.AUTOMATIC:
-        return ApprovalDecision(restart=vm.vmi_uid is not None and vm.blocked is None, scheduled=None)
+        return ApprovalDecision(
+            restart=vm.vmi_uid is not None and vm.blocked is None and vm.restartable, scheduled=None
+        )
     starts = sorted(
         ((window_next_start(w, now), w.metadata.name or "") for w in windows if selects(w.spec, vm)),
     )

@@ -60,6 +60,7 @@ class VMState:
     or not meant to run at all (a halted VM is not "down"). ``blocked``: why a restart may not start
     now (a hotplug or migration in flight, a restart already asked for), None when it may.
     ``guest_reporting``: the guest agent's condition, None when the VMI has no agent.
+    ``restartable``: the run strategy admits restart requests (``Halted`` and ``Once`` do not).
     """
 
     namespace: str
@@ -73,6 +74,7 @@ class VMState:
     available: bool
     blocked: str | None = None
     guest_reporting: bool | None = None
+    restartable: bool = True
 
     @property
     def key(self) -> str:
@@ -98,7 +100,8 @@ def vm_state(
     elif live is not None and any(_true(live, c) for c in _BUSY_CONDITIONS):
         blocked = "a hotplug is in flight"
     ready = live is not None and bool(_true(live, "Ready"))
-    wants_running = effective_run_strategy(vm) in (RunStrategy.ALWAYS, RunStrategy.RERUN_ON_FAILURE)
+    strategy = effective_run_strategy(vm)
+    wants_running = strategy in (RunStrategy.ALWAYS, RunStrategy.RERUN_ON_FAILURE)
     return VMState(
         namespace=vm.metadata.namespace or "",
         name=vm.metadata.name or "",
@@ -111,6 +114,7 @@ def vm_state(
         available=ready or (live is None and not wants_running),
         blocked=blocked,
         guest_reporting=_true(live, GUEST_AGENT_CONDITION) if live is not None else None,
+        restartable=strategy not in (RunStrategy.HALTED, RunStrategy.ONCE),
     )
 
 
@@ -166,7 +170,8 @@ def ordered(vms: Iterable[VMState], priority_label: str | None) -> list[VMState]
 
 
 def waiting(spec: MaintenanceWindowSpec, vms: Iterable[VMState], done: set[str]) -> list[VMState]:
-    """Selected ``Window`` VMs with pending changes and a running VMI, not restarted in this run."""
+    """Selected ``Window`` VMs with pending changes, a running VMI and a run strategy that restarts,
+    not restarted in this run."""
     return ordered(
         (
             vm
@@ -175,6 +180,7 @@ def waiting(spec: MaintenanceWindowSpec, vms: Iterable[VMState], done: set[str])
             and vm.approval is RestartApproval.WINDOW
             and vm.pending
             and vm.vmi_uid is not None
+            and vm.restartable
             and vm.key not in done
         ),
         spec.priority_label,
