@@ -86,7 +86,8 @@ def _add_rolling_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pending",
         action="store_true",
-        help="restart every VM of the namespace with pending changes, in batches (instead of VM)",
+        help="restart every VM of the namespace with pending changes, in batches (instead of VM); "
+        "--wait then also waits for the last batch to pass the health gate",
     )
     parser.add_argument(
         "-l", "--selector", default=None, help="with --pending: only VMs matching this label selector"

@@ -59,7 +59,7 @@ def maintenance_window_type(schema: JsonObject, admitter: Admitter) -> ResourceT
             _spec("maxUnavailable"),
             TableColumn(name="Next Start", cell=_next_start),
             TableColumn(name="Phase", cell=_phase),
-            TableColumn(name="Batches", cell=_batches, type="integer"),
+            TableColumn(name="Batches", cell=_batches),
             AGE_COLUMN,
         ),
         admitter=admitter,
