@@ -145,3 +145,10 @@ def test_restart_needs_a_vm_or_pending(api_server: ApiServer) -> None:
         1,
         "error: restart needs a VM or --pending (not both)",
     )
+
+
+def test_kubectl_discovers_maintenance_windows_with_their_schema(api_server: ApiServer) -> None:
+    resources = api_server.kubectl("api-resources", "--api-group=vmplane.io", "--no-headers").stdout.split()
+    assert resources[:5] == ["maintenancewindows", "mw", "vmplane.io/v1alpha1", "false", "MaintenanceWindow"]
+    explained = api_server.kubectl("explain", "maintenancewindows.spec.schedule").stdout
+    assert "timeZone" in explained
