@@ -34,6 +34,7 @@ from vmplane.controller.kubevirt_status import KubeVirtStatusController
 from vmplane.controller.manager import ControllerManager
 from vmplane.controller.vm import cluster_configuration
 from vmplane.demo import install_demo
+from vmplane.metrics import FleetCollector, Metrics
 from vmplane.reconcile.events import EventRecorder
 from vmplane.server.console import add_console_routes
 from vmplane.server.context import ApiContext
@@ -189,6 +190,20 @@ class ControlPlane:
             on_change=on_change,
             user=self._user,
         )
+
+    def instrument(self, metrics: Metrics) -> None:
+        """Report every work queue, the agent's hotplugs and the fleet (read from caches) to ``metrics``."""
+        for controller in (
+            self.manager.controller,
+            self.manager.namespace_controller,
+            self.manager.garbage_collector.controller,
+            self.scheduler.controller,
+            self.agent.controller,
+            self.kubevirt_status.controller,
+        ):
+            controller.queue.observer = metrics.queue(controller.name)
+        self.agent.on_hotplug = metrics.hotplug
+        metrics.register(FleetCollector(vms=self.manager.vms.list, vmis=self.manager.vmis.list))
 
     def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
         """The ``subresources.kubevirt.io`` routes."""
