@@ -38,6 +38,7 @@ from vmplane.server.registry import Registry
 from vmplane.server.reviews import add_review_routes
 from vmplane.server.security import TlsFiles, ensure_self_signed, load_or_create_token, server_ssl_context
 from vmplane.server.tokens import Authenticate, TokenAuthenticator, seed_admin_token, single_token
+from vmplane.server.ui import SessionStore, add_ui_routes, is_console_path
 from vmplane.store.base import AlreadyExistsError, JsonObject, Store, StoreError
 from vmplane.store.sqlite import SqliteStore
 
@@ -74,7 +75,9 @@ def _error_response(err: st.ApiError) -> web.Response:
     return response
 
 
-def _middleware(authenticate: Authenticate) -> Callable[..., Awaitable[web.StreamResponse]]:
+def _middleware(
+    authenticate: Authenticate, sessions: SessionStore | None
+) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -82,8 +85,21 @@ def _middleware(authenticate: Authenticate) -> Callable[..., Awaitable[web.Strea
         started = time.monotonic()
         response: web.StreamResponse
         try:
-            await check_access(request, authenticate=authenticate, store=request.app[_CONTEXT].store)
-            response = await handler(request)
+            if sessions is not None and is_console_path(request.path):
+                response = await handler(request)  # the console's page; /ui/session checks itself
+            else:
+                authorization = (
+                    sessions.authorization(request.method, request.cookies, request.headers)
+                    if sessions is not None
+                    else request.headers.get("Authorization")
+                )
+                await check_access(
+                    request,
+                    authenticate=authenticate,
+                    store=request.app[_CONTEXT].store,
+                    authorization=authorization,
+                )
+                response = await handler(request)
         except st.ApiError as err:
             response = _error_response(err)
         except web.HTTPNotFound:
@@ -196,13 +212,15 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
     extra_routes: Callable[[web.Application, ApiContext], None] | None = None,
     metrics: Metrics | None = None,
+    sessions: SessionStore | None = None,
 ) -> web.Application:
     """The API as an aiohttp application; the caller owns the store's lifetime.
 
     ``authenticate`` maps an ``Authorization`` header to a user (``TokenAuthenticator``); ``token``
     instead admits that one bearer token, as admin. ``extra_routes`` adds routes (e.g.
     subresources) ahead of the generic resource routes. ``metrics``: count requests and serve
-    ``/metrics`` from it.
+    ``/metrics`` from it. ``sessions``: serve the web console at ``/ui/``, whose session cookie then
+    authenticates API requests as well as a bearer token does.
     """
     if authenticate is None:
         if token is None:
@@ -212,7 +230,8 @@ def create_app(
     ctx = ApiContext(store=store, registry=registry, settings=settings, clock=clock)
     counted = [metrics_middleware(metrics)] if metrics is not None else []
     app = web.Application(
-        middlewares=[header_guard, *counted, _middleware(authenticate)], client_max_size=settings.body_limit
+        middlewares=[header_guard, *counted, _middleware(authenticate, sessions)],
+        client_max_size=settings.body_limit,
     )
     app[_CONTEXT] = ctx
 
@@ -224,6 +243,8 @@ def create_app(
     add_review_routes(app, ctx)
     if metrics is not None:
         add_metrics_route(app, metrics)
+    if sessions is not None:
+        add_ui_routes(app, sessions=sessions, authenticate=authenticate)
     if extra_routes is not None:
         extra_routes(app, ctx)
     handlers = ResourceHandlers(ctx)
@@ -373,6 +394,7 @@ async def run_server(
             settings=settings,
             extra_routes=built.add_routes if built is not None else None,
             metrics=metrics,
+            sessions=SessionStore(),
         )
         runner = web.AppRunner(
             app,

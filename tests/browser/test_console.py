@@ -1,0 +1,281 @@
+"""The web console in a real browser: Debian's headless Chromium driven by Selenium (chromedriver from
+the same package), against an in-process control plane on the simulated hypervisor.
+
+The tests run in order, as one walk-through: sign in, watch a live change arrive, see a non-live one
+pending, revert it from the page, preview and save an edit, restart; then a viewer. They save the
+README's two screenshots under docs/images/.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rollout_support import Cluster, InProcessServer, condition, printable
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+from vmplane.server.authz import Role
+from vmplane.server.tokens import create_token
+
+pytestmark = pytest.mark.requires("browser")
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+WAIT = 15.0
+
+VM = """\
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata:
+  name: {name}
+spec:
+  runStrategy: Always
+  template:
+    spec:
+      domain:
+        cpu: {{sockets: 1, cores: 1, threads: 1}}
+        memory: {{guest: 1Gi}}
+        devices: {{}}
+      terminationGracePeriodSeconds: 0
+"""
+
+
+class Plane:
+    def __init__(self, server: InProcessServer, cluster: Cluster) -> None:
+        self.server = server
+        self.cluster = cluster
+        self.url = f"https://127.0.0.1:{server.port}/ui/"
+        self.admin_token = (server.data_dir / "token").read_text().strip()
+        self.viewer_token = create_token(server.data_dir, Role.VIEWER)[1]
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+    server = InProcessServer(data_dir=tmp_path_factory.mktemp("console"))
+    server.start()
+    cluster = Cluster(server.api())
+    try:
+        cluster.set_strategy("LiveUpdate")
+        for name in ("web", "db"):
+            cluster.create_vm(VM.format(name=name))
+        for name in ("web", "db"):
+            cluster.wait("virtualmachines", name, lambda o: printable(o) == "Running")
+        yield Plane(server, cluster)
+    finally:
+        cluster.api.close()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not fetch a browser or a driver
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,900"):
+        options.add_argument(argument)
+    options.accept_insecure_certs = True  # the server's own CA, made for this test
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(driver: WebDriver, predicate: Any, message: str) -> Any:
+    return WebDriverWait(driver, WAIT).until(lambda d: predicate(d), message)
+
+
+def element(driver: WebDriver, css: str) -> WebElement:
+    return wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, css), f"no {css}")
+
+
+def visible_text(driver: WebDriver, css: str) -> str:
+    """The text of the first element ``css`` matches, "" when there is none or it is hidden; the page
+    re-renders on every watch event, so an element found may be replaced before it is read."""
+    try:
+        found = driver.find_elements(By.CSS_SELECTOR, css)
+        return found[0].text if found and found[0].is_displayed() else ""
+    except StaleElementReferenceException:
+        return ""
+
+
+def shows(driver: WebDriver, css: str, expected: str) -> None:
+    wait_for(driver, lambda d: visible_text(d, css) == expected, f"{css} never showed {expected!r}")
+
+
+def confirm(driver: WebDriver) -> None:
+    element(driver, "#confirm-yes").click()
+
+
+def sign_in(driver: WebDriver, plane: Plane, token: str) -> None:
+    driver.get(plane.url)
+    element(driver, "#token").send_keys(token)
+    element(driver, "#sign-in").click()
+    element(driver, 'tr[data-vm="default/web"]')
+
+
+def fetch_status(driver: WebDriver, method: str, path: str, *, csrf: bool) -> int:
+    """The HTTP status of a fetch made by the page itself (the session cookie goes with it)."""
+    script = """
+        const [method, path, csrf, done] = arguments;
+        const headers = {};
+        if (csrf) headers["X-CSRF-Token"] = (await (await fetch("/ui/session")).json()).csrf;
+        done((await fetch(path, {method, headers})).status);
+    """
+    return int(driver.execute_async_script(f"(async () => {{ {script} }})()", method, path, csrf))
+
+
+RESTART = "/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachines/web/restart"
+
+
+def test_sign_in_sets_an_httponly_secure_strict_cookie(browser: WebDriver, plane: Plane) -> None:
+    sign_in(browser, plane, plane.admin_token)
+    cookie = browser.get_cookie("vmplane_session")
+    assert cookie is not None
+    assert (cookie["httpOnly"], cookie["secure"], cookie["sameSite"]) == (True, True, "Strict")
+    assert browser.execute_script("return document.cookie") == ""
+
+
+def test_the_fleet_lists_every_vm_with_status_node_and_sizes(browser: WebDriver, plane: Plane) -> None:
+    row = 'tr[data-vm="default/web"]'
+    shows(browser, f"{row} .vcpus", "1 / 1")
+    shows(browser, f"{row} .status", "Running")
+    shows(browser, f"{row} .node", "node01")
+    shows(browser, f"{row} .memory", "1Gi / 1Gi")
+    shows(browser, f"{row} .pending", "0")
+
+
+def test_a_live_change_arrives_without_a_reload(browser: WebDriver, plane: Plane) -> None:
+    browser.execute_script("window.notReloaded = true")
+    plane.cluster.patch_vm("web", {"spec": {"template": {"spec": {"domain": {"cpu": {"sockets": 2}}}}}})
+    shows(browser, 'tr[data-vm="default/web"] .vcpus', "2 / 2")
+    assert browser.execute_script("return window.notReloaded") is True
+
+
+def test_a_non_live_change_shows_in_the_banner_and_filters(browser: WebDriver, plane: Plane) -> None:
+    plane.cluster.patch_vm("web", {"spec": {"template": {"spec": {"domain": {"cpu": {"cores": 2}}}}}})
+    shows(browser, "#banner strong", "1 VM is pending restart")
+    shows(browser, 'tr[data-vm="default/web"] .pending', "1")
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(IMAGES / "console-fleet.png"))
+    element(browser, "#banner-filter").click()
+    wait_for(
+        browser, lambda d: not d.find_elements(By.CSS_SELECTOR, 'tr[data-vm="default/db"]'), "not filtered"
+    )
+    element(browser, "#banner-filter").click()
+    element(browser, 'tr[data-vm="default/db"]')
+
+
+def test_the_vm_page_shows_running_and_desired_of_each_pending_change(
+    browser: WebDriver, plane: Plane
+) -> None:
+    element(browser, 'tr[data-vm="default/web"] a').click()
+    row = 'tr[data-path="spec.template.spec.domain.cpu.cores"]'
+    shows(browser, f"{row} .running", "1")
+    shows(browser, f"{row} .desired", "2")
+    shows(browser, f"{row} .source", "template")
+    shows(browser, f"{row} .reason", "NonLiveUpdatableChange")
+    wait_for(
+        browser, lambda d: visible_text(d, "#restart-required").startswith("RestartRequired:"), "no message"
+    )
+    browser.save_screenshot(str(IMAGES / "console-pending.png"))
+
+
+def test_revert_from_the_page_clears_the_condition(browser: WebDriver, plane: Plane) -> None:
+    element(browser, 'tr[data-path="spec.template.spec.domain.cpu.cores"] button.revert').click()
+    confirm(browser)
+    wait_for(browser, lambda d: visible_text(d, "#no-pending") != "", "the pending list never emptied")
+    wait_for(browser, lambda d: not d.find_element(By.ID, "restart-required").is_displayed(), "still shown")
+    vm = plane.cluster.get("virtualmachines", "web")
+    assert (condition(vm, "RestartRequired") or {}).get("status") != "True"
+
+
+def edit_yaml(driver: WebDriver, text: str) -> None:
+    driver.execute_script(
+        "const t = document.getElementById('yaml'); t.value = arguments[0];"
+        "t.dispatchEvent(new Event('input'));",
+        text,
+    )
+
+
+def test_an_edit_preview_says_what_goes_live(browser: WebDriver, plane: Plane) -> None:
+    element(browser, "#edit").click()
+    text = element(browser, "#yaml").get_attribute("value") or ""
+    assert "sockets: 2" in text
+    edit_yaml(browser, text.replace("sockets: 2", "sockets: 3"))
+    element(browser, "#preview").click()
+    wait_for(
+        browser, lambda d: "spec.template.spec.domain.cpu.sockets" in visible_text(d, "#verdict-live"), ""
+    )
+    shows(browser, "#verdict h4:nth-of-type(2)", "Nothing waits for a restart")
+
+
+def test_an_edit_preview_says_what_waits_and_why(browser: WebDriver, plane: Plane) -> None:
+    text = element(browser, "#yaml").get_attribute("value") or ""
+    edit_yaml(browser, text.replace("cores: 1", "cores: 2"))
+    assert not element(browser, "#save").is_enabled()  # an edit not previewed cannot be saved
+    element(browser, "#preview").click()
+    wait_for(browser, lambda d: "NonLiveUpdatableChange" in visible_text(d, "#verdict-pending"), "no verdict")
+    waiting = visible_text(browser, "#verdict-pending")
+    assert "spec.template.spec.domain.cpu.cores 1 2 NonLiveUpdatableChange" in waiting
+    assert "spec.template.spec.domain.cpu.sockets 2 3 WaitingForRestart" in waiting
+    shows(browser, "#verdict h4", "Nothing goes live now")
+    vm = plane.cluster.get("virtualmachines", "web")
+    assert vm["spec"]["template"]["spec"]["domain"]["cpu"]["cores"] == 1  # type: ignore[index]  # a dry run
+
+
+def test_saving_the_previewed_edit_makes_it_pending(browser: WebDriver, plane: Plane) -> None:
+    element(browser, "#save").click()
+    wait_for(browser, lambda d: not d.find_element(By.ID, "editor").is_displayed(), "the editor stayed open")
+    shows(browser, 'tr[data-path="spec.template.spec.domain.cpu.cores"] .desired', "2")
+    shows(browser, 'tr[data-path="spec.template.spec.domain.cpu.sockets"] .desired', "3")
+
+
+def test_a_write_without_the_csrf_token_is_refused(browser: WebDriver, plane: Plane) -> None:
+    assert fetch_status(browser, "PUT", RESTART, csrf=False) == 403
+
+
+def test_restart_from_the_page_empties_the_pending_list(browser: WebDriver, plane: Plane) -> None:
+    element(browser, "#restart").click()
+    confirm(browser)
+    wait_for(browser, lambda d: "restart: done" in visible_text(d, "#progress"), "the restart never finished")
+    wait_for(browser, lambda d: visible_text(d, "#no-pending") != "", "changes still pending")
+    vmi = plane.cluster.get("virtualmachineinstances", "web")
+    assert vmi is not None
+    assert vmi["status"]["currentCPUTopology"] == {"sockets": 3, "cores": 2, "threads": 1}
+
+
+def test_sign_out_ends_the_session(browser: WebDriver, plane: Plane) -> None:
+    element(browser, "#sign-out").click()
+    element(browser, "#token")
+    assert fetch_status(browser, "GET", "/apis/kubevirt.io/v1/virtualmachines", csrf=False) == 401
+
+
+def test_a_wrong_token_is_refused_with_the_apis_status_message(browser: WebDriver, plane: Plane) -> None:
+    element(browser, "#token").send_keys("not-a-token")
+    element(browser, "#sign-in").click()
+    shows(browser, ".sign-in .error", "Unauthorized")
+    browser.find_element(By.ID, "token").clear()
+
+
+def test_a_viewer_sees_no_write_buttons(browser: WebDriver, plane: Plane) -> None:
+    plane.cluster.patch_vm("db", {"spec": {"template": {"spec": {"domain": {"cpu": {"cores": 2}}}}}})
+    sign_in(browser, plane, plane.viewer_token)
+    assert "(read-only)" in element(browser, "#who").text
+    element(browser, 'tr[data-vm="default/db"] a').click()
+    element(browser, 'tr[data-path="spec.template.spec.domain.cpu.cores"]')  # a Revert would show here
+    for control in ("#start", "#stop", "#restart", "#edit", "#revert-all", "button.revert"):
+        assert not browser.find_elements(By.CSS_SELECTOR, control), control
+
+
+def test_a_viewers_forged_write_gets_403(browser: WebDriver, plane: Plane) -> None:
+    assert fetch_status(browser, "PUT", RESTART, csrf=True) == 403
