@@ -188,6 +188,7 @@ def test_api_requests_are_timed_by_verb_and_resource(scenario: Scenario) -> None
 
 def test_watches_are_long_running_and_not_in_the_latency_histogram(scenario: Scenario) -> None:
     assert value(scenario.live, "apiserver_request_duration_seconds_count", verb="WATCH") is None
+    assert value(scenario.live, "apiserver_request_total", verb="WATCH", code="500") is None
     assert (
         value(scenario.live, "apiserver_current_inflight_requests", request_kind="readOnly") == 1
     )  # the scrape
@@ -204,3 +205,15 @@ def test_a_deleted_vm_leaves_no_series(scenario: Scenario) -> None:
     assert value(scenario.live, "kubevirt_vm_info", name="gone") == 1
     assert not [s for s in scenario.after_delete if s.labels.get("name") == "gone"]
     assert value(scenario.after_delete, "kubevirt_vm_info", name="web") == 1
+
+
+def test_unrouted_requests_mint_no_series(scenario: Scenario) -> None:
+    pool, host = scenario.cluster.api.rest_client.pool_manager, scenario.cluster.api.configuration.host
+    for path in ("/apis/made.up/v1/thing-1", "/api/v1/namespaces/default/thing-2/x/y"):
+        pool.request("GET", host + path, headers={"Connection": "close"})
+    pool.request("PROPFIND", host + "/api/v1/pods", headers={"Connection": "close"})
+    _, samples = scrape(scenario.cluster, token=scenario.token)
+    resources = {s.labels.get("resource") for s in samples if s.name == "apiserver_request_total"}
+    assert not {"thing-1", "thing-2"} & resources
+    assert value(samples, "apiserver_request_total", verb="PROPFIND") is None
+    assert value(samples, "apiserver_request_total", verb="other", code="401") == 1
