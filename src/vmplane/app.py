@@ -36,7 +36,7 @@ from vmplane.controller.vm import cluster_configuration
 from vmplane.demo import install_demo
 from vmplane.metrics import FleetCollector, Metrics
 from vmplane.reconcile.events import EventRecorder
-from vmplane.server.console import add_console_routes
+from vmplane.server.console import ConsoleSource, add_console_routes
 from vmplane.server.context import ApiContext
 from vmplane.server.registry import Registry
 from vmplane.server.subresources import add_subresource_routes
@@ -133,8 +133,10 @@ class ControlPlane:
         *,
         clock: Callable[[], datetime] = utc_now,
         hypervisor: Callable[[OnChange], Hypervisor] | None = None,
+        console: ConsoleSource | None = None,
     ) -> None:
-        """``hypervisor`` overrides the driver ``options`` choose (tests inject failures through it).
+        """``hypervisor`` overrides the driver ``options`` choose (tests inject failures through it);
+        ``console`` where console logs are read (default: QEMU's, none for simulated guests).
 
         With the QEMU driver this resolves who QEMU runs as and prepares the guest directory, raising
         ``guestfs.GuestSetupError`` (one line saying what to do) if either is impossible.
@@ -178,7 +180,7 @@ class ControlPlane:
             heartbeat_interval=options.node_status_interval,
             host=host_facts(runtime_version=qemu_runtime_version() if qemu else f"simulated://{__version__}"),
         )
-        self._console = QemuConsoleLogs(options.machines_dir) if qemu else None
+        self._console = console or (QemuConsoleLogs(options.machines_dir) if qemu else None)
         self.kubevirt_status = KubeVirtStatusController(store=store, clock=clock)
 
     def _hypervisor(self, on_change: OnChange) -> Hypervisor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,15 @@ from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
+from vmplane.app import ControlPlane, PlaneOptions
 from vmplane.server.authz import Role
 from vmplane.server.tokens import create_token
+from vmplane.store.base import Store
 
 pytestmark = pytest.mark.requires("browser")
 
@@ -49,8 +53,30 @@ spec:
 """
 
 
+@dataclass
+class FileConsoles:
+    """Console logs as plain files, one per VM, which the test writes as a guest would."""
+
+    root: Path
+
+    def path(self, namespace: str, name: str) -> Path | None:
+        return self.root / f"{namespace}_{name}.log"
+
+
+@dataclass
+class ConsoleServer(InProcessServer):
+    """The in-process control plane, reading console logs from ``consoles``."""
+
+    consoles: FileConsoles = field(default_factory=lambda: FileConsoles(Path("/nonexistent")))
+
+    def _make_plane(self, store: Store) -> ControlPlane:
+        options = PlaneOptions(data_dir=self.data_dir, hypervisor="simulated", crash_backoff=0.2)
+        self.plane = ControlPlane(store, options, hypervisor=self._make_hypervisor, console=self.consoles)
+        return self.plane
+
+
 class Plane:
-    def __init__(self, server: InProcessServer, cluster: Cluster) -> None:
+    def __init__(self, server: ConsoleServer, cluster: Cluster) -> None:
         self.server = server
         self.cluster = cluster
         self.url = f"https://127.0.0.1:{server.port}/ui/"
@@ -60,7 +86,8 @@ class Plane:
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
-    server = InProcessServer(data_dir=tmp_path_factory.mktemp("console"))
+    logs = tmp_path_factory.mktemp("logs")
+    server = ConsoleServer(data_dir=tmp_path_factory.mktemp("console"), consoles=FileConsoles(logs))
     server.start()
     cluster = Cluster(server.api())
     try:
@@ -117,9 +144,10 @@ def confirm(driver: WebDriver) -> None:
 
 
 def sign_in(driver: WebDriver, plane: Plane, token: str) -> None:
+    """Sign in from the keyboard alone: the token field has the focus, Enter submits."""
     driver.get(plane.url)
-    element(driver, "#token").send_keys(token)
-    element(driver, "#sign-in").click()
+    element(driver, "#token")
+    driver.switch_to.active_element.send_keys(token, Keys.ENTER)
     element(driver, 'tr[data-vm="default/web"]')
 
 
@@ -190,9 +218,28 @@ def test_the_vm_page_shows_running_and_desired_of_each_pending_change(
     browser.save_screenshot(str(IMAGES / "console-pending.png"))
 
 
+def test_the_vm_page_lists_the_vms_events(browser: WebDriver, plane: Plane) -> None:
+    wait_for(browser, lambda d: "HotplugApplied" in visible_text(d, "#events"), "no HotplugApplied event")
+    assert "RestartRequired" in visible_text(browser, "#events")
+
+
+def test_the_serial_console_follows_the_guest(browser: WebDriver, plane: Plane) -> None:
+    log = plane.server.consoles.root / "default_web.log"
+    with log.open("a") as guest:
+        guest.write("booting\n")
+        guest.flush()
+        wait_for(browser, lambda d: "booting" in visible_text(d, "#console"), "the console never showed")
+        guest.write("VMPLANE-STATUS vcpus=2\n")
+    wait_for(browser, lambda d: "VMPLANE-STATUS vcpus=2" in visible_text(d, "#console"), "not followed")
+
+
 def test_revert_from_the_page_clears_the_condition(browser: WebDriver, plane: Plane) -> None:
-    element(browser, 'tr[data-path="spec.template.spec.domain.cpu.cores"] button.revert').click()
-    confirm(browser)
+    # From the keyboard: Enter on the row's Revert, Enter again on the confirmation's focused button.
+    element(browser, 'tr[data-path="spec.template.spec.domain.cpu.cores"] button.revert').send_keys(
+        Keys.ENTER
+    )
+    wait_for(browser, lambda d: d.switch_to.active_element.get_attribute("id") == "confirm-yes", "no focus")
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
     wait_for(browser, lambda d: visible_text(d, "#no-pending") != "", "the pending list never emptied")
     wait_for(browser, lambda d: not d.find_element(By.ID, "restart-required").is_displayed(), "still shown")
     vm = plane.cluster.get("virtualmachines", "web")
@@ -275,7 +322,23 @@ def test_a_viewer_sees_no_write_buttons(browser: WebDriver, plane: Plane) -> Non
     element(browser, 'tr[data-path="spec.template.spec.domain.cpu.cores"]')  # a Revert would show here
     for control in ("#start", "#stop", "#restart", "#edit", "#revert-all", "button.revert"):
         assert not browser.find_elements(By.CSS_SELECTOR, control), control
+    assert not browser.find_elements(By.ID, "console")  # a viewer may not read consoles
+    page = browser.find_element(By.TAG_NAME, "main").text
+    assert "null" not in page
+    assert "[object" not in page
 
 
 def test_a_viewers_forged_write_gets_403(browser: WebDriver, plane: Plane) -> None:
     assert fetch_status(browser, "PUT", RESTART, csrf=True) == 403
+
+
+def test_the_pages_read_at_a_phones_width(browser: WebDriver, plane: Plane) -> None:
+    browser.set_window_size(390, 844)
+    try:
+        for page in ("#/", "#/vm/default/db"):
+            browser.get(plane.url + page)
+            element(browser, "#status" if "vm" in page else 'tr[data-vm="default/db"]')
+            width = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+            assert width[0] <= width[1], f"{page} scrolls sideways: {width}"
+    finally:
+        browser.set_window_size(1200, 900)

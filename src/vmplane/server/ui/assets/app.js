@@ -368,7 +368,7 @@ function vmView(main, ns, name) {
     h("h3", { text: "Pending changes" }), pendingBox, editor,
     h("h3", { text: "Events" }), h("div", { class: "table-wrap" }, h("table", {},
       h("thead", {}, h("tr", {}, ["Type", "Reason", "Message", "Last seen"].map((t) => h("th", { scope: "col", text: t })))), events)),
-    session.canConsole ? [h("h3", { text: "Serial console" }), consoleOut] : null);
+    ...(session.canConsole ? [h("h3", { text: "Serial console" }), consoleOut] : []));
 
   const render = () => {
     const vm = vmsList.items.get(`${ns}/${name}`);
@@ -400,7 +400,7 @@ function vmView(main, ns, name) {
           onclick: () => revert([c.path]), text: "Revert" })) : null));
       const columns = ["Path", "Running", "Desired", "Reason", "Source"].concat(session.canWrite ? [""] : []);
       pendingBox.replaceChildren(changesTable(rows, columns, "pending-table"),
-        session.canWrite ? h("div", { class: "actions" }, h("button", { type: "button", id: "revert-all", onclick: () => revert(null), text: "Revert all" })) : null);
+        ...(session.canWrite ? [h("div", { class: "actions" }, h("button", { type: "button", id: "revert-all", onclick: () => revert(null), text: "Revert all" }))] : []));
     }
     if (action) {
       const uid = vmi ? vmi.metadata.uid : null;
