@@ -91,7 +91,6 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     server.start()
     cluster = Cluster(server.api())
     try:
-        cluster.set_strategy("LiveUpdate")
         for name in ("web", "db"):
             cluster.create_vm(VM.format(name=name))
         for name in ("web", "db"):
@@ -103,7 +102,8 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
+def browser(plane: Plane) -> Iterator[WebDriver]:
+    """Quit before the server stops (it depends on ``plane``), so no watch is left open to it."""
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not fetch a browser or a driver
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -180,6 +180,17 @@ def test_the_fleet_lists_every_vm_with_status_node_and_sizes(browser: WebDriver,
     shows(browser, f"{row} .node", "node01")
     shows(browser, f"{row} .memory", "1Gi / 1Gi")
     shows(browser, f"{row} .pending", "0")
+
+
+def test_the_rollout_strategy_is_switched_from_the_page(browser: WebDriver, plane: Plane) -> None:
+    shows(browser, "#strategy-name", "Stage")
+    element(browser, "#strategy-switch").click()
+    confirm(browser)
+    shows(browser, "#strategy-name", "LiveUpdate")
+    kubevirt = plane.cluster.custom.get_namespaced_custom_object(
+        "kubevirt.io", "v1", "kubevirt", "kubevirts", "kubevirt"
+    )
+    assert kubevirt["spec"]["configuration"]["vmRolloutStrategy"] == "LiveUpdate"
 
 
 def test_a_live_change_arrives_without_a_reload(browser: WebDriver, plane: Plane) -> None:

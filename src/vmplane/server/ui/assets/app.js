@@ -229,7 +229,28 @@ function fleetView(main) {
         .map((t, i) => h("th", { scope: "col", class: i === 3 ? "hide-narrow" : null, text: t })))),
     body));
   const empty = h("p", { class: "muted", text: "No VMs yet." });
-  main.replaceChildren(h("h2", { text: "Virtual machines" }), banner, table, empty);
+  const strategy = h("p", { id: "strategy" });
+  main.replaceChildren(h("h2", { text: "Virtual machines" }), strategy, banner, table, empty);
+
+  // The cluster's vmRolloutStrategy (the KubeVirt object): whether changes go live or wait.
+  const renderStrategy = () => {
+    const kv = [...kubevirts.items.values()][0];
+    if (!kv) { strategy.replaceChildren(); return; }
+    const current = ((kv.spec || {}).configuration || {}).vmRolloutStrategy || "Stage";
+    const other = current === "LiveUpdate" ? "Stage" : "LiveUpdate";
+    const explain = current === "LiveUpdate" ? "what can reach a running guest goes live; the rest waits for a restart"
+      : "every change waits for a restart";
+    const switchTo = async () => {
+      if (!(await confirmAction(`Switch the rollout strategy of every VM to ${other}?`))) return;
+      try {
+        await api("PATCH", `${KV}/namespaces/${encodeURIComponent(kv.metadata.namespace)}/kubevirts/${encodeURIComponent(kv.metadata.name)}`,
+          { body: { spec: { configuration: { vmRolloutStrategy: other } } }, contentType: "application/merge-patch+json" });
+      } catch (err) { showError(err.message); }
+    };
+    strategy.replaceChildren("Rollout strategy: ", h("strong", { id: "strategy-name", text: current }), ` (${explain}) `,
+      ...(session.canWrite ? [h("button", { type: "button", id: "strategy-switch", onclick: switchTo, text: `Switch to ${other}` })] : []));
+  };
+  const kubevirts = new Collection(`${KV}/kubevirts`, renderStrategy);
 
   const render = () => {
     const vms = [...vmsList.items.values()].sort((a, b) => key(a).localeCompare(key(b)));
@@ -265,7 +286,7 @@ function fleetView(main) {
   };
   const vmsList = new Collection(`${KV}/virtualmachines`, render);
   const vmisList = new Collection(`${KV}/virtualmachineinstances`, render);
-  return () => { vmsList.stop(); vmisList.stop(); };
+  return () => { vmsList.stop(); vmisList.stop(); kubevirts.stop(); };
 }
 
 function changesTable(rows, columns, id) {
