@@ -265,8 +265,19 @@ def edit_yaml(driver: WebDriver, text: str) -> None:
     )
 
 
-def test_an_edit_preview_says_what_goes_live(browser: WebDriver, plane: Plane) -> None:
+def test_an_edit_the_api_refuses_shows_its_status_message(browser: WebDriver, plane: Plane) -> None:
     element(browser, "#edit").click()
+    text = element(browser, "#yaml").get_attribute("value") or ""
+    edit_yaml(browser, text.replace("spec:\n", "spec:\n  bogus: 1\n", 1))
+    element(browser, "#preview").click()
+    wait_for(
+        browser, lambda d: 'unknown field "spec.bogus"' in visible_text(d, "#verdict"), "no Status message"
+    )
+    assert not element(browser, "#save").is_enabled()
+    edit_yaml(browser, text)
+
+
+def test_an_edit_preview_says_what_goes_live(browser: WebDriver, plane: Plane) -> None:
     text = element(browser, "#yaml").get_attribute("value") or ""
     assert "sockets: 2" in text
     edit_yaml(browser, text.replace("sockets: 2", "sockets: 3"))
@@ -310,6 +321,25 @@ def test_restart_from_the_page_empties_the_pending_list(browser: WebDriver, plan
     vmi = plane.cluster.get("virtualmachineinstances", "web")
     assert vmi is not None
     assert vmi["status"]["currentCPUTopology"] == {"sockets": 3, "cores": 2, "threads": 1}
+
+
+def test_stop_and_start_from_the_page_show_their_progress(browser: WebDriver, plane: Plane) -> None:
+    browser.get(plane.url + "#/vm/default/db")
+    shows(browser, "#status", "Running")
+    element(browser, "#stop").click()
+    confirm(browser)
+    wait_for(browser, lambda d: "stop: done" in visible_text(d, "#progress"), "the stop never finished")
+    shows(browser, "#status", "Stopped")
+    element(browser, "#start").click()
+    confirm(browser)
+    wait_for(browser, lambda d: "start: done (Running)" in visible_text(d, "#progress"), "never started")
+
+
+def test_a_cancelled_confirmation_does_nothing(browser: WebDriver, plane: Plane) -> None:
+    element(browser, "#stop").click()
+    element(browser, "#confirm-no").click()
+    assert visible_text(browser, "#progress") == "start: done (Running)."
+    assert printable(plane.cluster.get("virtualmachines", "db")) == "Running"
 
 
 def test_sign_out_ends_the_session(browser: WebDriver, plane: Plane) -> None:

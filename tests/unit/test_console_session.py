@@ -138,3 +138,16 @@ def test_the_session_store_keeps_at_most_its_capacity() -> None:
     assert sessions.get(first.id) is None
     assert sessions.get(second.id) == second
     assert sessions.get(third.id) == third
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[]", b'{"token": 5}', b'{"token": "  "}', b'{"token": "' + b"x" * 5000 + b'"}'],
+    ids=["not-json", "a-list", "a-number", "blank", "too-long"],
+)
+async def test_a_malformed_sign_in_is_a_400_status(api: TestClient[Any, Any], body: bytes) -> None:
+    response = await api.post("/ui/session", data=body, headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    status = await response.json()
+    assert status["kind"] == "Status"
+    assert "token" in status["message"]
