@@ -1,6 +1,6 @@
 """``/ui/``: the web console's page and assets (inside the package: no CDN), and its session.
 
-The console is a small hand-written page (``assets/app.js``) that talks to the API itself, with the
+The console is a small hand-written page (``assets/*.js``, ES modules) that talks to the API itself, with the
 session cookie: these routes only serve the files and sign in and out. Everything the console reads
 or writes is an ordinary API request, so authorization, admission and the ``Status`` of an error
 are the API's own. The routes are outside the API's token check (a signed-out browser must reach the
@@ -25,7 +25,9 @@ __all__ = ["UI_PREFIX", "add_ui_routes", "is_console_path"]
 
 UI_PREFIX = "/ui"
 _ASSETS = {
-    "app.js": "text/javascript",
+    **{
+        f"{module}.js": "text/javascript" for module in ("app", "api", "dom", "vm", "yaml", "fleet", "vmpage")
+    },
     "app.css": "text/css",
     "index.html": "text/html",
 }
