@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from vmplane.server.app import bootstrap, create_app
+from vmplane.server.authz import Role
 from vmplane.server.kinds import default_registry
+from vmplane.server.tokens import TokenAuthenticator, create_token, revoke_token
 from vmplane.server.ui import SessionStore
 from vmplane.testing.memory_store import MemoryStore
 
@@ -151,3 +154,24 @@ async def test_a_malformed_sign_in_is_a_400_status(api: TestClient[Any, Any], bo
     status = await response.json()
     assert status["kind"] == "Status"
     assert "token" in status["message"]
+
+
+async def test_a_revoked_token_ends_its_sessions(tmp_path: Path) -> None:
+    record, token = create_token(tmp_path, Role.VIEWER)
+    store = MemoryStore(history=20)
+    await bootstrap(store)
+    app = create_app(
+        store=store,
+        registry=default_registry(),
+        authenticate=TokenAuthenticator(tmp_path).authenticate,
+        sessions=SessionStore(),
+    )
+    async with TestClient(TestServer(app)) as client:
+        signed_in = await client.post("/ui/session", json={"token": token})
+        assert (await signed_in.json())["canWrite"] is False
+        cookie = {"Cookie": f"vmplane_session={signed_in.cookies['vmplane_session'].value}"}
+        assert (await client.get(VMS, headers=cookie)).status == 200
+        revoke_token(tmp_path, record.id)
+        assert (await client.get(VMS, headers=cookie)).status == 401
+        assert (await client.get("/ui/session", headers=cookie)).status == 401
+    await store.close()
