@@ -3,7 +3,9 @@ the same package), against an in-process control plane on the simulated hypervis
 
 The tests run in order, as one walk-through: sign in, watch a live change arrive, see a non-live one
 pending, revert it from the page, preview and save an edit, restart; then a viewer. They save the
-README's two screenshots under docs/images/.
+README's two screenshots into ``$VMPLANE_SCREENSHOTS`` when it is set (``VMPLANE_SCREENSHOTS=docs/images``
+refreshes the committed ones), else into a temporary directory, so that a run leaves the tree clean
+(the events in them carry timestamps).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from vmplane.store.base import Store
 pytestmark = pytest.mark.requires("browser")
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+SCREENSHOTS = "VMPLANE_SCREENSHOTS"
 WAIT = 15.0
 
 VM = """\
@@ -99,6 +101,14 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     finally:
         cluster.api.close()
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    chosen = os.environ.get(SCREENSHOTS)
+    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -200,12 +210,13 @@ def test_a_live_change_arrives_without_a_reload(browser: WebDriver, plane: Plane
     assert browser.execute_script("return window.notReloaded") is True
 
 
-def test_a_non_live_change_shows_in_the_banner_and_filters(browser: WebDriver, plane: Plane) -> None:
+def test_a_non_live_change_shows_in_the_banner_and_filters(
+    browser: WebDriver, plane: Plane, images: Path
+) -> None:
     plane.cluster.patch_vm("web", {"spec": {"template": {"spec": {"domain": {"cpu": {"cores": 2}}}}}})
     shows(browser, "#banner strong", "1 VM is pending restart")
     shows(browser, 'tr[data-vm="default/web"] .pending', "1")
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(IMAGES / "console-fleet.png"))
+    assert browser.save_screenshot(str(images / "console-fleet.png"))
     element(browser, "#banner-filter").click()
     wait_for(
         browser, lambda d: not d.find_elements(By.CSS_SELECTOR, 'tr[data-vm="default/db"]'), "not filtered"
@@ -215,7 +226,7 @@ def test_a_non_live_change_shows_in_the_banner_and_filters(browser: WebDriver, p
 
 
 def test_the_vm_page_shows_running_and_desired_of_each_pending_change(
-    browser: WebDriver, plane: Plane
+    browser: WebDriver, plane: Plane, images: Path
 ) -> None:
     element(browser, 'tr[data-vm="default/web"] a').click()
     row = 'tr[data-path="spec.template.spec.domain.cpu.cores"]'
@@ -226,7 +237,7 @@ def test_the_vm_page_shows_running_and_desired_of_each_pending_change(
     wait_for(
         browser, lambda d: visible_text(d, "#restart-required").startswith("RestartRequired:"), "no message"
     )
-    browser.save_screenshot(str(IMAGES / "console-pending.png"))
+    assert browser.save_screenshot(str(images / "console-pending.png"))
 
 
 def test_the_vm_page_lists_the_vms_events(browser: WebDriver, plane: Plane) -> None:
