@@ -8,6 +8,9 @@ component (a fixture calling ``pytest.skip``, say) fails too, and so does a modu
 anything is required, because such a skip hides every test of its module.
 
 Add a component with one entry in ``COMPONENTS``.
+
+``etcd_cluster`` is one real etcd member on loopback for the whole session (started on first use,
+killed at the end); suites share it under distinct key prefixes.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
+from etcd_support import EtcdCluster
 
 GUEST = Path(__file__).resolve().parents[1] / "guest" / "out"
 GUEST_FILES = ("vmlinuz", "initrd.img", "cmdline")
@@ -126,3 +130,13 @@ def pytest_make_collect_report(
             + (str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr))
         )
     return report
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster() -> Iterator[EtcdCluster]:
+    """One etcd member for the session, its data on /dev/shm (tests need its semantics, not its disk)."""
+    cluster = EtcdCluster(in_memory=True)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

@@ -84,7 +84,6 @@ class EtcdStore:
         self._prefix = prefix
         self._clock = clock
         self._history = history
-        self._batch = max(1, min(1_000, (history or 0) // 10))
         self._compacted = 0
         self._compact_version = 0
         self._revision = 0  # the newest revision this store has seen, for the compactor
@@ -350,13 +349,16 @@ class EtcdStore:
     async def _written(self, obj: JsonObject) -> JsonObject:
         """After a write: compact inline when a change-count ``history`` is set."""
         revision = int(obj["metadata"]["resourceVersion"])
-        if self._history is not None and revision - self._compacted >= self._history + self._batch:
-            # One more than ``history``: the compact key's own write may be among the latest changes.
+        # Every ``history`` changes or so (the compact key's own write is a change too, so compacting
+        # more often would leave fewer than ``history`` of the store's own changes), compact to one
+        # more than ``history`` back: between ``history`` and twice that many stay replayable.
+        if self._history is not None and revision - self._compacted >= 2 * self._history + 1:
             target = revision - self._history - 1
             with contextlib.suppress(StoreError):  # the write stands; the next one compacts
                 result = await compact(self._client, seen_version=self._compact_version, revision=target)
                 self._compact_version = result.version
-                self._compacted = target
+                if result.compacted:
+                    self._compacted = target
         return obj
 
 

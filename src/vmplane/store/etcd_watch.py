@@ -6,9 +6,9 @@ stream from the last delivered revision on another endpoint when its member goes
 failover loses and repeats nothing), and turns etcd's progress responses into BOOKMARKs.
 
 A progress response is checked before it becomes a BOOKMARK: etcd before 3.4.24/3.5.8 may send it
-ahead of events still queued for the watch (etcd issue 15220; Debian 12 ships 3.4.23). A count of
-the range's keys modified after the last delivered revision, read at the response's revision,
-must be zero; otherwise the request is repeated. (A delete still queued would pass that count, so
+ahead of events still queued for the watch (etcd issue 15220; Debian 12 ships 3.4.23). The range's
+newest key, read at the response's revision, must be no newer than the last delivered event;
+otherwise the request is repeated. (A delete still queued would pass that check, so
 the check narrows the race rather than closing it; etcd >= 3.4.24 has none.)
 
 A watch is closed by ``EtcdStore.close`` as the other backends close theirs: after it has delivered
@@ -32,8 +32,11 @@ from vmplane.store.etcd_keys import TOMBSTONE, prefix_end
 __all__ = ["WatchHandle", "decode_value", "watch_range"]
 
 _PUT = 0
-# How long to wait before asking again when a progress response came ahead of queued events.
-_RECHECK = 0.02
+# How long to wait before asking again for progress that was not (or not truly) reached.
+_RECHECK = 0.05
+_DESCEND = rpc.RangeRequest.SortOrder.Value("DESCEND")
+_BY_MOD = rpc.RangeRequest.SortTarget.Value("MOD")
+_PROGRESS = rpc.WatchRequest(progress_request=rpc.WatchProgressRequest())
 
 
 class WatchHandle:
@@ -50,7 +53,12 @@ class WatchHandle:
     def ask(self) -> None:
         """Send a progress request on the stream (again after a reconnect, see ``watch_range``)."""
         if self._queue is not None:
-            self._queue.put_nowait(rpc.WatchRequest(progress_request=rpc.WatchProgressRequest()))
+            self._queue.put_nowait(_PROGRESS)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a progress answer is wanted (asked for, or the close's)."""
+        return self.wanted or self.end_at is not None
 
     def request_progress(self) -> None:
         """Ask for a BOOKMARK (progress watches only)."""
@@ -88,7 +96,7 @@ async def watch_range(
                 key=key, range_end=end, start_revision=last + 1, prev_kv=True, progress_notify=handle.progress
             )
             queue.put_nowait(rpc.WatchRequest(create_request=create))
-            call = client.watch_stub().Watch(_requests(queue))
+            call = client.watch_stub().Watch(_requests(queue, handle))
             endpoint = client.endpoint
             try:
                 while True:
@@ -104,7 +112,7 @@ async def watch_range(
                     if response.canceled:
                         raise StoreError(f"etcd cancelled the watch: {response.cancel_reason}")
                     if response.created:
-                        if handle.wanted or handle.end_at is not None:
+                        if handle.waiting:
                             handle.ask()
                         continue
                     if response.events:
@@ -116,9 +124,7 @@ async def watch_range(
                         continue
                     revision = response.header.revision
                     if not await _caught_up(client, key, end, last, revision):
-                        await asyncio.sleep(_RECHECK)
-                        handle.ask()
-                        continue
+                        continue  # asked again by _requests while still waiting
                     if handle.end_at is not None and revision >= handle.end_at:
                         return
                     if handle.wanted:
@@ -139,8 +145,16 @@ async def watch_range(
         handle.done.set()
 
 
-async def _requests(queue: asyncio.Queue[Any]) -> AsyncIterator[Any]:
-    while (request := await queue.get()) is not None:
+async def _requests(queue: asyncio.Queue[Any], handle: WatchHandle) -> AsyncIterator[Any]:
+    """The stream's requests; while a progress answer is wanted, the request is repeated every
+    ``_RECHECK`` (etcd 3.4 drops a progress request that reaches a watch still catching up)."""
+    while True:
+        try:
+            request = await asyncio.wait_for(queue.get(), _RECHECK if handle.waiting else None)
+        except TimeoutError:
+            request = _PROGRESS
+        if request is None:
+            return
         yield request
 
 
@@ -163,8 +177,15 @@ async def _caught_up(client: EtcdClient, key: bytes, end: bytes, last: int, revi
     """Whether no key in the range, as of ``revision``, was written after ``last`` (see module doc)."""
     if revision <= last:
         return True
+    # The range's newest key (count_only would ignore min_mod_revision): etcd sorts, we get one.
     request = rpc.RangeRequest(
-        key=key, range_end=end, revision=revision, min_mod_revision=last + 1, count_only=True
+        key=key,
+        range_end=end,
+        revision=revision,
+        keys_only=True,
+        limit=1,
+        sort_order=_DESCEND,
+        sort_target=_BY_MOD,
     )
     try:
         response = await client.call(lambda timeout: client.kv().Range(request, timeout=timeout))
@@ -172,4 +193,4 @@ async def _caught_up(client: EtcdClient, key: bytes, end: bytes, last: int, revi
         if err.code() == grpc.StatusCode.OUT_OF_RANGE:
             return False  # compacted meanwhile: the stream itself reports that
         raise StoreError(f"etcd range failed: {err.details()}") from err
-    return int(response.count) == 0
+    return not response.kvs or int(response.kvs[0].mod_revision) <= last
