@@ -3,7 +3,7 @@
 A test that needs something outside Python marks it: ``@pytest.mark.requires("qemu")`` (or a module's
 ``pytestmark``). Without the component the test is skipped with a reason naming what is missing and
 how to install it, unless ``VMPLANE_REQUIRE`` lists the component (``make test`` and ``.ci/run`` set
-``VMPLANE_REQUIRE=qemu,kubectl``): then it fails. Any other skip of a test that needs a required
+``VMPLANE_REQUIRE=qemu,kubectl,etcd``): then it fails. Any other skip of a test that needs a required
 component (a fixture calling ``pytest.skip``, say) fails too, and so does a module-level skip while
 anything is required, because such a skip hides every test of its module.
 
@@ -20,9 +20,12 @@ import os
 import shutil
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from etcd_support import EtcdCluster
+
+if TYPE_CHECKING:
+    from etcd_support import EtcdCluster
 
 GUEST = Path(__file__).resolve().parents[1] / "guest" / "out"
 GUEST_FILES = ("vmlinuz", "initrd.img", "cmdline")
@@ -50,7 +53,7 @@ COMPONENTS: dict[str, Callable[[], str | None]] = {
     "kubectl": lambda: _tools(
         "kubectl", install="https://dl.k8s.io/release/v1.32.0/bin/linux/amd64/kubectl into /usr/local/bin"
     ),
-    "etcd": lambda: _tools("etcd", install="apt-get install etcd-server"),
+    "etcd": lambda: _tools("etcd", "etcdctl", install="apt-get install etcd-server etcd-client"),
     "browser": lambda: _tools("chromium", install="apt-get install chromium"),
 }
 
@@ -135,6 +138,9 @@ def pytest_make_collect_report(
 @pytest.fixture(scope="session")
 def etcd_cluster() -> Iterator[EtcdCluster]:
     """One etcd member for the session, its data on /dev/shm (tests need its semantics, not its disk)."""
+    # Imported here: this conftest is also copied alone into scratch directories (test_no_silent_skips).
+    from etcd_support import EtcdCluster
+
     cluster = EtcdCluster(in_memory=True)
     try:
         yield cluster.start()
