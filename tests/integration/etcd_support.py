@@ -55,6 +55,7 @@ class EtcdCluster:
             shm = "/dev/shm" if self.in_memory and os.path.isdir("/dev/shm") else None
             self.root = Path(tempfile.mkdtemp(prefix="vmplane-etcd-", dir=shm))
             self._owned_root = True
+        self.root.mkdir(parents=True, exist_ok=True)
         for index in range(self.size):
             name = f"m{index}"
             self.members.append(

@@ -55,9 +55,18 @@ __all__ = ["DEFAULT_COMPACTION_INTERVAL", "EtcdStore", "ListPage"]
 DEFAULT_COMPACTION_INTERVAL = 300.0
 _LIST_PAGE = 5_000
 _CLOSE_WAIT = 5.0
+# Keys whose last written or read value is kept to save the read before an update.
+_RECENT = 10_000
 _VERSION = rpc.Compare.CompareTarget.Value("VERSION")
 _MOD = rpc.Compare.CompareTarget.Value("MOD")
 _EQUAL = rpc.Compare.CompareResult.Value("EQUAL")
+
+
+class _Known(NamedTuple):
+    """A key's value as of its ``mod_revision`` (the fields of etcd's KeyValue that writes use)."""
+
+    mod_revision: int
+    value: bytes
 
 
 class ListPage(NamedTuple):
@@ -88,6 +97,7 @@ class EtcdStore:
         self._compact_version = 0
         self._revision = 0  # the newest revision this store has seen, for the compactor
         self._watches: set[WatchHandle] = set()
+        self._recent: dict[bytes, _Known] = {}
         self._closed = False
         self._compactor: asyncio.Task[None] | None = None
         if compaction_interval is not None:
@@ -127,7 +137,9 @@ class EtcdStore:
 
     async def get(self, resource: str, namespace: str, name: str) -> JsonObject:
         """Return the object or raise NotFoundError."""
-        kv = await self._read(object_key(self._prefix, resource, namespace, name))
+        key = object_key(self._prefix, resource, namespace, name)
+        kv = await self._read(key)
+        self._remember(key, kv)
         if kv is None:
             raise NotFoundError(f"{resource} {_describe(namespace, name)} not found")
         return decode_value(kv.value, kv.mod_revision)
@@ -191,6 +203,7 @@ class EtcdStore:
         while True:
             succeeded, revision, current = await self._put_if(etcd_key, compare, body)
             if succeeded:
+                self._remember(etcd_key, _Known(revision, body))
                 return await self._written(_with_version(stored, revision))
             if current is not None and current.value == body:
                 return _with_version(stored, current.mod_revision)  # our retried write had committed
@@ -205,7 +218,8 @@ class EtcdStore:
         """Replace an object; see ``Store.update`` for the resourceVersion, status and finalizer rules."""
         key, request = semantics.decode_request(obj)
         etcd_key = object_key(self._prefix, resource, *key)
-        current = await self._read(etcd_key)
+        # What this store last wrote or read of the key saves a read: the compare catches it stale.
+        current = self._recent.get(etcd_key) or await self._read(etcd_key)
         while True:
             if current is None:
                 raise NotFoundError(f"{resource} {_describe(*key)} not found")
@@ -217,6 +231,7 @@ class EtcdStore:
             compare = _compare_mod(etcd_key, current.mod_revision)
             succeeded, revision, now = await self._put_if(etcd_key, compare, body)
             if succeeded:
+                self._remember(etcd_key, None if change.type == "DELETED" else _Known(revision, body))
                 return await self._written(_with_version(change.object, revision))
             if now is not None and now.value == body and now.mod_revision > current.mod_revision:
                 return _with_version(change.object, now.mod_revision)  # our retried write had committed
@@ -242,6 +257,7 @@ class EtcdStore:
                 op = rpc.RequestOp(request_put=rpc.PutRequest(key=etcd_key, value=_body(change.object)))
             succeeded, revision, now = await self._txn(etcd_key, compare, op)
             if succeeded:
+                self._remember(etcd_key, None)
                 return await self._written(_with_version(change.object, revision))
             current = None if now is None or now.value.startswith(TOMBSTONE) else now
 
@@ -316,6 +332,13 @@ class EtcdStore:
             if err.code() == grpc.StatusCode.OUT_OF_RANGE:
                 raise ExpiredError(f"too old resource version: {err.details()}") from err
             raise StoreError(f"etcd request failed: {err.details()}") from err
+
+    def _remember(self, key: bytes, known: Any) -> None:
+        self._recent.pop(key, None)
+        if known is not None:
+            self._recent[key] = _Known(int(known.mod_revision), bytes(known.value))
+            if len(self._recent) > _RECENT:
+                del self._recent[next(iter(self._recent))]  # the oldest remembered
 
     async def _range(self, request: Any) -> Any:
         response = await self._call(lambda timeout: self._client.kv().Range(request, timeout=timeout))
