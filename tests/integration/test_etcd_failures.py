@@ -18,10 +18,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from etcd_support import EtcdCluster
 
-from vmplane.store.base import ExpiredError, Store, StoreError, WatchEvent
+from vmplane.store.base import ExpiredError, StoreError, WatchEvent
 from vmplane.store.etcd import EtcdStore
 from vmplane.store.etcd_client import EtcdConfig
-from vmplane.store.etcd_compaction import compact
 
 pytestmark = [pytest.mark.integration, pytest.mark.requires("etcd"), pytest.mark.timeout(90)]
 VMS = "virtualmachines.kubevirt.io"
@@ -109,12 +108,12 @@ async def test_writes_resume_after_the_leader_is_killed_and_nothing_acknowledged
 
 async def test_a_watch_behind_a_compaction_gets_expired_and_a_relist_converges(cluster: EtcdCluster) -> None:
     store = await open_store(cluster)
-    writer: Store = await open_store(cluster)
+    writer = await open_store(cluster)
     try:
         lagging_from = await store.current_revision()
         for index in range(20):
             await writer.create(VMS, vm(f"old-{index}"))
-        await compact(writer._client, seen_version=0, revision=await writer.current_revision())
+        await writer.compact(await writer.current_revision())
         with pytest.raises(ExpiredError):
             await anext(store.watch(VMS, since=lagging_from))
 

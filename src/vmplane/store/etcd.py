@@ -293,6 +293,17 @@ class EtcdStore:
         response = await self._range(rpc.RangeRequest(key=COMPACT_KEY, count_only=True))
         return int(response.header.revision)
 
+    async def compact(self, revision: int) -> None:
+        """Compact etcd's history up to ``revision`` now (through the compact key's compare-and-swap,
+        so that it counts as this interval's compaction for every other store)."""
+        self._live()
+        while True:
+            result = await compact(self._client, seen_version=self._compact_version, revision=revision)
+            self._compact_version = result.version
+            if result.compacted:
+                self._compacted = max(self._compacted, revision)
+                return
+
     async def close(self) -> None:
         """End every open watch once it has delivered what was written before; safe to call twice."""
         if self._closed:

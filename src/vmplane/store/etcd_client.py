@@ -20,6 +20,7 @@ repeated write that had in fact committed is recognised).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -65,10 +66,20 @@ def parse_store_url(url: str) -> tuple[str, ...]:
         host, colon, port = endpoint.rpartition(":")
         if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"--store: {endpoint!r} is not HOST:PORT")
-        if any(c in host for c in "/@?#[] "):
+        if not _is_host(host):
             raise ValueError(f"--store: {host!r} is not a host name or address")
         endpoints.append(f"{host}:{int(port)}")
     return tuple(endpoints)
+
+
+def _is_host(host: str) -> bool:
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return False
+        return True
+    return all(part and all(c.isalnum() or c == "-" for c in part) for part in host.split("."))
 
 
 class EtcdClient:
