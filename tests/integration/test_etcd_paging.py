@@ -1,4 +1,4 @@
-"""EtcdStore's paged list: ``limit`` and continue tokens, consistent at one revision, on any store."""
+"""EtcdStore's paged list (``limit``, continue tokens, one revision, any store) and its tombstones."""
 
 from __future__ import annotations
 
@@ -85,3 +85,19 @@ async def test_a_continue_token_of_a_compacted_revision_is_expired(store: EtcdSt
     await store.compact(await store.current_revision())
     with pytest.raises(ExpiredError):
         await store.list_page(VMS, None, limit=1, continue_token=first.continue_token)
+
+
+async def test_compaction_removes_tombstones_without_a_watch_seeing_it(
+    store: EtcdStore, etcd_cluster: EtcdCluster, prefix: str
+) -> None:
+    await store.create(VMS, vm("held", finalizers=["f"]))
+    marked = await store.delete(VMS, "default", "held")
+    await store.update(VMS, {**marked, "metadata": {**marked["metadata"], "finalizers": []}})
+    key = f"{prefix}/{VMS}/default/held"
+    assert etcd_cluster.etcdctl("get", key, "--print-value-only") != ""  # the tombstone
+    events = store.watch(VMS, since=await store.current_revision())
+    await store.compact(await store.current_revision())
+    assert etcd_cluster.etcdctl("get", key, "--print-value-only") == ""
+    created = await store.create(VMS, vm("held"))
+    event = await anext(events)  # the sweep's delete is not an event: the create is the next one
+    assert (event.type, event.resource_version) == ("ADDED", int(created["metadata"]["resourceVersion"]))

@@ -101,7 +101,9 @@ class EtcdStore:
         self._closed = False
         self._compactor: asyncio.Task[None] | None = None
         if compaction_interval is not None:
-            compactor = Compactor(client, interval=compaction_interval, revision=lambda: self._revision)
+            compactor = Compactor(
+                client, interval=compaction_interval, revision=lambda: self._revision, compacted=self._swept
+            )
             self._compactor = asyncio.get_running_loop().create_task(compactor.run())
 
     @classmethod
@@ -302,7 +304,25 @@ class EtcdStore:
             self._compact_version = result.version
             if result.compacted:
                 self._compacted = max(self._compacted, revision)
+                await self._swept(revision)
                 return
+
+    async def _swept(self, revision: int) -> None:
+        """Remove the tombstones written at or before ``revision`` (its compaction's): every watch
+        that could still need one as a DELETED event would now get ExpiredError instead."""
+        start, end = f"{self._prefix}/".encode(), prefix_end(f"{self._prefix}/".encode())
+        while True:
+            request = rpc.RangeRequest(key=start, range_end=end, limit=_LIST_PAGE, max_mod_revision=revision)
+            response = await self._range(request)
+            for kv in response.kvs:
+                if kv.value.startswith(TOMBSTONE):
+                    # Compared, so that an object created again under the key meanwhile stays.
+                    op = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=kv.key))
+                    await self._txn(kv.key, _compare_mod(kv.key, kv.mod_revision), op)
+                    self._recent.pop(kv.key, None)
+            if not response.more:
+                return
+            start = response.kvs[-1].key + b"\x00"
 
     async def close(self) -> None:
         """End every open watch once it has delivered what was written before; safe to call twice."""

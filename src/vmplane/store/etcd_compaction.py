@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
 import grpc
@@ -64,10 +64,18 @@ async def compact(client: EtcdClient, *, seen_version: int, revision: int) -> Co
 class Compactor:
     """The interval loop: ``run`` until cancelled; ``revision`` says what the store has seen."""
 
-    def __init__(self, client: EtcdClient, *, interval: float, revision: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        client: EtcdClient,
+        *,
+        interval: float,
+        revision: Callable[[], int],
+        compacted: Callable[[int], Awaitable[None]],
+    ) -> None:
         self._client = client
         self._interval = interval
         self._revision = revision
+        self._compacted = compacted  # told the revision after each compaction this one did
         self._version = 0
         self.compactions = 0  # how many this one did: at most one per interval across all stores
 
@@ -80,5 +88,7 @@ class Compactor:
                 if previous > 0:
                     result = await compact(self._client, seen_version=self._version, revision=previous)
                     self._version = result.version
-                    self.compactions += result.compacted
+                    if result.compacted:
+                        self.compactions += 1
+                        await self._compacted(previous)
                 previous = self._revision()
