@@ -89,6 +89,8 @@ class EtcdCluster:
             # Quicker elections than the 1 s default, so failover tests stay short.
             "--heartbeat-interval=50",
             "--election-timeout=500",
+            # The API takes objects up to 3 MiB; etcd's default request limit is 1.5 MiB.
+            "--max-request-bytes=4194304",
         ]
         with member.log.open("ab") as log:
             member.process = subprocess.Popen(
