@@ -11,6 +11,8 @@ the other backends; watches are etcd's own (``etcd_watch``), compaction is etcd'
 Writes retried after an endpoint failed may have committed the first time: the failed compare then
 returns the key as it is now, and a value equal to what this write sent is recognised as this write
 (a uid is in every body), so an acknowledged write is never reported as a conflict of its own.
+A retried delete that had committed finds the key gone and reports NotFoundError, as a repeated
+delete does in Kubernetes.
 """
 
 from __future__ import annotations
@@ -328,15 +330,20 @@ class EtcdStore:
         """End every open watch once it has delivered what was written before; safe to call twice."""
         if self._closed:
             return
-        with contextlib.suppress(StoreError):
-            revision = await self.current_revision()
-            waiting = [h for h in self._watches if h.reading]
-            for handle in list(self._watches):
-                handle.close_at(revision)
-            if waiting:
-                await asyncio.wait(
-                    [asyncio.ensure_future(h.done.wait()) for h in waiting], timeout=_CLOSE_WAIT
-                )
+        # Bounded: with etcd unreachable, the watches end without their last round trip.
+        with contextlib.suppress(StoreError, TimeoutError):
+            async with asyncio.timeout(_CLOSE_WAIT):
+                revision = await self.current_revision()
+                waiting = [h for h in self._watches if h.reading]
+                for handle in list(self._watches):
+                    handle.close_at(revision)
+                waiters = [asyncio.ensure_future(handle.done.wait()) for handle in waiting]
+                try:
+                    if waiters:
+                        await asyncio.wait(waiters)
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
         self._closed = True
         for handle in list(self._watches):
             handle.close_at(0)
