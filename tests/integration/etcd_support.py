@@ -16,7 +16,86 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["EtcdCluster", "free_port"]
+__all__ = ["EtcdCluster", "EtcdTls", "free_port", "make_tls"]
+
+
+@dataclass(frozen=True)
+class EtcdTls:
+    """PEM files: a CA, the members' serving certificate (127.0.0.1) and a client certificate."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls(directory: Path) -> EtcdTls:
+    """A fresh CA and the two certificates it signs, written under ``directory``."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("etcd-test-ca"))
+        .issuer_name(name("etcd-test-ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = EtcdTls(
+        ca=directory / "ca.crt",
+        server_cert=directory / "server.crt",
+        server_key=directory / "server.key",
+        client_cert=directory / "client.crt",
+        client_key=directory / "client.key",
+    )
+    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    for cert_path, key_path, usage in (
+        (files.server_cert, files.server_key, ExtendedKeyUsageOID.SERVER_AUTH),
+        (files.client_cert, files.client_key, ExtendedKeyUsageOID.CLIENT_AUTH),
+    ):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name("vmplane"))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_key(key_path, key)
+    return files
 
 
 def free_port() -> int:
@@ -47,6 +126,7 @@ class EtcdCluster:
     size: int = 1
     root: Path | None = None
     in_memory: bool = False  # data directories on /dev/shm: fast fsyncs, for the contract suites
+    tls: EtcdTls | None = None  # clients must then present a certificate the CA signed
     members: list[_Member] = field(default_factory=list)
     _owned_root: bool = False
 
@@ -75,12 +155,13 @@ class EtcdCluster:
 
     def _launch(self, member: _Member, *, state: str) -> None:
         initial = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
+        scheme = "https" if self.tls is not None else "http"
         argv = [
             "etcd",
             f"--name={member.name}",
             f"--data-dir={member.data_dir}",
-            f"--listen-client-urls=http://127.0.0.1:{member.client_port}",
-            f"--advertise-client-urls=http://127.0.0.1:{member.client_port}",
+            f"--listen-client-urls={scheme}://127.0.0.1:{member.client_port}",
+            f"--advertise-client-urls={scheme}://127.0.0.1:{member.client_port}",
             f"--listen-peer-urls=http://127.0.0.1:{member.peer_port}",
             f"--initial-advertise-peer-urls=http://127.0.0.1:{member.peer_port}",
             f"--initial-cluster={initial}",
@@ -92,6 +173,13 @@ class EtcdCluster:
             # The API takes objects up to 3 MiB; etcd's default request limit is 1.5 MiB.
             "--max-request-bytes=4194304",
         ]
+        if self.tls is not None:
+            argv += [
+                f"--cert-file={self.tls.server_cert}",
+                f"--key-file={self.tls.server_key}",
+                f"--trusted-ca-file={self.tls.ca}",
+                "--client-cert-auth",
+            ]
         with member.log.open("ab") as log:
             member.process = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -99,7 +187,14 @@ class EtcdCluster:
 
     def etcdctl(self, *args: str, endpoints: tuple[str, ...] | None = None, timeout: float = 10.0) -> str:
         env = {**os.environ, "ETCDCTL_API": "3"}
-        command = ["etcdctl", f"--endpoints={','.join(endpoints or self.endpoints)}", *args]
+        command = ["etcdctl", f"--endpoints={','.join(endpoints or self.endpoints)}"]
+        if self.tls is not None:
+            command += [
+                f"--cacert={self.tls.ca}",
+                f"--cert={self.tls.client_cert}",
+                f"--key={self.tls.client_key}",
+            ]
+        command += args
         done = subprocess.run(command, env=env, capture_output=True, timeout=timeout, check=True)
         return done.stdout.decode()
 
