@@ -123,10 +123,6 @@ class EtcdClient:
         """The Watch service of the endpoint in use."""
         return self._stub(rpc.WatchStub, None)
 
-    def maintenance(self, endpoint: str | None = None) -> Any:
-        """The Maintenance service (Status, HashKV)."""
-        return self._stub(rpc.MaintenanceStub, endpoint)
-
     def _stub(self, kind: Callable[[grpc.aio.Channel], Any], endpoint: str | None) -> Any:
         # Kept: building a stub registers every method of the service again (a third of a write's
         # client-side cost when built per call).

@@ -77,7 +77,6 @@ class Compactor:
         self._revision = revision
         self._compacted = compacted  # told the revision after each compaction this one did
         self._version = 0
-        self.compactions = 0  # how many this one did: at most one per interval across all stores
 
     async def run(self) -> None:
         """Every interval, try to compact to the revision seen one interval earlier."""
@@ -89,6 +88,5 @@ class Compactor:
                     result = await compact(self._client, seen_version=self._version, revision=previous)
                     self._version = result.version
                     if result.compacted:
-                        self.compactions += 1
                         await self._compacted(previous)
                 previous = self._revision()
