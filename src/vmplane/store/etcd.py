@@ -287,9 +287,9 @@ class EtcdStore:
 
     async def request_progress(self) -> None:
         """Ask every watch opened with ``progress`` to send a BOOKMARK once it has caught up."""
-        self._live()
+        revision = await self.current_revision()  # every write committed before the request
         for handle in list(self._watches):
-            handle.request_progress()
+            handle.request_progress(revision)
 
     async def current_revision(self) -> int:
         """The revision of the latest write to the cluster (any key)."""

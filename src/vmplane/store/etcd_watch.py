@@ -9,7 +9,9 @@ A progress response is checked before it becomes a BOOKMARK: etcd before 3.4.24/
 ahead of events still queued for the watch (etcd issue 15220; Debian 12 ships 3.4.23). The range's
 newest key, read at the response's revision, must be no newer than the last delivered event;
 otherwise the request is repeated. (A delete still queued would pass that check, so
-the check narrows the race rather than closing it; etcd >= 3.4.24 has none.)
+the check narrows the race rather than closing it; etcd >= 3.4.24 has none.) A BOOKMARK asked for
+by ``request_progress`` must also reach the revision read when it was asked: requests are repeated
+until answered, so an answer to an earlier one may still arrive after a new request.
 
 A watch is closed by ``EtcdStore.close`` as the other backends close theirs: after it has delivered
 every change committed before the close (a last progress round trip says when).
@@ -45,6 +47,7 @@ class WatchHandle:
     def __init__(self, *, progress: bool) -> None:
         self.progress = progress
         self.wanted = progress  # a progress watch reports once caught up, then when asked
+        self.floor = 0  # the revision the BOOKMARK asked for must reach
         self.end_at: int | None = None  # set by close: end once every change up to here is delivered
         self.reading = False  # True while waiting on etcd, False while the consumer holds an event
         self.done = asyncio.Event()
@@ -60,10 +63,15 @@ class WatchHandle:
         """Whether a progress answer is wanted (asked for, or the close's)."""
         return self.wanted or self.end_at is not None
 
-    def request_progress(self) -> None:
-        """Ask for a BOOKMARK (progress watches only)."""
+    def request_progress(self, revision: int) -> None:
+        """Ask for a BOOKMARK at ``revision`` or later (progress watches only).
+
+        The floor matters: an answer to an earlier request (repeated ones are, see ``_requests``)
+        may still be on its way, and must not pass for this one.
+        """
         if self.progress:
             self.wanted = True
+            self.floor = max(self.floor, revision)
             self.ask()
 
     def close_at(self, revision: int) -> None:
@@ -127,7 +135,7 @@ async def watch_range(
                         continue  # asked again by _requests while still waiting
                     if handle.end_at is not None and revision >= handle.end_at:
                         return
-                    if handle.wanted:
+                    if handle.wanted and revision >= handle.floor:
                         handle.wanted = False
                         yield WatchEvent("BOOKMARK", {}, revision)
             except grpc.aio.AioRpcError as err:
