@@ -223,9 +223,16 @@ def remove(
     """``obj`` without the values at ``paths``; a map or list emptied by a removal goes too, unless
     its path is in ``keep``. Paths that are not in ``obj`` are ignored."""
     result = copy.deepcopy(obj)
-    for target in sorted(paths, key=len, reverse=True):
-        _remove_one(result, target, rules, keep)
+    # Shallowest first: a list item goes whole before its fields are looked for. A key field of an
+    # item that stays is left alone, or the item could no longer be told apart.
+    for target in sorted(paths, key=len):
+        if not _is_key_field(target):
+            _remove_one(result, target, rules, keep)
     return result
+
+
+def _is_key_field(path: Path) -> bool:
+    return len(path) >= 2 and path[-2].startswith("k:") and path[-1][2:] in json.loads(path[-2][2:])
 
 
 def _remove_one(root: Any, target: Path, rules: ListRules, keep: FieldSet) -> None:
