@@ -273,7 +273,9 @@ def _patched(
         raise st.unsupported_media_type(accepted)
     if not isinstance(result, dict):
         raise st.bad_request("the patch must produce an object")
-    decoders.check_depth(result, "patch")  # patches applied one after another must not nest deeper
+    # Patches applied one after another must not nest deeper; managedFields are the server's and one
+    # level deeper than the object by construction, so they are not counted.
+    decoders.check_depth(field_ownership.with_entries(result, []), "patch")
     return result
 
 
@@ -346,7 +348,7 @@ async def _server_side_apply(
             now=_now_rfc3339(ctx),
             force=opts.force,
         )
-        decoders.check_depth(new, "YAML")
+        decoders.check_depth(field_ownership.with_entries(new, []), "YAML")
         new["metadata"] = {**new["metadata"], "resourceVersion": current["metadata"].get("resourceVersion")}
         try:
             stored, warnings = await _commit_update(ctx, target, new, current, opts)
