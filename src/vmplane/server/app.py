@@ -32,6 +32,7 @@ from vmplane.server.http_edge import handler_factory, header_guard
 from vmplane.server.kinds import default_registry
 from vmplane.server.kubeconfig import render_kubeconfig, write_kubeconfig
 from vmplane.server.openapi import OpenApiDocs
+from vmplane.server.protobuf_responses import protobuf_responses
 from vmplane.server.registry import Registry
 from vmplane.server.reviews import add_review_routes
 from vmplane.server.security import TlsFiles, ensure_self_signed, load_or_create_token, server_ssl_context
@@ -203,7 +204,8 @@ def create_app(
     settings = settings or ServerSettings()
     ctx = ApiContext(store=store, registry=registry, settings=settings, clock=clock)
     app = web.Application(
-        middlewares=[header_guard, _middleware(authenticate)], client_max_size=settings.body_limit
+        middlewares=[header_guard, _middleware(authenticate), protobuf_responses],
+        client_max_size=settings.body_limit,
     )
     app[_CONTEXT] = ctx
 
