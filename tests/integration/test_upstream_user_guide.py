@@ -9,9 +9,9 @@ Every file ends one of three ways, decided from the file itself, never from a li
   collection with ``fieldValidation=Strict``; the KubeVirt object and namespaces, which exist
   already, applied server-side with ``dryRun=All``) and is either refused with a message naming
   the field (Pods, which vmplane serves read-only for ``kubectl describe node``, answer 405), or
-  accepted, VMIs and VMs that ask to run
-  then reaching Running or reporting why not as upstream does (a VMI Failed with its reason or not
-  scheduled with the scheduler's message, a VM in CrashLoopBackOff);
+  accepted, VMIs and VMs that ask to run then reaching Running or reporting why not as upstream
+  does (a VMI Failed with its reason or not scheduled with the scheduler's message, a VM in
+  CrashLoopBackOff);
 * a mix: ``kubectl apply`` of the file names the unserved kind, and what it did create is removed.
 
 The counts are in the README (``test_counts_match_the_readme``).
