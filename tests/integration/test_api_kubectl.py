@@ -252,3 +252,14 @@ def test_explain_recursive_shows_the_whole_tree(api_server: ApiServer) -> None:
     assert "cpu\t<CPU>" in lines
     assert "sockets\t<integer>" in lines
     assert "guest\t<Quantity>" in lines
+
+
+def test_openapi_lists_the_subresources_kubectl_can_read(api_server: ApiServer) -> None:
+    v2 = json.loads(api_server.kubectl("get", "--raw", "/openapi/v2").stdout)
+    assert (
+        "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachines/{name}/start" in v2["paths"]
+    )
+    v3 = json.loads(api_server.kubectl("get", "--raw", "/openapi/v3/apis/subresources.kubevirt.io/v1").stdout)
+    assert v3["paths"]["/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachines/{name}/stop"]
+    # The extra document does not get in the way of explain, which reads kubevirt.io/v1's.
+    assert "FIELD: spec" in api_server.kubectl("explain", "vm.spec").stdout

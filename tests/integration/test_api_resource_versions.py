@@ -68,12 +68,13 @@ def _halted(name: str) -> dict[str, object]:
     }
 
 
-def test_an_exact_list_of_an_older_revision_is_expired_not_current_data(api_server: ApiServer) -> None:
+def test_an_exact_list_of_an_older_revision_is_that_revisions_data(api_server: ApiServer) -> None:
     old = api_server.revision()
     assert api_server.request("POST", VMS, body=_halted("exact-a"))[0] == 201
     status, body, _ = api_server.request("GET", f"{VMS}?resourceVersion={old}&resourceVersionMatch=Exact")
-    assert status == 410
-    assert body["reason"] == "Expired"
+    assert status == 200
+    assert body["metadata"]["resourceVersion"] == old
+    assert "exact-a" not in [item["metadata"]["name"] for item in body["items"]]
 
 
 def test_an_exact_list_of_the_current_revision_is_served(api_server: ApiServer) -> None:

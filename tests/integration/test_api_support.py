@@ -111,8 +111,8 @@ def start_server(
     nothing compare store revisions, which a heartbeat would move.
     """
     data_dir, home, log_path = tmp / "data", tmp / "home", tmp / "server.log"
-    home.mkdir(parents=True)
-    with log_path.open("wb") as log:
+    home.mkdir(parents=True, exist_ok=True)  # a restart on the same data dir reuses it
+    with log_path.open("ab") as log:
         process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "vmplane.cli.main", "serve", "--data-dir", str(data_dir)),

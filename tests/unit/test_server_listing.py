@@ -169,15 +169,36 @@ async def test_paged_selected_table(api: Client) -> None:
     assert [row["cells"][0] for row in rest["rows"]] == ["vm-3"]
 
 
-async def test_continue_token_of_an_evicted_snapshot_is_410(api: Client) -> None:
+async def test_a_page_after_modifications_shows_the_objects_as_they_were(api: Client) -> None:
+    for index in range(4):
+        await api.post(VMS, json=_vm(f"vm-{index}", gen="one"), headers=AUTH)
+    first = await _get(api, f"{VMS}?limit=2")
+    for index in range(4):
+        await api.patch(f"{VMS}/vm-{index}", data='{"metadata":{"labels":{"gen":"two"}}}', headers=MERGE)
+    rest = await _get(api, f"{VMS}?limit=2&continue={first['metadata']['continue']}")
+    assert [item["metadata"]["labels"]["gen"] for item in rest["items"]] == ["one", "one"]
+
+
+async def test_an_exact_list_at_an_old_revision_is_served_from_history(api: Client) -> None:
+    await api.post(VMS, json=_vm("a"), headers=AUTH)
+    before = await _get(api, VMS)
+    await api.post(VMS, json=_vm("b"), headers=AUTH)
+    await api.delete(f"{VMS}/a", headers=AUTH)
+    rv = before["metadata"]["resourceVersion"]
+    old = await _get(api, f"{VMS}?resourceVersion={rv}&resourceVersionMatch=Exact")
+    assert (_names(old), old["metadata"]["resourceVersion"]) == (["a"], rv)
+
+
+async def test_continue_token_past_the_retained_history_is_410(api: Client) -> None:
     for index in range(3):
         await api.post(VMS, json=_vm(f"vm-{index}"), headers=AUTH)
     first = await _get(api, f"{VMS}?limit=1")
-    for _ in range(32):  # the server keeps 32 paged snapshots
-        await _get(api, f"{VMS}?limit=1")
+    for index in range(60):  # the store keeps 50 changes
+        await api.post(VMS, json=_vm(f"later-{index}"), headers=AUTH)
     response = await api.get(f"{VMS}?limit=1&continue={first['metadata']['continue']}", headers=AUTH)
     body = await response.json()
     assert (response.status, body["reason"]) == (410, "Expired")
+    assert body["message"].startswith("The provided continue parameter is too old")
     assert (await api.get(f"{VMS}?continue=not-a-token", headers=AUTH)).status == 400
 
 

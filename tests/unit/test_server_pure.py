@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from vmplane.server import discovery, openapi, patch, routing, selectors, tables
+from vmplane.api import fieldpath
+from vmplane.server import discovery, openapi, paging, patch, routing, selectors, tables
 from vmplane.server.context import wants_table
 from vmplane.server.kinds import default_registry
-from vmplane.server.paging import SnapshotCache
 from vmplane.server.status import ApiError
 
 REGISTRY = default_registry()
@@ -102,13 +103,12 @@ def test_strategic_merge_patch_directives() -> None:
     assert patch.strategic_merge_patch(target, body) == {"metadata": {"labels": {"b": "2"}}}
 
 
-def test_apply_merges_maps_and_replaces_lists() -> None:
-    current = {"metadata": {"name": "a", "uid": "u"}, "spec": {"x": 1, "l": [1, 2]}, "status": {"s": 1}}
-    applied = {"metadata": {"name": "a"}, "spec": {"l": [3]}, "status": {"s": 2}}
-    assert patch.apply_patch(current, applied) == {
+def test_apply_merges_maps_and_replaces_atomic_lists() -> None:
+    current = {"metadata": {"name": "a", "uid": "u"}, "spec": {"x": 1, "l": [1, 2]}}
+    applied = {"metadata": {"name": "a"}, "spec": {"l": [3]}}
+    assert fieldpath.merge(current, applied) == {
         "metadata": {"name": "a", "uid": "u"},
         "spec": {"x": 1, "l": [3]},
-        "status": {"s": 1},
     }
 
 
@@ -282,24 +282,44 @@ def test_routing_unknown_paths_are_404(tail: str) -> None:
     assert err.value.code == 404
 
 
-def test_paging_snapshot_and_expiry() -> None:
-    now = [0.0]
-    cache = SnapshotCache(ttl=10, clock=lambda: now[0])
-    items = [_obj(str(i)) for i in range(5)]
-    first = cache.first_page(items, 7, 2)
-    assert (len(first.items), first.remaining) == (2, 3)
-    second = cache.next_page(first.continue_token, 2)
-    assert [o["metadata"]["name"] for o in second.items] == ["2", "3"]
-    now[0] = 11
-    with pytest.raises(ApiError) as err:
-        cache.next_page(second.continue_token, 2)
-    assert err.value.code == 410
+def _page(items: list[dict[str, Any]], limit: int, scope: str = "vms") -> paging.Page[dict[str, Any]]:
+    return paging.page(
+        items,
+        key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]),
+        resource_version=7,
+        limit=limit,
+        scope=scope,
+        label_selector="app=web",
+        field_selector="",
+    )
+
+
+def test_a_continue_token_holds_the_revision_the_last_key_and_the_selectors() -> None:
+    first = _page([_obj(str(i)) for i in range(5)], 2)
+    assert ([o["metadata"]["name"] for o in first.items], first.remaining) == (["0", "1"], 3)
+    resume = paging.decode_token(first.continue_token, scope="vms")
+    assert resume == paging.Resume(7, ("default", "1"), "vms", "app=web", "")
+
+
+def test_a_list_that_fits_in_one_page_has_no_token() -> None:
+    assert _page([_obj("a")], 1).continue_token == ""
 
 
 def test_a_continue_token_is_refused_for_another_list() -> None:
-    cache = SnapshotCache()
-    first = cache.first_page([_obj(str(i)) for i in range(3)], 7, 1, scope="virtualmachines.kubevirt.io")
+    first = _page([_obj(str(i)) for i in range(3)], 1, scope="virtualmachines.kubevirt.io")
     with pytest.raises(ApiError) as err:
-        cache.next_page(first.continue_token, 1, scope="nodes")
+        paging.decode_token(first.continue_token, scope="nodes")
     assert err.value.code == 400
     assert str(err.value).startswith("continue key is not valid")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"not json", b'{"rv": "7", "start": ["a", "b"], "scope": "vms", "labels": "", "fields": ""}', b"[]"],
+    ids=["not-json", "rv-not-an-integer", "not-an-object"],
+)
+def test_a_malformed_continue_token_is_400(raw: bytes) -> None:
+    token = base64.urlsafe_b64encode(raw).decode()
+    with pytest.raises(ApiError) as err:
+        paging.decode_token(token, scope="vms")
+    assert err.value.code == 400

@@ -109,7 +109,7 @@ class RunAction(str, Enum):
     NONE = "None"
     START = "Start"
     DELETE_VMI = "DeleteVMI"
-    ORPHAN = "Orphan"  # drop the VM's owner references from its dependents, then the orphan finalizer
+    ORPHAN = "Orphan"  # leave the VMI running: the garbage collector orphans the dependents
 
 
 @dataclass(frozen=True, slots=True)

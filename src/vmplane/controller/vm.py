@@ -18,13 +18,11 @@ from typing import Any, Protocol
 
 from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration
 from vmplane.api.ownership import (
-    ORPHAN_FINALIZER,
     Claim,
     adopted,
     claim,
     collectable,
     controller_reference,
-    orphaned,
 )
 from vmplane.api.resources import CONTROLLER_REVISIONS, VIRTUAL_MACHINE_INSTANCES, VIRTUAL_MACHINES
 from vmplane.api.vm import VirtualMachine
@@ -186,35 +184,6 @@ class VMReconciler:
                 resource_version=metadata.get("resourceVersion"),
             )
 
-    async def _orphan(self, vm: VirtualMachine, raw_vmi: JsonObject | None) -> None:
-        """Orphan the VM's dependents (its VMI, its boot snapshots), then release the orphan finalizer."""
-        meta = vm.metadata
-        assert meta.uid is not None
-        assert meta.name is not None
-        namespace = meta.namespace or ""
-        dependents: list[tuple[str, JsonObject]] = []
-        if raw_vmi is not None:
-            dependents.append((VIRTUAL_MACHINE_INSTANCES, raw_vmi))
-        revisions = (await self._store.list(CONTROLLER_REVISIONS, namespace)).items
-        dependents.extend((CONTROLLER_REVISIONS, revision) for revision in revisions)
-        for resource, dependent in dependents:
-            released = orphaned(dependent, meta.uid)
-            if released is not None:
-                with contextlib.suppress(NotFoundError):
-                    await self._store.update(resource, released)
-        try:
-            fresh = await self._store.get(VIRTUAL_MACHINES, namespace, meta.name)
-        except NotFoundError:
-            return
-        finalizers = fresh["metadata"].get("finalizers") or []
-        if fresh["metadata"].get("uid") != meta.uid or ORPHAN_FINALIZER not in finalizers:
-            return
-        remaining = [f for f in finalizers if f != ORPHAN_FINALIZER]
-        with contextlib.suppress(NotFoundError):
-            await self._store.update(
-                VIRTUAL_MACHINES, {**fresh, "metadata": {**fresh["metadata"], "finalizers": remaining}}
-            )
-
     async def _run(
         self,
         vm: VirtualMachine,
@@ -228,9 +197,9 @@ class VMReconciler:
         ``occupied``: a VMI this VM does not control has its name, so a start waits for it to go.
         """
         decision = decide(vm, vmi, self._run_config, self._clock())
-        if decision.action is RunAction.ORPHAN:
-            await self._orphan(vm, raw_vmi)
-        elif decision.action is RunAction.START and occupied:
+        # ORPHAN: the garbage collector drops the VM's references from its dependents and then the
+        # finalizer; the VMI is left running, so there is nothing to do here.
+        if decision.action is RunAction.START and occupied:
             await self._events.record(
                 vm.to_wire(),
                 type="Warning",

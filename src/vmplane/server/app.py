@@ -34,6 +34,7 @@ from vmplane.server.kinds import default_registry
 from vmplane.server.kubeconfig import render_kubeconfig, write_kubeconfig
 from vmplane.server.metrics_route import add_metrics_route, metrics_middleware
 from vmplane.server.openapi import OpenApiDocs
+from vmplane.server.protobuf_responses import protobuf_responses
 from vmplane.server.registry import Registry
 from vmplane.server.reviews import add_review_routes
 from vmplane.server.security import TlsFiles, ensure_self_signed, load_or_create_token, server_ssl_context
@@ -230,7 +231,7 @@ def create_app(
     ctx = ApiContext(store=store, registry=registry, settings=settings, clock=clock)
     counted = [metrics_middleware(metrics)] if metrics is not None else []
     app = web.Application(
-        middlewares=[header_guard, *counted, _middleware(authenticate, sessions)],
+        middlewares=[header_guard, *counted, _middleware(authenticate, sessions), protobuf_responses],
         client_max_size=settings.body_limit,
     )
     app[_CONTEXT] = ctx

@@ -10,9 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from vmplane.server.discovery import accept_entries
-from vmplane.server.paging import SnapshotCache
 from vmplane.server.registry import Registry
-from vmplane.server.watch_cache import CachedObject, WatchCaches
+from vmplane.server.watch_cache import WatchCaches
 from vmplane.server.watch_cache import encode as dumps
 from vmplane.store.base import Store
 
@@ -50,7 +49,6 @@ class ApiContext:
     registry: Registry
     settings: ServerSettings = field(default_factory=ServerSettings)
     clock: Callable[[], datetime] = utc_now
-    snapshots: SnapshotCache[CachedObject] = field(default_factory=SnapshotCache)
     caches: WatchCaches = field(init=False)
 
     def __post_init__(self) -> None:

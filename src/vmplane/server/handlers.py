@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from vmplane.server import namespaces, writes
+from vmplane.server import namespaces, paging, writes
 from vmplane.server import status as st
 from vmplane.server.context import ApiContext, json_response, query_bool, wants_table
 from vmplane.server.freshness import too_large, wait_for_revision
+from vmplane.server.list_history import key_of, list_at
 from vmplane.server.list_options import EXACT, list_options
-from vmplane.server.listing import filtered_snapshot, list_body
+from vmplane.server.listing import filtered_snapshot, list_body, parse_selectors, selected
 from vmplane.server.routing import Target, parse_target
 from vmplane.server.tables import build_table
 from vmplane.server.watch import serve_watch
-from vmplane.store.base import JsonObject, NotFoundError
+from vmplane.server.watch_cache import CachedObject
+from vmplane.store.base import ExpiredError, JsonObject, NotFoundError
 
 __all__ = ["ResourceHandlers"]
 
@@ -35,6 +37,22 @@ def _list_scope(target: Target) -> str:
     """What a paged list's continue token is bound to: its resource and namespace, as etcd binds a
     continue key to the list's key prefix (the selectors are the snapshot's, taken at the first page)."""
     return f"{target.resource_type.store_resource}\x00{target.namespace or ''}"
+
+
+async def _history(
+    ctx: ApiContext, target: Target, revision: int, expired_message: str
+) -> list[CachedObject]:
+    """The collection at ``revision``; 410 Expired with ``expired_message`` once the history it needs
+    has been compacted, 504 Too large for a revision the store has not reached."""
+    try:
+        items, current = await list_at(
+            ctx.store, ctx.caches, target.resource_type.store_resource, target.namespace, revision
+        )
+    except ExpiredError as err:
+        raise st.expired(expired_message) from err
+    if revision > current:
+        raise too_large(revision, current)
+    return items
 
 
 class ResourceHandlers:
@@ -111,8 +129,20 @@ class ResourceHandlers:
         scope = _list_scope(target)
         options = list_options(request.query, watch=False)
         if token:
-            page = self.ctx.snapshots.next_page(token, limit, scope=scope)
+            resume = paging.decode_token(token, scope=scope)
+            labels, fields = resume.label_selector, resume.field_selector
+            selectors = parse_selectors(target, labels, fields)
+            items = await _history(self.ctx, target, resume.resource_version, paging.EXPIRED)
+            items = [
+                item
+                for item in items
+                if key_of(item.object) > resume.after
+                and (not any(selectors) or selected(selectors, item.object))
+            ]
+            resource_version = resume.resource_version
         else:
+            labels, fields = request.query.get("labelSelector", ""), request.query.get("fieldSelector", "")
+            selectors = parse_selectors(target, labels, fields)
             wanted = options.resource_version
             if wanted and options.match != EXACT:
                 await wait_for_revision(self.ctx.store, wanted)
@@ -120,8 +150,21 @@ class ResourceHandlers:
             if wanted and options.match == EXACT and wanted != resource_version:
                 if wanted > resource_version:
                     raise too_large(wanted, resource_version)
-                raise st.expired("The resourceVersion for the provided list is too old.")
-            page = self.ctx.snapshots.first_page(items, resource_version, limit, scope=scope)
+                items = await _history(
+                    self.ctx, target, wanted, "The resourceVersion for the provided list is too old."
+                )
+                if any(selectors):
+                    items = [item for item in items if selected(selectors, item.object)]
+                resource_version = wanted
+        page = paging.page(
+            items,
+            key=lambda item: key_of(item.object),
+            resource_version=resource_version,
+            limit=limit,
+            scope=scope,
+            label_selector=labels,
+            field_selector=fields,
+        )
         metadata: JsonObject = {"resourceVersion": str(page.resource_version)}
         if page.continue_token:
             metadata["continue"] = page.continue_token

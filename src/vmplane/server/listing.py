@@ -20,21 +20,31 @@ from vmplane.server.selectors import (
 from vmplane.server.watch_cache import CachedObject, encode
 from vmplane.store.base import JsonObject
 
-__all__ = ["Selectors", "filtered_list", "filtered_snapshot", "list_body", "request_selectors", "selected"]
+__all__ = [
+    "Selectors",
+    "filtered_list",
+    "filtered_snapshot",
+    "list_body",
+    "parse_selectors",
+    "request_selectors",
+    "selected",
+]
 
 Selectors = tuple[tuple[LabelRequirement, ...], tuple[FieldRequirement, ...]]
 
 
 def request_selectors(target: Target, request: web.Request) -> Selectors:
     """The request's ``labelSelector`` and ``fieldSelector``; a bad selector is 400."""
+    return parse_selectors(target, request.query.get("labelSelector"), request.query.get("fieldSelector"))
+
+
+def parse_selectors(target: Target, labels: str | None, fields: str | None) -> Selectors:
     try:
-        labels = parse_label_selector(request.query.get("labelSelector"))
-        fields = parse_field_selector(
-            request.query.get("fieldSelector"), target.resource_type.field_selectors
+        return parse_label_selector(labels), parse_field_selector(
+            fields, target.resource_type.field_selectors
         )
     except SelectorError as err:
         raise st.bad_request(str(err)) from err
-    return labels, fields
 
 
 def selected(selectors: Selectors, obj: JsonObject) -> bool:

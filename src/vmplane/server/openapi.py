@@ -15,6 +15,7 @@ from typing import Any
 
 from vmplane.server.openapi_protobuf import encode_document
 from vmplane.server.openapi_schema import QUANTITY, kubernetes_schema, quantity_schema
+from vmplane.server.openapi_subresources import GROUP_VERSION_PATH, subresource_paths
 from vmplane.server.registry import Registry, ResourceType
 from vmplane.store.base import JsonObject
 
@@ -187,7 +188,7 @@ def _operations(resource_type: ResourceType, ref: str, *, v3: bool) -> dict[str,
     return items
 
 
-def _document(resource_types: list[ResourceType], *, v3: bool) -> JsonObject:
+def _document(resource_types: list[ResourceType], *, v3: bool, with_subresources: bool = False) -> JsonObject:
     ref_root = "#/components/schemas/" if v3 else "#/definitions/"
     schemas: dict[str, JsonObject] = {
         OBJECT_META: copy.deepcopy(_OBJECT_META_SCHEMA),
@@ -197,10 +198,17 @@ def _document(resource_types: list[ResourceType], *, v3: bool) -> JsonObject:
     for resource_type in resource_types:
         schemas.update(_kind_schemas(resource_type, ref_root, v3=v3))
         paths.update(_operations(resource_type, ref_root + schema_name(resource_type), v3=v3))
+    if with_subresources:
+        paths.update(
+            subresource_paths(v3=v3, vm_ref=ref_root + _VM_SCHEMA if _VM_SCHEMA in schemas else None)
+        )
     info = {"title": "Kubernetes", "version": "v1.32.0"}
     if v3:
         return {"openapi": "3.0.0", "info": info, "paths": paths, "components": {"schemas": schemas}}
     return {"swagger": "2.0", "info": info, "paths": paths, "definitions": schemas}
+
+
+_VM_SCHEMA = "io.kubevirt.v1.VirtualMachine"
 
 
 def _serialise(doc: JsonObject) -> bytes:
@@ -211,7 +219,7 @@ class OpenApiDocs:
     """Every OpenAPI document of a registry, serialised once (the registry does not change at run time)."""
 
     def __init__(self, registry: Registry) -> None:
-        v2 = _document(list(registry), v3=False)
+        v2 = _document(list(registry), v3=False, with_subresources=True)
         self.v2 = _serialise(v2)
         self.v2_protobuf = encode_document(v2)
         self.v3_by_path: dict[str, bytes] = {}
@@ -223,4 +231,9 @@ class OpenApiDocs:
             self.v3_by_path[path] = body
             digest = hashlib.sha512(body).hexdigest()[:64].upper()
             index[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
+        # KubeVirt's subresources group has a document of its own, with paths and no kinds.
+        body = _serialise(_document([], v3=True, with_subresources=True))
+        self.v3_by_path[GROUP_VERSION_PATH] = body
+        digest = hashlib.sha512(body).hexdigest()[:64].upper()
+        index[GROUP_VERSION_PATH] = {"serverRelativeURL": f"/openapi/v3/{GROUP_VERSION_PATH}?hash={digest}"}
         self.v3_index = _serialise({"paths": index})

@@ -4,7 +4,8 @@
 * ``application/json-patch+json``: RFC 6902 through the ``jsonpatch`` library (``test`` included).
 * ``application/strategic-merge-patch+json``: only for the core kinds, whose lists vmplane treats as
   atomic; it is a merge patch once the ``$``-directives are handled. Custom kinds answer 415.
-* ``application/apply-patch+yaml``: a reduced server-side apply (see :func:`apply_patch`).
+* ``application/apply-patch+yaml``: decoded here; the apply itself is
+  :mod:`vmplane.server.field_ownership`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ __all__ = [
     "JSON_PATCH",
     "MERGE_PATCH",
     "STRATEGIC_MERGE_PATCH",
-    "apply_patch",
+    "decode_apply",
     "json_patch",
     "merge_patch",
     "strategic_merge_patch",
@@ -130,24 +131,3 @@ def decode_apply(body: bytes, duplicates: list[str] | None = None) -> JsonObject
     if not isinstance(applied, dict):
         raise st.bad_request("error decoding YAML: the applied configuration must be an object")
     return applied
-
-
-def _deep_merge(current: Any, applied: Any) -> Any:
-    if isinstance(current, dict) and isinstance(applied, dict):
-        result = dict(current)
-        for key, value in applied.items():
-            result[key] = _deep_merge(current.get(key), value)
-        return result
-    return copy.deepcopy(applied)
-
-
-def apply_patch(current: JsonObject, applied: JsonObject) -> JsonObject:
-    """Reduced server-side apply: the applied configuration is merged over the live object.
-
-    Maps merge, lists and scalars are replaced. Left out: managedFields, field ownership and
-    conflicts (``force`` is accepted and has no effect), and removal of fields a manager stops
-    applying.
-    """
-    merged = _deep_merge(current, {k: v for k, v in applied.items() if k != "status"})
-    assert isinstance(merged, dict)
-    return merged

@@ -4,7 +4,8 @@ Numbers and names are those of ``k8s.io/api`` and ``k8s.io/apimachinery`` ``gene
 (kubernetes/api 10b39a3, kubernetes/apimachinery eed236c); only the fields vmplane serves are
 declared, and the parser skips the others. Four messages have a JSON form of their own and are
 converted by :mod:`vmplane.server.protobuf`: ``Time`` and ``MicroTime`` (RFC 3339 strings),
-``Quantity`` (its string) and ``RawExtension`` (the JSON object its ``raw`` holds).
+``Quantity`` (its string), and ``RawExtension`` and ``FieldsV1`` (the JSON object their ``raw`` holds).
+Each served kind also has its list message (``metadata`` 1, ``items`` 2), for answers to lists.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ _META = "ObjectMeta"
 _TIME = "Time"
 
 #: Messages whose JSON form is not an object: converted by hand, declared here for the wire.
-SPECIAL = frozenset({"Time", "MicroTime", "Quantity", "RawExtension"})
+SPECIAL = frozenset({"Time", "MicroTime", "Quantity", "RawExtension", "FieldsV1"})
 
 #: Message name -> fields. Names are local to vmplane's proto package.
 MESSAGES: dict[str, tuple[Field, ...]] = {
@@ -77,6 +78,22 @@ MESSAGES: dict[str, tuple[Field, ...]] = {
         Field("annotations", 12, map_of=STRING),
         Field("ownerReferences", 13, "OwnerReference", repeated=True),
         Field("finalizers", 14, repeated=True),
+        Field("managedFields", 17, "ManagedFieldsEntry", repeated=True),
+    ),
+    "FieldsV1": (Field("raw", 1, BYTES),),
+    "ManagedFieldsEntry": (
+        Field("manager", 1),
+        Field("operation", 2),
+        Field("apiVersion", 3),
+        Field("time", 4, _TIME),
+        Field("fieldsType", 6),
+        Field("fieldsV1", 7, "FieldsV1"),
+        Field("subresource", 8),
+    ),
+    "ListMeta": (
+        Field("resourceVersion", 2),
+        Field("continue", 3),
+        Field("remainingItemCount", 4, INT64),
     ),
     "Preconditions": (Field("uid", 1), Field("resourceVersion", 2)),
     "DeleteOptions": (
@@ -218,6 +235,19 @@ MESSAGES: dict[str, tuple[Field, ...]] = {
     "SelfSubjectReviewStatus": (Field("userInfo", 1, "UserInfo"),),
     "SelfSubjectReview": (Field("metadata", 1, _META), Field("status", 2, "SelfSubjectReviewStatus")),
 }
+_LISTED = {
+    ("v1", "Namespace"),
+    ("v1", "Node"),
+    ("v1", "Event"),
+    ("apps/v1", "ControllerRevision"),
+    ("coordination.k8s.io/v1", "Lease"),
+}
+MESSAGES.update(
+    {
+        f"{kind}List": (Field("metadata", 1, "ListMeta"), Field("items", 2, kind, repeated=True))
+        for _, kind in _LISTED
+    }
+)
 
 #: (apiVersion, kind) -> message in ``MESSAGES``: the objects a protobuf body may carry.
 KINDS: dict[tuple[str, str], str] = {
@@ -231,4 +261,5 @@ KINDS: dict[tuple[str, str], str] = {
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
     ("authentication.k8s.io/v1", "SelfSubjectReview"): "SelfSubjectReview",
     ("authentication.k8s.io/v1beta1", "SelfSubjectReview"): "SelfSubjectReview",
+    **{(api_version, f"{kind}List"): f"{kind}List" for api_version, kind in _LISTED},
 }

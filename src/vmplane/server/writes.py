@@ -17,7 +17,7 @@ from aiohttp import web
 from vmplane.api.deletion import PropagationPolicy, finalizers_for_deletion
 from vmplane.api.errors import CauseType, FieldCause, InvalidObjectError
 from vmplane.api.metadata_validation import metadata_causes
-from vmplane.server import decoders, protobuf
+from vmplane.server import decoders, field_ownership, protobuf
 from vmplane.server import patch as patches
 from vmplane.server import status as st
 from vmplane.server.bodies import (
@@ -91,6 +91,14 @@ def _now_rfc3339(ctx: ApiContext) -> str:
     return ctx.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _manager(request: web.Request, opts: WriteOptions, options_kind: str) -> str:
+    return field_ownership.manager_name(
+        field_manager=opts.field_manager,
+        user_agent=request.headers.get("User-Agent", ""),
+        options_kind=options_kind,
+    )
+
+
 def _spec_part(obj: JsonObject) -> JsonObject:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
@@ -126,6 +134,8 @@ async def create(ctx: ApiContext, target: Target, request: web.Request) -> web.R
         # apiserver's SimpleNameGenerator keeps at most 58 characters of the prefix.
         obj = {**obj, "metadata": {**metadata, "name": f"{generate_name[:_MAX_PREFIX]}{suffix}"}}
     obj = check_object(obj, target)
+    manager = _manager(request, opts, "CreateOptions")
+    obj = field_ownership.recorded(target=target, live=None, new=obj, manager=manager, now=_now_rfc3339(ctx))
     stored, warnings = await _create_checked(ctx, target, obj, opts)
     return json_response(stored, status=201, warnings=decode_warnings + warnings)
 
@@ -134,7 +144,8 @@ async def _create_checked(
     ctx: ApiContext, target: Target, obj: JsonObject, opts: WriteOptions
 ) -> tuple[JsonObject, list[str]]:
     resource_type = target.resource_type
-    metadata = {k: v for k, v in obj["metadata"].items() if k not in SERVER_OWNED}
+    # managedFields were worked out by the caller from the write itself.
+    metadata = {k: v for k, v in obj["metadata"].items() if k not in SERVER_OWNED or k == "managedFields"}
     obj = {**obj, "metadata": metadata}
     if resource_type.has_status_subresource:
         obj.pop("status", None)
@@ -232,7 +243,9 @@ async def update(ctx: ApiContext, target: Target, request: web.Request) -> web.R
             CauseType.FIELD_VALUE_INVALID,
         )
         raise st.invalid(resource_type, target.name, [cause])
+    manager = _manager(request, opts, "UpdateOptions")
     old = await _get_current(ctx, target)
+    obj = field_ownership.recorded(target=target, live=old, new=obj, manager=manager, now=_now_rfc3339(ctx))
     try:
         stored, warnings = await _commit_update(ctx, target, obj, old, opts)
     except StoreError as err:
@@ -260,7 +273,9 @@ def _patched(
         raise st.unsupported_media_type(accepted)
     if not isinstance(result, dict):
         raise st.bad_request("the patch must produce an object")
-    decoders.check_depth(result, "patch")  # patches applied one after another must not nest deeper
+    # Patches applied one after another must not nest deeper; managedFields are the server's and one
+    # level deeper than the object by construction, so they are not counted.
+    decoders.check_depth(field_ownership.with_entries(result, []), "patch")
     return result
 
 
@@ -273,11 +288,15 @@ async def patch(ctx: ApiContext, target: Target, request: web.Request) -> web.Re
         return await _server_side_apply(ctx, target, request, opts)
     if content_type not in (patches.MERGE_PATCH, patches.JSON_PATCH, patches.STRATEGIC_MERGE_PATCH):
         _patched(target, content_type, {}, b"")
+    manager = _manager(request, opts, "PatchOptions")
     body = await read_body(ctx, request)
     for attempt in range(ctx.settings.max_conflict_retries):
         current = await _get_current(ctx, target)
         duplicates: list[str] | None = None if opts.field_validation == "Ignore" else []
         new = check_object(_patched(target, content_type, current, body, duplicates), target)
+        new = field_ownership.recorded(
+            target=target, live=current, new=new, manager=manager, now=_now_rfc3339(ctx)
+        )
         decode_warnings = duplicate_warnings(duplicates or [], opts.field_validation)
         current_rv = current.get("metadata", {}).get("resourceVersion")
         explicit = new["metadata"].get("resourceVersion") not in (None, "", current_rv)
@@ -296,6 +315,7 @@ async def patch(ctx: ApiContext, target: Target, request: web.Request) -> web.Re
 async def _server_side_apply(
     ctx: ApiContext, target: Target, request: web.Request, opts: WriteOptions
 ) -> web.Response:
+    """Server-side apply with field ownership (:mod:`vmplane.server.field_ownership`)."""
     resource_type = target.resource_type
     assert target.name is not None
     if not opts.field_manager:
@@ -305,6 +325,7 @@ async def _server_side_apply(
             message='PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for '
             "apply patch",
         )
+    manager = _manager(request, opts, "PatchOptions")
     duplicates: list[str] | None = None if opts.field_validation == "Ignore" else []
     applied = check_object(patches.decode_apply(await read_body(ctx, request), duplicates), target)
     decode_warnings = duplicate_warnings(duplicates or [], opts.field_validation)
@@ -314,16 +335,20 @@ async def _server_side_apply(
         except NotFoundError:
             if target.subresource:
                 raise st.not_found(resource_type, target.name) from None
-            stored, warnings = await _create_checked(ctx, target, applied, opts)
+            created = field_ownership.applied(
+                target=target, live=None, config=applied, manager=manager, now=_now_rfc3339(ctx), force=True
+            )
+            stored, warnings = await _create_checked(ctx, target, created, opts)
             return json_response(stored, status=201, warnings=decode_warnings + warnings)
-        if target.subresource == "status":
-            new = {
-                **current,
-                "status": patches.merge_patch(current.get("status"), applied.get("status") or {}),
-            }
-        else:
-            new = patches.apply_patch(current, applied)
-            decoders.check_depth(new, "YAML")
+        new = field_ownership.applied(
+            target=target,
+            live=current,
+            config=applied,
+            manager=manager,
+            now=_now_rfc3339(ctx),
+            force=opts.force,
+        )
+        decoders.check_depth(field_ownership.with_entries(new, []), "YAML")
         new["metadata"] = {**new["metadata"], "resourceVersion": current["metadata"].get("resourceVersion")}
         try:
             stored, warnings = await _commit_update(ctx, target, new, current, opts)
