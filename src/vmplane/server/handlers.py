@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from vmplane.server import namespaces, paging, writes
+from vmplane.server import deletes, namespaces, paging, writes
 from vmplane.server import status as st
 from vmplane.server.context import ApiContext, json_response, query_bool, wants_table
 from vmplane.server.freshness import too_large, wait_for_revision
@@ -85,7 +85,7 @@ class ResourceHandlers:
             if method == "POST":
                 return await writes.create(self.ctx, target, request)
             if method == "DELETE":
-                return await writes.delete_collection(self.ctx, target, request)
+                return await deletes.delete_collection(self.ctx, target, request)
             raise st.method_not_allowed()
         if target.subresource == "finalize":
             # Only an update is served there, as kube-apiserver's namespace FinalizeREST.
@@ -101,7 +101,7 @@ class ResourceHandlers:
         if method == "PATCH":
             return await writes.patch(self.ctx, target, request)
         if method == "DELETE" and not target.subresource:
-            return await writes.delete(self.ctx, target, request)
+            return await deletes.delete(self.ctx, target, request)
         raise st.method_not_allowed()
 
     async def get(self, target: Target, request: web.Request) -> web.Response:
