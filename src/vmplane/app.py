@@ -37,6 +37,7 @@ from vmplane.demo import install_demo
 from vmplane.reconcile.events import EventRecorder
 from vmplane.server.console import add_console_routes
 from vmplane.server.context import ApiContext
+from vmplane.server.guest_subresources import add_guest_operation_routes
 from vmplane.server.registry import Registry
 from vmplane.server.subresources import add_subresource_routes
 from vmplane.server.typed_kinds import typed_registry
@@ -197,6 +198,7 @@ class ControlPlane:
         """The ``subresources.kubevirt.io`` routes."""
         add_subresource_routes(app, ctx, self._cluster)
         add_console_routes(app, ctx, self._console)
+        add_guest_operation_routes(app, ctx)
 
     async def run(self) -> None:
         """Run the controllers, the scheduler and the node agent until cancelled."""

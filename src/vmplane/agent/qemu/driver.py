@@ -421,6 +421,31 @@ class QemuHypervisor:
                 raise HypervisorError(f"{name}: set_link {nic_name} refused: {err}") from err
             machine.set_link_record(nic_name, up)
 
+    # -- guest lifecycle -------------------------------------------------------------------------
+
+    async def _lifecycle(self, name: str, command: str, arguments: dict[str, object] | None = None) -> None:
+        machine = self._running(name)
+        async with machine.lock:
+            try:
+                await machine.execute(command, arguments)
+            except ExecuteError as err:
+                raise HypervisorError(f"{name}: {command} refused: {err}") from err
+
+    async def pause(self, name: str) -> None:
+        await self._lifecycle(name, "stop")
+
+    async def resume(self, name: str) -> None:
+        await self._lifecycle(name, "cont")
+
+    async def reset(self, name: str) -> None:
+        await self._lifecycle(name, "system_reset")
+
+    async def soft_reboot(self, name: str) -> None:
+        # Ctrl-Alt-Delete on the guest's keyboard: an init reboots cleanly, and a kernel whose init
+        # has not claimed the keys (C_A_D on, the test guest's case) restarts at once.
+        keys = [{"type": "qcode", "data": k} for k in ("ctrl", "alt", "delete")]
+        await self._lifecycle(name, "send-key", {"keys": keys})
+
     # -- observation -----------------------------------------------------------------------------
 
     async def observe(self, name: str) -> ObservedMachine:
