@@ -7,7 +7,8 @@ Run as ``python guest/build.py --out guest/out``. It downloads Debian's stock ke
 
 * ``<out>/vmlinuz``: the Debian kernel, unchanged;
 * ``<out>/initrd.img``: a gzip'd cpio (newc) with busybox, the virtio modules and their dependencies,
-  and an ``/init`` that onlines hot-plugged CPUs and memory and prints a status line to the serial
+  and an ``/init`` that starts a shell on the serial port (for interactive consoles), onlines
+  hot-plugged CPUs and memory and prints a status line to the serial
   console (see ``INIT_SCRIPT``);
 * ``<out>/cmdline``: the recommended kernel command line (``CMDLINE``).
 
@@ -47,6 +48,8 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 for m in $(cat /etc/modules.load); do insmod "/lib/modules/$m" || echo "VMPLANE-ERROR insmod $m"; done
+# A shell on the serial port for interactive consoles (respawned when it exits).
+(while true; do setsid sh -c 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1'; done) &
 echo "VMPLANE-BOOTED"
 last=""
 n=0

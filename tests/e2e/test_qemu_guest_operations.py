@@ -1,15 +1,22 @@
-"""pause, unpause and reset of a real guest: ``vmplane serve --hypervisor qemu --accel tcg``.
+"""Operating a real guest (``vmplane serve --hypervisor qemu --accel tcg``): pause, unpause, reset,
+the interactive serial console and VNC.
 
 The test guest prints a status line with its uptime every second on its serial console, which
 ``vmplane console --follow`` streams: a paused guest prints nothing, an unpaused one goes on from the
 uptime it had (QEMU's virtual clock stops with the vCPUs), and a reset one starts again from zero,
-in the same VMI and the same QEMU process.
+in the same VMI and the same QEMU process. The test guest runs a shell on its serial port, which
+``vmplane console`` reaches through the API's websocket; ``vmplane vnc`` serves QEMU's VNC (a unix
+socket in the run directory) on a local port.
 """
 
 from __future__ import annotations
 
 import json
 import queue
+import select
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -104,3 +111,69 @@ def test_reset_reboots_the_guest_in_the_same_vmi(plane: Plane, console: ConsoleF
         "Running",
         pid,
     )
+
+
+def _read_until(process: subprocess.Popen[bytes], wanted: bytes, timeout: float) -> bytes:
+    assert process.stdout is not None
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while wanted not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"{wanted!r} not seen; got {seen[-400:]!r}"
+        readable, _, _ = select.select([process.stdout], [], [], remaining)
+        if readable:
+            chunk = process.stdout.read1(4096)
+            assert chunk, f"the stream ended before {wanted!r}; got {seen[-400:]!r}"
+            seen += chunk
+    return seen
+
+
+def _cli(plane: Plane, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vmplane.cli.main", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=plane.env(),
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+    process.wait(timeout=10)
+    for stream in (process.stdin, process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def test_the_console_runs_what_is_typed_and_ctrl_close_bracket_leaves(
+    plane: Plane, console: ConsoleFollower
+) -> None:
+    session = _cli(plane, "console", NAME)
+    try:
+        assert session.stdin is not None
+        session.stdin.write(b"echo vmplane-$((6*7))\n")
+        session.stdin.flush()
+        _read_until(session, b"vmplane-42", 60)  # the shell's answer, not the echoed command line
+        session.stdin.write(b"\x1d")
+        session.stdin.flush()
+        assert session.wait(timeout=20) == 0
+    finally:
+        _stop(session)
+
+
+def test_vnc_answers_with_the_rfb_handshake_on_a_local_port(plane: Plane, console: ConsoleFollower) -> None:
+    proxy = _cli(plane, "vnc", NAME)
+    try:
+        banner = _read_until(proxy, b"(Ctrl-C to stop)", 30).decode()
+        port = int(banner.split("127.0.0.1:")[1].split()[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as viewer:
+            greeting = b""
+            while len(greeting) < 12:
+                chunk = viewer.recv(12 - len(greeting))
+                assert chunk, f"the proxy closed after {greeting!r}"
+                greeting += chunk
+        assert greeting == b"RFB 003.008\n"
+    finally:
+        _stop(proxy)
