@@ -183,7 +183,9 @@ class ControlPlane:
             host=host_facts(runtime_version=qemu_runtime_version() if qemu else f"simulated://{__version__}"),
         )
         self._console = QemuConsoleLogs(options.machines_dir) if qemu else None
-        self._streams = QemuGuestStreams(options.machines_dir) if qemu else None
+        driver = self.agent.hypervisor
+        forwarder = driver if isinstance(driver, QemuHypervisor) else None
+        self._streams = QemuGuestStreams(options.machines_dir, forwarder) if qemu else None
         self.kubevirt_status = KubeVirtStatusController(store=store, clock=clock)
 
     def _hypervisor(self, on_change: OnChange) -> Hypervisor:

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -177,3 +178,32 @@ def test_vnc_answers_with_the_rfb_handshake_on_a_local_port(plane: Plane, consol
         assert greeting == b"RFB 003.008\n"
     finally:
         _stop(proxy)
+
+
+def test_port_forward_reaches_the_guests_web_server_from_a_local_port(
+    plane: Plane, console: ConsoleFollower
+) -> None:
+    forward = _cli(plane, "port-forward", f"vm/{NAME}", "0:80")
+    try:
+        banner = _read_until(forward, b"-> 80", 30).decode()
+        port = int(banner.split("127.0.0.1:")[1].split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as answer:
+            assert answer.read() == b"vmplane-guest\n"
+    finally:
+        _stop(forward)
+
+
+def test_port_forward_stdio_tunnels_a_request_as_sshs_proxy_command_does(
+    plane: Plane, console: ConsoleFollower
+) -> None:
+    tunnel = subprocess.run(
+        [sys.executable, "-m", "vmplane.cli.main", "port-forward", "--stdio", f"vmi/{NAME}", "80"],
+        input=b"GET / HTTP/1.0\r\n\r\n",
+        capture_output=True,
+        timeout=60,
+        env=plane.env(),
+        check=False,
+    )
+    assert tunnel.returncode == 0, tunnel.stderr
+    assert tunnel.stdout.startswith(b"HTTP/1.")
+    assert tunnel.stdout.endswith(b"vmplane-guest\n")

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from vmplane.api import names
 from vmplane.cli.client import ApiError
 from vmplane.cli.flags import add_connection_flags, client_from
-from vmplane.cli.guest_streams import console_session, vnc_proxy
+from vmplane.cli.guest_streams import console_session, local_proxy, stream_path
 
 __all__ = ["register"]
 
@@ -63,7 +63,9 @@ def _vnc(args: argparse.Namespace) -> int:
         print(f"VNC of {args.vm} on 127.0.0.1:{port} (Ctrl-C to stop)", flush=True)
 
     try:
-        asyncio.run(vnc_proxy(client_from(args).config, args.vm, port=args.port, ready=ready))
+        config = client_from(args).config
+        url = stream_path(config, args.vm, "vnc")
+        asyncio.run(local_proxy(config, url, address="127.0.0.1", port=args.port, ready=ready))
     except ApiError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

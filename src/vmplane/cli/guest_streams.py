@@ -22,7 +22,7 @@ import aiohttp
 
 from vmplane.cli.client import ApiError, ClientConfig
 
-__all__ = ["ESCAPE", "console_session", "stream_path", "vnc_proxy"]
+__all__ = ["ESCAPE", "console_session", "local_proxy", "stdio_tunnel", "stream_path"]
 
 #: ``Ctrl-]``, virtctl's escape: it ends the console session and is never sent to the guest.
 ESCAPE = 0x1D
@@ -30,11 +30,13 @@ _SUBPROTOCOL = "plain.kubevirt.io"
 _CHUNK = 64 * 1024
 
 
-def stream_path(config: ClientConfig, name: str, channel: str) -> str:
-    """The URL of a VMI's ``console`` or ``vnc`` subresource."""
+def stream_path(
+    config: ClientConfig, name: str, channel: str, *, kind: str = "virtualmachineinstances"
+) -> str:
+    """The URL of a ``console``, ``vnc`` or ``portforward/PORT`` subresource of a VMI (or VM)."""
     return (
         f"{config.server}/apis/subresources.kubevirt.io/v1/namespaces/{config.namespace}"
-        f"/virtualmachineinstances/{name}/{channel}"
+        f"/{kind}/{name}/{channel}"
     )
 
 
@@ -101,10 +103,37 @@ async def _print_frames(
             flush()
 
 
-async def vnc_proxy(config: ClientConfig, name: str, *, port: int, ready: Callable[[int], None]) -> None:
-    """Serve the guest's VNC on ``127.0.0.1:port`` (0: any free port, passed to ``ready``) until cancelled."""
+async def stdio_tunnel(config: ClientConfig, url: str) -> None:
+    """Relay stdin and stdout to the stream at ``url`` until either ends (ssh's ProxyCommand)."""
+    loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno()
+    out = sys.stdout.buffer
     async with aiohttp.ClientSession() as session:
-        url = stream_path(config, name, "vnc")
+        ws = await _connect(session, config, url)
+        typed: asyncio.Queue[bytes] = asyncio.Queue()
+        loop.add_reader(fd, lambda: typed.put_nowait(os.read(fd, _CHUNK)))
+
+        async def forward() -> None:
+            while chunk := await typed.get():
+                await ws.send_bytes(chunk)
+            await asyncio.Event().wait()  # stdin ended: the answer may still be coming
+
+        sender = asyncio.create_task(forward())
+        try:
+            receiver = asyncio.create_task(_print_frames(ws, out.write, out.flush))
+            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.remove_reader(fd)
+            sender.cancel()
+            await ws.close()
+
+
+async def local_proxy(
+    config: ClientConfig, url: str, *, address: str, port: int, ready: Callable[[int], None]
+) -> None:
+    """Relay each connection to ``address:port`` (0: any free port, passed to ``ready``) to its own
+    stream at ``url``, until cancelled."""
+    async with aiohttp.ClientSession() as session:
 
         async def viewer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
@@ -132,7 +161,7 @@ async def vnc_proxy(config: ClientConfig, name: str, *, port: int, ready: Callab
             await ws.close()
             writer.close()
 
-        server = await asyncio.start_server(viewer, "127.0.0.1", port)
+        server = await asyncio.start_server(viewer, address, port)
         async with server:
             ready(server.sockets[0].getsockname()[1])
             await server.serve_forever()
