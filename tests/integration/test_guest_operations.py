@@ -179,3 +179,14 @@ def test_a_dry_run_pause_checks_and_changes_nothing(server: ApiServer) -> None:
 def test_an_unknown_guest_operation_is_not_found(server: ApiServer) -> None:
     status, _, _ = server.request("PUT", f"{SUBRESOURCES}/dry/explode")
     assert status == 404
+
+
+@pytest.mark.parametrize("query", ["guestosinfo", "userlist", "filesystemlist"])
+def test_guest_agent_queries_answer_as_upstream_without_an_agent(server: ApiServer, query: str) -> None:
+    _running_vm(server, "no-agent")
+    status, body, _ = server.request("GET", f"{SUBRESOURCES}/no-agent/{query}")
+    assert (status, body["reason"], body["message"]) == (
+        409,
+        "Conflict",
+        "VMI does not have guest agent connected",
+    )

@@ -10,6 +10,7 @@ from vmplane.api.guest_ops import (
     PAUSE_ANNOTATION,
     GuestAction,
     GuestOpRefusedError,
+    check_agent_query,
     check_request,
     done_annotations,
     pending_requests,
@@ -94,3 +95,11 @@ def test_a_one_shot_request_is_pending_until_its_token_is_done() -> None:
     assert pending_requests(done) == ()
     again = requested_annotations(done, GuestAction.RESET, token="t2")
     assert pending_requests(again) == (GuestAction.RESET,)
+
+
+def test_agent_queries_need_a_running_vmi_with_its_agent_connected() -> None:
+    with pytest.raises(GuestOpRefusedError, match="VMI is not running"):
+        check_agent_query(vmi("Scheduled"))
+    with pytest.raises(GuestOpRefusedError, match="VMI does not have guest agent connected"):
+        check_agent_query(vmi("Running"))
+    check_agent_query(vmi("Running", {"type": "AgentConnected", "status": "True"}))

@@ -23,12 +23,14 @@ from vmplane.api.vmi import VirtualMachineInstance, VMIPhase
 
 __all__ = [
     "AGENT_CONNECTED",
+    "AGENT_QUERIES",
     "PAUSED",
     "PAUSED_BY_USER",
     "PAUSE_ANNOTATION",
     "REQUEST_ANNOTATIONS",
     "GuestAction",
     "GuestOpRefusedError",
+    "check_agent_query",
     "check_request",
     "done_annotations",
     "is_paused",
@@ -111,6 +113,19 @@ def check_request(vmi: VirtualMachineInstance, action: GuestAction) -> None:
             raise GuestOpRefusedError(
                 409, "VMI neither have the agent connected nor the ACPI feature enabled"
             )
+
+
+#: The subresources upstream answers from the guest agent (``GET``).
+AGENT_QUERIES = frozenset({"guestosinfo", "userlist", "filesystemlist"})
+
+
+def check_agent_query(vmi: VirtualMachineInstance) -> None:
+    """Raise GuestOpRefusedError where upstream refuses a guest-agent query on ``vmi``."""
+    phase = vmi.status.phase if vmi.status is not None else None
+    if phase is not VMIPhase.RUNNING:
+        raise GuestOpRefusedError(409, "VMI is not running")
+    if not _agent_connected(vmi):
+        raise GuestOpRefusedError(409, "VMI does not have guest agent connected")
 
 
 def requested_annotations(

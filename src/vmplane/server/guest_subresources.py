@@ -1,9 +1,14 @@
-"""``PUT subresources.kubevirt.io/v1 .../virtualmachineinstances/{name}/{pause|unpause|reset|softreboot}``.
+"""``PUT subresources.kubevirt.io/v1 .../virtualmachineinstances/{name}/{pause|unpause|reset|softreboot}``,
+and ``GET .../{guestosinfo|userlist|filesystemlist}``.
 
 Each checks upstream's rules (``api.guest_ops``: a refusal is upstream's 409 or 403 with its message),
 then leaves the request on the VMI for its node agent and answers 202 at once, as start and stop do;
 the VMI's ``Paused`` condition (and the VM's ``printableStatus: Paused``) follow once the guest is.
 A body, if any, is upstream's ``PauseOptions``/``UnpauseOptions`` (``dryRun: ["All"]`` checks only).
+
+The guest-agent queries answer as upstream does when no agent is connected (409 ``VMI does not have
+guest agent connected``): vmplane adds no guest-agent channel yet, so no VMI reports ``AgentConnected``;
+one that claims it gets 501 rather than an answer made up.
 """
 
 from __future__ import annotations
@@ -13,7 +18,14 @@ from typing import Any
 
 from aiohttp import web
 
-from vmplane.api.guest_ops import GuestAction, GuestOpRefusedError, check_request, requested_annotations
+from vmplane.api.guest_ops import (
+    AGENT_QUERIES,
+    GuestAction,
+    GuestOpRefusedError,
+    check_agent_query,
+    check_request,
+    requested_annotations,
+)
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
 from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.server import decoders
@@ -66,6 +78,22 @@ class _GuestOperations:
             return web.Response(status=202)
         raise st.conflict(self._vmi_type, name)
 
+    async def query(self, request: web.Request) -> web.StreamResponse:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        if request.match_info["action"] not in AGENT_QUERIES:
+            raise st.path_not_found()
+        try:
+            raw = await self._ctx.store.get(VIRTUAL_MACHINE_INSTANCES, namespace, name)
+        except NotFoundError as err:
+            raise st.not_found(self._vmi_type, name) from err
+        try:
+            check_agent_query(VirtualMachineInstance.model_validate(raw))
+        except GuestOpRefusedError as err:
+            raise st.ApiError(code=err.code, reason=_REASONS[err.code], message=err.message) from err
+        raise st.ApiError(
+            code=501, reason="NotImplemented", message="vmplane does not query guest agents yet"
+        )
+
     async def _request(
         self, namespace: str, name: str, action: GuestAction, *, token: str, dry_run: bool
     ) -> None:
@@ -99,5 +127,8 @@ async def _json_body(request: web.Request) -> Any:
 
 
 def add_guest_operation_routes(app: web.Application, ctx: ApiContext) -> None:
-    """Route the guest operations (register before catch-alls)."""
-    app.router.add_route("PUT", GUEST_OPERATION_PATH, _GuestOperations(ctx).handle)
+    """Route the guest operations and agent queries (after the console and stream routes, whose GETs
+    share this path's shape, and before the catch-alls)."""
+    handlers = _GuestOperations(ctx)
+    app.router.add_route("PUT", GUEST_OPERATION_PATH, handlers.handle)
+    app.router.add_get(GUEST_OPERATION_PATH, handlers.query)
