@@ -208,3 +208,17 @@ def test_port_forward_stdio_tunnels_a_request_as_sshs_proxy_command_does(
     assert tunnel.returncode == 0, tunnel.stderr
     assert tunnel.stdout.startswith(b"HTTP/1.")
     assert tunnel.stdout.endswith(b"vmplane-guest\n")
+
+
+def test_soft_reboot_makes_the_guest_reboot_itself_in_the_same_vmi(
+    plane: Plane, console: ConsoleFollower
+) -> None:
+    cluster = plane.cluster()
+    vmi = cluster.get("virtualmachineinstances", NAME)
+    up = float(console.wait(lambda status: float(status["uptime"]) > 3.0, 60)["uptime"])
+
+    assert plane.vmplane("soft-reboot", "vm", NAME).returncode == 0
+    # Ctrl-Alt-Delete: the test guest's init (a shell script) leaves it to the kernel, which restarts.
+    console.wait(lambda status: float(status["uptime"]) < up, 2 * BOOT)
+    after = cluster.get("virtualmachineinstances", NAME)
+    assert (uid(after), after["status"]["phase"]) == (uid(vmi), "Running")
