@@ -7,7 +7,9 @@ Run as ``python guest/build.py --out guest/out``. It downloads Debian's stock ke
 
 * ``<out>/vmlinuz``: the Debian kernel, unchanged;
 * ``<out>/initrd.img``: a gzip'd cpio (newc) with busybox, the virtio modules and their dependencies,
-  and an ``/init`` that onlines hot-plugged CPUs and memory and prints a status line to the serial
+  and an ``/init`` that starts a shell on the serial port (for interactive consoles) and a web
+  server on port 80 of its first NIC (10.0.2.15, for port-forward), onlines
+  hot-plugged CPUs and memory and prints a status line to the serial
   console (see ``INIT_SCRIPT``);
 * ``<out>/cmdline``: the recommended kernel command line (``CMDLINE``).
 
@@ -47,6 +49,15 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 for m in $(cat /etc/modules.load); do insmod "/lib/modules/$m" || echo "VMPLANE-ERROR insmod $m"; done
+# The first NIC gets QEMU user networking's guest address, and a web server answers on port 80, so
+# that port-forward has a service to reach.
+ip link set lo up
+if ip link set eth0 up 2>/dev/null; then
+  ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2
+fi
+mkdir -p /www && echo "vmplane-guest" > /www/index.html && httpd -p 80 -h /www
+# A shell on the serial port for interactive consoles (respawned when it exits).
+(while true; do setsid sh -c 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1'; done) &
 echo "VMPLANE-BOOTED"
 last=""
 n=0

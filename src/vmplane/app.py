@@ -19,7 +19,7 @@ from aiohttp import web
 
 from vmplane import __version__
 from vmplane.agent.agent import NodeAgent
-from vmplane.agent.console import QemuConsoleLogs
+from vmplane.agent.console import QemuConsoleLogs, QemuGuestStreams
 from vmplane.agent.guestfs import GuestUser, default_guest_dir, guest_user, prepare_guest_dir
 from vmplane.agent.hypervisor import Hypervisor, OnChange
 from vmplane.agent.machine import HostPaths
@@ -38,7 +38,9 @@ from vmplane.metrics import FleetCollector, Metrics
 from vmplane.reconcile.events import EventRecorder
 from vmplane.server.console import ConsoleSource, add_console_routes
 from vmplane.server.context import ApiContext
+from vmplane.server.guest_subresources import add_guest_operation_routes
 from vmplane.server.registry import Registry
+from vmplane.server.streams import StreamBridge, add_stream_routes
 from vmplane.server.subresources import add_subresource_routes
 from vmplane.server.typed_kinds import typed_registry
 from vmplane.store.base import JsonObject, Store
@@ -186,6 +188,9 @@ class ControlPlane:
             host=host_facts(runtime_version=qemu_runtime_version() if qemu else f"simulated://{__version__}"),
         )
         self._console = console or (QemuConsoleLogs(options.machines_dir) if qemu else None)
+        driver = self.agent.hypervisor
+        forwarder = driver if isinstance(driver, QemuHypervisor) else None
+        self._streams = QemuGuestStreams(options.machines_dir, forwarder) if qemu else None
         self.kubevirt_status = KubeVirtStatusController(store=store, clock=clock)
 
     def _hypervisor(self, on_change: OnChange) -> Hypervisor:
@@ -215,7 +220,11 @@ class ControlPlane:
     def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
         """The ``subresources.kubevirt.io`` routes."""
         add_subresource_routes(app, ctx, self._cluster)
-        add_console_routes(app, ctx, self._console)
+        bridge = StreamBridge(ctx, self._streams) if self._streams is not None else None
+        add_console_routes(app, ctx, self._console, bridge)
+        if bridge is not None:
+            add_stream_routes(app, ctx, bridge)
+        add_guest_operation_routes(app, ctx)
 
     async def run(self) -> None:
         """Run the controllers, the scheduler and the node agent until cancelled."""

@@ -444,6 +444,23 @@ async def test_the_link_of_an_unknown_nic_is_refused(harness: Harness, machine: 
         await harness.hv.set_link(machine, "nothing", up=False)
 
 
+async def test_pause_and_resume_keep_the_machine_running_and_show_in_observe(
+    harness: Harness, machine: str
+) -> None:
+    await harness.hv.pause(machine)
+    paused = await harness.hv.observe(machine)
+    assert (paused.state, paused.paused) == (MachineState.RUNNING, True)
+    await harness.hv.resume(machine)
+    resumed = await harness.hv.observe(machine)
+    assert (resumed.state, resumed.paused) == (MachineState.RUNNING, False)
+
+
+async def test_guest_operations_on_an_unknown_machine_are_not_found(harness: Harness, machine: str) -> None:
+    for operation in (harness.hv.pause, harness.hv.resume, harness.hv.reset, harness.hv.soft_reboot):
+        with pytest.raises(MachineNotFoundError):
+            await operation("default_nothing")
+
+
 async def test_hotplugs_stop_when_the_spare_root_ports_run_out(harness: Harness, machine: str) -> None:
     disks = [DiskSpec(f"d{i}", harness.image(f"d{i}")) for i in range(4)]
     for disk in disks:

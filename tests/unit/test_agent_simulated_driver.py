@@ -194,3 +194,31 @@ async def test_a_new_driver_on_the_same_host_must_adopt_before_it_may_touch_a_ma
     second.kill("ns_vm")
     assert changes.names == ["ns_vm"]  # the closed driver hears nothing any more
     assert second.boot_of("ns_vm") == 1
+
+
+async def test_pause_and_resume_show_in_what_the_driver_observes() -> None:
+    hv, _ = await running()
+    await hv.pause(SPEC.name)
+    paused = await hv.observe(SPEC.name)
+    assert (paused.state, paused.paused) == (MachineState.RUNNING, True)
+    await hv.resume(SPEC.name)
+    assert not (await hv.observe(SPEC.name)).paused
+
+
+async def test_reset_reboots_the_guest_inside_the_same_machine_and_keeps_a_pause() -> None:
+    hv, _ = await running()
+    boot = hv.boot_of(SPEC.name)
+    await hv.pause(SPEC.name)
+    await hv.reset(SPEC.name)
+    assert (hv.boot_of(SPEC.name), hv.reboots_of(SPEC.name)) == (boot, 1)
+    assert (await hv.observe(SPEC.name)).paused
+
+
+async def test_a_paused_guest_cannot_soft_reboot_itself() -> None:
+    hv, _ = await running()
+    await hv.pause(SPEC.name)
+    with pytest.raises(HypervisorError, match="paused"):
+        await hv.soft_reboot(SPEC.name)
+    await hv.resume(SPEC.name)
+    await hv.soft_reboot(SPEC.name)
+    assert hv.reboots_of(SPEC.name) == 1

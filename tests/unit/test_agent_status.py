@@ -266,3 +266,17 @@ def test_phase_status_without_a_machine() -> None:
     status = phase_status(vmi(), VMIPhase.FAILED, reason="cannot start: no image", now=NOW)
     assert (status.phase, status.reason) == (VMIPhase.FAILED, "cannot start: no image")
     assert conditions(status) == {"Ready": ("False", "GuestNotRunning", None)}
+
+
+def test_a_paused_machine_is_running_with_the_paused_condition_until_it_resumes() -> None:
+    paused = derive(replace(OBSERVED, paused=True), phase=VMIPhase.RUNNING)
+    assert paused.phase is VMIPhase.RUNNING
+    assert conditions(paused)["Paused"] == ("True", "PausedByUser", "VMI was paused by user")
+    resumed = machine_status(
+        vmi(phase=VMIPhase.RUNNING, conditions=paused.conditions),
+        OBSERVED,
+        desired=DESIRED,
+        failures={},
+        now=LATER,
+    )
+    assert "Paused" not in conditions(resumed)

@@ -122,7 +122,7 @@ def test_accel_and_cpu_model(accel: str, cpu_model: str | None, expected: list[s
     assert option(argv, "-cpu") == expected
 
 
-def test_qemus_own_directory_holds_qmp_console_and_pidfile_and_guest_starts_paused() -> None:
+def test_qemus_own_directory_holds_qmp_serial_vnc_console_log_and_pidfile_and_guest_starts_paused() -> None:
     argv = build_argv(spec(name="ns/a,b"), run_dir=Path("/r,un"), accel="tcg", qemu_binary="/opt/qemu")
     assert argv[0] == "/opt/qemu"
     assert "-S" in argv
@@ -132,8 +132,10 @@ def test_qemus_own_directory_holds_qmp_console_and_pidfile_and_guest_starts_paus
     assert option(argv, "-name") == ["guest=ns/a,,b,debug-threads=on"]
     assert option(argv, "-chardev") == [
         "socket,id=qmp,path=/r,,un/qemu/qmp.sock,server=on,wait=off",
-        "file,id=console,path=/r,,un/qemu/console.log",
+        "socket,id=console,path=/r,,un/qemu/serial.sock,server=on,wait=off,"
+        "logfile=/r,,un/qemu/console.log,logappend=on",
     ]
+    assert option(argv, "-vnc") == ["unix:/r,,un/qemu/vnc.sock"]
     assert option(argv, "-mon") == ["chardev=qmp,mode=control"]
     assert option(argv, "-serial") == ["chardev:console"]
     assert option(argv, "-pidfile") == ["/r,un/qemu/qemu.pid"]

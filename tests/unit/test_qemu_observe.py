@@ -190,3 +190,9 @@ def test_backend_cleanup_after_device_deleted(device: str, cleanup: Any) -> None
 def test_run_dir_names_round_trip(name: str) -> None:
     assert "/" not in naming.run_dir_name(name)
     assert naming.machine_name_of(naming.run_dir_name(name)) == name
+
+
+def test_only_a_stop_requested_over_qmp_reads_as_paused() -> None:
+    assert observe(status={"status": "paused", "running": False}).paused
+    assert not observe(status={"status": "io-error", "running": False}).paused
+    assert not observe().paused

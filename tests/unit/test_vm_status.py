@@ -123,3 +123,10 @@ def test_status_of_unchanged_inputs_is_equal_so_nothing_is_written() -> None:
         vm(**first.to_wire()), Observation(running, empty_plan(running), False, "2027-01-01T00:00:00Z")
     )
     assert again == VirtualMachineStatus.model_validate(first.to_wire())
+
+
+def test_vm_whose_vmi_is_paused_prints_paused_and_mirrors_the_condition() -> None:
+    paused = vmi("Running", {"type": "Paused", "status": "True", "reason": "PausedByUser"})
+    status = derive_status(vm(), Observation(paused, empty_plan(paused), crash_loop=False, now=NOW))
+    assert status.printable_status is PrintableStatus.PAUSED
+    assert "Paused" in [c.type for c in status.conditions or ()]

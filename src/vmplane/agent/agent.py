@@ -31,6 +31,7 @@ from vmplane.agent.hypervisor import (
     ObservedMachine,
     OnChange,
 )
+from vmplane.agent.lifecycle import LifecyclePlan, lifecycle_plan, perform
 from vmplane.agent.machine import MachineSpecError, VolumeResolver, machine_name, machine_spec, vmi_key_of
 from vmplane.agent.node import (
     DEFAULT_HEARTBEAT_INTERVAL,
@@ -41,6 +42,7 @@ from vmplane.agent.node import (
 )
 from vmplane.agent.scheduling import Taint
 from vmplane.agent.status import FINAL_PHASES, failures_of, machine_status, phase_status, running_differences
+from vmplane.api.guest_ops import done_annotations
 from vmplane.api.ownership import MACHINE_FINALIZER  # held on every VMI until its machine is stopped
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
 from vmplane.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus, VMIPhase
@@ -261,6 +263,10 @@ class NodeAgent:
                 vmi = VirtualMachineInstance.model_validate(raw)
                 await self._perform(vmi, raw, machine, desired, pending, failures)
                 observed = await self._observe(machine) or observed
+        if (steps := lifecycle_plan(vmi.metadata.annotations or {}, observed)).steps:
+            raw = await self._operate(raw, machine, steps)
+            vmi = VirtualMachineInstance.model_validate(raw)
+            observed = await self._observe(machine) or observed
         differing = running_differences(desired, observed)
         self._failed[machine] = (
             vmi.metadata.uid or "",
@@ -269,6 +275,26 @@ class NodeAgent:
         await self._write(
             vmi, raw, machine_status(vmi, observed, desired=desired, failures=failures, now=self._now())
         )
+
+    async def _operate(self, raw: JsonObject, machine: str, plan: LifecyclePlan) -> JsonObject:
+        """Take the guest steps of ``plan``; its one-shot requests are marked done first (at most once)."""
+        if plan.taken:
+            annotations = done_annotations(raw["metadata"].get("annotations") or {}, plan.taken)
+            raw = await self._store.update(
+                VIRTUAL_MACHINE_INSTANCES,
+                {**raw, "metadata": {**raw["metadata"], "annotations": annotations}},
+            )
+        for step in plan.steps:
+            try:
+                await perform(self.hypervisor, machine, step)
+            except HypervisorError as err:
+                message = f"{step.value} failed: {err}"
+                await self._events.record(raw, type="Warning", reason="GuestOperationFailed", message=message)
+                return raw
+            await self._events.record(
+                raw, type="Normal", reason=step.value, message=f"The guest was {step.value.lower()}."
+            )
+        return raw
 
     async def _perform(
         self,

@@ -146,6 +146,8 @@ class ObservedMachine:
     nics: tuple[ObservedNic, ...] = ()
     reason: str = ""
     pending_unplugs: tuple[str, ...] = field(default=())
+    #: The vCPUs are stopped on request (QMP ``stop``); the machine is still Running, as upstream's VMI.
+    paused: bool = False
 
 
 class Hypervisor(Protocol):
@@ -185,6 +187,22 @@ class Hypervisor(Protocol):
 
     async def set_link(self, name: str, nic_name: str, *, up: bool) -> None:
         """Set an interface's link state."""
+        ...
+
+    async def pause(self, name: str) -> None:
+        """Stop the guest's vCPUs (QMP ``stop``); idempotent."""
+        ...
+
+    async def resume(self, name: str) -> None:
+        """Let a paused guest's vCPUs run again (QMP ``cont``); idempotent."""
+        ...
+
+    async def reset(self, name: str) -> None:
+        """Hard-reset the guest, as a reset button would (QMP ``system_reset``): same machine, new boot."""
+        ...
+
+    async def soft_reboot(self, name: str) -> None:
+        """Ask the guest to reboot itself: Ctrl-Alt-Delete on its keyboard (see ``agent.lifecycle``)."""
         ...
 
     async def observe(self, name: str) -> ObservedMachine:

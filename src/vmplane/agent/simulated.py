@@ -63,6 +63,9 @@ class _Machine:
     #: QEMU-style device id (``disk-<name>``, ``nic-<name>``) -> set once the guest releases it.
     unplugs: dict[str, asyncio.Event] = field(default_factory=dict)
     ignores_powerdown: bool = False
+    paused: bool = False
+    #: Guest reboots inside this machine (``reset``, ``soft_reboot``): the machine and its boot stay.
+    reboots: int = 0
 
     def observed(self, name: str) -> ObservedMachine:
         if self.state not in _LIVE:  # as QEMU: an ended machine reports only how it ended
@@ -79,6 +82,7 @@ class _Machine:
             disks=tuple(ObservedDisk(d.name, d.path, d.cdrom) for _, d in sorted(self.disks.items())),
             nics=tuple(ObservedNic(n.name, n.mac, n.link_up) for _, n in sorted(self.nics.items())),
             pending_unplugs=tuple(sorted(self.unplugs)),
+            paused=self.paused,
         )
 
     def remove(self, device: str) -> None:
@@ -195,6 +199,10 @@ class SimulatedHypervisor:
         """The boot number of a machine: it changes only if the machine was started again."""
         return self.host.get(name).boot
 
+    def reboots_of(self, name: str) -> int:
+        """How often the guest rebooted inside its machine (reset or soft reboot)."""
+        return self.host.get(name).reboots
+
     def _end(self, machine: _Machine, name: str, state: MachineState, reason: str) -> None:
         if machine.state not in _LIVE:
             return
@@ -278,6 +286,36 @@ class SimulatedHypervisor:
             await self._delay()
             reason = "stopped"
         self._end(machine, name, MachineState.STOPPED, reason)
+
+    async def pause(self, name: str) -> None:
+        """Stop the vCPUs after ``latency``."""
+        await self._set_paused(name, paused=True)
+
+    async def resume(self, name: str) -> None:
+        """Run the vCPUs again after ``latency``."""
+        await self._set_paused(name, paused=False)
+
+    async def _set_paused(self, name: str, *, paused: bool) -> None:
+        machine = self._running(name)
+        await self._delay()
+        machine.paused = paused
+        self.host.notify(name)
+
+    async def reset(self, name: str) -> None:
+        """A hard reset: the guest reboots inside the same machine (a pause survives it, as in QEMU)."""
+        machine = self._running(name)
+        await self._delay()
+        machine.reboots += 1
+        self.host.notify(name)
+
+    async def soft_reboot(self, name: str) -> None:
+        """The guest reboots itself; a paused guest cannot, as its vCPUs do not run."""
+        machine = self._running(name)
+        if machine.paused:
+            raise HypervisorError(f"{name} is paused: its guest cannot reboot itself")
+        await self._delay()
+        machine.reboots += 1
+        self.host.notify(name)
 
     async def adopt(self) -> list[str]:
         """Take over every machine on the host, running or ended; returns their names."""

@@ -22,6 +22,7 @@ from vmplane.agent.hotplug import (
     volume_field,
 )
 from vmplane.agent.hypervisor import MachineSpec, MachineState, ObservedMachine
+from vmplane.api.guest_ops import PAUSED, PAUSED_BY_USER
 from vmplane.api.meta import Condition
 from vmplane.api.quantity import Quantity
 from vmplane.api.vmi import (
@@ -57,7 +58,7 @@ _PHASES = {
 }
 _HOT = {CPU_FIELD: HOT_VCPU_CHANGE, MEMORY_FIELD: HOT_MEMORY_CHANGE}
 # Conditions derived here; any other (PodScheduled, ...) is kept as it is.
-_OWNED = frozenset({READY, HOT_VCPU_CHANGE, HOT_MEMORY_CHANGE, HOT_INTERFACE_CHANGE})
+_OWNED = frozenset({READY, PAUSED, HOT_VCPU_CHANGE, HOT_MEMORY_CHANGE, HOT_INTERFACE_CHANGE})
 
 
 def failures_of(status: VirtualMachineInstanceStatus | None) -> dict[str, str]:
@@ -96,6 +97,10 @@ def _conditions(
             message=observed.reason or observed.state.value,
         )
     ]
+    if running and observed.paused:
+        conditions.append(
+            Condition(type=PAUSED, status="True", reason=PAUSED_BY_USER, message="VMI was paused by user")
+        )
     for field, type_ in _HOT.items():
         if field in failures:
             conditions.append(

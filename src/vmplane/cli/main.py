@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "vmplane.cli.serve",
     "vmplane.cli.kubeconfig",
     "vmplane.cli.vm_commands",
+    "vmplane.cli.guest_commands",
+    "vmplane.cli.port_forward",
     "vmplane.cli.restarts",
     "vmplane.cli.console",
     "vmplane.cli.token",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vmplane.api.guest_ops import is_paused
 from vmplane.api.lifecycle import effective_run_strategy
 from vmplane.api.meta import Condition
 from vmplane.api.vm import PrintableStatus, VirtualMachine, VirtualMachineStatus
@@ -47,7 +48,7 @@ def _printable(vm: VirtualMachine, obs: Observation) -> PrintableStatus:
     status = vmi.status
     phase = status.phase if status is not None else None
     if phase is VMIPhase.RUNNING:
-        return PrintableStatus.RUNNING
+        return PrintableStatus.PAUSED if is_paused(vmi) else PrintableStatus.RUNNING
     if phase in (VMIPhase.SUCCEEDED, VMIPhase.FAILED):
         return PrintableStatus.CRASH_LOOP_BACK_OFF if obs.crash_loop else PrintableStatus.STOPPED
     scheduled = status.condition("PodScheduled") if status is not None else None

@@ -1,9 +1,10 @@
-"""``GET .../virtualmachineinstances/{name}/console``: a VMI's serial console log, read-only.
+"""``GET .../virtualmachineinstances/{name}/console``: a VMI's serial console, or its log.
 
-KubeVirt's ``console`` subresource is an interactive websocket; vmplane serves the log the guest's
-serial port wrote, as ``kubectl logs`` serves a container's: ``text/plain``, the whole log or its last
-``tailLines`` lines, and with ``follow=true`` a chunked stream of what the guest writes next until the
-VMI ends (is deleted, replaced by a new VMI, or reaches Succeeded/Failed) or the client goes away.
+A websocket request gets KubeVirt's interactive console (``server.streams``). Any other gets the
+log the guest's serial port wrote, as ``kubectl logs`` serves a container's: ``text/plain``, the
+whole log or its last ``tailLines`` lines, and with ``follow=true`` a chunked stream of what the
+guest writes next until the VMI ends (is deleted, replaced by a new VMI, or reaches
+Succeeded/Failed) or the client goes away.
 
 The log file is the node agent's (``ConsoleSource`` says where it is); growth is polled every
 ``POLL_INTERVAL`` seconds, as ``tail -f`` does where inotify is not at hand.
@@ -22,6 +23,7 @@ from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
 from vmplane.server import status as st
 from vmplane.server.context import ApiContext, query_bool
 from vmplane.server.registry import ResourceType
+from vmplane.server.streams import StreamBridge, wants_websocket
 from vmplane.store.base import JsonObject, NotFoundError
 
 __all__ = ["CONSOLE_PATH", "ConsoleSource", "add_console_routes"]
@@ -75,9 +77,10 @@ def _tail_lines(request: web.Request) -> int | None:
 
 
 class _Console:
-    def __init__(self, ctx: ApiContext, source: ConsoleSource | None) -> None:
+    def __init__(self, ctx: ApiContext, source: ConsoleSource | None, bridge: StreamBridge | None) -> None:
         self._ctx = ctx
         self._source = source
+        self._bridge = bridge
         vmi_type = ctx.registry.lookup("kubevirt.io", "v1", "virtualmachineinstances")
         assert vmi_type is not None
         self._vmi_type: ResourceType = vmi_type
@@ -89,6 +92,8 @@ class _Console:
             return None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self._bridge is not None and wants_websocket(request):
+            return await self._bridge.handle(request, "serial")  # upstream's interactive console
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         vmi = await self._vmi(namespace, name)
         if vmi is None:
@@ -152,6 +157,9 @@ class _Console:
         return response
 
 
-def add_console_routes(app: web.Application, ctx: ApiContext, source: ConsoleSource | None) -> None:
-    """Route ``GET .../virtualmachineinstances/{name}/console`` (register before catch-alls)."""
-    app.router.add_get(CONSOLE_PATH, _Console(ctx, source).handle)
+def add_console_routes(
+    app: web.Application, ctx: ApiContext, source: ConsoleSource | None, bridge: StreamBridge | None = None
+) -> None:
+    """Route ``GET .../virtualmachineinstances/{name}/console`` (register before catch-alls): the log,
+    or with ``Upgrade: websocket`` and a ``bridge``, the interactive serial console."""
+    app.router.add_get(CONSOLE_PATH, _Console(ctx, source, bridge).handle)

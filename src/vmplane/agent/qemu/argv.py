@@ -252,13 +252,17 @@ def build_argv(
         "-no-user-config",
         "-display",
         "none",
+        "-vnc",
+        f"unix:{_opt(files['vnc'])}",
         "-S",
         "-chardev",
         f"socket,id=qmp,path={_opt(files['qmp'])},server=on,wait=off",
         "-mon",
         "chardev=qmp,mode=control",
         "-chardev",
-        f"file,id=console,path={_opt(files['console'])}",
+        # A socket the agent bridges to interactive consoles; the log keeps everything the guest wrote.
+        f"socket,id=console,path={_opt(files['serial'])},server=on,wait=off,"
+        f"logfile={_opt(files['console'])},logappend=on",
         "-serial",
         "chardev:console",
         "-pidfile",

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -420,6 +421,66 @@ class QemuHypervisor:
             except ExecuteError as err:
                 raise HypervisorError(f"{name}: set_link {nic_name} refused: {err}") from err
             machine.set_link_record(nic_name, up)
+
+    # -- guest lifecycle -------------------------------------------------------------------------
+
+    async def _lifecycle(self, name: str, command: str, arguments: dict[str, object] | None = None) -> None:
+        machine = self._running(name)
+        async with machine.lock:
+            try:
+                await machine.execute(command, arguments)
+            except ExecuteError as err:
+                raise HypervisorError(f"{name}: {command} refused: {err}") from err
+
+    async def pause(self, name: str) -> None:
+        await self._lifecycle(name, "stop")
+
+    async def resume(self, name: str) -> None:
+        await self._lifecycle(name, "cont")
+
+    async def reset(self, name: str) -> None:
+        await self._lifecycle(name, "system_reset")
+
+    async def soft_reboot(self, name: str) -> None:
+        # Ctrl-Alt-Delete on the guest's keyboard: an init reboots cleanly, and a kernel whose init
+        # has not claimed the keys (C_A_D on, the test guest's case) restarts at once.
+        keys = [{"type": "qcode", "data": k} for k in ("ctrl", "alt", "delete")]
+        await self._lifecycle(name, "send-key", {"keys": keys})
+
+    # -- port forwarding -------------------------------------------------------------------------
+
+    async def forward_port(self, name: str, port: int) -> tuple[str, int]:
+        """Forward a fresh 127.0.0.1 port to ``port`` of the guest's first NIC; returns (netdev, host port).
+
+        QEMU 7.2's user networking forwards only from host TCP ports (no unix ``hostfwd``), so the
+        forward lives on the loopback interface for as long as one connection uses it.
+        """
+        if not 1 <= port <= 65535:
+            raise HypervisorError(f"port: {port} is not a TCP port")
+        machine = self._running(name)
+        nics = machine.record.spec.nics
+        if not nics:
+            raise HypervisorError(f"{name} has no network interface to forward a port to")
+        netdev = naming.netdev_id(nics[0].name)
+        with socket.socket() as probe:  # a free loopback port; QEMU binds it a moment later
+            probe.bind(("127.0.0.1", 0))
+            host_port = int(probe.getsockname()[1])
+        await self._monitor(machine, f"hostfwd_add {netdev} tcp:127.0.0.1:{host_port}-:{port}")
+        return netdev, host_port
+
+    async def unforward_port(self, name: str, netdev: str, host_port: int) -> None:
+        """Remove a forward ``forward_port`` made (nothing if the machine is gone)."""
+        machine = self._machines.get(name)
+        if machine is not None and machine.state is None:
+            with contextlib.suppress(HypervisorError, QmpUnavailableError):
+                await self._monitor(machine, f"hostfwd_remove {netdev} tcp:127.0.0.1:{host_port}")
+
+    async def _monitor(self, machine: QemuMachine, command: str) -> None:
+        # hostfwd_add/remove exist only as monitor commands; they answer an error as text.
+        async with machine.lock:
+            answer = await machine.execute("human-monitor-command", {"command-line": command})
+        if str(answer or "").strip():
+            raise HypervisorError(f"{machine.name}: {command.split()[0]} refused: {str(answer).strip()}")
 
     # -- observation -----------------------------------------------------------------------------
 

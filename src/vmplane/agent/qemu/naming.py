@@ -41,6 +41,9 @@ __all__ = [
 QEMU_DIR = "qemu"
 QMP_SOCKET = "qmp.sock"
 CONSOLE_LOG = "console.log"
+#: The serial port's socket (what the guest writes also goes to the log) and the VNC server's.
+SERIAL_SOCKET = "serial.sock"
+VNC_SOCKET = "vnc.sock"
 PIDFILE = "qemu.pid"
 MACHINE_RECORD = "machine.json"
 STDERR_LOG = "qemu.stderr"
@@ -136,6 +139,8 @@ def run_files(run_dir: Path) -> dict[str, Path]:
         "qemu": qemu,
         "qmp": qemu / QMP_SOCKET,
         "console": qemu / CONSOLE_LOG,
+        "serial": qemu / SERIAL_SOCKET,
+        "vnc": qemu / VNC_SOCKET,
         "pidfile": qemu / PIDFILE,
         "record": run_dir / MACHINE_RECORD,
         "stderr": run_dir / STDERR_LOG,

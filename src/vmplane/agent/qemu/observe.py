@@ -108,6 +108,7 @@ def observed_machine(
         disks=_disks(block, peripherals),
         nics=_nics(peripherals, macs, links),
         pending_unplugs=tuple(sorted(pending_unplugs)),
+        paused=status["status"] == "paused",
     )
 
 
