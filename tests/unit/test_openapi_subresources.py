@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import json
 
-from vmplane.server import console, subresources
+from vmplane.api.guest_ops import AGENT_QUERIES, GuestAction
+from vmplane.server import console, streams, subresources
 from vmplane.server.kinds import default_registry
 from vmplane.server.openapi import OpenApiDocs
 from vmplane.server.openapi_subresources import GROUP_VERSION_PATH, SUBRESOURCES
 
 DOCS = OpenApiDocs(default_registry())
 VM_ACTIONS = {sub.action for sub in SUBRESOURCES if sub.resource == "virtualmachines"}
+VMI_ACTIONS = {sub.action for sub in SUBRESOURCES if sub.resource == "virtualmachineinstances"}
 
 
 def test_the_table_lists_every_routed_subresource() -> None:
     assert set(subresources._ACTIONS) == VM_ACTIONS
     assert console.CONSOLE_PATH in {sub.path for sub in SUBRESOURCES}
+    assert streams.VNC_PATH in {sub.path for sub in SUBRESOURCES}
+
+
+def test_the_table_lists_every_guest_operation_and_agent_query() -> None:
+    assert {a.value for a in GuestAction} | AGENT_QUERIES | {"console", "vnc"} == VMI_ACTIONS
 
 
 def test_openapi_v2_has_each_subresource_operation() -> None:
@@ -45,7 +52,7 @@ def test_openapi_v3_has_a_document_for_the_subresources_group() -> None:
         for m, op in item.items()
         if m != "parameters"
     }
-    assert operations == {"v1Start", "v1Stop", "v1Restart", "v1Revert", "v1Console"}
+    assert operations == {sub.operation_id for sub in SUBRESOURCES}
     start = document["paths"][
         "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachines/{name}/start"
     ]

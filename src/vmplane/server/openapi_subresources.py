@@ -2,8 +2,9 @@
 
 KubeVirt's virt-api documents its subresources (``v1Start``, ``v1Console``, ...) beside the kinds; a
 client generated from the document, or a user reading it, finds there what vmplane serves. This is
-the table of those paths; a unit test holds it to the routes :mod:`vmplane.server.subresources` and
-:mod:`vmplane.server.console` register.
+the table of those paths; a unit test holds it to the routes :mod:`vmplane.server.subresources`,
+:mod:`vmplane.server.console`, :mod:`vmplane.server.streams` and :mod:`vmplane.server.guest_subresources`
+register. Port-forward (``portforward/{port}``) is a websocket per port, listed by neither.
 """
 
 from __future__ import annotations
@@ -78,9 +79,64 @@ SUBRESOURCES: Final = (
         "console",
         "get",
         "v1Console",
-        "The serial console log of the specified VirtualMachineInstance, read-only (KubeVirt's console is "
-        "an interactive websocket).",
+        "The serial console of the specified VirtualMachineInstance: an interactive websocket "
+        "(subprotocol plain.kubevirt.io), or its log as text for a plain GET.",
         200,
+    ),
+    Subresource(
+        "virtualmachineinstances",
+        "vnc",
+        "get",
+        "v1VNC",
+        "Open a websocket to the VirtualMachineInstance's VNC display (RFB, subprotocol plain.kubevirt.io).",
+        200,
+    ),
+    Subresource(
+        "virtualmachineinstances",
+        "pause",
+        "put",
+        "v1Pause",
+        "Pause the VirtualMachineInstance's vCPUs; its condition Paused is set once the guest is paused.",
+        202,
+    ),
+    Subresource(
+        "virtualmachineinstances",
+        "unpause",
+        "put",
+        "v1Unpause",
+        "Resume a paused VirtualMachineInstance.",
+        202,
+    ),
+    Subresource(
+        "virtualmachineinstances",
+        "reset",
+        "put",
+        "v1Reset",
+        "Hard-reset the VirtualMachineInstance's guest, keeping the same VirtualMachineInstance.",
+        202,
+    ),
+    Subresource(
+        "virtualmachineinstances",
+        "softreboot",
+        "put",
+        "v1SoftReboot",
+        "Ask the VirtualMachineInstance's guest to reboot itself (ctrl-alt-delete without a guest agent).",
+        202,
+    ),
+    *(
+        Subresource(
+            "virtualmachineinstances",
+            query,
+            "get",
+            operation_id,
+            f"The {what} the guest agent reports; 409 while no guest agent is connected.",
+            200,
+        )
+        for query, operation_id, what in (
+            ("guestosinfo", "v1Guestosinfo", "guest operating system information"),
+            ("userlist", "v1Userlist", "users logged in to the guest"),
+            ("filesystemlist", "v1Filesystemlist", "guest file systems"),
+        )
     ),
 )
 
