@@ -13,8 +13,9 @@ decided write (its revision and body) goes to ``store.sqlite_writer``'s thread, 
 writes together, one fsync per batch, off the loop. A write is acknowledged, and published to
 watches, only once its batch is durable. Until then a later write of the same object is decided
 against it (``_pending``), while reads see only committed objects, on a read-only connection of
-their own (WAL readers never wait for the writer). The file is locked for one store at a time by an
-``flock`` on ``<file>-lock``.
+their own (WAL readers never wait for the writer); a read first waits for the writes decided
+before it (of its object, for ``get``), so it is linearizable, as etcd's reads are. The file is
+locked for one store at a time by an ``flock`` on ``<file>-lock``.
 
 The file, its WAL and shared-memory index are 0600 (tightened if older ones were wider): the store
 holds every object, cloud-init userData included. SQLite gives the WAL and index the database file's
@@ -94,6 +95,7 @@ class SqliteStore:
         self._decided = self._revision
         self._compacted: int = first - 1 if first is not None else 0
         self._pending: dict[tuple[str, str, str], Write] = {}
+        self._last_write: Write | None = None
         self._writer = GroupCommitter(
             writer,
             history=history,
@@ -146,6 +148,11 @@ class SqliteStore:
         """Return the object or raise NotFoundError."""
         self._live()
         key = semantics.ObjectKey(namespace, name)
+        pending = self._pending.get((resource, *key))
+        if pending is not None:
+            # Linearizable, as an etcd read: a write of this object decided before the read is
+            # waited for, so a read-modify-write after it does not conflict with it.
+            await asyncio.wait([pending.done])
         body = self._stored_body(resource, key)
         if body is None:
             raise NotFoundError(f"{resource} {_describe(*key)} not found")
@@ -154,6 +161,9 @@ class SqliteStore:
     async def list(self, resource: str, namespace: str | None = None) -> ListResult:
         """All objects of a resource (in one namespace, or all when None), ordered by namespace/name."""
         db = self._live()
+        last = self._last_write
+        if last is not None and not last.done.done():
+            await asyncio.wait([last.done])  # every write decided before the list (commits are in order)
         # One read transaction, so that the revision is the one the rows are as of (a batch may be
         # committed and not yet published: the rows then include it, and so does the revision).
         db.execute("BEGIN")
@@ -293,6 +303,7 @@ class SqliteStore:
             done=asyncio.get_running_loop().create_future(),
         )
         self._pending[(resource, *key)] = write
+        self._last_write = write
         self._writer.submit(write)
         await write.done
         return change.object
