@@ -217,7 +217,7 @@ class SqliteStore:
         if change is None:
             pending = self._pending.get((resource, *key))
             if pending is not None:
-                await pending.done  # what is returned must be durable, as any acknowledged write
+                await asyncio.wait([pending.done])  # what is returned must be durable, as any write
             return old
         return await self._commit(resource, key, change)
 
