@@ -51,11 +51,13 @@ MB = 1024 * 1024
 WHY = (
     ("vm added", "client: the create"),
     ("vm metadata,spec", "client: the PATCH (generation +1)"),
+    ("vm status.conditions ", "VM controller: mirrors a VMI condition (HotVCPUChange) on or off"),
     ("vm status", "VM controller: VM status follows the VMI (printableStatus, conditions, generations)"),
     ("controllerrevision added", "VM controller: the revision of the template the VMI runs"),
     ("vmi added", "VM controller: the VMI of a running VM"),
     ("vmi metadata,spec", "VM controller: the live change into the VMI spec"),
     ("vmi status.conditions,status.nodeName", "scheduler: the VMI bound to a node"),
+    ("vmi status.conditions ", "node agent: the hotplug in flight (HotVCPUChange True)"),
     ("vmi status", "node agent: the VMI status from the hypervisor"),
     ("event SuccessfulCreate", "VM controller: event for the VMI it created"),
     ("event Scheduled", "scheduler: event for the binding"),
@@ -63,11 +65,14 @@ WHY = (
     ("event LiveUpdate", "VM controller: event for a change going live"),
     ("event HotplugApplied", "node agent: event for the hotplug done, with its time"),
     ("kubevirt", "client: the strategy flip, and the KubeVirt status"),
+    ("lease", "node agent: the Node's Lease (its heartbeat; hourly in this bench)"),
+    ("node", "node agent: the Node's status"),
 )
 
 
 def why(label: str) -> str:
-    return next((reason for prefix, reason in WHY if label.startswith(prefix)), "(unexplained)")
+    # A prefix ending in a space matches that label exactly (only those parts changed).
+    return next((reason for prefix, reason in WHY if f"{label} ".startswith(prefix)), "(unexplained)")
 
 
 def vm_manifest(name: str, max_sockets: int) -> dict[str, Any]:
