@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,15 +34,18 @@ from vmplane.controller.kubevirt_status import KubeVirtStatusController
 from vmplane.controller.manager import ControllerManager
 from vmplane.controller.vm import cluster_configuration
 from vmplane.demo import install_demo
+from vmplane.metrics import FleetCollector, Metrics
 from vmplane.reconcile.events import EventRecorder
-from vmplane.server.console import add_console_routes
+from vmplane.server.console import ConsoleSource, add_console_routes
 from vmplane.server.context import ApiContext
 from vmplane.server.registry import Registry
 from vmplane.server.subresources import add_subresource_routes
 from vmplane.server.typed_kinds import typed_registry
 from vmplane.store.base import JsonObject, Store
+from vmplane.store.etcd import EtcdStore
+from vmplane.store.etcd_client import EtcdConfig, parse_store_url
 
-__all__ = ["ControlPlane", "PlaneOptions"]
+__all__ = ["ControlPlane", "PlaneOptions", "StoreOpener", "store_opener"]
 
 
 def utc_now() -> datetime:
@@ -62,6 +65,7 @@ class PlaneOptions:
     ``node_status_interval``: seconds between renewals of the Node's heartbeat.
     ``simulated_latency``: seconds each request to the simulated hypervisor takes (0 for scale
     benchmarks, where the control plane's own cost is what is measured).
+    ``window_poll_interval``: the longest maintenance windows go without looking at the clock.
     """
 
     data_dir: Path
@@ -75,6 +79,7 @@ class PlaneOptions:
     demo_guest: Path | None = None
     guest_dir: Path | None = None
     simulated_latency: float = 0.01
+    window_poll_interval: float = 30.0
 
     @property
     def guest_root(self) -> Path:
@@ -135,8 +140,10 @@ class ControlPlane:
         *,
         clock: Callable[[], datetime] = utc_now,
         hypervisor: Callable[[OnChange], Hypervisor] | None = None,
+        console: ConsoleSource | None = None,
     ) -> None:
-        """``hypervisor`` overrides the driver ``options`` choose (tests inject failures through it).
+        """``hypervisor`` overrides the driver ``options`` choose (tests inject failures through it);
+        ``console`` where console logs are read (default: QEMU's, none for simulated guests).
 
         With the QEMU driver this resolves who QEMU runs as and prepares the guest directory, raising
         ``guestfs.GuestSetupError`` (one line saying what to do) if either is impossible.
@@ -155,6 +162,7 @@ class ControlPlane:
             events=self._events,
             clock=clock,
             crash_backoff=options.crash_backoff,
+            window_poll_interval=options.window_poll_interval,
             namespaced_resources=tuple(r.store_resource for r in self.registry if r.namespaced),
         )
         self._cluster.manager = self.manager
@@ -180,7 +188,7 @@ class ControlPlane:
             heartbeat_interval=options.node_status_interval,
             host=host_facts(runtime_version=qemu_runtime_version() if qemu else f"simulated://{__version__}"),
         )
-        self._console = QemuConsoleLogs(options.machines_dir) if qemu else None
+        self._console = console or (QemuConsoleLogs(options.machines_dir) if qemu else None)
         self.kubevirt_status = KubeVirtStatusController(store=store, clock=clock)
 
     def _hypervisor(self, on_change: OnChange) -> Hypervisor:
@@ -192,6 +200,20 @@ class ControlPlane:
             on_change=on_change,
             user=self._user,
         )
+
+    def instrument(self, metrics: Metrics) -> None:
+        """Report every work queue, the agent's hotplugs and the fleet (read from caches) to ``metrics``."""
+        for controller in (
+            self.manager.controller,
+            self.manager.namespace_controller,
+            self.manager.garbage_collector.controller,
+            self.scheduler.controller,
+            self.agent.controller,
+            self.kubevirt_status.controller,
+        ):
+            controller.queue.observer = metrics.queue(controller.name)
+        self.agent.on_hotplug = metrics.hotplug
+        metrics.register(FleetCollector(vms=self.manager.vms.list, vmis=self.manager.vmis.list))
 
     def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
         """The ``subresources.kubevirt.io`` routes."""
@@ -217,3 +239,35 @@ class ControlPlane:
             await self.agent.stop()
             await self.scheduler.stop()
             await self.manager.stop()
+
+
+StoreOpener = Callable[[Path], Awaitable[Store]]
+
+
+def store_opener(
+    url: str | None,
+    *,
+    etcd_cafile: Path | None = None,
+    etcd_certfile: Path | None = None,
+    etcd_keyfile: Path | None = None,
+) -> StoreOpener | None:
+    """The backend ``--store`` names: None for the embedded SQLite store in the data directory,
+    EtcdStore for ``etcd://HOST:PORT[,HOST:PORT...]`` (optionally over client TLS).
+
+    Raises ValueError naming the flag when the URL or the TLS files do not fit together.
+    """
+    tls = (etcd_cafile, etcd_certfile, etcd_keyfile)
+    if url is None:
+        if any(path is not None for path in tls):
+            raise ValueError("--etcd-cafile/--etcd-certfile/--etcd-keyfile need --store etcd://...")
+        return None
+    if (etcd_certfile is None) != (etcd_keyfile is None):
+        raise ValueError("--etcd-certfile and --etcd-keyfile go together")
+    config = EtcdConfig(
+        parse_store_url(url), cafile=etcd_cafile, certfile=etcd_certfile, keyfile=etcd_keyfile
+    )
+
+    async def open_etcd(data_dir: Path) -> Store:
+        return await EtcdStore.open(config)
+
+    return open_etcd

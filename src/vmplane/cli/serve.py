@@ -10,12 +10,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from vmplane.agent.guestfs import GuestSetupError
 from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL
 from vmplane.app import ControlPlane, PlaneOptions
+from vmplane.cli.store_flags import add_store_flags, opener_from
 from vmplane.server.app import ListenAddress, run_server
 from vmplane.server.connections import ConnectionLimits
 from vmplane.server.context import ServerSettings
+from vmplane.store.base import StoreError
 
 __all__ = ["default_data_dir", "register"]
 
@@ -31,7 +35,8 @@ def register(subparsers: Any) -> None:
         "serve",
         help="run the API server",
         description="Run the control plane on this host: the Kubernetes-compatible API (HTTPS), the VM "
-        "controller, the scheduler and the node agent, on the embedded SQLite store in DATA_DIR. It "
+        "controller, the scheduler and the node agent, on the embedded SQLite store in DATA_DIR (or an "
+        "etcd cluster, --store). It "
         "prints the kubeconfig path for kubectl once it is ready.",
     )
     parser.add_argument("--data-dir", type=Path, default=None, help="state directory (default: %(default)s)")
@@ -129,6 +134,7 @@ def register(subparsers: Any) -> None:
         default=settings.watch_buffer_bytes,
         help="unread bytes after which a slow watcher is closed (default: %(default)s)",
     )
+    add_store_flags(parser)
     parser.set_defaults(func=_serve)
 
 
@@ -141,6 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         listen = ListenAddress.parse(args.listen)
         labels = dict(_label(text) for text in args.node_label)
+        open_store = opener_from(args)
     except ValueError as err:
         print(f"vmplane serve: {err}", file=sys.stderr)
         return 2
@@ -161,6 +168,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     def ready(path: Path) -> None:
         print(f"kubeconfig: {path}", flush=True)
+        server, token = _server_and_token(path)
+        print(f"console: {server}/ui/", flush=True)
+        # The demo is for a first look on one's own machine: hand over the admin token to sign in
+        # with; otherwise say where it is rather than print a secret into a log.
+        if args.demo is not None:
+            print(f"console token (admin): {token}", flush=True)
+        else:
+            print(f"console token: `vmplane kubeconfig` prints it (or {data_dir / 'token'})", flush=True)
 
     try:
         asyncio.run(
@@ -172,6 +187,7 @@ def _serve(args: argparse.Namespace) -> int:
                 tls_key=args.tls_key,
                 on_ready=ready,
                 settings=ServerSettings(watch_buffer_bytes=args.watch_buffer_bytes),
+                open_store=open_store,
                 limits=ConnectionLimits(
                     header_timeout=args.header_timeout,
                     idle_timeout=args.idle_timeout,
@@ -179,10 +195,16 @@ def _serve(args: argparse.Namespace) -> int:
                 ),
             )
         )
-    except (OSError, ValueError, GuestSetupError) as err:
+    except (OSError, ValueError, GuestSetupError, StoreError) as err:
         print(f"vmplane serve: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _server_and_token(kubeconfig: Path) -> tuple[str, str]:
+    """The server URL and the token of the kubeconfig ``serve`` wrote."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    return str(config["clusters"][0]["cluster"]["server"]), str(config["users"][0]["user"]["token"])
 
 
 def _label(text: str) -> tuple[str, str]:

@@ -48,7 +48,11 @@ from vmplane.store.base import (
 from vmplane.store.sqlite_writer import Batch, GroupCommitter, Write, transaction
 from vmplane.store.watching import DEFAULT_HISTORY_BYTES, LogEntry, LogPage, WatchHub, page_of, stream
 
-__all__ = ["DEFAULT_HISTORY", "DEFAULT_HISTORY_BYTES", "SqliteStore"]
+__all__ = ["DEFAULT_HISTORY", "DEFAULT_HISTORY_BYTES", "SqliteStore", "WriteObserver"]
+
+#: Told each write transaction's seconds (under group commit, one per batch of writes): the whole
+#: transaction, and its COMMIT (where the WAL is fsynced).
+WriteObserver = Callable[[float, float], None]
 
 DEFAULT_HISTORY = 100_000
 
@@ -82,10 +86,12 @@ class SqliteStore:
         clock: Callable[[], datetime],
         history: int,
         history_bytes: int = DEFAULT_HISTORY_BYTES,
+        observe_write: WriteObserver | None = None,
     ) -> None:
         """Wrap initialised connections and the held lock file descriptor; use ``open`` instead."""
         self._db = reader
         self._lock = lock
+        self._observe_write = observe_write
         self._clock = clock
         self._hub = WatchHub()
         self._closed = False
@@ -112,13 +118,15 @@ class SqliteStore:
         clock: Callable[[], datetime] | None = None,
         history: int = DEFAULT_HISTORY,
         history_bytes: int = DEFAULT_HISTORY_BYTES,
+        observe_write: WriteObserver | None = None,
     ) -> SqliteStore:
         """Open (creating if needed) the store file at ``path``; a plain call, nothing to await.
 
         ``clock`` gives creation and deletion timestamps (default: the system clock in UTC).
         ``history`` is how many of the latest changes stay replayable by ``watch``; older ones are
         compacted away in batches; so are the oldest once the log's bodies exceed ``history_bytes``
-        (the latest change always stays). The file is locked for this process until ``close``: a second
+        (the latest change always stays). ``observe_write`` is told each transaction's durations
+        (metrics). The file is locked for this process until ``close``: a second
         opener, in this process or another, gets StoreError rather than a diverging revision.
         """
         if history < 1:
@@ -141,8 +149,15 @@ class SqliteStore:
             os.close(lock)
             raise
         _tighten(path)
-        clock = clock or _utc_now
-        return cls(reader, writer, lock, clock=clock, history=history, history_bytes=history_bytes)
+        return cls(
+            reader,
+            writer,
+            lock,
+            clock=clock or _utc_now,
+            history=history,
+            history_bytes=history_bytes,
+            observe_write=observe_write,
+        )
 
     async def get(self, resource: str, namespace: str, name: str) -> JsonObject:
         """Return the object or raise NotFoundError."""
@@ -319,6 +334,8 @@ class SqliteStore:
             if not write.done.done():
                 write.done.set_result(None)
         self._compacted = max(self._compacted, batch.compacted)
+        if self._observe_write is not None:
+            self._observe_write(batch.seconds, batch.commit_seconds)
 
     def _on_failed(self, writes: Sequence[Write], error: BaseException, commit_failed: bool) -> None:
         if commit_failed:

@@ -22,6 +22,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,10 +55,13 @@ class Write:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Writes committed together, and the log's compaction point after them."""
+    """Writes committed together, the log's compaction point after them, and the seconds the
+    transaction took in all and in its COMMIT (the fsync)."""
 
     writes: list[Write]
     compacted: int
+    seconds: float
+    commit_seconds: float
 
 
 class _Marker:
@@ -140,15 +144,17 @@ class GroupCommitter:
             if refused and refusing is not None:
                 self._deliver(refused, self._failed, refused, refusing, False)
             if writes:
+                started = time.perf_counter()
                 try:
-                    compacted, log_bytes = self._commit(writes)
+                    compacted, log_bytes, commit_seconds = self._commit(writes)
                 except sqlite3.Error as err:
                     refusing = err
                     self._deliver(writes, self._failed, writes, err, True)
                 else:
                     self.commits += 1
                     self._compacted, self._log_bytes = compacted, log_bytes
-                    self._deliver(writes, self._committed, Batch(writes, compacted))
+                    seconds = time.perf_counter() - started
+                    self._deliver(writes, self._committed, Batch(writes, compacted, seconds, commit_seconds))
         self._db.close()
 
     @staticmethod
@@ -157,9 +163,11 @@ class GroupCommitter:
         with contextlib.suppress(RuntimeError):
             writes[0].done.get_loop().call_soon_threadsafe(callback, *args)
 
-    def _commit(self, writes: list[Write]) -> tuple[int, int]:
+    def _commit(self, writes: list[Write]) -> tuple[int, int, float]:
+        """Write the batch in one transaction: the compaction point, the log's size, COMMIT seconds."""
         db = self._db
-        with transaction(db):
+        commit: list[float] = []
+        with transaction(db, commit.append):
             for write in writes:
                 key = (write.resource, write.namespace, write.name)
                 if write.type == "DELETED":
@@ -170,7 +178,8 @@ class GroupCommitter:
                 "INSERT INTO events (revision, resource, namespace, type, body) VALUES (?, ?, ?, ?, ?)",
                 [(w.revision, w.resource, w.namespace, w.type, w.body) for w in writes],
             )
-            return self._compact(db, writes[-1].revision, sum(len(w.body) for w in writes))
+            compacted, log_bytes = self._compact(db, writes[-1].revision, sum(len(w.body) for w in writes))
+        return compacted, log_bytes, sum(commit)
 
     def _compact(self, db: sqlite3.Connection, revision: int, added: int) -> tuple[int, int]:
         compact_to = self._compacted
@@ -204,13 +213,16 @@ class GroupCommitter:
 
 
 @contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+def transaction(db: sqlite3.Connection, on_commit: Callable[[float], None] | None = None) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; ``on_commit`` is told the COMMIT's seconds."""
     # IMMEDIATE takes the write lock at BEGIN, so a locked file fails before any work is done.
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
+        started = time.perf_counter()
         db.execute("COMMIT")
+        if on_commit is not None:
+            on_commit(time.perf_counter() - started)
     except BaseException:
         # A failed COMMIT (disk full, I/O error) may leave the transaction open; close it so the
         # next write can begin.
