@@ -65,6 +65,8 @@ class PlaneOptions:
     ``host_disk_dirs``: where ``hostDisk`` paths may point (default ``<guest_dir>/hostdisks``).
     ``demo_guest``: a built test guest to install as an image, creating the demo VM (``--demo``).
     ``node_status_interval``: seconds between renewals of the Node's heartbeat.
+    ``simulated_latency``: seconds each request to the simulated hypervisor takes (0 for scale
+    benchmarks, where the control plane's own cost is what is measured).
     ``window_poll_interval``: the longest maintenance windows go without looking at the clock.
     """
 
@@ -78,6 +80,7 @@ class PlaneOptions:
     host_disk_dirs: tuple[Path, ...] = ()
     demo_guest: Path | None = None
     guest_dir: Path | None = None
+    simulated_latency: float = 0.01
     window_poll_interval: float = 30.0
 
     @property
@@ -195,7 +198,7 @@ class ControlPlane:
 
     def _hypervisor(self, on_change: OnChange) -> Hypervisor:
         if self._options.hypervisor == "simulated":
-            return SimulatedHypervisor(on_change=on_change, latency=0.01)
+            return SimulatedHypervisor(on_change=on_change, latency=self._options.simulated_latency)
         return QemuHypervisor(
             base_dir=self._options.machines_dir,
             accel=self._options.accel,

@@ -135,8 +135,15 @@ class Harness:
         assert vmi is not None
         return vmi
 
-    async def events(self, reason: str) -> list[JsonObject]:
-        return [e for e in (await self.store.list(EVENTS, NS)).items if e["reason"] == reason]
+    async def events(self, reason: str, *, at_least: int = 1) -> list[JsonObject]:
+        """The events with ``reason`` once there are ``at_least`` (or all there are at DEADLINE): an
+        event is its own write after the change it reports, so it may land a commit later."""
+        deadline = asyncio.get_running_loop().time() + DEADLINE
+        while True:
+            found = [e for e in (await self.store.list(EVENTS, NS)).items if e["reason"] == reason]
+            if len(found) >= at_least or asyncio.get_running_loop().time() > deadline:
+                return found
+            await asyncio.sleep(0.01)
 
 
 @pytest_asyncio.fixture
@@ -329,7 +336,7 @@ async def test_cpu_and_memory_changes_reach_the_guest_and_the_status(harness: Ha
     assert (observed.sockets, observed.memory_bytes) == (3, 2 << 30)
     assert str(status_of(vmi).memory.guest_at_boot) == "1Gi"  # type: ignore[union-attr]
     assert set(seen_in_flight) == {"HotVCPUChange", "HotMemoryChange"}
-    applied = sorted(e["message"].split(":")[0] for e in await harness.events("HotplugApplied"))
+    applied = sorted(e["message"].split(":")[0] for e in await harness.events("HotplugApplied", at_least=2))
     assert applied == ["domain.cpu.sockets", "domain.memory.guest"]
 
 
@@ -428,7 +435,7 @@ async def test_refused_hotplugs_are_reported_as_the_planner_reads_them(harness: 
         "domain.devices.interfaces[name=blue]",
     }
     assert failed["domain.cpu.sockets"].observed == 1
-    assert len(await harness.events("HotplugFailed")) == 4
+    assert len(await harness.events("HotplugFailed", at_least=4)) == 4
 
     # Never retried for the same target: allow CPU hotplug again, make the agent act on another
     # change, and the failed CPU change is still neither applied nor retried.

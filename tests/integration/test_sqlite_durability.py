@@ -8,6 +8,7 @@ behind), and then checks the file.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -189,5 +190,98 @@ async def test_reopen_after_close_keeps_objects_revision_and_history(tmp_path: P
         assert (await store.create(RESOURCE, {"metadata": {"name": "c"}}))["metadata"][
             "resourceVersion"
         ] == "4"
+    finally:
+        await store.close()
+
+
+# Many writers at once, so that writes queue up while a commit is in flight and are committed
+# together: the kill lands inside and between batches.
+BURST_WRITERS = 32
+BURST = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from vmplane.store.sqlite import SqliteStore
+
+    async def writer(store, round_, index):
+        step = 0
+        while True:
+            name = f"b{round_}-{index}-{step}"
+            thing = {"metadata": {"name": name, "namespace": "ns"}, "spec": {"n": step}}
+            made = await store.create("things", thing)
+            print(made["metadata"]["resourceVersion"], name, step, flush=True)
+            step += 1
+
+    async def main(path, round_, writers):
+        store = SqliteStore.open(Path(path))
+        await asyncio.gather(*(writer(store, round_, i) for i in range(writers)))
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    """
+)
+
+
+def _burst_until_killed(path: Path, round_: int, delay: float) -> list[Ack]:
+    acks: list[Ack] = []
+    command = [sys.executable, "-c", BURST, str(path), str(round_), str(BURST_WRITERS)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as writer:
+        assert writer.stdout is not None
+        try:
+            for line in writer.stdout:
+                if not line.endswith("\n"):
+                    break
+                revision, name, step = line.split()
+                acks.append(Ack(int(revision), name, int(step)))
+                if len(acks) == ACKS_BEFORE_KILL:
+                    time.sleep(delay)
+                    os.kill(writer.pid, signal.SIGKILL)
+        finally:
+            writer.kill()
+    assert writer.returncode == -signal.SIGKILL
+    assert len(acks) >= ACKS_BEFORE_KILL, "the writer died before it was killed"
+    return acks
+
+
+@pytest.fixture(scope="module")
+def burst(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
+    """Rounds of concurrent creates (committed in batches), each ended by SIGKILL."""
+    result = Outcome(tmp_path_factory.mktemp("burst") / "store.db")
+    for round_, delay in enumerate(KILL_DELAYS):
+        result.acks += _burst_until_killed(result.path, round_, delay)
+    return result
+
+
+async def test_every_write_acknowledged_in_a_batched_burst_survives_kill_9(burst: Outcome) -> None:
+    with sqlite3.connect(burst.path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    db.close()
+    store = SqliteStore.open(burst.path)
+    try:
+        stored = {item["metadata"]["name"]: item for item in (await store.list(RESOURCE, "ns")).items}
+        head = await store.current_revision()
+        replayed = []
+        async for event in store.watch(RESOURCE, since=0):
+            replayed.append(event)
+            if event.resource_version == head:
+                break
+    finally:
+        await store.close()
+    for ack in burst.acks:
+        assert stored[ack.name]["spec"] == {"n": ack.step}
+        assert stored[ack.name]["metadata"]["resourceVersion"] == str(ack.revision)
+    # Nothing torn: the log is dense, and every object is the last change the log holds for it.
+    assert [event.resource_version for event in replayed] == list(range(1, head + 1))
+    last = {event.object["metadata"]["name"]: event.object for event in replayed}
+    assert last == stored
+
+
+async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "store.db")
+    try:
+        await asyncio.gather(
+            *(store.create(RESOURCE, {"metadata": {"name": f"t{i}"}, "spec": {"n": i}}) for i in range(200))
+        )
+        assert store.commits < 200
+        assert await store.current_revision() == 200
     finally:
         await store.close()

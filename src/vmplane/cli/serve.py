@@ -58,6 +58,13 @@ def register(subparsers: Any) -> None:
         help="run guests in QEMU (default) or in a simulated hypervisor",
     )
     parser.add_argument(
+        "--simulated-latency",
+        type=float,
+        default=0.01,
+        metavar="SECONDS",
+        help="how long each request to the simulated hypervisor takes (default: %(default)s)",
+    )
+    parser.add_argument(
         "--accel",
         default="auto",
         choices=["auto", "kvm", "tcg"],
@@ -156,6 +163,7 @@ def _serve(args: argparse.Namespace) -> int:
         host_disk_dirs=tuple(args.host_disk_dir),
         demo_guest=args.demo.resolve() if args.demo is not None else None,
         guest_dir=args.guest_dir,
+        simulated_latency=args.simulated_latency,
     )
 
     def ready(path: Path) -> None:

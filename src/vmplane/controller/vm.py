@@ -11,6 +11,7 @@ and acts on that, asks the pure planner what to do, writes the live changes into
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -68,6 +69,11 @@ def cluster_configuration(kubevirts: Informer) -> KubeVirtConfiguration:
     return KubeVirt.model_validate(chosen).spec.configuration
 
 
+def _later(vm: VirtualMachine) -> bool:
+    """Whether the VM's spec changed since it was created (so older boot snapshots may exist)."""
+    return (vm.metadata.generation or 1) > 1
+
+
 def _phase(vmi: VirtualMachineInstance | None) -> VMIPhase | None:
     return vmi.status.phase if vmi is not None and vmi.status is not None else None
 
@@ -106,9 +112,13 @@ class VMReconciler:
         vm = VirtualMachine.model_validate(raw_vm)
         raw_vmi, occupied = await self._claim(vm, raw_vmi)
         vmi = VirtualMachineInstance.model_validate(raw_vmi) if raw_vmi is not None else None
-        result, decision = await self._run(vm, raw_vmi, vmi, occupied=occupied)
+        result, decision, started = await self._run(vm, vmi, occupied=occupied)
         if decision.action is RunAction.ORPHAN:
             return result  # the VM is going: no rollout, no status
+        if started is not None:
+            # The status written below already reports the VMI just created, rather than a second
+            # write doing so once the VMI cache has seen it.
+            raw_vmi, vmi = started, VirtualMachineInstance.model_validate(started)
         config = cluster_configuration(self._kubevirts)
         rollout = await self._rollout(vm, vmi, config)
         await self._report_pending(vm, rollout)
@@ -187,16 +197,16 @@ class VMReconciler:
     async def _run(
         self,
         vm: VirtualMachine,
-        raw_vmi: JsonObject | None,
         vmi: VirtualMachineInstance | None,
         *,
         occupied: bool,
-    ) -> tuple[Result, RunDecision]:
-        """Start, stop or replace the VMI as ``run_strategy.decide`` says.
+    ) -> tuple[Result, RunDecision, JsonObject | None]:
+        """Start, stop or replace the VMI as ``run_strategy.decide`` says; the VMI it created, if any.
 
         ``occupied``: a VMI this VM does not control has its name, so a start waits for it to go.
         """
         decision = decide(vm, vmi, self._run_config, self._clock())
+        started = None
         # ORPHAN: the garbage collector drops the VM's references from its dependents and then the
         # finalizer; the VMI is left running, so there is nothing to do here.
         if decision.action is RunAction.START and occupied:
@@ -209,17 +219,18 @@ class VMReconciler:
                 "controlled by this VirtualMachine",
             )
         elif decision.action is RunAction.START:
-            await self._start(vm, cluster_configuration(self._kubevirts))
+            started = await self._start(vm, cluster_configuration(self._kubevirts))
         elif decision.action is RunAction.DELETE_VMI and vmi is not None:
             if decision.failure_message is not None:
                 await self._events.record(
                     vmi.to_wire(), type="Warning", reason="VMIFailed", message=decision.failure_message
                 )
             await self._delete_vmi(vmi)
-        return Result(requeue_after=decision.requeue_after), decision
+        return Result(requeue_after=decision.requeue_after), decision, started
 
-    async def _start(self, vm: VirtualMachine, config: KubeVirtConfiguration) -> None:
-        """Store the boot snapshot, drop older ones, and create the VMI from the effective spec."""
+    async def _start(self, vm: VirtualMachine, config: KubeVirtConfiguration) -> JsonObject | None:
+        """Store the boot snapshot, drop older ones, and create the VMI from the effective spec (returned;
+        None if an earlier reconcile created it)."""
         effective = effective_spec(vm.spec.template.spec, config)
         revision, vmi = boot_objects(vm, effective)
         namespace = vm.metadata.namespace or ""
@@ -227,7 +238,10 @@ class VMReconciler:
             await self._store.create(CONTROLLER_REVISIONS, revision)
         assert vm.metadata.uid is not None
         prefix = revision_prefix(vm.metadata.uid)
-        for old in (await self._store.list(CONTROLLER_REVISIONS, namespace)).items:
+        # Snapshots are named by generation, so at generation 1 there is no older one: no list of
+        # every revision in the namespace for each first start (quadratic over a fleet).
+        olders = (await self._store.list(CONTROLLER_REVISIONS, namespace)).items if _later(vm) else []
+        for old in olders:
             old_name = old["metadata"]["name"]
             if old_name.startswith(prefix) and old_name != revision["metadata"]["name"]:
                 with contextlib.suppress(NotFoundError):
@@ -235,7 +249,7 @@ class VMReconciler:
         try:
             created = await self._store.create(VIRTUAL_MACHINE_INSTANCES, vmi)
         except AlreadyExistsError:
-            return  # created by an earlier reconcile the VMI cache has not seen yet
+            return None  # created by an earlier reconcile the VMI cache has not seen yet
         await self._events.record(
             vm.to_wire(),
             type="Normal",
@@ -243,6 +257,7 @@ class VMReconciler:
             message="Started the virtual machine by creating the new virtual machine instance "
             + created["metadata"]["name"],
         )
+        return created
 
     async def _delete_vmi(self, vmi: VirtualMachineInstance, *, resource_version: str | None = None) -> None:
         if vmi.metadata.deletion_timestamp:
@@ -284,6 +299,9 @@ class VMReconciler:
                     message=f"{vm_path(change.path)}: {change.running!r} -> {change.desired!r} "
                     f"({change.kind.value})",
                 )
+            # Written into the VMI: nothing is left to apply, so this reconcile's VM status already
+            # observes the generation (one status write per change, not a second one to say so).
+            return dataclasses.replace(result, live=())
         return result
 
     async def _report_pending(self, vm: VirtualMachine, rollout: Plan | None) -> None:

@@ -7,10 +7,15 @@ The rules for what a write means live in ``store.semantics``; the watch fan-out 
 ``store.watching``. Written by hand because no maintained library offers Kubernetes
 resourceVersion/watch semantics over SQLite.
 
-Concurrency: one connection, used only from the event loop's thread, and no method awaits between
-its first and last statement, so each operation is atomic with respect to other coroutines: the
-event loop is the lock. The price is that a commit's fsync blocks the loop for its duration, which
-suits the small, infrequent writes of a one-host control plane (several hosts use etcd).
+Concurrency: two connections. Writes are decided on the event loop, with no await between reading the
+current object and handing the write over, so the event loop is the lock that orders them; the
+decided write (its revision and body) goes to ``store.sqlite_writer``'s thread, which commits waiting
+writes together, one fsync per batch, off the loop. A write is acknowledged, and published to
+watches, only once its batch is durable. Until then a later write of the same object is decided
+against it (``_pending``), while reads see only committed objects, on a read-only connection of
+their own (WAL readers never wait for the writer); a read first waits for the writes decided
+before it (of its object, for ``get``), so it is linearizable, as etcd's reads are. The file is
+locked for one store at a time by an ``flock`` on ``<file>-lock``.
 
 The file, its WAL and shared-memory index are 0600 (tightened if older ones were wider): the store
 holds every object, cloud-init userData included. SQLite gives the WAL and index the database file's
@@ -19,13 +24,13 @@ mode, so creating that 0600 before SQLite opens it covers them from their first 
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import json
 import os
 import sqlite3
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -33,22 +38,23 @@ from typing import Literal
 from vmplane.store import semantics
 from vmplane.store.base import (
     AlreadyExistsError,
+    ExpiredError,
     JsonObject,
     ListResult,
     NotFoundError,
     StoreError,
     WatchEvent,
 )
+from vmplane.store.sqlite_writer import Batch, GroupCommitter, Write, transaction
 from vmplane.store.watching import DEFAULT_HISTORY_BYTES, LogEntry, LogPage, WatchHub, page_of, stream
 
 __all__ = ["DEFAULT_HISTORY", "DEFAULT_HISTORY_BYTES", "SqliteStore", "WriteObserver"]
 
-#: Told each write's seconds: the whole transaction, and its COMMIT (where the WAL is fsynced).
+#: Told each write transaction's seconds (under group commit, one per batch of writes): the whole
+#: transaction, and its COMMIT (where the WAL is fsynced).
 WriteObserver = Callable[[float, float], None]
 
 DEFAULT_HISTORY = 100_000
-# Compaction deletes old log rows in batches of up to this many, so that most writes pay nothing.
-_MAX_COMPACTION_BATCH = 1_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -73,27 +79,36 @@ class SqliteStore:
 
     def __init__(
         self,
-        connection: sqlite3.Connection,
+        reader: sqlite3.Connection,
+        writer: sqlite3.Connection,
+        lock: int,
         *,
         clock: Callable[[], datetime],
         history: int,
         history_bytes: int = DEFAULT_HISTORY_BYTES,
         observe_write: WriteObserver | None = None,
     ) -> None:
-        """Wrap an initialised connection; use ``open`` instead."""
-        self._db = connection
+        """Wrap initialised connections and the held lock file descriptor; use ``open`` instead."""
+        self._db = reader
+        self._lock = lock
         self._observe_write = observe_write
         self._clock = clock
-        self._history = history
-        self._history_bytes = history_bytes
-        (logged,) = connection.execute("SELECT COALESCE(SUM(length(body)), 0) FROM events").fetchone()
-        self._log_bytes: int = logged
-        self._batch = max(1, min(_MAX_COMPACTION_BATCH, history // 10))
         self._hub = WatchHub()
         self._closed = False
-        first, last = connection.execute("SELECT MIN(revision), MAX(revision) FROM events").fetchone()
+        first, last = reader.execute("SELECT MIN(revision), MAX(revision) FROM events").fetchone()
+        # _revision: the latest durable, published write; _decided: the latest handed to the writer.
         self._revision: int = last or 0
+        self._decided = self._revision
         self._compacted: int = first - 1 if first is not None else 0
+        self._pending: dict[tuple[str, str, str], Write] = {}
+        self._last_write: Write | None = None
+        self._writer = GroupCommitter(
+            writer,
+            history=history,
+            history_bytes=history_bytes,
+            committed=self._on_committed,
+            failed=self._on_failed,
+        )
 
     @classmethod
     def open(
@@ -110,46 +125,34 @@ class SqliteStore:
         ``clock`` gives creation and deletion timestamps (default: the system clock in UTC).
         ``history`` is how many of the latest changes stay replayable by ``watch``; older ones are
         compacted away in batches; so are the oldest once the log's bodies exceed ``history_bytes``
-        (the latest change always stays). ``observe_write`` is told each write's durations (metrics).
-        The file is locked for this process until ``close``: a second
+        (the latest change always stays). ``observe_write`` is told each transaction's durations
+        (metrics). The file is locked for this process until ``close``: a second
         opener, in this process or another, gets StoreError rather than a diverging revision.
         """
         if history < 1:
             raise ValueError("history must keep at least one change")
+        # The lock comes first: opening and closing the store file itself (as _make_private does)
+        # would drop the POSIX locks a live store in this process holds on it.
+        lock = _lock(path)
         try:
             _make_private(path)
+            writer = _connect(path, writer=True)
+            try:
+                reader = _connect(path, writer=False)
+            except BaseException:
+                writer.close()
+                raise
         except OSError as err:
+            os.close(lock)
             raise StoreError(f"cannot open store {path}: {err}") from err
-        try:
-            # Autocommit mode (isolation_level=None): transactions are explicit, see _transaction.
-            # timeout=0: a locked file is an error at once, not after a wait.
-            db = sqlite3.connect(path, isolation_level=None, timeout=0)
-        except sqlite3.Error as err:
-            raise StoreError(f"cannot open store {path}: {err}") from err
-        try:
-            # Hold the file lock for the connection's lifetime: the revision counter is cached in
-            # memory, so two writers on one file would hand out the same resourceVersion.
-            db.execute("PRAGMA locking_mode=EXCLUSIVE")
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode != "wal":
-                raise StoreError(f"cannot use WAL journal for {path} (got {mode!r})")
-            # FULL, not NORMAL: in WAL mode NORMAL already survives kill -9 (the WAL is in the OS
-            # page cache), but an acknowledged write could still vanish on power loss or an OS
-            # crash. A control plane tells clients "stored" and acts on it, so every commit fsyncs
-            # the WAL, as etcd fsyncs each write; writes are small and rare enough to afford it.
-            db.execute("PRAGMA synchronous=FULL")
-            with _transaction(db):  # takes the exclusive lock now, not at the first write
-                for statement in _schema():  # not executescript: it would COMMIT first
-                    db.execute(statement)
-        except sqlite3.Error as err:
-            db.close()
-            raise StoreError(f"cannot open store {path}: {err}") from err
-        except StoreError:
-            db.close()
+        except BaseException:
+            os.close(lock)
             raise
         _tighten(path)
         return cls(
-            db,
+            reader,
+            writer,
+            lock,
             clock=clock or _utc_now,
             history=history,
             history_bytes=history_bytes,
@@ -159,60 +162,79 @@ class SqliteStore:
     async def get(self, resource: str, namespace: str, name: str) -> JsonObject:
         """Return the object or raise NotFoundError."""
         self._live()
-        return self._existing(resource, semantics.ObjectKey(namespace, name))
+        key = semantics.ObjectKey(namespace, name)
+        pending = self._pending.get((resource, *key))
+        if pending is not None:
+            # Linearizable, as an etcd read: a write of this object decided before the read is
+            # waited for, so a read-modify-write after it does not conflict with it.
+            await asyncio.wait([pending.done])
+        body = self._stored_body(resource, key)
+        if body is None:
+            raise NotFoundError(f"{resource} {_describe(*key)} not found")
+        return _decode(body)
 
     async def list(self, resource: str, namespace: str | None = None) -> ListResult:
         """All objects of a resource (in one namespace, or all when None), ordered by namespace/name."""
         db = self._live()
-        if namespace is None:
-            rows = db.execute(
-                "SELECT body FROM objects WHERE resource = ? ORDER BY namespace, name", (resource,)
-            )
-        else:
-            rows = db.execute(
-                "SELECT body FROM objects WHERE resource = ? AND namespace = ? ORDER BY name",
-                (resource, namespace),
-            )
+        last = self._last_write
+        if last is not None and not last.done.done():
+            await asyncio.wait([last.done])  # every write decided before the list (commits are in order)
+        # One read transaction, so that the revision is the one the rows are as of (a batch may be
+        # committed and not yet published: the rows then include it, and so does the revision).
+        db.execute("BEGIN")
+        try:
+            if namespace is None:
+                rows = db.execute(
+                    "SELECT body FROM objects WHERE resource = ? ORDER BY namespace, name", (resource,)
+                ).fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT body FROM objects WHERE resource = ? AND namespace = ? ORDER BY name",
+                    (resource, namespace),
+                ).fetchall()
+            (revision,) = db.execute("SELECT MAX(revision) FROM events").fetchone()
+        finally:
+            db.execute("COMMIT")
         # Decoded in one go with the cyclic GC paused: see semantics.decode_list for why.
         items = semantics.decode_list([body for (body,) in rows])
-        return ListResult(items, self._revision)
+        return ListResult(items, max(revision or 0, self._revision))
 
     async def create(self, resource: str, obj: JsonObject) -> JsonObject:
         """Store a new object, setting uid, resourceVersion, generation 1 and creationTimestamp."""
         key, request = semantics.decode_request(obj)
-        db = self._live()
-        if self._body(resource, key) is not None:
+        self._live()
+        if self._latest_body(resource, key) is not None:
             raise AlreadyExistsError(f"{resource} {_describe(*key)} already exists")
-        revision = self._revision + 1
+        revision = self._decided + 1
         stored = semantics.created(request, revision=revision, uid=str(uuid.uuid4()), now=self._clock())
-        self._commit(db, resource, key, semantics.Change("ADDED", stored))
-        return stored
+        return await self._commit(resource, key, semantics.Change("ADDED", stored))
 
     async def update(
         self, resource: str, obj: JsonObject, *, subresource: Literal["", "status"] = ""
     ) -> JsonObject:
         """Replace an object; see ``Store.update`` for the resourceVersion, status and finalizer rules."""
         key, request = semantics.decode_request(obj)
-        db = self._live()
-        old = self._existing(resource, key)
-        change = semantics.updated(old, request, revision=self._revision + 1, subresource=subresource)
-        self._commit(db, resource, key, change)
-        return change.object
+        self._live()
+        old = self._latest(resource, key)
+        change = semantics.updated(old, request, revision=self._decided + 1, subresource=subresource)
+        return await self._commit(resource, key, change)
 
     async def delete(
         self, resource: str, namespace: str, name: str, *, resource_version: int | None = None
     ) -> JsonObject:
         """Delete an object, or mark it with a deletionTimestamp while it has finalizers."""
-        db = self._live()
+        self._live()
         key = semantics.ObjectKey(namespace, name)
-        old = self._existing(resource, key)
+        old = self._latest(resource, key)
         change = semantics.deleted(
-            old, expected=resource_version, revision=self._revision + 1, now=self._clock()
+            old, expected=resource_version, revision=self._decided + 1, now=self._clock()
         )
         if change is None:
+            pending = self._pending.get((resource, *key))
+            if pending is not None:
+                await asyncio.wait([pending.done])  # what is returned must be durable, as any write
             return old
-        self._commit(db, resource, key, change)
-        return change.object
+        return await self._commit(resource, key, change)
 
     def watch(
         self, resource: str, namespace: str | None = None, *, since: int, progress: bool = False
@@ -244,104 +266,91 @@ class SqliteStore:
         return self._revision
 
     async def close(self) -> None:
-        """End every open watch and close the file; safe to call twice."""
+        """Commit the writes handed over, end every open watch and close the file; safe to call twice."""
         if not self._closed:
             self._closed = True
+            self._writer.stop()
+            await asyncio.to_thread(self._writer.join)
+            await asyncio.sleep(0)  # the last batches' acknowledgements, queued before the join ended
             self._hub.close()
             self._db.close()
+            os.close(self._lock)
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed since open, each one fsync: fewer than writes when they queued up."""
+        return self._writer.commits
 
     def _live(self) -> sqlite3.Connection:
         if self._closed:
             raise StoreError("store is closed")
         return self._db
 
-    def _body(self, resource: str, key: semantics.ObjectKey) -> str | None:
+    def _stored_body(self, resource: str, key: semantics.ObjectKey) -> str | None:
         row = self._db.execute(
             "SELECT body FROM objects WHERE resource = ? AND namespace = ? AND name = ?",
             (resource, key.namespace, key.name),
         ).fetchone()
         return None if row is None else str(row[0])
 
-    def _existing(self, resource: str, key: semantics.ObjectKey) -> JsonObject:
-        body = self._body(resource, key)
+    def _latest_body(self, resource: str, key: semantics.ObjectKey) -> str | None:
+        """The object as the next write must see it: with the writes not yet committed."""
+        pending = self._pending.get((resource, *key))
+        if pending is not None:
+            return None if pending.type == "DELETED" else pending.body
+        return self._stored_body(resource, key)
+
+    def _latest(self, resource: str, key: semantics.ObjectKey) -> JsonObject:
+        body = self._latest_body(resource, key)
         if body is None:
             raise NotFoundError(f"{resource} {_describe(*key)} not found")
         return _decode(body)
 
-    def _commit(
-        self, db: sqlite3.Connection, resource: str, key: semantics.ObjectKey, change: semantics.Change
-    ) -> None:
-        revision = self._revision + 1
-        body = semantics.encode(change.object)
-        started = time.perf_counter()
-        commits: list[float] = []
-        try:
-            compact_to, log_bytes = self._write(db, resource, key, change, revision, body, commits.append)
-        except sqlite3.Error as err:
-            raise StoreError(f"write to {resource} {_describe(*key)} failed: {err}") from err
-        if self._observe_write is not None:
-            self._observe_write(time.perf_counter() - started, sum(commits))
-        # Only after COMMIT returned: a failed write leaves the counters and watches untouched.
-        self._revision = revision
-        self._compacted = compact_to
-        self._log_bytes = log_bytes
-        self._hub.publish(LogEntry(revision, change.type, resource, key.namespace, body))
-
-    def _write(
-        self,
-        db: sqlite3.Connection,
-        resource: str,
-        key: semantics.ObjectKey,
-        change: semantics.Change,
-        revision: int,
-        body: str,
-        on_commit: Callable[[float], None],
-    ) -> tuple[int, int]:
-        with _transaction(db, on_commit):
-            if change.type == "DELETED":
-                db.execute(
-                    "DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?",
-                    (resource, key.namespace, key.name),
-                )
-            else:
-                db.execute(
-                    "INSERT OR REPLACE INTO objects (resource, namespace, name, body) VALUES (?, ?, ?, ?)",
-                    (resource, key.namespace, key.name, body),
-                )
-            db.execute(
-                "INSERT INTO events (revision, resource, namespace, type, body) VALUES (?, ?, ?, ?, ?)",
-                (revision, resource, key.namespace, change.type, body),
-            )
-            compact_to = self._compacted
-            log_bytes = self._log_bytes + len(body)
-            if revision - self._compacted >= self._history + self._batch:
-                compact_to = revision - self._history
-            if log_bytes > self._history_bytes:
-                compact_to = max(compact_to, self._size_cut(db, log_bytes, revision))
-            if compact_to > self._compacted:
-                (removed,) = db.execute(
-                    "SELECT COALESCE(SUM(length(body)), 0) FROM events WHERE revision <= ?",
-                    (compact_to,),
-                ).fetchone()
-                db.execute("DELETE FROM events WHERE revision <= ?", (compact_to,))
-                log_bytes -= removed
-        return compact_to, log_bytes
-
-    def _size_cut(self, db: sqlite3.Connection, log_bytes: int, revision: int) -> int:
-        """The revision to compact to so that the log holds at most 90% of ``history_bytes``
-        (a batch, so that the next writes pay nothing), keeping at least ``revision`` itself."""
-        excess = log_bytes - self._history_bytes * 9 // 10
-        cut = self._compacted
-        rows = db.execute(
-            "SELECT revision, length(body) FROM events WHERE revision < ? ORDER BY revision",
-            (revision,),
+    async def _commit(self, resource: str, key: semantics.ObjectKey, change: semantics.Change) -> JsonObject:
+        self._decided += 1
+        write = Write(
+            revision=self._decided,
+            resource=resource,
+            namespace=key.namespace,
+            name=key.name,
+            type=change.type,
+            body=semantics.encode(change.object),
+            done=asyncio.get_running_loop().create_future(),
         )
-        for row_revision, size in rows:
-            if excess <= 0:
-                break
-            excess -= size
-            cut = row_revision
-        return cut
+        self._pending[(resource, *key)] = write
+        self._last_write = write
+        self._writer.submit(write)
+        await write.done
+        return change.object
+
+    def _on_committed(self, batch: Batch) -> None:
+        for write in batch.writes:
+            key = (write.resource, write.namespace, write.name)
+            if self._pending.get(key) is write:
+                del self._pending[key]
+            self._revision = write.revision
+            entry = LogEntry(write.revision, write.type, write.resource, write.namespace, write.body)
+            self._hub.publish(entry)
+            if not write.done.done():
+                write.done.set_result(None)
+        self._compacted = max(self._compacted, batch.compacted)
+        if self._observe_write is not None:
+            self._observe_write(batch.seconds, batch.commit_seconds)
+
+    def _on_failed(self, writes: Sequence[Write], error: BaseException, commit_failed: bool) -> None:
+        if commit_failed:
+            # Everything still pending was decided on top of the failed batch: back to the last
+            # commit, and the writer refuses what was handed over until it sees the reset.
+            self._decided = self._revision
+            self._pending.clear()
+            self._writer.reset()
+        for write in writes:
+            if not write.done.done():
+                failure = StoreError(
+                    f"write to {write.resource} {_describe(write.namespace, write.name)} failed: {error}"
+                )
+                failure.__cause__ = error
+                write.done.set_exception(failure)
 
     def _read_log(self, resource: str, namespace: str | None, after: int, upto: int, limit: int) -> LogPage:
         query = "SELECT revision, type, namespace, body FROM events WHERE revision > ? AND revision <= ?"
@@ -350,26 +359,69 @@ class SqliteStore:
         if namespace is not None:
             query += " AND namespace = ?"
             args += (namespace,)
-        rows = self._live().execute(query + " ORDER BY revision LIMIT ?", (*args, limit))
+        db = self._live()
+        # The writer thread compacts concurrently: whether this page is complete is decided from the
+        # oldest retained revision in the same read transaction as the page.
+        db.execute("BEGIN")
+        try:
+            (first,) = db.execute("SELECT MIN(revision) FROM events").fetchone()
+            rows = db.execute(query + " ORDER BY revision LIMIT ?", (*args, limit)).fetchall()
+        finally:
+            db.execute("COMMIT")
+        if first is not None:
+            self._compacted = max(self._compacted, first - 1)
+        if after < self._compacted:
+            raise ExpiredError(
+                f"too old resource version: {after} (oldest retained change is {self._compacted + 1})"
+            )
         return page_of((LogEntry(rev, kind, resource, ns, body) for rev, kind, ns, body in rows), limit)
 
 
-@contextmanager
-def _transaction(db: sqlite3.Connection, on_commit: Callable[[float], None] | None = None) -> Iterator[None]:
-    # IMMEDIATE takes the write lock at BEGIN, so a locked file fails before any work is done.
-    db.execute("BEGIN IMMEDIATE")
+def _lock(path: Path) -> int:
+    """Hold ``<path>-lock`` (created 0600) for this store: the revision counter lives in memory, so two
+    writers on one file would hand out the same resourceVersion."""
     try:
-        yield
-        started = time.perf_counter()
-        db.execute("COMMIT")
-        if on_commit is not None:
-            on_commit(time.perf_counter() - started)
-    except BaseException:
-        # A failed COMMIT (disk full, I/O error) may leave the transaction open; close it so the
-        # next write can begin.
-        if db.in_transaction:
-            db.execute("ROLLBACK")
+        fd = os.open(f"{path}-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise StoreError(f"cannot open store {path}: {err}") from err
+    try:
+        os.fchmod(fd, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        raise StoreError(f"cannot open store {path}: it is in use ({err})") from err
+    return fd
+
+
+def _connect(path: Path, *, writer: bool) -> sqlite3.Connection:
+    """The writer's connection (used by its thread) or the loop's read-only one."""
+    try:
+        # Autocommit mode (isolation_level=None): transactions are explicit.
+        db = sqlite3.connect(path, isolation_level=None, timeout=5, check_same_thread=not writer)
+    except sqlite3.Error as err:
+        raise StoreError(f"cannot open store {path}: {err}") from err
+    try:
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(f"cannot use WAL journal for {path} (got {mode!r})")
+        if writer:
+            # FULL, not NORMAL: in WAL mode NORMAL already survives kill -9 (the WAL is in the OS
+            # page cache), but an acknowledged write could still vanish on power loss or an OS
+            # crash. A control plane tells clients "stored" and acts on it, so every commit fsyncs
+            # the WAL, as etcd fsyncs each batch of writes.
+            db.execute("PRAGMA synchronous=FULL")
+            with transaction(db):  # not executescript: it would COMMIT first
+                for statement in _schema():
+                    db.execute(statement)
+        else:
+            db.execute("PRAGMA query_only=ON")
+    except sqlite3.Error as err:
+        db.close()
+        raise StoreError(f"cannot open store {path}: {err}") from err
+    except StoreError:
+        db.close()
         raise
+    return db
 
 
 def _schema() -> list[str]:
