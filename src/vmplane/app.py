@@ -27,7 +27,7 @@ from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL, host_facts, qemu_runt
 from vmplane.agent.qemu import QemuHypervisor
 from vmplane.agent.qemu.machine_types import FALLBACK_MACHINE_TYPES, MachineTypesError, q35_machine_types
 from vmplane.agent.scheduler import Scheduler
-from vmplane.agent.simulated import SimulatedHypervisor
+from vmplane.agent.simulated import SIMULATED_CAPACITY, SimulatedHypervisor
 from vmplane.agent.volumes import QemuVolumePreparer
 from vmplane.api.kubevirt import KubeVirtConfiguration
 from vmplane.controller.kubevirt_status import KubeVirtStatusController
@@ -175,6 +175,7 @@ class ControlPlane:
             else None,
             node_labels=options.node_labels,
             heartbeat_interval=options.node_status_interval,
+            capacity=None if qemu else SIMULATED_CAPACITY,
             host=host_facts(runtime_version=qemu_runtime_version() if qemu else f"simulated://{__version__}"),
         )
         self._console = QemuConsoleLogs(options.machines_dir) if qemu else None

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from vmplane.api.guest_resources import Resources
 from vmplane.api.vm import ChangeSource, PendingChange
 from vmplane.api.vmi import VirtualMachineInstanceSpec, VirtualMachineInstanceStatus
 from vmplane.rollout.plan import LiveChange, Plan
@@ -554,3 +555,54 @@ def test_revert_of_a_failed_hotplug_writes_back_what_the_guest_has(
 
     assert reverted == observed_value
     assert replan(vmi, reverted, LIVE, status=status).restart_required is None
+
+
+# ----------------------------------------------------------------------------- the node's capacity
+
+
+def test_a_cpu_hotplug_the_node_cannot_hold_is_pending_insufficient_node_resources() -> None:
+    vmi = boot(spec(), LIVE)
+    room = Resources(250, 2**40)  # two vCPUs take 200m; a third would take 300m
+
+    result = replan(vmi, spec(sockets=3), LIVE, node_room=room)
+
+    assert not result.live
+    (change,) = result.pending
+    assert (change.path, change.reason) == (
+        "spec.template.spec.domain.cpu.sockets",
+        "InsufficientNodeResources",
+    )
+    assert change.message == (
+        "the VMI's node cannot hold the change: Insufficient cpu "
+        "(the VMI would request 300m, the node has 250m for it)"
+    )
+    assert result.restart_required is not None
+    assert result.restart_required.reason == "InsufficientNodeResources"
+
+
+def test_a_memory_hotplug_the_node_cannot_hold_is_pending_and_the_cpu_change_waits() -> None:
+    vmi = boot(spec(), LIVE)
+    room = Resources(10_000, 3 * 2**30)
+
+    result = replan(vmi, spec(sockets=3, guest="4Gi"), LIVE, node_room=room)
+
+    assert [(p.path, p.reason) for p in result.pending] == [
+        ("spec.template.spec.domain.memory.guest", "InsufficientNodeResources"),
+        ("spec.template.spec.domain.cpu.sockets", "WaitingForRestart"),
+    ]
+
+
+def test_a_hotplug_the_node_can_hold_goes_live() -> None:
+    result = replan(
+        boot(spec(), LIVE), spec(sockets=3, guest="3Gi"), LIVE, node_room=Resources(300, 4 * 2**30)
+    )
+
+    assert {c.kind for c in result.live} == {LiveKind.CPU, LiveKind.MEMORY}
+    assert not result.pending
+
+
+def test_a_node_already_over_its_room_still_takes_changes_that_need_no_more() -> None:
+    result = replan(boot(spec(), LIVE), spec(node_selector={"disk": "ssd"}), LIVE, node_room=Resources(0, 0))
+
+    assert [c.kind for c in result.live] == [LiveKind.PLACEMENT]
+    assert not result.pending

@@ -14,6 +14,7 @@ from vmplane.api.resources import (
     EVENTS,
     KUBEVIRTS,
     NAMESPACES,
+    NODES,
     VIRTUAL_MACHINE_INSTANCES,
     VIRTUAL_MACHINES,
 )
@@ -54,11 +55,13 @@ class ControllerManager:
         self.namespaces = Informer(store, NAMESPACES)
         self.revisions = Informer(store, CONTROLLER_REVISIONS)
         self.events = Informer(store, EVENTS)
+        self.nodes = Informer(store, NODES)
         reconciler = VMReconciler(
             store=store,
             vms=self.vms,
             vmis=self.vmis,
             kubevirts=self.kubevirts,
+            nodes=self.nodes,
             events=events,
             clock=clock,
             crash_backoff=crash_backoff,
@@ -70,6 +73,8 @@ class ControllerManager:
         # A VMI has its VM's name, so a VMI change enqueues the VM of the same key.
         self.vmis.on_change(self._enqueue)
         self.kubevirts.on_change(self._enqueue_every_vm)
+        # A node's room (and its readiness) bears on the rollout of the VMs running there.
+        self.nodes.on_change(self._enqueue_vms_on_node)
         self.namespace_controller: Controller[Key] = Controller(
             name="namespace-controller",
             reconciler=NamespaceReconciler(
@@ -98,8 +103,22 @@ class ControllerManager:
             meta = vm["metadata"]
             self.controller.queue.add((meta.get("namespace", ""), meta["name"]))
 
+    def _enqueue_vms_on_node(self, key: Key, _obj: JsonObject | None) -> None:
+        for vmi in self.vmis.list():
+            if (vmi.get("status") or {}).get("nodeName") == key[1]:
+                meta = vmi["metadata"]
+                self.controller.queue.add((meta.get("namespace", ""), meta["name"]))
+
     def _informers(self) -> tuple[Informer, ...]:
-        return (self.kubevirts, self.vmis, self.vms, self.namespaces, self.revisions, self.events)
+        return (
+            self.kubevirts,
+            self.nodes,
+            self.vmis,
+            self.vms,
+            self.namespaces,
+            self.revisions,
+            self.events,
+        )
 
     async def start(self) -> None:
         """Fill the caches, then start reconciling."""
