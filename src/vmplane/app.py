@@ -32,6 +32,7 @@ from vmplane.agent.volumes import QemuVolumePreparer
 from vmplane.api.kubevirt import KubeVirtConfiguration
 from vmplane.controller.kubevirt_status import KubeVirtStatusController
 from vmplane.controller.manager import ControllerManager
+from vmplane.controller.node_health import HealthConfig
 from vmplane.controller.vm import cluster_configuration
 from vmplane.demo import install_demo
 from vmplane.reconcile.events import EventRecorder
@@ -60,6 +61,7 @@ class PlaneOptions:
     ``host_disk_dirs``: where ``hostDisk`` paths may point (default ``<guest_dir>/hostdisks``).
     ``demo_guest``: a built test guest to install as an image, creating the demo VM (``--demo``).
     ``node_status_interval``: seconds between renewals of the Node's heartbeat.
+    ``node_health``: when a silent node is unreachable, and when its agent fences its guests.
     """
 
     data_dir: Path
@@ -69,6 +71,7 @@ class PlaneOptions:
     node_labels: dict[str, str] = field(default_factory=dict)
     crash_backoff: float = 10.0
     node_status_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    node_health: HealthConfig = field(default_factory=HealthConfig)
     host_disk_dirs: tuple[Path, ...] = ()
     demo_guest: Path | None = None
     guest_dir: Path | None = None
@@ -153,6 +156,7 @@ class ControlPlane:
             clock=clock,
             crash_backoff=options.crash_backoff,
             namespaced_resources=tuple(r.store_resource for r in self.registry if r.namespaced),
+            node_health=options.node_health,
         )
         self._cluster.manager = self.manager
         self.scheduler = Scheduler(store=store, clock=clock)
@@ -176,6 +180,7 @@ class ControlPlane:
             node_labels=options.node_labels,
             heartbeat_interval=options.node_status_interval,
             capacity=None if qemu else SIMULATED_CAPACITY,
+            fence_timeout=options.node_health.fence_timeout,
             host=host_facts(runtime_version=qemu_runtime_version() if qemu else f"simulated://{__version__}"),
         )
         self._console = QemuConsoleLogs(options.machines_dir) if qemu else None

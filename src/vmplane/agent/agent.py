@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from vmplane.agent.fencing import DEFAULT_FENCE_TIMEOUT, Fence
 from vmplane.agent.hotplug import Operation, OperationKind, operations
 from vmplane.agent.hypervisor import (
     Hypervisor,
@@ -86,7 +87,9 @@ class NodeAgent:
     (``paths`` is the same, under the name ``app.py`` used first). ``events`` defaults to a
     ``virt-handler`` EventRecorder on ``store``. ``unplug_timeout`` bounds each disk and NIC unplug.
     ``host`` is what the Node reports of this host (read from it when None); ``capacity`` overrides
-    its CPUs and memory; the Node's heartbeat is renewed every ``heartbeat_interval`` seconds.
+    its CPUs and memory; the Node's heartbeat is renewed every ``heartbeat_interval`` seconds, and
+    the guests are stopped when the Lease has not been renewed for ``fence_timeout`` seconds
+    (``agent.fencing``).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class NodeAgent:
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         unplug_timeout: float = 30.0,
         workers: int = 4,
+        fence_timeout: float = DEFAULT_FENCE_TIMEOUT,
     ) -> None:
         chosen = resolver if resolver is not None else paths
         if chosen is None:
@@ -141,6 +145,10 @@ class NodeAgent:
             ),
             heartbeat_interval=heartbeat_interval,
             clock=clock,
+            on_renewed=lambda sent: self.fence.renewed(sent),
+        )
+        self.fence = Fence(
+            timeout=fence_timeout, clock=clock, stop_guests=self._stop_guests, resume=self._resume
         )
 
     def _machine_changed(self, machine: str) -> None:
@@ -156,6 +164,7 @@ class NodeAgent:
 
         Adoption comes first: a Running VMI reconciled before its machine is adopted would look lost.
         """
+        self.fence.start()
         await self.registration.start()
         for machine in await self.hypervisor.adopt():
             self.controller.queue.add(vmi_key_of(machine))
@@ -167,8 +176,29 @@ class NodeAgent:
         """Stop reconciling and disconnect; the guests keep running for the next agent to adopt."""
         await self.controller.stop()
         await self.registration.stop()
+        await self.fence.stop()
         await self.vmis.stop()
         await self.hypervisor.close()
+
+    def _bound_keys(self) -> list[Key]:
+        return [
+            (v["metadata"].get("namespace", ""), v["metadata"]["name"])
+            for v in self.vmis.list()
+            if (v.get("status") or {}).get("nodeName") == self._node
+        ]
+
+    async def _stop_guests(self) -> None:
+        """Fencing: stop every guest of this node at once (no grace: the node is presumed lost)."""
+        for key in self._bound_keys():
+            machine = machine_name(*key)
+            observed = await self._observe(machine)
+            if observed is not None and observed.state in _LIVE:
+                with contextlib.suppress(HypervisorError):
+                    await self.hypervisor.stop(machine, grace_period=0)
+
+    def _resume(self) -> None:
+        for key in self._bound_keys():
+            self.controller.queue.add(key)
 
     def _now(self) -> str:
         return self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -183,6 +213,8 @@ class NodeAgent:
 
     async def reconcile(self, key: Key) -> Result:
         """Bring one VMI's machine in line with its spec and report what the machine has."""
+        if self.fence.fenced:
+            return Result()  # no boots, no writes: renewing resumes every VMI of this node
         namespace, name = key
         machine = machine_name(namespace, name)
         try:

@@ -325,13 +325,16 @@ class NodeRegistration:
         build: Callable[[], JsonObject],
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         clock: Callable[[], datetime] | None = None,
+        on_renewed: Callable[[datetime], None] | None = None,
     ) -> None:
-        """``clock`` stamps the Lease's ``renewTime`` (None: no Lease is kept)."""
+        """``clock`` stamps the Lease's ``renewTime`` (None: no Lease is kept); ``on_renewed`` is told
+        of each successful renewal, with the time it was sent (the agent's fencing counts from it)."""
         self._store = store
         self._clock = clock
         self._key: Key = ("", name)
         self._build = build
         self._interval = heartbeat_interval
+        self._on_renewed = on_renewed
         self.nodes = Informer(store, NODES)
         self.controller: Controller[Key] = Controller(name="node-registration", reconciler=self, workers=1)
         self.nodes.on_change(self._changed)
@@ -366,6 +369,9 @@ class NodeRegistration:
             with contextlib.suppress(NotFoundError):
                 await self._store.update(NODES, {**current, "status": status}, subresource="status")
         if self._clock is not None:
-            renew_time = self._clock().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            sent = self._clock()
+            renew_time = sent.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             await renew_lease(self._store, lease_object(node=current, renew_time=renew_time))
+            if self._on_renewed is not None:
+                self._on_renewed(sent)
         return Result(requeue_after=self._interval)

@@ -1,7 +1,7 @@
 """Wires the controllers to their informers: which changes enqueue which keys.
 
-The VM controller, the namespace controller and the garbage collector share the informers of the
-kinds they all read.
+The VM controller, the namespace controller, the node lifecycle controller and the garbage
+collector share the informers of the kinds they all read.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from vmplane.api.resources import (
 )
 from vmplane.controller.garbage_collector import GarbageCollector
 from vmplane.controller.namespace import NamespaceReconciler
+from vmplane.controller.node_health import HealthConfig
+from vmplane.controller.node_lifecycle import NodeLifecycleController
 from vmplane.controller.vm import EventSink, VMReconciler
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Controller
@@ -48,6 +50,7 @@ class ControllerManager:
         workers: int = 2,
         crash_backoff: float = 10.0,
         namespaced_resources: tuple[str, ...] = DEFAULT_NAMESPACED,
+        node_health: HealthConfig | None = None,
     ) -> None:
         self.vms = Informer(store, VIRTUAL_MACHINES)
         self.vmis = Informer(store, VIRTUAL_MACHINE_INSTANCES)
@@ -83,6 +86,9 @@ class ControllerManager:
             workers=1,
         )
         self.namespaces.on_change(lambda key, _obj: self.namespace_controller.queue.add(key))
+        self.node_lifecycle = NodeLifecycleController(
+            store=store, vmis=self.vmis, events=events, clock=clock, config=node_health
+        )
         self.garbage_collector = GarbageCollector(
             store=store,
             informers={
@@ -118,6 +124,7 @@ class ControllerManager:
             self.namespaces,
             self.revisions,
             self.events,
+            *self.node_lifecycle.informers(),
         )
 
     async def start(self) -> None:
@@ -129,9 +136,11 @@ class ControllerManager:
         self.controller.start()
         self.namespace_controller.start()
         self.garbage_collector.controller.start()
+        self.node_lifecycle.controller.start()
 
     async def stop(self) -> None:
         """Stop reconciling and watching."""
+        await self.node_lifecycle.controller.stop()
         await self.garbage_collector.controller.stop()
         await self.namespace_controller.stop()
         await self.controller.stop()
