@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from vmplane.agent.hotplug import CPU_FIELD, MEMORY_FIELD, interface_field, volume_field
 from vmplane.agent.hypervisor import (
     DiskSpec,
     MachineSpec,
@@ -27,6 +26,7 @@ from vmplane.api.vmi import (
     VirtualMachineInstanceStatus,
     VMIPhase,
 )
+from vmplane.rollout.fields import CPU_SOCKETS, MEMORY_GUEST, interface_path, volume_path
 from vmplane.rollout.observed import observed_from_status
 from vmplane.testing.builders import container_disk, disk, interface, network, pvc, vm_spec
 
@@ -159,10 +159,10 @@ def test_volumes_being_plugged_or_unplugged() -> None:
 
 
 FAILURES = {
-    CPU_FIELD: "cpu refused",
-    MEMORY_FIELD: "memory refused",
-    volume_field("data"): "disk refused",
-    interface_field("blue"): "nic refused",
+    CPU_SOCKETS: "cpu refused",
+    MEMORY_GUEST: "memory refused",
+    volume_path("data"): "disk refused",
+    interface_path("blue"): "nic refused",
 }
 FAILING_SPEC = replace(
     DESIRED,
@@ -198,7 +198,7 @@ def test_failures_are_written_as_the_planner_reads_them() -> None:
 
 def test_two_failed_interfaces_name_the_first_and_describe_both() -> None:
     desired = replace(DESIRED, nics=(*DESIRED.nics, NicSpec("blue", "b"), NicSpec("red", "r")))
-    failures = {interface_field("red"): "no port", interface_field("blue"): "refused"}
+    failures = {interface_path("red"): "no port", interface_path("blue"): "refused"}
     status = derive(desired=desired, failures=failures)
     assert conditions(status)["HotInterfaceChange"] == ("False", "blue", "blue: refused; red: no port")
 

@@ -19,10 +19,20 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 
 from vmplane.agent.fencing import DEFAULT_FENCE_TIMEOUT, Fence
-from vmplane.agent.hotplug import Operation, OperationKind, operations
+from vmplane.agent.hotplug import (
+    AttachDisk,
+    AttachNic,
+    DetachDisk,
+    DetachNic,
+    Operation,
+    SetLink,
+    SetMemory,
+    SetSockets,
+    operations,
+)
 from vmplane.agent.hypervisor import (
     Hypervisor,
     HypervisorError,
@@ -305,11 +315,11 @@ class NodeAgent:
     ) -> None:
         """Apply ``pending`` in order, recording each outcome as an event and each failure in ``failures``."""
         for op in pending:
-            if op.field in failures:
+            if op.path in failures:
                 continue  # e.g. the plug half of a volume swap whose unplug failed
             started = time.monotonic()
             try:
-                if op.kind is OperationKind.ATTACH_DISK and self._preparer is not None:
+                if isinstance(op, AttachDisk) and self._preparer is not None:
                     await self._preparer.prepare(vmi, desired)
                 await self._apply(machine, op)
             except MachineNotFoundError:
@@ -318,33 +328,34 @@ class NodeAgent:
                 now = await self._observe(machine)
                 if now is None or now.state is not MachineState.RUNNING:
                     return  # the machine ended meanwhile: that is not a failed hotplug
-                failures[op.field] = str(err)
+                failures[op.path] = str(err)
                 self._failed[machine] = (vmi.metadata.uid or "", dict(failures))
-                message = f"{op.field}: {op.before} -> {op.after} failed: {err}"
+                message = f"{op.path}: {op.before} -> {op.after} failed: {err}"
                 await self._events.record(raw, type="Warning", reason="HotplugFailed", message=message)
                 continue
             elapsed = (time.monotonic() - started) * 1000
-            message = f"{op.field}: {op.before} -> {op.after} in {elapsed:.0f} ms"
+            message = f"{op.path}: {op.before} -> {op.after} in {elapsed:.0f} ms"
             await self._events.record(raw, type="Normal", reason="HotplugApplied", message=message)
 
     async def _apply(self, machine: str, op: Operation) -> None:
         hv, timeout = self.hypervisor, self._unplug_timeout
-        if op.kind is OperationKind.SET_SOCKETS and op.sockets is not None:
-            await hv.set_sockets(machine, op.sockets)
-        elif op.kind is OperationKind.SET_MEMORY and op.memory_bytes is not None:
-            await hv.set_memory(machine, op.memory_bytes)
-        elif op.kind is OperationKind.ATTACH_DISK and op.disk is not None:
-            await hv.attach_disk(machine, op.disk)
-        elif op.kind is OperationKind.DETACH_DISK and op.device is not None:
-            await hv.detach_disk(machine, op.device, timeout=timeout)
-        elif op.kind is OperationKind.ATTACH_NIC and op.nic is not None:
-            await hv.attach_nic(machine, op.nic)
-        elif op.kind is OperationKind.DETACH_NIC and op.device is not None:
-            await hv.detach_nic(machine, op.device, timeout=timeout)
-        elif op.kind is OperationKind.SET_LINK and op.device is not None and op.link_up is not None:
-            await hv.set_link(machine, op.device, up=op.link_up)
-        else:
-            raise AssertionError(f"malformed operation {op}")
+        match op:
+            case SetSockets(sockets=sockets):
+                await hv.set_sockets(machine, sockets)
+            case SetMemory(memory_bytes=memory_bytes):
+                await hv.set_memory(machine, memory_bytes)
+            case AttachDisk(disk=disk):
+                await hv.attach_disk(machine, disk)
+            case DetachDisk(device=device):
+                await hv.detach_disk(machine, device, timeout=timeout)
+            case AttachNic(nic=nic):
+                await hv.attach_nic(machine, nic)
+            case DetachNic(device=device):
+                await hv.detach_nic(machine, device, timeout=timeout)
+            case SetLink(device=device, link_up=link_up):
+                await hv.set_link(machine, device, up=link_up)
+            case _:
+                assert_never(op)
 
     async def _write(
         self, vmi: VirtualMachineInstance, raw: JsonObject, status: VirtualMachineInstanceStatus

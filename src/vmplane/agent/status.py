@@ -13,14 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from vmplane.agent.hotplug import (
-    CPU_FIELD,
-    MEMORY_FIELD,
-    differing_fields,
-    interface_field,
-    named,
-    volume_field,
-)
+from vmplane.agent.hotplug import differing_fields
 from vmplane.agent.hypervisor import MachineSpec, MachineState, ObservedMachine
 from vmplane.api.meta import Condition
 from vmplane.api.quantity import Quantity
@@ -34,6 +27,14 @@ from vmplane.api.vmi import (
     VolumeStatus,
 )
 from vmplane.rollout.conditions import merge_conditions
+from vmplane.rollout.fields import (
+    CPU_SOCKETS,
+    INTERFACES,
+    MEMORY_GUEST,
+    element_of,
+    interface_path,
+    volume_path,
+)
 from vmplane.rollout.observed import HOT_INTERFACE_CHANGE, HOT_MEMORY_CHANGE, HOT_VCPU_CHANGE
 
 __all__ = [
@@ -55,7 +56,7 @@ _PHASES = {
     MachineState.STOPPED: VMIPhase.SUCCEEDED,
     MachineState.CRASHED: VMIPhase.FAILED,
 }
-_HOT = {CPU_FIELD: HOT_VCPU_CHANGE, MEMORY_FIELD: HOT_MEMORY_CHANGE}
+_HOT = {CPU_SOCKETS: HOT_VCPU_CHANGE, MEMORY_GUEST: HOT_MEMORY_CHANGE}
 # Conditions derived here; any other (PodScheduled, ...) is kept as it is.
 _OWNED = frozenset({READY, HOT_VCPU_CHANGE, HOT_MEMORY_CHANGE, HOT_INTERFACE_CHANGE})
 
@@ -75,10 +76,10 @@ def failures_of(status: VirtualMachineInstanceStatus | None) -> dict[str, str]:
             failed[field] = condition.message or ""
     nic = status.condition(HOT_INTERFACE_CHANGE)
     if nic is not None and nic.status == "False" and nic.reason:
-        failed[interface_field(nic.reason)] = nic.message or ""
+        failed[interface_path(nic.reason)] = nic.message or ""
     for volume in status.volume_status or ():
         if volume.phase == "Failed":
-            failed[volume_field(volume.name)] = volume.message or ""
+            failed[volume_path(volume.name)] = volume.message or ""
     return failed
 
 
@@ -104,7 +105,7 @@ def _conditions(
         elif field in in_flight:
             conditions.append(Condition(type=type_, status="True"))  # as upstream: no reason, no message
     nics = sorted(
-        (n[1], m) for f, m in failures.items() if (n := named(f)) is not None and n[0] == "interface"
+        (n[1], m) for f, m in failures.items() if (n := element_of(f)) is not None and n[0] == INTERFACES
     )
     if nics:
         message = "; ".join(f"{name}: {text}" for name, text in nics) if len(nics) > 1 else nics[0][1]
@@ -122,7 +123,7 @@ def _volumes(
     names = wanted + sorted(have - set(wanted))
     volumes = []
     for name in names:
-        field = volume_field(name)
+        field = volume_path(name)
         if field in failures:
             volumes.append(
                 VolumeStatus(name=name, phase="Failed", reason=HOTPLUG_FAILED, message=failures[field])
@@ -141,7 +142,7 @@ def _memory(
     spec_guest = memory.guest if memory is not None else None
     # guestRequested follows the spec once the hypervisor has done it, never while in flight.
     requested = (
-        spec_guest if MEMORY_FIELD not in differing and spec_guest is not None else before.guest_requested
+        spec_guest if MEMORY_GUEST not in differing and spec_guest is not None else before.guest_requested
     )
     return MemoryStatus(
         guest_at_boot=before.guest_at_boot,

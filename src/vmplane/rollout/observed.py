@@ -12,6 +12,7 @@ from typing import Any
 
 from vmplane.api.quantity import Quantity
 from vmplane.api.vmi import VirtualMachineInstanceStatus
+from vmplane.rollout.fields import CPU_SOCKETS, MEMORY_GUEST, disk_path, interface_path, volume_path
 
 __all__ = [
     "HOT_INTERFACE_CHANGE",
@@ -54,24 +55,24 @@ def observed_from_status(
     cpu_failure = status.condition(HOT_VCPU_CHANGE)
     topology = status.current_cpu_topology
     if cpu_failure is not None and cpu_failure.status == "False" and topology is not None:
-        failed["domain.cpu.sockets"] = FailedHotplug(topology.sockets, cpu_failure.message or "")
+        failed[CPU_SOCKETS] = FailedHotplug(topology.sockets, cpu_failure.message or "")
     memory_failure = status.condition(HOT_MEMORY_CHANGE)
     memory = status.memory
     if memory_failure is not None and memory_failure.status == "False" and memory is not None:
         current = memory.guest_current or memory.guest_at_boot
-        failed["domain.memory.guest"] = FailedHotplug(
+        failed[MEMORY_GUEST] = FailedHotplug(
             str(current) if current is not None else None, memory_failure.message or ""
         )
     for volume in status.volume_status or ():
         if volume.phase == "Failed":
-            failed[f"volumes[name={volume.name}]"] = FailedHotplug(None, volume.message or "")
-            failed[f"domain.devices.disks[name={volume.name}]"] = FailedHotplug(None, volume.message or "")
+            failed[volume_path(volume.name)] = FailedHotplug(None, volume.message or "")
+            failed[disk_path(volume.name)] = FailedHotplug(None, volume.message or "")
     nic_failure = status.condition(HOT_INTERFACE_CHANGE)
     if nic_failure is not None and nic_failure.status == "False" and nic_failure.reason:
         # The reason names the interface; its running value is whatever the VMI spec had before.
         name = nic_failure.reason
         observed_nic = next((i for i in (status.interfaces or ()) if i.name == name), None)
-        failed[f"domain.devices.interfaces[name={name}]"] = FailedHotplug(
+        failed[interface_path(name)] = FailedHotplug(
             None if observed_nic is None else _interface_or_none(running_wire, name),
             nic_failure.message or "",
         )

@@ -24,6 +24,7 @@ from vmplane.api.vmi import VirtualMachineInstanceSpec, VirtualMachineInstanceSt
 from vmplane.rollout.apply import replace_paths
 from vmplane.rollout.diff import Difference, diff_models
 from vmplane.rollout.effective import EffectiveSpec, Provenance
+from vmplane.rollout.fields import MEMORY_GUEST
 from vmplane.rollout.observed import observed_from_status
 from vmplane.rollout.paths import set_path
 from vmplane.rollout.reasons import MEMORY_HOTPLUG_FAILED, MESSAGES, Reason
@@ -184,11 +185,7 @@ def plan(
         verdict, kind = classify(diff, ctx)
         failure = facts.failed.get(diff.path)
         if failure is not None:
-            base = (
-                MEMORY_HOTPLUG_FAILED
-                if diff.path == "domain.memory.guest"
-                else MESSAGES[Reason.HOTPLUG_FAILED]
-            )
+            base = MEMORY_HOTPLUG_FAILED if diff.path == MEMORY_GUEST else MESSAGES[Reason.HOTPLUG_FAILED]
             message = f"{base}: {failure.message}" if failure.message else base
             blocking.append(_pending(diff, Reason.HOTPLUG_FAILED, message, source))
         elif source is ChangeSource.CLUSTER and not (verdict.live and live_update):
