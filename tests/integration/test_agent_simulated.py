@@ -444,6 +444,13 @@ async def test_refused_hotplugs_are_reported_as_the_planner_reads_them(harness: 
         "domain.devices.interfaces[name=blue]",
     }
     assert failed["domain.cpu.sockets"].observed == 1
+    # Recorded once, typed: one entry per failed path, as both the agent and the planner read it.
+    assert [f["path"] for f in vmi["status"]["hotplugFailures"]] == [
+        "domain.cpu.sockets",
+        "domain.devices.interfaces[name=blue]",
+        "domain.memory.guest",
+        "volumes[name=data]",
+    ]
     assert len(await harness.events("HotplugFailed")) == 4
 
     # Never retried for the same target: allow CPU hotplug again, make the agent act on another

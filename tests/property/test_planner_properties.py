@@ -16,14 +16,13 @@ from hypothesis import strategies as st
 from vmplane.api.guest_resources import Resources, guest_request
 from vmplane.api.kubevirt import KubeVirtConfiguration, RolloutStrategy
 from vmplane.api.vm import ChangeSource
-from vmplane.api.vmi import VirtualMachineInstanceSpec, VirtualMachineInstanceStatus
+from vmplane.api.vmi import HotplugFailure, VirtualMachineInstanceSpec, VirtualMachineInstanceStatus
 from vmplane.rollout.effective import effective_spec
 from vmplane.rollout.plan import Plan, plan
 from vmplane.rollout.revert import revert
 from vmplane.testing.builders import (
     RunningVMI,
     boot,
-    condition,
     config,
     container_disk,
     disk,
@@ -33,7 +32,6 @@ from vmplane.testing.builders import (
     replan,
     toleration,
     vm_spec,
-    volume_status,
 )
 
 SETTINGS = settings(max_examples=500, deadline=None)
@@ -144,13 +142,11 @@ def edit_of(
 
 def with_failure(status: VirtualMachineInstanceStatus, failure: str | None) -> VirtualMachineInstanceStatus:
     """``status`` reporting a failed CPU or memory hotplug, or a failed volume of that name."""
-    if failure == "cpu":
-        return status.model_copy(update={"conditions": [condition("HotVCPUChange", status="False")]})
-    if failure == "memory":
-        return status.model_copy(update={"conditions": [condition("HotMemoryChange", status="False")]})
-    if failure is not None:
-        return status.model_copy(update={"volume_status": [volume_status(failure, phase="Failed")]})
-    return status
+    paths = {"cpu": "domain.cpu.sockets", "memory": "domain.memory.guest"}
+    if failure is None:
+        return status
+    path = paths.get(failure, f"volumes[name={failure}]")
+    return status.model_copy(update={"hotplug_failures": [HotplugFailure(path=path, message="refused")]})
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 
 from vmplane.api.guest_resources import Resources
 from vmplane.api.vm import ChangeSource, PendingChange
-from vmplane.api.vmi import VirtualMachineInstanceSpec, VirtualMachineInstanceStatus
+from vmplane.api.vmi import HotplugFailure, VirtualMachineInstanceSpec, VirtualMachineInstanceStatus
 from vmplane.rollout.plan import LiveChange, Plan
 from vmplane.rollout.revert import revert
 from vmplane.rollout.table import LiveKind
@@ -27,7 +27,6 @@ from vmplane.testing.builders import (
     pvc,
     replan,
     vm_spec,
-    volume_status,
 )
 
 NON_LIVE = "a non-live-updatable field was changed in the template spec"
@@ -42,6 +41,7 @@ CLUSTER_CHANGED = (
     "a cluster-wide default changed; the running guest keeps the old value until the next restart"
 )
 
+CPU, MEMORY = "domain.cpu.sockets", "domain.memory.guest"
 LIVE = config(strategy="LiveUpdate")
 STAGE = config(strategy="Stage")
 
@@ -434,9 +434,7 @@ def failed(vmi: RunningVMI, **update: Any) -> VirtualMachineInstanceStatus:
 
 def test_failed_cpu_hotplug_is_pending_with_the_sockets_the_guest_has() -> None:
     vmi = hotplugged(boot(spec(), LIVE), spec(sockets=3))
-    status = failed(
-        vmi, conditions=[condition("HotVCPUChange", status="False", message="vCPU hotplug failed")]
-    )
+    status = failed(vmi, hotplug_failures=[HotplugFailure(path=CPU, message="vCPU hotplug failed")])
 
     result = replan(vmi, spec(sockets=3), LIVE, status=status)
 
@@ -453,12 +451,9 @@ def test_failed_memory_hotplug_is_pending_with_the_memory_the_guest_has() -> Non
     vmi = hotplugged(boot(spec(), LIVE), spec(guest="4Gi"))
     status = failed(
         vmi,
-        conditions=[
-            condition(
-                "HotMemoryChange",
-                status="False",
-                reason="Memory Hotplug Failed",
-                message="memory hotplug failed, the VM configuration is not supported",
+        hotplug_failures=[
+            HotplugFailure(
+                path=MEMORY, message="memory hotplug failed, the VM configuration is not supported"
             )
         ],
     )
@@ -479,7 +474,7 @@ def test_failed_memory_hotplug_is_pending_with_the_memory_the_guest_has() -> Non
 def test_failed_volume_hotplug_is_pending_as_absent_from_the_guest() -> None:
     edited = spec(disks=[*BASE["disks"], disk("x")], volumes=[*BASE["volumes"], pvc("x", hotpluggable=True)])
     vmi = hotplugged(boot(spec(), LIVE), edited)
-    status = failed(vmi, volume_status=[volume_status("x", phase="Failed", message="attach failed")])
+    status = failed(vmi, hotplug_failures=[HotplugFailure(path="volumes[name=x]", message="attach failed")])
 
     result = replan(vmi, edited, LIVE, status=status)
 
@@ -504,19 +499,19 @@ FAILURES = [
     pytest.param(
         spec(sockets=3),
         spec(),
-        {"conditions": [condition("HotVCPUChange", status="False", message="vCPU hotplug failed")]},
+        {"hotplug_failures": [HotplugFailure(path=CPU, message="vCPU hotplug failed")]},
         id="cpu",
     ),
     pytest.param(
         spec(guest="4Gi"),
         spec(),
-        {"conditions": [condition("HotMemoryChange", status="False")]},
+        {"hotplug_failures": [HotplugFailure(path=MEMORY)]},
         id="memory",
     ),
     pytest.param(
         spec(disks=[*BASE["disks"], disk("x")], volumes=[*BASE["volumes"], pvc("x", hotpluggable=True)]),
         spec(),
-        {"volume_status": [volume_status("x", phase="Failed")]},
+        {"hotplug_failures": [HotplugFailure(path="volumes[name=x]")]},
         id="volume",
     ),
 ]

@@ -7,9 +7,9 @@ stop and forget the machine of a deleted VMI and release its finalizer, or write
 ``status.machine_status`` derives. The decisions are pure functions; this module only sequences the
 hypervisor calls and the store writes.
 
-A failed operation is recorded against its VMI spec path (in the status, where the VM planner reads
-it, and here, since one condition cannot hold two interfaces) and not retried until the spec and
-the guest agree again.
+A failed operation is recorded against its VMI spec path in the VMI status (``rollout.failures``: the
+agent writes it, the agent and the VM planner read it through one decoder) and not retried until the
+spec and the guest agree again.
 """
 
 from __future__ import annotations
@@ -51,13 +51,14 @@ from vmplane.agent.node import (
     node_object,
 )
 from vmplane.agent.scheduling import Taint
-from vmplane.agent.status import FINAL_PHASES, failures_of, machine_status, phase_status, running_differences
+from vmplane.agent.status import FINAL_PHASES, machine_status, phase_status
 from vmplane.api.ownership import MACHINE_FINALIZER  # held on every VMI until its machine is stopped
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
 from vmplane.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus, VMIPhase
 from vmplane.reconcile.events import EventRecorder
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Controller, Result
+from vmplane.rollout.failures import failed_hotplugs
 from vmplane.store.base import JsonObject, NotFoundError, Store
 
 __all__ = ["DEFAULT_GRACE_PERIOD", "MACHINE_FINALIZER", "EventSink", "NodeAgent", "VolumePreparer"]
@@ -135,8 +136,6 @@ class NodeAgent:
         self._taints = [t if isinstance(t, Taint) else Taint.from_wire(t) for t in node_taints]
         self._capacity = capacity
         self._unplug_timeout = unplug_timeout
-        #: machine -> (VMI uid, failed path -> message): failures met, until spec and guest agree.
-        self._failed: dict[str, tuple[str, dict[str, str]]] = {}
         self.vmis = Informer(store, VIRTUAL_MACHINE_INSTANCES)
         self.controller: Controller[Key] = Controller(name="node-agent", reconciler=self, workers=workers)
         self.hypervisor = hypervisor(self._machine_changed)
@@ -277,15 +276,11 @@ class NodeAgent:
             log.warning("%s/%s: %s", vmi.metadata.namespace, vmi.metadata.name, err)
             return None
 
-    def _failures(self, vmi: VirtualMachineInstance, machine: str) -> dict[str, str]:
-        uid, remembered = self._failed.get(machine, ("", {}))
-        return {**failures_of(vmi.status), **(remembered if uid == vmi.metadata.uid else {})}
-
     async def _sync(
         self, vmi: VirtualMachineInstance, raw: JsonObject, machine: str, observed: ObservedMachine
     ) -> None:
         desired = self._desired(vmi)
-        failures = self._failures(vmi, machine)
+        failures = failed_hotplugs(vmi.status)
         if desired is not None and observed.state is MachineState.RUNNING:
             pending = operations(desired, observed, skip=failures)
             if pending:
@@ -295,11 +290,6 @@ class NodeAgent:
                 vmi = VirtualMachineInstance.model_validate(raw)
                 await self._perform(vmi, raw, machine, desired, pending, failures)
                 observed = await self._observe(machine) or observed
-        differing = running_differences(desired, observed)
-        self._failed[machine] = (
-            vmi.metadata.uid or "",
-            {f: m for f, m in failures.items() if f in differing},
-        )
         await self._write(
             vmi, raw, machine_status(vmi, observed, desired=desired, failures=failures, now=self._now())
         )
@@ -329,7 +319,6 @@ class NodeAgent:
                 if now is None or now.state is not MachineState.RUNNING:
                     return  # the machine ended meanwhile: that is not a failed hotplug
                 failures[op.path] = str(err)
-                self._failed[machine] = (vmi.metadata.uid or "", dict(failures))
                 message = f"{op.path}: {op.before} -> {op.after} failed: {err}"
                 await self._events.record(raw, type="Warning", reason="HotplugFailed", message=message)
                 continue
@@ -403,7 +392,6 @@ class NodeAgent:
 
     async def _discard(self, machine: str, *, grace_period: float = DEFAULT_GRACE_PERIOD) -> bool:
         """Stop (if it still runs) and forget ``machine``; True if it had to be stopped."""
-        self._failed.pop(machine, None)
         observed = await self._observe(machine)
         if observed is None:
             return False

@@ -1,12 +1,13 @@
 """A VMI's status from what the hypervisor observed, never from what was asked. Pure.
 
 One function derives the whole status of a VMI that has a machine (``machine_status``); the agent only
-adds the failures its operations met. Failed hotplugs are written exactly as the planner reads them
-back (``rollout.observed``): ``HotVCPUChange``/``HotMemoryChange`` False with the hypervisor's message
-and the observed topology/memory beside them, a ``volumeStatus`` entry in phase ``Failed``, or
-``HotInterfaceChange`` False whose reason names the interface. A failure stays until the spec and the
-guest agree again (the change was reverted, or undone by the guest), and while it stays the agent
-does not retry that path.
+adds the failures its operations met. Failed hotplugs are recorded once, typed, in
+``status.hotplugFailures`` (``rollout.failures``, whose decoder the agent and the planner share),
+with the observed topology/memory beside them; for people and KubeVirt tooling the same failures
+also show as upstream does: ``HotVCPUChange``/``HotMemoryChange`` False with the hypervisor's
+message, a ``volumeStatus`` entry in phase ``Failed``, ``HotInterfaceChange`` False whose reason
+names the (first) interface. A failure stays until the spec and the guest agree again (the change
+was reverted, or undone by the guest), and while it stays the agent does not retry that path.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from vmplane.api.vmi import (
     VolumeStatus,
 )
 from vmplane.rollout.conditions import merge_conditions
+from vmplane.rollout.failures import encode_failures
 from vmplane.rollout.fields import (
     CPU_SOCKETS,
     INTERFACES,
     MEMORY_GUEST,
     element_of,
-    interface_path,
     volume_path,
 )
 from vmplane.rollout.observed import HOT_INTERFACE_CHANGE, HOT_MEMORY_CHANGE, HOT_VCPU_CHANGE
@@ -41,7 +42,6 @@ __all__ = [
     "FINAL_PHASES",
     "HOTPLUG_FAILED",
     "READY",
-    "failures_of",
     "machine_status",
     "phase_status",
     "running_differences",
@@ -59,28 +59,6 @@ _PHASES = {
 _HOT = {CPU_SOCKETS: HOT_VCPU_CHANGE, MEMORY_GUEST: HOT_MEMORY_CHANGE}
 # Conditions derived here; any other (PodScheduled, ...) is kept as it is.
 _OWNED = frozenset({READY, HOT_VCPU_CHANGE, HOT_MEMORY_CHANGE, HOT_INTERFACE_CHANGE})
-
-
-def failures_of(status: VirtualMachineInstanceStatus | None) -> dict[str, str]:
-    """The failed paths and their messages, read back from a status this module wrote.
-
-    ``HotInterfaceChange`` holds one interface; a second failed at the same moment is only in its
-    message, so the agent also remembers the failures it met (see ``NodeAgent``).
-    """
-    if status is None:
-        return {}
-    failed: dict[str, str] = {}
-    for field, type_ in _HOT.items():
-        condition = status.condition(type_)
-        if condition is not None and condition.status == "False":
-            failed[field] = condition.message or ""
-    nic = status.condition(HOT_INTERFACE_CHANGE)
-    if nic is not None and nic.status == "False" and nic.reason:
-        failed[interface_path(nic.reason)] = nic.message or ""
-    for volume in status.volume_status or ():
-        if volume.phase == "Failed":
-            failed[volume_path(volume.name)] = volume.message or ""
-    return failed
 
 
 def _conditions(
@@ -234,5 +212,6 @@ def machine_status(
             "volume_status": _volumes(desired, observed, current_failures, in_flight) or None,
             "interfaces": interfaces or None,
             "phase_transition_timestamps": _transition(previous, phase, now),
+            "hotplug_failures": encode_failures(current_failures),
         }
     )
