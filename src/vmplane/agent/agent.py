@@ -1,11 +1,10 @@
 """The node agent: runs this node's VMIs through a Hypervisor and reports only what it observes.
 
 Level-triggered, as every vmplane loop: a VMI change and a hypervisor ``on_change`` both just enqueue
-the VMI's key; a reconcile re-reads the VMI and ``observe()``, and then does one of: boot a Scheduled
-VMI, perform the in-place operations ``hotplug.operations`` lists (reporting them in flight first),
-stop and forget the machine of a deleted VMI and release its finalizer, or write the status
-``status.machine_status`` derives. The decisions are pure functions; this module only sequences the
-hypervisor calls and the store writes.
+the VMI's key; a reconcile re-reads the VMI, ``observe()``-s its machine and translates its spec,
+asks the pure ``agent.plan.decide`` for an ``AgentPlan`` (boot, sync with the in-place operations
+``hotplug.operations`` lists, finalize a deleted VMI, discard an ended machine, report a status), and
+then ``_act``-s on it: the one place that sequences the hypervisor calls and the store writes.
 
 A failed operation is recorded against its VMI spec path in the VMI status (``rollout.failures``: the
 agent writes it, the agent and the VM planner read it through one decoder) and not retried until the
@@ -31,7 +30,6 @@ from vmplane.agent.hotplug import (
     SetLink,
     SetMemory,
     SetSockets,
-    operations,
 )
 from vmplane.agent.hypervisor import (
     Hypervisor,
@@ -50,23 +48,32 @@ from vmplane.agent.node import (
     host_facts,
     node_object,
 )
+from vmplane.agent.plan import (
+    DEFAULT_GRACE_PERIOD,
+    AgentPlan,
+    Boot,
+    Discard,
+    Finalize,
+    Ignore,
+    Report,
+    Sync,
+    decide,
+    decide_sync,
+)
 from vmplane.agent.scheduling import Taint
-from vmplane.agent.status import FINAL_PHASES, machine_status, phase_status
+from vmplane.agent.status import machine_status, phase_status
 from vmplane.api.ownership import MACHINE_FINALIZER  # held on every VMI until its machine is stopped
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
 from vmplane.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus, VMIPhase
 from vmplane.reconcile.events import EventRecorder
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Controller, Result
-from vmplane.rollout.failures import failed_hotplugs
 from vmplane.store.base import JsonObject, NotFoundError, Store
 
 __all__ = ["DEFAULT_GRACE_PERIOD", "MACHINE_FINALIZER", "EventSink", "NodeAgent", "VolumePreparer"]
 
 log = logging.getLogger(__name__)
 
-#: ``terminationGracePeriodSeconds`` when a VMI does not say (Kubernetes' default).
-DEFAULT_GRACE_PERIOD = 30.0
 _LIVE = (MachineState.STARTING, MachineState.RUNNING)
 
 
@@ -88,6 +95,15 @@ class VolumePreparer(Protocol):
     async def release(self, vmi: VirtualMachineInstance) -> None:
         """Remove the files that live and die with the VMI."""
         ...
+
+
+def _held(
+    vmi: VirtualMachineInstance | None, raw: JsonObject | None
+) -> tuple[VirtualMachineInstance, JsonObject]:
+    """The VMI a plan acts on: only ``Discard`` and ``Ignore`` are decided without one."""
+    if vmi is None or raw is None:
+        raise AssertionError("a plan that acts on a VMI was decided without one")
+    return vmi, raw
 
 
 class NodeAgent:
@@ -212,52 +228,65 @@ class NodeAgent:
     def _now(self) -> str:
         return self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
 
+    # -- the reconcile ---------------------------------------------------------------------------
+
+    async def reconcile(self, key: Key) -> Result:
+        """Read the VMI, its machine and the machine its spec asks for; decide; act."""
+        if self.fence.fenced:
+            return Result()  # no boots, no writes: renewing resumes every VMI of this node
+        namespace, name = key
+        machine = machine_name(namespace, name)
+        try:
+            raw: JsonObject | None = await self._store.get(VIRTUAL_MACHINE_INSTANCES, namespace, name)
+        except NotFoundError:
+            raw = None
+        vmi = VirtualMachineInstance.model_validate(raw) if raw is not None else None
+        observed = await self._observe(machine)
+        desired = self._desired(vmi) if vmi is not None else MachineSpecError("no VMI")
+        plan = decide(vmi, observed, desired, node=self._node, now=self._now())
+        await self._act(plan, vmi, raw, machine)
+        return Result()
+
+    async def _act(
+        self, plan: AgentPlan, vmi: VirtualMachineInstance | None, raw: JsonObject | None, machine: str
+    ) -> None:
+        """Carry out ``plan``: the only place the agent's decisions touch the hypervisor and the store."""
+        match plan:
+            case Ignore():
+                return
+            case Discard():
+                await self._discard(machine)
+            case Finalize(grace_period=grace):
+                await self._finalize(*_held(vmi, raw), machine, grace_period=grace)
+            case Boot(spec=spec):
+                await self._boot(*_held(vmi, raw), machine, spec)
+            case Report(status=status):
+                await self._write(*_held(vmi, raw), status)
+            case Sync():
+                await self._sync(*_held(vmi, raw), machine, plan)
+            case _:
+                assert_never(plan)
+
     async def _observe(self, machine: str) -> ObservedMachine | None:
         try:
             return await self.hypervisor.observe(machine)
         except MachineNotFoundError:
             return None
 
-    # -- the reconcile ---------------------------------------------------------------------------
-
-    async def reconcile(self, key: Key) -> Result:
-        """Bring one VMI's machine in line with its spec and report what the machine has."""
-        if self.fence.fenced:
-            return Result()  # no boots, no writes: renewing resumes every VMI of this node
-        namespace, name = key
-        machine = machine_name(namespace, name)
+    def _desired(self, vmi: VirtualMachineInstance) -> MachineSpec | MachineSpecError:
         try:
-            raw = await self._store.get(VIRTUAL_MACHINE_INSTANCES, namespace, name)
-        except NotFoundError:
-            await self._discard(machine)
-            return Result()
-        vmi = VirtualMachineInstance.model_validate(raw)
-        status = vmi.status or VirtualMachineInstanceStatus()
-        if status.node_name != self._node:
-            return Result()
-        if vmi.metadata.deletion_timestamp:
-            await self._finalize(vmi, raw, machine)
-        elif status.phase in FINAL_PHASES:
-            await self._discard(machine)  # it ended; the VM controller decides what comes next
-        elif (observed := await self._observe(machine)) is None:
-            if status.phase is VMIPhase.RUNNING:
-                reason = "the machine is gone: the hypervisor does not know it"
-                await self._write(
-                    vmi, raw, phase_status(vmi, VMIPhase.FAILED, reason=reason, now=self._now())
-                )
-            else:
-                await self._boot(vmi, raw, machine)
-        else:
-            await self._sync(vmi, raw, machine, observed)
-        return Result()
+            return machine_spec(vmi, resolver=self._resolver)
+        except MachineSpecError as err:
+            return err
 
-    async def _boot(self, vmi: VirtualMachineInstance, raw: JsonObject, machine: str) -> None:
+    async def _boot(
+        self, vmi: VirtualMachineInstance, raw: JsonObject, machine: str, spec: MachineSpec
+    ) -> None:
         try:
-            spec = machine_spec(vmi, resolver=self._resolver)
             if self._preparer is not None:
                 await self._preparer.prepare(vmi, spec)
             await self.hypervisor.start(spec)
-        except (MachineSpecError, HypervisorError, OSError) as err:
+        except (HypervisorError, OSError) as err:
             status = phase_status(vmi, VMIPhase.FAILED, reason=f"cannot start: {err}", now=self._now())
             await self._write(vmi, raw, status)
             return
@@ -266,32 +295,25 @@ class NodeAgent:
         )
         observed = await self._observe(machine)
         if observed is not None:
-            await self._sync(vmi, raw, machine, observed)
+            desired = self._desired(vmi)
+            await self._sync(vmi, raw, machine, decide_sync(vmi, observed, desired, now=self._now()))
 
-    def _desired(self, vmi: VirtualMachineInstance) -> MachineSpec | None:
-        try:
-            return machine_spec(vmi, resolver=self._resolver)
-        except MachineSpecError as err:
-            # Admission should have refused this spec; report it, and hotplug nothing.
-            log.warning("%s/%s: %s", vmi.metadata.namespace, vmi.metadata.name, err)
-            return None
-
-    async def _sync(
-        self, vmi: VirtualMachineInstance, raw: JsonObject, machine: str, observed: ObservedMachine
-    ) -> None:
-        desired = self._desired(vmi)
-        failures = failed_hotplugs(vmi.status)
-        if desired is not None and observed.state is MachineState.RUNNING:
-            pending = operations(desired, observed, skip=failures)
-            if pending:
-                # Report the hotplugs in flight (HotVCPUChange/HotMemoryChange True) before doing them.
-                in_flight = machine_status(vmi, observed, desired=desired, failures=failures, now=self._now())
-                raw = await self._write(vmi, raw, in_flight)
-                vmi = VirtualMachineInstance.model_validate(raw)
-                await self._perform(vmi, raw, machine, desired, pending, failures)
-                observed = await self._observe(machine) or observed
+    async def _sync(self, vmi: VirtualMachineInstance, raw: JsonObject, machine: str, plan: Sync) -> None:
+        """Report the hotplugs in flight, apply them, and report what the machine then has."""
+        failures = dict(plan.failures)
+        observed: ObservedMachine | None = None
+        if plan.operations and plan.desired is not None:
+            assert plan.in_flight is not None
+            raw = await self._write(vmi, raw, plan.in_flight)
+            vmi = VirtualMachineInstance.model_validate(raw)
+            await self._perform(vmi, raw, machine, plan.desired, plan.operations, failures)
+        elif plan.desired is None:
+            log.warning("%s/%s: the spec cannot run here; hot-plugging nothing", *vmi_key_of(machine))
+        observed = await self._observe(machine)
+        if observed is None:
+            return  # it ended meanwhile: the next reconcile reports that
         await self._write(
-            vmi, raw, machine_status(vmi, observed, desired=desired, failures=failures, now=self._now())
+            vmi, raw, machine_status(vmi, observed, desired=plan.desired, failures=failures, now=self._now())
         )
 
     async def _perform(
@@ -300,7 +322,7 @@ class NodeAgent:
         raw: JsonObject,
         machine: str,
         desired: MachineSpec,
-        pending: list[Operation],
+        pending: Sequence[Operation],
         failures: dict[str, str],
     ) -> None:
         """Apply ``pending`` in order, recording each outcome as an event and each failure in ``failures``."""
@@ -370,12 +392,11 @@ class NodeAgent:
 
     # -- ending ----------------------------------------------------------------------------------
 
-    async def _finalize(self, vmi: VirtualMachineInstance, raw: JsonObject, machine: str) -> None:
+    async def _finalize(
+        self, vmi: VirtualMachineInstance, raw: JsonObject, machine: str, *, grace_period: float
+    ) -> None:
         """Stop the machine of a deleted VMI, forget it, release its files, then the finalizer."""
-        grace = vmi.spec.termination_grace_period_seconds
-        stopped = await self._discard(
-            machine, grace_period=DEFAULT_GRACE_PERIOD if grace is None else float(grace)
-        )
+        stopped = await self._discard(machine, grace_period=grace_period)
         if stopped:
             message = "VirtualMachineInstance stopped: it was deleted."
             await self._events.record(raw, type="Normal", reason="Stopped", message=message)
