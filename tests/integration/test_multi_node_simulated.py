@@ -1,10 +1,16 @@
-"""Node failure and fencing, in one process: the controllers, the scheduler and two node agents on
-simulated hosts over a real SqliteStore, with the timing shortened (2 s grace period, 1 s fence
-timeout, Lease renewed every 0.2 s). node01's agent stops renewing its Lease; the test checks the
-guarantee of README "Node failure and fencing": its guest is stopped before its VMI fails, the VMI
-fails only past the fencing deadline, the VM runs again on node02, and no two guests of the VM ever
-run at once. Every wait is on a store watch with a deadline; one fixed sleep checks that nothing is
-given up before the deadline.
+"""Two nodes in one process: the controllers, the scheduler and two node agents on simulated hosts
+(4 CPUs, 8 GiB each) over a real SqliteStore.
+
+Capacity: equal nodes are filled evenly, and a live memory hotplug the VMI's node cannot hold is
+pending ``InsufficientNodeResources``.
+
+Node failure, with the timing shortened (2 s grace period, 1 s fence timeout, Lease renewed every
+0.2 s): node01's agent stops renewing its Lease; the tests check the guarantee of README "Node
+failure and fencing": its guest is stopped before its VMI fails, the VMI fails only past the
+fencing deadline, the VM runs again on node02, and no two guests of the VM ever run at once.
+
+Every wait is on a store watch with a deadline; one fixed sleep checks that nothing is given up
+before the deadline.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from vmplane.agent.hypervisor import Hypervisor, MachineState, OnChange
 from vmplane.agent.machine import HostPaths, machine_name
 from vmplane.agent.scheduler import Scheduler
 from vmplane.agent.simulated import SimulatedHost, SimulatedHypervisor
-from vmplane.api.resources import NODES, VIRTUAL_MACHINE_INSTANCES, VIRTUAL_MACHINES
+from vmplane.api.resources import KUBEVIRTS, NODES, VIRTUAL_MACHINE_INSTANCES, VIRTUAL_MACHINES
 from vmplane.controller.manager import ControllerManager
 from vmplane.controller.node_health import HealthConfig
 from vmplane.reconcile.events import EventRecorder
@@ -153,10 +159,10 @@ def given_up(vmi: JsonObject | None) -> bool:
     return status(vmi).get("reason") == "NodeUnreachable"
 
 
-async def create_vm(store: Store) -> None:
+async def create_vm(store: Store, name: str = VM, *, guest: str = "1Gi") -> None:
     template = vm_spec(
         sockets=1,
-        guest="1Gi",
+        guest=guest,
         disks=[disk("root")],
         volumes=[container_disk("root")],
         interfaces=[interface("default", binding="masquerade")],
@@ -168,7 +174,7 @@ async def create_vm(store: Store) -> None:
         {
             "apiVersion": "kubevirt.io/v1",
             "kind": "VirtualMachine",
-            "metadata": {"name": VM, "namespace": NS},
+            "metadata": {"name": name, "namespace": NS},
             "spec": {"runStrategy": "Always", "template": {"spec": template.to_wire()}},
         },
     )
@@ -227,3 +233,50 @@ async def test_a_vmi_of_a_lost_node_fails_only_after_the_fencing_deadline(cluste
     failed = await cluster.wait(VIRTUAL_MACHINE_INSTANCES, VM, given_up)
     assert failed is not None
     assert failed["metadata"]["uid"] == first["metadata"]["uid"]
+
+
+async def test_equal_nodes_are_filled_evenly(cluster: Cluster) -> None:
+    for name in ("a", "b"):
+        await create_vm(cluster.store, name)
+    nodes = set()
+    for name in ("a", "b"):
+        vmi = await cluster.wait(
+            VIRTUAL_MACHINE_INSTANCES, name, lambda v: status(v).get("phase") == "Running"
+        )
+        nodes.add(status(vmi)["nodeName"])
+    assert nodes == {"node01", "node02"}
+
+
+async def test_a_memory_hotplug_the_node_cannot_hold_is_pending_insufficient_node_resources(
+    cluster: Cluster,
+) -> None:
+    await cluster.store.create(
+        KUBEVIRTS,
+        {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "KubeVirt",
+            "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+            "spec": {"configuration": {"vmRolloutStrategy": "LiveUpdate"}},
+        },
+    )
+    await create_vm(cluster.store, guest="2Gi")  # maxGuest 8Gi; the node has 7.75Gi allocatable
+    await cluster.wait(VIRTUAL_MACHINE_INSTANCES, VM, running_on("node01"))
+    vm = await cluster.store.get(VIRTUAL_MACHINES, NS, VM)
+    vm["spec"]["template"]["spec"]["domain"]["memory"]["guest"] = "8Gi"
+    await cluster.store.update(VIRTUAL_MACHINES, vm)
+
+    def pending_reasons(obj: JsonObject | None) -> list[str]:
+        return [p["reason"] for p in status(obj).get("pendingChanges") or ()]
+
+    vm = await cluster.wait(
+        VIRTUAL_MACHINES, VM, lambda v: pending_reasons(v) == ["InsufficientNodeResources"]
+    )
+    change = status(vm)["pendingChanges"][0]
+    assert (change["path"], change["running"], change["desired"]) == (
+        "spec.template.spec.domain.memory.guest",
+        "2Gi",
+        "8Gi",
+    )
+    assert "Insufficient memory" in change["message"]
+    vmi = await cluster.store.get(VIRTUAL_MACHINE_INSTANCES, NS, VM)
+    assert vmi["spec"]["domain"]["memory"]["guest"] == "2Gi"  # nothing was hot-plugged
