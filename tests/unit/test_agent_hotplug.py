@@ -22,6 +22,7 @@ from vmplane.agent.hotplug import (
 )
 from vmplane.agent.hypervisor import (
     DiskSpec,
+    Hypervisor,
     MachineSpec,
     MachineState,
     NicSpec,
@@ -177,3 +178,8 @@ def test_every_operation_serves_a_path_of_its_own_family() -> None:
         family = family_of(op.path)
         assert family is not None, op
         assert family.kind is op.kind, op
+
+
+def test_each_operation_is_named_after_its_hypervisor_method() -> None:
+    for op in get_args(Operation):
+        assert callable(getattr(Hypervisor, op.name)), op

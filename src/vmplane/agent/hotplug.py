@@ -38,13 +38,15 @@ __all__ = [
 ABSENT = "absent"
 
 
-# One class per in-place change, as one Hypervisor method does it. ``path`` is the VMI spec path the
-# operation serves (``rollout.fields``); ``before``/``after`` are for people; each carries exactly
-# the argument its driver call needs.
+# One class per in-place change, as one Hypervisor method does it (``name``: that method's name;
+# ``kind``: its live field family). ``path`` is the VMI spec path the operation serves
+# (``rollout.fields``); ``before``/``after`` are for people; each carries exactly the argument its
+# driver call needs.
 
 
 @dataclass(frozen=True, slots=True)
 class SetSockets:
+    name: ClassVar[str] = "set_sockets"
     kind: ClassVar[LiveKind] = LiveKind.CPU
     path: str
     before: str
@@ -54,6 +56,7 @@ class SetSockets:
 
 @dataclass(frozen=True, slots=True)
 class SetMemory:
+    name: ClassVar[str] = "set_memory"
     kind: ClassVar[LiveKind] = LiveKind.MEMORY
     path: str
     before: str
@@ -63,6 +66,7 @@ class SetMemory:
 
 @dataclass(frozen=True, slots=True)
 class AttachDisk:
+    name: ClassVar[str] = "attach_disk"
     kind: ClassVar[LiveKind] = LiveKind.DISK
     path: str
     before: str
@@ -72,6 +76,7 @@ class AttachDisk:
 
 @dataclass(frozen=True, slots=True)
 class DetachDisk:
+    name: ClassVar[str] = "detach_disk"
     kind: ClassVar[LiveKind] = LiveKind.DISK
     path: str
     before: str
@@ -81,6 +86,7 @@ class DetachDisk:
 
 @dataclass(frozen=True, slots=True)
 class AttachNic:
+    name: ClassVar[str] = "attach_nic"
     kind: ClassVar[LiveKind] = LiveKind.INTERFACE
     path: str
     before: str
@@ -90,6 +96,7 @@ class AttachNic:
 
 @dataclass(frozen=True, slots=True)
 class DetachNic:
+    name: ClassVar[str] = "detach_nic"
     kind: ClassVar[LiveKind] = LiveKind.INTERFACE
     path: str
     before: str
@@ -99,6 +106,7 @@ class DetachNic:
 
 @dataclass(frozen=True, slots=True)
 class SetLink:
+    name: ClassVar[str] = "set_link"
     kind: ClassVar[LiveKind] = LiveKind.INTERFACE
     path: str
     before: str
