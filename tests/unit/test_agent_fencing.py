@@ -1,20 +1,18 @@
-"""``agent.fencing``: an agent whose Lease goes unrenewed stops its guests, and resumes on renewal."""
+"""``agent.fencing``: an agent whose Lease goes unrenewed stops its guests, and resumes on renewal.
+
+The fence runs on a virtual-time loop whose ``time()`` is its monotonic clock."""
 
 from __future__ import annotations
 
 import asyncio
 
 from vmplane.agent.fencing import Fence, fence_in
-from vmplane.testing.clock import FakeClock, run_in_virtual_time
+from vmplane.testing.clock import run_in_virtual_time
 
 
 def test_fence_in_counts_from_the_last_renewal_sent() -> None:
-    clock = FakeClock()
-    sent = clock()
-    clock.advance(12)
-    assert fence_in(sent, clock(), 30) == 18
-    clock.advance(18)
-    assert fence_in(sent, clock(), 30) == 0
+    assert fence_in(100.0, 112.0, 30) == 18
+    assert fence_in(100.0, 130.0, 30) == 0
 
 
 class Guests:
@@ -29,20 +27,20 @@ class Guests:
         self.resumes += 1
 
 
-async def _tick(clock: FakeClock, seconds: float) -> None:
-    """Move the wall clock and let the fence loop (on virtual time) look at it."""
-    clock.advance(seconds)
-    await asyncio.sleep(seconds)
+def _fence(guests: Guests) -> Fence:
+    loop = asyncio.get_running_loop()
+    return Fence(timeout=30, monotonic=loop.time, stop_guests=guests.stop, resume=guests.resume)
 
 
 def test_an_agent_renewing_in_time_never_fences() -> None:
     async def main() -> Guests:
-        clock, guests = FakeClock(), Guests()
-        fence = Fence(timeout=30, clock=clock, stop_guests=guests.stop, resume=guests.resume)
+        guests = Guests()
+        fence = _fence(guests)
+        now = asyncio.get_running_loop().time
         fence.start()
         for _ in range(10):
-            await _tick(clock, 10)
-            fence.renewed(clock())
+            await asyncio.sleep(10)
+            fence.renewed(now())
         await fence.stop()
         return guests
 
@@ -51,16 +49,17 @@ def test_an_agent_renewing_in_time_never_fences() -> None:
 
 def test_an_agent_that_cannot_renew_stops_its_guests_once_then_resumes_when_it_can() -> None:
     async def main() -> tuple[Guests, list[bool]]:
-        clock, guests = FakeClock(), Guests()
-        fence = Fence(timeout=30, clock=clock, stop_guests=guests.stop, resume=guests.resume)
+        guests = Guests()
+        fence = _fence(guests)
+        now = asyncio.get_running_loop().time
         fence.start()
         states = []
-        await _tick(clock, 29)
+        await asyncio.sleep(29)
         states.append(fence.fenced)
-        await _tick(clock, 2)
+        await asyncio.sleep(2)
         states.append(fence.fenced)
-        await _tick(clock, 60)  # still fenced: the guests are stopped once
-        fence.renewed(clock())
+        await asyncio.sleep(60)  # still fenced: the guests are stopped once
+        fence.renewed(now())
         states.append(fence.fenced)
         await fence.stop()
         return guests, states
@@ -74,13 +73,14 @@ def test_a_renewal_sent_before_the_deadline_but_answered_after_does_not_extend_i
     None
 ):
     async def main() -> bool:
-        clock, guests = FakeClock(), Guests()
-        fence = Fence(timeout=30, clock=clock, stop_guests=guests.stop, resume=guests.resume)
+        guests = Guests()
+        fence = _fence(guests)
+        now = asyncio.get_running_loop().time
         fence.start()
-        sent = clock()
-        await _tick(clock, 25)
+        sent = now()
+        await asyncio.sleep(25)
         fence.renewed(sent)  # a slow renewal sent at 0 s: the count still starts at 0 s
-        await _tick(clock, 6)
+        await asyncio.sleep(6)
         fenced = fence.fenced
         await fence.stop()
         return fenced

@@ -172,9 +172,7 @@ class NodeAgent:
             clock=clock,
             on_renewed=lambda sent: self.fence.renewed(sent),
         )
-        self.fence = Fence(
-            timeout=fence_timeout, clock=clock, stop_guests=self._stop_guests, resume=self._resume
-        )
+        self.fence = Fence(timeout=fence_timeout, stop_guests=self._stop_guests, resume=self._resume)
 
     def _machine_changed(self, machine: str) -> None:
         self.controller.queue.add(vmi_key_of(machine))

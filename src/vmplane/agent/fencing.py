@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 
 __all__ = ["DEFAULT_FENCE_TIMEOUT", "Fence", "fence_in"]
 
@@ -28,34 +28,35 @@ DEFAULT_FENCE_TIMEOUT = 30.0
 _POLL = 1.0
 
 
-def fence_in(last_renewed: datetime, now: datetime, timeout: float) -> float:
-    """Seconds left before the agent must fence (zero or less: fence now)."""
-    return timeout - (now - last_renewed).total_seconds()
+def fence_in(last_renewed: float, now: float, timeout: float) -> float:
+    """Seconds left before the agent must fence (zero or less: fence now); times are seconds on a
+    monotonic clock."""
+    return timeout - (now - last_renewed)
 
 
 class Fence:
     """Calls ``stop_guests`` once the Lease has gone ``timeout`` seconds without a renewal, and
     ``resume`` when renewals come back. ``renewed(at)`` is told of each successful renewal (``at``:
-    when it was sent)."""
+    when it was sent, on ``monotonic``: elapsed time only, so a wall clock set forward fences no one)."""
 
     def __init__(
         self,
         *,
         timeout: float,
-        clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
         stop_guests: Callable[[], Awaitable[None]],
         resume: Callable[[], None],
     ) -> None:
         self._timeout = timeout
-        self._clock = clock
+        self._clock = monotonic
         self._stop_guests = stop_guests
         self._resume = resume
-        self._last_renewed = clock()
+        self._last_renewed = monotonic()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.fenced = False
 
-    def renewed(self, at: datetime) -> None:
+    def renewed(self, at: float) -> None:
         """A renewal sent at ``at`` succeeded."""
         self._last_renewed = max(self._last_renewed, at)
         if self.fenced:

@@ -25,6 +25,7 @@ import platform
 import re
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -325,10 +326,11 @@ class NodeRegistration:
         build: Callable[[], JsonObject],
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         clock: Callable[[], datetime] | None = None,
-        on_renewed: Callable[[datetime], None] | None = None,
+        on_renewed: Callable[[float], None] | None = None,
     ) -> None:
         """``clock`` stamps the Lease's ``renewTime`` (None: no Lease is kept); ``on_renewed`` is told
-        of each successful renewal, with the time it was sent (the agent's fencing counts from it)."""
+        of each successful renewal, with when it was sent on ``time.monotonic`` (the agent's fencing
+        counts from it)."""
         self._store = store
         self._clock = clock
         self._key: Key = ("", name)
@@ -369,8 +371,8 @@ class NodeRegistration:
             with contextlib.suppress(NotFoundError):
                 await self._store.update(NODES, {**current, "status": status}, subresource="status")
         if self._clock is not None:
-            sent = self._clock()
-            renew_time = sent.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            sent = time.monotonic()
+            renew_time = self._clock().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             await renew_lease(self._store, lease_object(node=current, renew_time=renew_time))
             if self._on_renewed is not None:
                 self._on_renewed(sent)

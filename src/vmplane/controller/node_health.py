@@ -1,8 +1,9 @@
 """Whether a node is alive, and what follows when it is not: pure decisions of the node lifecycle.
 
 As Kubernetes' node lifecycle controller, a node is judged by its ``kube-node-lease`` Lease, and by
-when *this controller saw* the lease's ``renewTime`` change (its own clock, never the agent's, so
-clock skew between hosts cannot make a node look fresh or dead): a node not seen renewing for
+when *this controller saw* the lease's ``renewTime`` change (on its own monotonic clock, never the
+agent's, so clock skew between hosts, or a wall clock set forward, cannot make a node look fresh or
+dead): a node not seen renewing for
 ``grace_period`` seconds (``--node-monitor-grace-period``, 40 s) gets every condition ``Unknown``
 (reason ``NodeStatusUnknown``, "Kubelet stopped posting node status.") and the
 ``node.kubernetes.io/unreachable`` taints, ``NoSchedule`` and ``NoExecute``. A node seen renewing
@@ -73,13 +74,14 @@ class HealthConfig:
 
 @dataclass(frozen=True, slots=True)
 class RenewalSeen:
-    """The lease's ``renewTime`` as last seen, and when this controller saw it change."""
+    """The lease's ``renewTime`` as last seen, and when this controller saw it change (seconds on
+    its monotonic clock)."""
 
     renew_time: str | None
-    at: datetime
+    at: float
 
 
-def seen(previous: RenewalSeen | None, renew_time: str | None, now: datetime) -> RenewalSeen:
+def seen(previous: RenewalSeen | None, renew_time: str | None, now: float) -> RenewalSeen:
     """What is known after reading the lease at ``now``: a new ``renewTime`` (or a first look at the
     node, which gets a full grace period, as after a controller restart) is seen now."""
     if previous is not None and previous.renew_time == renew_time:
@@ -97,9 +99,9 @@ class NodeVerdict:
     recheck_after: float | None
 
 
-def judge(renewal: RenewalSeen, now: datetime, config: HealthConfig) -> NodeVerdict:
-    """The node's state ``now``."""
-    silent = (now - renewal.at).total_seconds()
+def judge(renewal: RenewalSeen, now: float, config: HealthConfig) -> NodeVerdict:
+    """The node's state at ``now`` (the monotonic clock ``renewal`` was seen on)."""
+    silent = now - renewal.at
     reachable = silent < config.grace_period
     fenced = silent >= config.fencing_deadline
     upcoming = [d - silent for d in (config.grace_period, config.fencing_deadline) if d > silent]

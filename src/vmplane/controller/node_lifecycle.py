@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -47,9 +48,12 @@ class NodeLifecycleController:
         events: EventSink,
         clock: Callable[[], datetime],
         config: HealthConfig | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` stamps what is written; ``monotonic`` measures how long a node has been silent."""
         self._store = store
         self._clock = clock
+        self._monotonic = monotonic
         self._events = events
         self._config = config or HealthConfig()
         self.nodes = Informer(store, NODES)
@@ -83,9 +87,9 @@ class NodeLifecycleController:
             return Result()
         lease = self.leases.get(NODE_LEASE_NAMESPACE, name)
         renew_time = (lease or {}).get("spec", {}).get("renewTime")
-        now = self._clock()
-        renewal = self._seen[name] = seen(self._seen.get(name), renew_time, now)
-        verdict = judge(renewal, now, self._config)
+        now, elapsed = self._clock(), self._monotonic()
+        renewal = self._seen[name] = seen(self._seen.get(name), renew_time, elapsed)
+        verdict = judge(renewal, elapsed, self._config)
         if verdict.reachable:
             updated = reachable_node(node)
             if updated != node:
