@@ -35,8 +35,9 @@ from vmplane.controller.manager import ControllerManager
 from vmplane.controller.node_health import HealthConfig
 from vmplane.controller.vm import cluster_configuration
 from vmplane.demo import install_demo
+from vmplane.metrics import FleetCollector, Metrics
 from vmplane.reconcile.events import EventRecorder
-from vmplane.server.console import add_console_routes
+from vmplane.server.console import ConsoleSource, add_console_routes
 from vmplane.server.context import ApiContext
 from vmplane.server.registry import Registry
 from vmplane.server.subresources import add_subresource_routes
@@ -62,6 +63,7 @@ class PlaneOptions:
     ``demo_guest``: a built test guest to install as an image, creating the demo VM (``--demo``).
     ``node_status_interval``: seconds between renewals of the Node's heartbeat.
     ``node_health``: when a silent node is unreachable, and when its agent fences its guests.
+    ``window_poll_interval``: the longest maintenance windows go without looking at the clock.
     """
 
     data_dir: Path
@@ -75,6 +77,7 @@ class PlaneOptions:
     host_disk_dirs: tuple[Path, ...] = ()
     demo_guest: Path | None = None
     guest_dir: Path | None = None
+    window_poll_interval: float = 30.0
 
     @property
     def guest_root(self) -> Path:
@@ -135,8 +138,10 @@ class ControlPlane:
         *,
         clock: Callable[[], datetime] = utc_now,
         hypervisor: Callable[[OnChange], Hypervisor] | None = None,
+        console: ConsoleSource | None = None,
     ) -> None:
-        """``hypervisor`` overrides the driver ``options`` choose (tests inject failures through it).
+        """``hypervisor`` overrides the driver ``options`` choose (tests inject failures through it);
+        ``console`` where console logs are read (default: QEMU's, none for simulated guests).
 
         With the QEMU driver this resolves who QEMU runs as and prepares the guest directory, raising
         ``guestfs.GuestSetupError`` (one line saying what to do) if either is impossible.
@@ -155,6 +160,7 @@ class ControlPlane:
             events=self._events,
             clock=clock,
             crash_backoff=options.crash_backoff,
+            window_poll_interval=options.window_poll_interval,
             namespaced_resources=tuple(r.store_resource for r in self.registry if r.namespaced),
             node_health=options.node_health,
         )
@@ -183,7 +189,7 @@ class ControlPlane:
             fence_timeout=options.node_health.fence_timeout,
             host=host_facts(runtime_version=qemu_runtime_version() if qemu else f"simulated://{__version__}"),
         )
-        self._console = QemuConsoleLogs(options.machines_dir) if qemu else None
+        self._console = console or (QemuConsoleLogs(options.machines_dir) if qemu else None)
         self.kubevirt_status = KubeVirtStatusController(store=store, clock=clock)
 
     def _hypervisor(self, on_change: OnChange) -> Hypervisor:
@@ -195,6 +201,20 @@ class ControlPlane:
             on_change=on_change,
             user=self._user,
         )
+
+    def instrument(self, metrics: Metrics) -> None:
+        """Report every work queue, the agent's hotplugs and the fleet (read from caches) to ``metrics``."""
+        for controller in (
+            self.manager.controller,
+            self.manager.namespace_controller,
+            self.manager.garbage_collector.controller,
+            self.scheduler.controller,
+            self.agent.controller,
+            self.kubevirt_status.controller,
+        ):
+            controller.queue.observer = metrics.queue(controller.name)
+        self.agent.on_hotplug = metrics.hotplug
+        metrics.register(FleetCollector(vms=self.manager.vms.list, vmis=self.manager.vmis.list))
 
     def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
         """The ``subresources.kubevirt.io`` routes."""

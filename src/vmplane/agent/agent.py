@@ -74,6 +74,11 @@ __all__ = ["DEFAULT_GRACE_PERIOD", "MACHINE_FINALIZER", "EventSink", "NodeAgent"
 
 log = logging.getLogger(__name__)
 
+
+def _ignore_hotplug(kind: str, succeeded: bool, seconds: float) -> None:
+    """The default ``NodeAgent.on_hotplug``: nothing is counted."""
+
+
 _LIVE = (MachineState.STARTING, MachineState.RUNNING)
 
 
@@ -152,6 +157,9 @@ class NodeAgent:
         self._taints = [t if isinstance(t, Taint) else Taint.from_wire(t) for t in node_taints]
         self._capacity = capacity
         self._unplug_timeout = unplug_timeout
+        #: Told each in-place operation's name, whether it succeeded and how long it took (the
+        #: composition root points it at ``metrics.Metrics.hotplug``).
+        self.on_hotplug: Callable[[str, bool, float], None] = _ignore_hotplug
         self.vmis = Informer(store, VIRTUAL_MACHINE_INSTANCES)
         self.controller: Controller[Key] = Controller(name="node-agent", reconciler=self, workers=workers)
         self.hypervisor = hypervisor(self._machine_changed)
@@ -338,10 +346,12 @@ class NodeAgent:
                 now = await self._observe(machine)
                 if now is None or now.state is not MachineState.RUNNING:
                     return  # the machine ended meanwhile: that is not a failed hotplug
+                self.on_hotplug(op.name, False, time.monotonic() - started)
                 failures[op.path] = str(err)
                 message = f"{op.path}: {op.before} -> {op.after} failed: {err}"
                 await self._events.record(raw, type="Warning", reason="HotplugFailed", message=message)
                 continue
+            self.on_hotplug(op.name, True, time.monotonic() - started)
             elapsed = (time.monotonic() - started) * 1000
             message = f"{op.path}: {op.before} -> {op.after} in {elapsed:.0f} ms"
             await self._events.record(raw, type="Normal", reason="HotplugApplied", message=message)

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "vmplane.cli.serve",
     "vmplane.cli.kubeconfig",
     "vmplane.cli.vm_commands",
+    "vmplane.cli.restarts",
     "vmplane.cli.console",
     "vmplane.cli.token",
 )
