@@ -43,6 +43,7 @@ from vmplane.agent.hypervisor import (
 from vmplane.agent.machine import MachineSpecError, VolumeResolver, machine_name, machine_spec, vmi_key_of
 from vmplane.agent.node import (
     DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_LEASE_INTERVAL,
     HostFacts,
     NodeRegistration,
     host_facts,
@@ -179,6 +180,8 @@ class NodeAgent:
             heartbeat_interval=heartbeat_interval,
             clock=clock,
             on_renewed=lambda sent: self.fence.renewed(sent),
+            # At least three renewals per fence timeout, so one slow write never fences a live node.
+            lease_interval=min(DEFAULT_LEASE_INTERVAL, fence_timeout / 3),
         )
         self.fence = Fence(timeout=fence_timeout, stop_guests=self._stop_guests, resume=self._resume)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 __all__ = ["DEFAULT_FENCE_TIMEOUT", "Fence", "fence_in"]
@@ -43,15 +42,16 @@ class Fence:
         self,
         *,
         timeout: float,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] | None = None,
         stop_guests: Callable[[], Awaitable[None]],
         resume: Callable[[], None],
     ) -> None:
         self._timeout = timeout
-        self._clock = monotonic
+        # The running loop's clock by default: the one ``NodeRegistration`` stamps renewals with.
+        self._clock = monotonic or (lambda: asyncio.get_running_loop().time())
         self._stop_guests = stop_guests
         self._resume = resume
-        self._last_renewed = monotonic()
+        self._last_renewed = 0.0  # set by start()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.fenced = False

@@ -8,9 +8,9 @@ comes back when the node's next deadline (unreachable, then fenced) is due.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -48,12 +48,13 @@ class NodeLifecycleController:
         events: EventSink,
         clock: Callable[[], datetime],
         config: HealthConfig | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
-        """``clock`` stamps what is written; ``monotonic`` measures how long a node has been silent."""
+        """``clock`` stamps what is written; ``monotonic`` (default: the running loop's clock)
+        measures how long a node has been silent."""
         self._store = store
         self._clock = clock
-        self._monotonic = monotonic
+        self._monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
         self._events = events
         self._config = config or HealthConfig()
         self.nodes = Informer(store, NODES)
