@@ -27,11 +27,12 @@ from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL, host_facts, qemu_runt
 from vmplane.agent.qemu import QemuHypervisor
 from vmplane.agent.qemu.machine_types import FALLBACK_MACHINE_TYPES, MachineTypesError, q35_machine_types
 from vmplane.agent.scheduler import Scheduler
-from vmplane.agent.simulated import SimulatedHypervisor
+from vmplane.agent.simulated import SIMULATED_CAPACITY, SimulatedHypervisor
 from vmplane.agent.volumes import QemuVolumePreparer
 from vmplane.api.kubevirt import KubeVirtConfiguration
 from vmplane.controller.kubevirt_status import KubeVirtStatusController
 from vmplane.controller.manager import ControllerManager
+from vmplane.controller.node_health import HealthConfig
 from vmplane.controller.vm import cluster_configuration
 from vmplane.demo import install_demo
 from vmplane.metrics import FleetCollector, Metrics
@@ -67,6 +68,7 @@ class PlaneOptions:
     ``node_status_interval``: seconds between renewals of the Node's heartbeat.
     ``simulated_latency``: seconds each request to the simulated hypervisor takes (0 for scale
     benchmarks, where the control plane's own cost is what is measured).
+    ``node_health``: when a silent node is unreachable, and when its agent fences its guests.
     ``window_poll_interval``: the longest maintenance windows go without looking at the clock.
     """
 
@@ -77,6 +79,7 @@ class PlaneOptions:
     node_labels: dict[str, str] = field(default_factory=dict)
     crash_backoff: float = 10.0
     node_status_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    node_health: HealthConfig = field(default_factory=HealthConfig)
     host_disk_dirs: tuple[Path, ...] = ()
     demo_guest: Path | None = None
     guest_dir: Path | None = None
@@ -166,6 +169,7 @@ class ControlPlane:
             crash_backoff=options.crash_backoff,
             window_poll_interval=options.window_poll_interval,
             namespaced_resources=tuple(r.store_resource for r in self.registry if r.namespaced),
+            node_health=options.node_health,
         )
         self._cluster.manager = self.manager
         self.scheduler = Scheduler(store=store, clock=clock)
@@ -188,6 +192,8 @@ class ControlPlane:
             else None,
             node_labels=options.node_labels,
             heartbeat_interval=options.node_status_interval,
+            capacity=None if qemu else SIMULATED_CAPACITY,
+            fence_timeout=options.node_health.fence_timeout,
             host=host_facts(runtime_version=qemu_runtime_version() if qemu else f"simulated://{__version__}"),
         )
         self._console = console or (QemuConsoleLogs(options.machines_dir) if qemu else None)

@@ -249,6 +249,22 @@ async def test_an_unschedulable_vmi_stays_pending_until_a_node_fits(harness: Har
     assert await harness.events("Scheduled")
 
 
+async def test_a_node_holds_the_guests_its_memory_allows_and_takes_more_when_one_goes(
+    harness: Harness,
+) -> None:
+    # 8Gi capacity, 7.75Gi allocatable: two 3Gi guests (3Gi + 38Mi each with the overhead) fit.
+    for name in ("big1", "big2"):
+        await harness.running(name, base_spec(guest="3Gi", max_guest="6Gi"))
+    await harness.create("big3", base_spec(guest="3Gi", max_guest="6Gi"))
+    vmi = await harness.wait("big3", has_condition("PodScheduled", "False"))
+    scheduled = condition(vmi, "PodScheduled")
+    assert scheduled is not None
+    assert scheduled["message"] == "0/1 nodes are available: 1 Insufficient memory."
+    await harness.store.delete(VMIS, NS, "big1")
+    vmi = await harness.wait("big3", phase_is(VMIPhase.RUNNING))
+    assert status_of(vmi).node_name == NODE
+
+
 async def test_deleting_an_unscheduled_vmi_releases_the_finalizer(harness: Harness) -> None:
     await harness.create("nowhere", base_spec(node_selector={"disktype": "nvme"}))
     await harness.wait("nowhere", has_condition("PodScheduled", "False"))
@@ -435,6 +451,13 @@ async def test_refused_hotplugs_are_reported_as_the_planner_reads_them(harness: 
         "domain.devices.interfaces[name=blue]",
     }
     assert failed["domain.cpu.sockets"].observed == 1
+    # Recorded once, typed: one entry per failed path, as both the agent and the planner read it.
+    assert [f["path"] for f in vmi["status"]["hotplugFailures"]] == [
+        "domain.cpu.sockets",
+        "domain.devices.interfaces[name=blue]",
+        "domain.memory.guest",
+        "volumes[name=data]",
+    ]
     assert len(await harness.events("HotplugFailed", at_least=4)) == 4
 
     # Never retried for the same target: allow CPU hotplug again, make the agent act on another

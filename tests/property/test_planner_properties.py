@@ -13,16 +13,16 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vmplane.api.guest_resources import Resources, guest_request
 from vmplane.api.kubevirt import KubeVirtConfiguration, RolloutStrategy
 from vmplane.api.vm import ChangeSource
-from vmplane.api.vmi import VirtualMachineInstanceSpec, VirtualMachineInstanceStatus
+from vmplane.api.vmi import HotplugFailure, VirtualMachineInstanceSpec, VirtualMachineInstanceStatus
 from vmplane.rollout.effective import effective_spec
 from vmplane.rollout.plan import Plan, plan
 from vmplane.rollout.revert import revert
 from vmplane.testing.builders import (
     RunningVMI,
     boot,
-    condition,
     config,
     container_disk,
     disk,
@@ -32,7 +32,6 @@ from vmplane.testing.builders import (
     replan,
     toleration,
     vm_spec,
-    volume_status,
 )
 
 SETTINGS = settings(max_examples=500, deadline=None)
@@ -143,13 +142,11 @@ def edit_of(
 
 def with_failure(status: VirtualMachineInstanceStatus, failure: str | None) -> VirtualMachineInstanceStatus:
     """``status`` reporting a failed CPU or memory hotplug, or a failed volume of that name."""
-    if failure == "cpu":
-        return status.model_copy(update={"conditions": [condition("HotVCPUChange", status="False")]})
-    if failure == "memory":
-        return status.model_copy(update={"conditions": [condition("HotMemoryChange", status="False")]})
-    if failure is not None:
-        return status.model_copy(update={"volume_status": [volume_status(failure, phase="Failed")]})
-    return status
+    paths = {"cpu": "domain.cpu.sockets", "memory": "domain.memory.guest"}
+    if failure is None:
+        return status
+    path = paths.get(failure, f"volumes[name={failure}]")
+    return status.model_copy(update={"hotplug_failures": [HotplugFailure(path=path, message="refused")]})
 
 
 @dataclass(frozen=True)
@@ -267,3 +264,46 @@ def test_restart_required_is_set_exactly_while_pending_and_then_nothing_goes_liv
         assert result.live == ()
         assert result.restart_required.reason == result.pending[0].reason
         assert result.next_running == case.vmi.spec
+
+
+@SETTINGS
+@given(
+    cases(),
+    st.integers(min_value=0, max_value=4000),
+    st.integers(min_value=0, max_value=16 * 2**30),
+)
+def test_a_live_change_never_takes_more_than_the_node_has_room_for(
+    case: Case, cpu_millis: int, memory_bytes: int
+) -> None:
+    room = Resources(cpu_millis, memory_bytes)
+    result = plan(
+        running=case.vmi.spec,
+        desired=effective_spec(case.edited, case.cfg),
+        observed=case.status,
+        config=case.cfg,
+        node_room=room,
+    )
+
+    before, after = guest_request(case.vmi.spec), guest_request(result.next_running)
+    assert after.cpu_millis <= max(before.cpu_millis, room.cpu_millis)
+    assert after.memory_bytes <= max(before.memory_bytes, room.memory_bytes)
+    refused = [p for p in result.pending if p.reason == "InsufficientNodeResources"]
+    assert all(
+        p.path.startswith(("spec.template.spec.domain.cpu", "spec.template.spec.domain.memory"))
+        for p in refused
+    )
+
+
+@SETTINGS
+@given(cases())
+def test_a_node_with_room_to_spare_plans_as_an_unlimited_one(case: Case) -> None:
+    ample = Resources(10**9, 2**62)
+    limited = plan(
+        running=case.vmi.spec,
+        desired=effective_spec(case.edited, case.cfg),
+        observed=case.status,
+        config=case.cfg,
+        node_room=ample,
+    )
+
+    assert limited == case.plan()

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from vmplane.agent.hotplug import (
-    CPU_FIELD,
-    MEMORY_FIELD,
-    OperationKind,
+    AGENT_OPERATIONS,
+    AttachDisk,
+    AttachNic,
+    DetachDisk,
+    DetachNic,
+    Operation,
+    SetLink,
+    SetMemory,
+    SetSockets,
     differing_fields,
-    interface_field,
-    named,
     operations,
-    volume_field,
 )
 from vmplane.agent.hypervisor import (
     DiskSpec,
+    Hypervisor,
     MachineSpec,
     MachineState,
     NicSpec,
@@ -26,6 +30,7 @@ from vmplane.agent.hypervisor import (
     ObservedMachine,
     ObservedNic,
 )
+from vmplane.rollout.fields import CPU_SOCKETS, MEMORY_GUEST, LiveKind, family_of, interface_path, volume_path
 
 GiB = 1 << 30
 ROOT = DiskSpec("root", "/v/root.qcow2")
@@ -57,23 +62,23 @@ def have(**changes: Any) -> ObservedMachine:
 
 CASES = {
     "in-sync": (want(), have(), []),
-    "cpu-up": (want(sockets=3), have(), [(OperationKind.SET_SOCKETS, CPU_FIELD, "1", "3")]),
+    "cpu-up": (want(sockets=3), have(), [(SetSockets, CPU_SOCKETS, "1", "3")]),
     # A decrease is not the agent's to judge: the planner never asks for one; the driver refuses it.
-    "cpu-down": (want(sockets=1), have(sockets=2), [(OperationKind.SET_SOCKETS, CPU_FIELD, "2", "1")]),
+    "cpu-down": (want(sockets=1), have(sockets=2), [(SetSockets, CPU_SOCKETS, "2", "1")]),
     "memory-up": (
         want(memory_bytes=2 * GiB),
         have(),
-        [(OperationKind.SET_MEMORY, MEMORY_FIELD, "1Gi", "2Gi")],
+        [(SetMemory, MEMORY_GUEST, "1Gi", "2Gi")],
     ),
     "memory-down": (
         want(memory_bytes=GiB),
         have(memory_bytes=3 * GiB),
-        [(OperationKind.SET_MEMORY, MEMORY_FIELD, "3Gi", "1Gi")],
+        [(SetMemory, MEMORY_GUEST, "3Gi", "1Gi")],
     ),
     "disk-attach": (
         want(disks=(ROOT, DATA)),
         have(),
-        [(OperationKind.ATTACH_DISK, volume_field("data"), "absent", "/v/data.qcow2")],
+        [(AttachDisk, volume_path("data"), "absent", "/v/data.qcow2")],
     ),
     "disk-not-hotpluggable-is-never-attached": (
         want(disks=(ROOT, replace(DATA, hotpluggable=False))),
@@ -83,46 +88,46 @@ CASES = {
     "disk-detach": (
         want(),
         have(disks=(*OBSERVED.disks, ObservedDisk("data", "/v/data.qcow2"))),
-        [(OperationKind.DETACH_DISK, volume_field("data"), "/v/data.qcow2", "absent")],
+        [(DetachDisk, volume_path("data"), "/v/data.qcow2", "absent")],
     ),
     "disk-swap": (
         want(disks=(ROOT, replace(DATA, path="/v/other.qcow2"))),
         have(disks=(*OBSERVED.disks, ObservedDisk("data", "/v/data.qcow2"))),
         [
-            (OperationKind.DETACH_DISK, volume_field("data"), "/v/data.qcow2", "absent"),
-            (OperationKind.ATTACH_DISK, volume_field("data"), "/v/data.qcow2", "/v/other.qcow2"),
+            (DetachDisk, volume_path("data"), "/v/data.qcow2", "absent"),
+            (AttachDisk, volume_path("data"), "/v/data.qcow2", "/v/other.qcow2"),
         ],
     ),
     "boot-disk-path-is-not-compared": (want(disks=(replace(ROOT, path="/elsewhere"),)), have(), []),
     "nic-attach": (
         want(nics=(DEFAULT, BLUE)),
         have(),
-        [(OperationKind.ATTACH_NIC, interface_field("blue"), "absent", BLUE.mac)],
+        [(AttachNic, interface_path("blue"), "absent", BLUE.mac)],
     ),
     "nic-detach-absent-or-removed": (
         want(),
         have(nics=(*OBSERVED.nics, ObservedNic("blue", BLUE.mac, True))),
-        [(OperationKind.DETACH_NIC, interface_field("blue"), BLUE.mac, "absent")],
+        [(DetachNic, interface_path("blue"), BLUE.mac, "absent")],
     ),
     "nic-link-down": (
         want(nics=(replace(DEFAULT, link_up=False),)),
         have(),
-        [(OperationKind.SET_LINK, interface_field("default"), "up", "down")],
+        [(SetLink, interface_path("default"), "up", "down")],
     ),
     "nic-link-up": (
         want(),
         have(nics=(ObservedNic("default", DEFAULT.mac, False),)),
-        [(OperationKind.SET_LINK, interface_field("default"), "down", "up")],
+        [(SetLink, interface_path("default"), "down", "up")],
     ),
     "unplugs-first-then-plugs-then-cpu-and-memory": (
         want(sockets=2, memory_bytes=2 * GiB, disks=(ROOT, DATA), nics=(BLUE,)),
         have(nics=(ObservedNic("default", DEFAULT.mac, True),)),
         [
-            (OperationKind.DETACH_NIC, interface_field("default"), DEFAULT.mac, "absent"),
-            (OperationKind.ATTACH_DISK, volume_field("data"), "absent", DATA.path),
-            (OperationKind.ATTACH_NIC, interface_field("blue"), "absent", BLUE.mac),
-            (OperationKind.SET_SOCKETS, CPU_FIELD, "1", "2"),
-            (OperationKind.SET_MEMORY, MEMORY_FIELD, "1Gi", "2Gi"),
+            (DetachNic, interface_path("default"), DEFAULT.mac, "absent"),
+            (AttachDisk, volume_path("data"), "absent", DATA.path),
+            (AttachNic, interface_path("blue"), "absent", BLUE.mac),
+            (SetSockets, CPU_SOCKETS, "1", "2"),
+            (SetMemory, MEMORY_GUEST, "1Gi", "2Gi"),
         ],
     ),
 }
@@ -131,37 +136,50 @@ CASES = {
 @pytest.mark.parametrize(("desired", "observed", "expected"), CASES.values(), ids=CASES.keys())
 def test_operations(desired: MachineSpec, observed: ObservedMachine, expected: list[tuple[Any, ...]]) -> None:
     ops = operations(desired, observed)
-    assert [(op.kind, op.field, op.before, op.after) for op in ops] == expected
+    assert [(type(op), op.path, op.before, op.after) for op in ops] == expected
     assert differing_fields(desired, observed) == {e[1] for e in expected}
 
 
 def test_skipped_paths_are_left_alone() -> None:
     desired = want(sockets=3, memory_bytes=2 * GiB, nics=(DEFAULT, BLUE))
-    ops = operations(desired, have(), skip={CPU_FIELD, interface_field("blue")})
-    assert [op.field for op in ops] == [MEMORY_FIELD]
+    ops = operations(desired, have(), skip={CPU_SOCKETS, interface_path("blue")})
+    assert [op.path for op in ops] == [MEMORY_GUEST]
 
 
 def test_operations_carry_exactly_what_the_driver_call_needs() -> None:
     desired = want(
         sockets=2, memory_bytes=2 * GiB, disks=(ROOT, DATA), nics=(replace(DEFAULT, link_up=False), BLUE)
     )
-    by_kind = {op.kind: op for op in operations(desired, have())}
-    assert by_kind[OperationKind.SET_SOCKETS].sockets == 2
-    assert by_kind[OperationKind.SET_MEMORY].memory_bytes == 2 * GiB
-    assert by_kind[OperationKind.ATTACH_DISK].disk == DATA
-    assert by_kind[OperationKind.ATTACH_NIC].nic == BLUE
-    link = by_kind[OperationKind.SET_LINK]
+    by_kind: dict[type, Any] = {type(op): op for op in operations(desired, have())}
+    assert by_kind[SetSockets].sockets == 2
+    assert by_kind[SetMemory].memory_bytes == 2 * GiB
+    assert by_kind[AttachDisk].disk == DATA
+    assert by_kind[AttachNic].nic == BLUE
+    link = by_kind[SetLink]
     assert (link.device, link.link_up) == ("default", False)
 
 
-@pytest.mark.parametrize(
-    ("field", "expected"),
-    [
-        (volume_field("data"), ("volume", "data")),
-        (interface_field("blue"), ("interface", "blue")),
-        (CPU_FIELD, None),
-        (MEMORY_FIELD, None),
-    ],
-)
-def test_named(field: str, expected: tuple[str, str] | None) -> None:
-    assert named(field) == expected
+def test_every_live_field_family_has_its_agent_operations() -> None:
+    # Placement is the one family the agent has nothing to do for: it binds the next start.
+    assert set(AGENT_OPERATIONS) == set(LiveKind)
+    assert {kind for kind, ops in AGENT_OPERATIONS.items() if not ops} == {LiveKind.PLACEMENT}
+    for kind, ops in AGENT_OPERATIONS.items():
+        assert all(op.kind is kind for op in ops)
+    declared = {op for ops in AGENT_OPERATIONS.values() for op in ops}
+    assert declared == set(get_args(Operation))
+
+
+def test_every_operation_serves_a_path_of_its_own_family() -> None:
+    desired = want(
+        sockets=2, memory_bytes=2 * GiB, disks=(ROOT, DATA), nics=(replace(DEFAULT, link_up=False), BLUE)
+    )
+    observed = have(disks=(*OBSERVED.disks, ObservedDisk("old", "/old.qcow2")))
+    for op in operations(desired, observed):
+        family = family_of(op.path)
+        assert family is not None, op
+        assert family.kind is op.kind, op
+
+
+def test_each_operation_is_named_after_its_hypervisor_method() -> None:
+    for op in get_args(Operation):
+        assert callable(getattr(Hypervisor, op.name)), op

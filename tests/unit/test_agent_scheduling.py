@@ -17,6 +17,7 @@ from vmplane.agent.scheduling import (
     tolerates,
     unschedulable_message,
 )
+from vmplane.api.guest_resources import Resources, guest_request
 from vmplane.api.scheduling import Affinity, Toleration
 from vmplane.api.vmi import VirtualMachineInstanceSpec
 from vmplane.testing.builders import vm_spec
@@ -234,3 +235,76 @@ def test_choose_node_prefers_weighted_preferences_then_names() -> None:
     assert choose_node(vm_spec(affinity=preferred), nodes) == "c"
     assert choose_node(vm_spec(node_selector={"disk": "ssd"}), nodes) is None
     assert choose_node(vm_spec(), []) is None
+
+
+# ------------------------------------------------------------------------------------------ capacity
+
+GI = 2**30
+ROOMY = Resources(4000, 8 * GI)
+
+
+def sized(name: str, allocatable: Resources | None = ROOMY, **labels: str) -> NodeInfo:
+    return NodeInfo(name=name, labels={**BASE, **labels}, ready="True", allocatable=allocatable)
+
+
+def test_a_node_without_room_for_the_guest_memory_does_not_fit() -> None:
+    full = {"n1": Resources(0, 7 * GI + 512 * 2**20)}
+    assert fits(vm_spec(guest="1Gi"), sized("n1"), used=full["n1"]) == ["Insufficient memory"]
+    assert choose_node(vm_spec(guest="1Gi"), [sized("n1")], used=full) is None
+
+
+def test_cpu_and_memory_are_both_reported_when_both_are_short() -> None:
+    tight = Resources(50, GI)
+    assert fits(vm_spec(guest="2Gi"), sized("n1", tight)) == ["Insufficient cpu", "Insufficient memory"]
+
+
+def test_a_node_that_declares_no_allocatable_is_not_limited() -> None:
+    assert fits(vm_spec(guest="64Gi", sockets=64), sized("n1", None)) == []
+
+
+def test_the_fit_error_counts_each_node_under_its_first_failing_filter() -> None:
+    spec = vm_spec(guest="4Gi", node_selector={"disk": "ssd"})
+    nodes = [sized("a", Resources(4000, 2 * GI), disk="ssd"), sized("b"), sized("c", Resources(0, 0))]
+    assert unschedulable_message(spec, nodes) == (
+        "0/3 nodes are available: 1 Insufficient memory, 2 node(s) didn't match Pod's node affinity/selector."
+    )
+
+
+def test_a_node_short_of_both_counts_under_both_reasons() -> None:
+    nodes = [sized("a", Resources(0, 0)), sized("b", Resources(4000, 0))]
+    assert unschedulable_message(vm_spec(), nodes) == (
+        "0/2 nodes are available: 1 Insufficient cpu, 2 Insufficient memory."
+    )
+
+
+def test_equal_nodes_are_filled_evenly_least_allocated_first() -> None:
+    nodes = [sized("n1"), sized("n2"), sized("n3")]
+    used: dict[str, Resources] = {}
+    placed = []
+    for _ in range(6):
+        chosen = choose_node(vm_spec(guest="1Gi"), nodes, used=used)
+        assert chosen is not None
+        placed.append(chosen)
+        used[chosen] = used.get(chosen, Resources()) + guest_request(vm_spec(guest="1Gi"))
+    assert placed == ["n1", "n2", "n3", "n1", "n2", "n3"]
+
+
+def test_preferred_affinity_outweighs_free_room() -> None:
+    preferred = Affinity.model_validate(
+        {
+            "nodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 1, "preference": expr("zone", "In", "a")}
+                ]
+            }
+        }
+    )
+    nodes = [sized("busy", zone="a"), sized("idle", zone="b")]
+    used = {"busy": Resources(3000, 6 * GI)}
+    assert choose_node(vm_spec(affinity=preferred), nodes, used=used) == "busy"
+    assert choose_node(vm_spec(), nodes, used=used) == "idle"
+
+
+def test_node_info_reads_the_allocatable() -> None:
+    obj = {"metadata": {"name": "n1"}, "status": {"allocatable": {"cpu": "1900m", "memory": "1Gi"}}}
+    assert NodeInfo.from_wire(obj).allocatable == Resources(1900, GI)

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from vmplane.agent.hotplug import CPU_FIELD, MEMORY_FIELD, interface_field, volume_field
 from vmplane.agent.hypervisor import (
     DiskSpec,
     MachineSpec,
@@ -17,7 +16,7 @@ from vmplane.agent.hypervisor import (
     ObservedMachine,
     ObservedNic,
 )
-from vmplane.agent.status import failures_of, machine_status, phase_status
+from vmplane.agent.status import machine_status, phase_status
 from vmplane.api.meta import Condition
 from vmplane.api.quantity import Quantity
 from vmplane.api.vmi import (
@@ -27,6 +26,8 @@ from vmplane.api.vmi import (
     VirtualMachineInstanceStatus,
     VMIPhase,
 )
+from vmplane.rollout.failures import failed_hotplugs
+from vmplane.rollout.fields import CPU_SOCKETS, MEMORY_GUEST, interface_path, volume_path
 from vmplane.rollout.observed import observed_from_status
 from vmplane.testing.builders import container_disk, disk, interface, network, pvc, vm_spec
 
@@ -159,10 +160,10 @@ def test_volumes_being_plugged_or_unplugged() -> None:
 
 
 FAILURES = {
-    CPU_FIELD: "cpu refused",
-    MEMORY_FIELD: "memory refused",
-    volume_field("data"): "disk refused",
-    interface_field("blue"): "nic refused",
+    CPU_SOCKETS: "cpu refused",
+    MEMORY_GUEST: "memory refused",
+    volume_path("data"): "disk refused",
+    interface_path("blue"): "nic refused",
 }
 FAILING_SPEC = replace(
     DESIRED,
@@ -183,7 +184,7 @@ def test_failures_are_written_as_the_planner_reads_them() -> None:
     }
     data = next(v for v in status.volume_status or () if v.name == "data")
     assert (data.phase, data.reason, data.message) == ("Failed", "HotplugFailed", "disk refused")
-    assert failures_of(status) == FAILURES
+    assert failed_hotplugs(status) == FAILURES
     planner = observed_from_status(status, vmi().spec.to_wire()).failed
     assert planner["domain.cpu.sockets"].observed == 1
     assert planner["domain.memory.guest"].observed == "1Gi"
@@ -198,15 +199,17 @@ def test_failures_are_written_as_the_planner_reads_them() -> None:
 
 def test_two_failed_interfaces_name_the_first_and_describe_both() -> None:
     desired = replace(DESIRED, nics=(*DESIRED.nics, NicSpec("blue", "b"), NicSpec("red", "r")))
-    failures = {interface_field("red"): "no port", interface_field("blue"): "refused"}
+    failures = {interface_path("red"): "no port", interface_path("blue"): "refused"}
     status = derive(desired=desired, failures=failures)
     assert conditions(status)["HotInterfaceChange"] == ("False", "blue", "blue: refused; red: no port")
+    # The typed record keeps both, where one condition could name only one.
+    assert failed_hotplugs(status) == failures
 
 
 def test_a_failure_clears_once_the_spec_and_the_guest_agree_again() -> None:
     status = derive(failures=FAILURES)
     assert set(conditions(status)) == {"Ready"}
-    assert failures_of(status) == {}
+    assert failed_hotplugs(status) == {}
 
 
 @pytest.mark.parametrize(

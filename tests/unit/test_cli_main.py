@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +30,21 @@ def test_every_command_has_a_description_for_users(command: str) -> None:
     sub = action.choices[command]  # type: ignore[index]
     assert sub.description, f"vmplane {command} --help has no description"
     assert "``" not in sub.description, "a developer docstring leaked into --help"
+
+
+def test_serve_refuses_a_fence_timeout_not_shorter_than_the_grace_period(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(
+        [
+            "serve",
+            "--data-dir",
+            str(tmp_path),
+            "--node-monitor-grace-period",
+            "20",
+            "--node-fence-timeout",
+            "30",
+        ]
+    )
+    assert code == 2
+    assert "must be positive and shorter than the node monitor grace period" in capsys.readouterr().err

@@ -194,6 +194,41 @@ def test_the_registration_renews_the_node_lease_every_interval() -> None:
     assert run_in_virtual_time(scenario()) == ["2026-11-28T10:00:00", "2026-11-28T10:00:10"]
 
 
+def test_the_lease_is_renewed_every_ten_seconds_however_seldom_the_status_is() -> None:
+    async def scenario() -> tuple[list[str], list[str]]:
+        loop = asyncio.get_running_loop()
+
+        def clock() -> datetime:
+            return START + timedelta(seconds=loop.time())
+
+        store = MemoryStore(clock=clock)
+        registration = NodeRegistration(
+            store=store,
+            name="node01",
+            build=lambda: _node(now=clock().strftime("%Y-%m-%dT%H:%M:%SZ")),
+            heartbeat_interval=3600.0,
+            clock=clock,
+        )
+        await registration.start()
+        leases, heartbeats = [], []
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0.5)
+                lease = await store.get(LEASES, "kube-node-lease", "node01")
+                leases.append(lease["spec"]["renewTime"][:19])
+                node = await store.get(NODES, "", "node01")
+                ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+                heartbeats.append(ready["lastHeartbeatTime"])
+                await asyncio.sleep(9.5)
+        finally:
+            await registration.stop()
+        return leases, heartbeats
+
+    leases, heartbeats = run_in_virtual_time(scenario())
+    assert leases == ["2026-11-28T10:00:00", "2026-11-28T10:00:10", "2026-11-28T10:00:20"]
+    assert len(set(heartbeats)) == 1
+
+
 def test_the_registration_renews_the_heartbeat_every_interval() -> None:
     async def scenario() -> list[str]:
         loop = asyncio.get_running_loop()

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from vmplane.api.guest_resources import Resources
 from vmplane.api.vm import ChangeSource, PendingChange
-from vmplane.api.vmi import VirtualMachineInstanceSpec, VirtualMachineInstanceStatus
+from vmplane.api.vmi import HotplugFailure, VirtualMachineInstanceSpec, VirtualMachineInstanceStatus
 from vmplane.rollout.plan import LiveChange, Plan
 from vmplane.rollout.revert import revert
 from vmplane.rollout.table import LiveKind
@@ -26,7 +27,6 @@ from vmplane.testing.builders import (
     pvc,
     replan,
     vm_spec,
-    volume_status,
 )
 
 NON_LIVE = "a non-live-updatable field was changed in the template spec"
@@ -41,6 +41,7 @@ CLUSTER_CHANGED = (
     "a cluster-wide default changed; the running guest keeps the old value until the next restart"
 )
 
+CPU, MEMORY = "domain.cpu.sockets", "domain.memory.guest"
 LIVE = config(strategy="LiveUpdate")
 STAGE = config(strategy="Stage")
 
@@ -433,9 +434,7 @@ def failed(vmi: RunningVMI, **update: Any) -> VirtualMachineInstanceStatus:
 
 def test_failed_cpu_hotplug_is_pending_with_the_sockets_the_guest_has() -> None:
     vmi = hotplugged(boot(spec(), LIVE), spec(sockets=3))
-    status = failed(
-        vmi, conditions=[condition("HotVCPUChange", status="False", message="vCPU hotplug failed")]
-    )
+    status = failed(vmi, hotplug_failures=[HotplugFailure(path=CPU, message="vCPU hotplug failed")])
 
     result = replan(vmi, spec(sockets=3), LIVE, status=status)
 
@@ -452,12 +451,9 @@ def test_failed_memory_hotplug_is_pending_with_the_memory_the_guest_has() -> Non
     vmi = hotplugged(boot(spec(), LIVE), spec(guest="4Gi"))
     status = failed(
         vmi,
-        conditions=[
-            condition(
-                "HotMemoryChange",
-                status="False",
-                reason="Memory Hotplug Failed",
-                message="memory hotplug failed, the VM configuration is not supported",
+        hotplug_failures=[
+            HotplugFailure(
+                path=MEMORY, message="memory hotplug failed, the VM configuration is not supported"
             )
         ],
     )
@@ -478,7 +474,7 @@ def test_failed_memory_hotplug_is_pending_with_the_memory_the_guest_has() -> Non
 def test_failed_volume_hotplug_is_pending_as_absent_from_the_guest() -> None:
     edited = spec(disks=[*BASE["disks"], disk("x")], volumes=[*BASE["volumes"], pvc("x", hotpluggable=True)])
     vmi = hotplugged(boot(spec(), LIVE), edited)
-    status = failed(vmi, volume_status=[volume_status("x", phase="Failed", message="attach failed")])
+    status = failed(vmi, hotplug_failures=[HotplugFailure(path="volumes[name=x]", message="attach failed")])
 
     result = replan(vmi, edited, LIVE, status=status)
 
@@ -503,19 +499,19 @@ FAILURES = [
     pytest.param(
         spec(sockets=3),
         spec(),
-        {"conditions": [condition("HotVCPUChange", status="False", message="vCPU hotplug failed")]},
+        {"hotplug_failures": [HotplugFailure(path=CPU, message="vCPU hotplug failed")]},
         id="cpu",
     ),
     pytest.param(
         spec(guest="4Gi"),
         spec(),
-        {"conditions": [condition("HotMemoryChange", status="False")]},
+        {"hotplug_failures": [HotplugFailure(path=MEMORY)]},
         id="memory",
     ),
     pytest.param(
         spec(disks=[*BASE["disks"], disk("x")], volumes=[*BASE["volumes"], pvc("x", hotpluggable=True)]),
         spec(),
-        {"volume_status": [volume_status("x", phase="Failed")]},
+        {"hotplug_failures": [HotplugFailure(path="volumes[name=x]")]},
         id="volume",
     ),
 ]
@@ -554,3 +550,54 @@ def test_revert_of_a_failed_hotplug_writes_back_what_the_guest_has(
 
     assert reverted == observed_value
     assert replan(vmi, reverted, LIVE, status=status).restart_required is None
+
+
+# ----------------------------------------------------------------------------- the node's capacity
+
+
+def test_a_cpu_hotplug_the_node_cannot_hold_is_pending_insufficient_node_resources() -> None:
+    vmi = boot(spec(), LIVE)
+    room = Resources(250, 2**40)  # two vCPUs take 200m; a third would take 300m
+
+    result = replan(vmi, spec(sockets=3), LIVE, node_room=room)
+
+    assert not result.live
+    (change,) = result.pending
+    assert (change.path, change.reason) == (
+        "spec.template.spec.domain.cpu.sockets",
+        "InsufficientNodeResources",
+    )
+    assert change.message == (
+        "the VMI's node cannot hold the change: Insufficient cpu "
+        "(the VMI would request 300m, the node has 250m for it)"
+    )
+    assert result.restart_required is not None
+    assert result.restart_required.reason == "InsufficientNodeResources"
+
+
+def test_a_memory_hotplug_the_node_cannot_hold_is_pending_and_the_cpu_change_waits() -> None:
+    vmi = boot(spec(), LIVE)
+    room = Resources(10_000, 3 * 2**30)
+
+    result = replan(vmi, spec(sockets=3, guest="4Gi"), LIVE, node_room=room)
+
+    assert [(p.path, p.reason) for p in result.pending] == [
+        ("spec.template.spec.domain.memory.guest", "InsufficientNodeResources"),
+        ("spec.template.spec.domain.cpu.sockets", "WaitingForRestart"),
+    ]
+
+
+def test_a_hotplug_the_node_can_hold_goes_live() -> None:
+    result = replan(
+        boot(spec(), LIVE), spec(sockets=3, guest="3Gi"), LIVE, node_room=Resources(300, 4 * 2**30)
+    )
+
+    assert {c.kind for c in result.live} == {LiveKind.CPU, LiveKind.MEMORY}
+    assert not result.pending
+
+
+def test_a_node_already_over_its_room_still_takes_changes_that_need_no_more() -> None:
+    result = replan(boot(spec(), LIVE), spec(node_selector={"disk": "ssd"}), LIVE, node_room=Resources(0, 0))
+
+    assert [c.kind for c in result.live] == [LiveKind.PLACEMENT]
+    assert not result.pending

@@ -32,7 +32,7 @@ from vmplane.api.scheduling import (
 )
 from vmplane.api.validation import validate_vm
 from vmplane.api.vm import ChangeSource, VirtualMachine, VirtualMachineSpec, VirtualMachineTemplate
-from vmplane.api.vmi import CPUTopology, MemoryStatus, VirtualMachineInstanceSpec
+from vmplane.api.vmi import CPUTopology, HotplugFailure, MemoryStatus, VirtualMachineInstanceSpec
 from vmplane.rollout.effective import Provenance, effective_spec
 from vmplane.rollout.plan import LiveChange, Plan
 from vmplane.rollout.table import LiveKind
@@ -288,7 +288,13 @@ def test_s13_should_set_restart_required_if_memory_hotplug_failed() -> None:
     the template goes back to the VMI's value; in vmplane editing the template to what the guest has
     clears it (docs/rollout.md §2: revert clears)."""
     vmi = boot(vm_spec(guest="1Gi"), LIVE)
-    status = vmi.status.model_copy(update={"conditions": [condition("HotMemoryChange", status="False")]})
+    # Upstream's record is the condition; vmplane's agent writes it with the typed record it reads back.
+    status = vmi.status.model_copy(
+        update={
+            "conditions": [condition("HotMemoryChange", status="False")],
+            "hotplug_failures": [HotplugFailure(path="domain.memory.guest")],
+        }
+    )
 
     result = replan(vmi, vm_spec(guest="2Gi"), LIVE, status=status)
 

@@ -1,15 +1,14 @@
 """The node agent: runs this node's VMIs through a Hypervisor and reports only what it observes.
 
 Level-triggered, as every vmplane loop: a VMI change and a hypervisor ``on_change`` both just enqueue
-the VMI's key; a reconcile re-reads the VMI and ``observe()``, and then does one of: boot a Scheduled
-VMI, perform the in-place operations ``hotplug.operations`` lists (reporting them in flight first),
-stop and forget the machine of a deleted VMI and release its finalizer, or write the status
-``status.machine_status`` derives. The decisions are pure functions; this module only sequences the
-hypervisor calls and the store writes.
+the VMI's key; a reconcile re-reads the VMI, ``observe()``-s its machine and translates its spec,
+asks the pure ``agent.plan.decide`` for an ``AgentPlan`` (boot, sync with the in-place operations
+``hotplug.operations`` lists, finalize a deleted VMI, discard an ended machine, report a status), and
+then ``_act``-s on it: the one place that sequences the hypervisor calls and the store writes.
 
-A failed operation is recorded against its VMI spec path (in the status, where the VM planner reads
-it, and here, since one condition cannot hold two interfaces) and not retried until the spec and
-the guest agree again.
+A failed operation is recorded against its VMI spec path in the VMI status (``rollout.failures``: the
+agent writes it, the agent and the VM planner read it through one decoder) and not retried until the
+spec and the guest agree again.
 """
 
 from __future__ import annotations
@@ -19,9 +18,19 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 
-from vmplane.agent.hotplug import Operation, OperationKind, operations
+from vmplane.agent.fencing import DEFAULT_FENCE_TIMEOUT, Fence
+from vmplane.agent.hotplug import (
+    AttachDisk,
+    AttachNic,
+    DetachDisk,
+    DetachNic,
+    Operation,
+    SetLink,
+    SetMemory,
+    SetSockets,
+)
 from vmplane.agent.hypervisor import (
     Hypervisor,
     HypervisorError,
@@ -35,13 +44,26 @@ from vmplane.agent.lifecycle import LifecyclePlan, lifecycle_plan, perform
 from vmplane.agent.machine import MachineSpecError, VolumeResolver, machine_name, machine_spec, vmi_key_of
 from vmplane.agent.node import (
     DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_LEASE_INTERVAL,
     HostFacts,
     NodeRegistration,
     host_facts,
     node_object,
 )
+from vmplane.agent.plan import (
+    DEFAULT_GRACE_PERIOD,
+    AgentPlan,
+    Boot,
+    Discard,
+    Finalize,
+    Ignore,
+    Report,
+    Sync,
+    decide,
+    decide_sync,
+)
 from vmplane.agent.scheduling import Taint
-from vmplane.agent.status import FINAL_PHASES, failures_of, machine_status, phase_status, running_differences
+from vmplane.agent.status import machine_status, phase_status
 from vmplane.api.guest_ops import done_annotations
 from vmplane.api.ownership import MACHINE_FINALIZER  # held on every VMI until its machine is stopped
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
@@ -60,8 +82,6 @@ def _ignore_hotplug(kind: str, succeeded: bool, seconds: float) -> None:
     """The default ``NodeAgent.on_hotplug``: nothing is counted."""
 
 
-#: ``terminationGracePeriodSeconds`` when a VMI does not say (Kubernetes' default).
-DEFAULT_GRACE_PERIOD = 30.0
 _LIVE = (MachineState.STARTING, MachineState.RUNNING)
 
 
@@ -85,6 +105,15 @@ class VolumePreparer(Protocol):
         ...
 
 
+def _held(
+    vmi: VirtualMachineInstance | None, raw: JsonObject | None
+) -> tuple[VirtualMachineInstance, JsonObject]:
+    """The VMI a plan acts on: only ``Discard`` and ``Ignore`` are decided without one."""
+    if vmi is None or raw is None:
+        raise AssertionError("a plan that acts on a VMI was decided without one")
+    return vmi, raw
+
+
 class NodeAgent:
     """Runs the VMIs whose ``status.nodeName`` is ``node_name``; ``start``/``stop`` in the current loop.
 
@@ -93,7 +122,9 @@ class NodeAgent:
     (``paths`` is the same, under the name ``app.py`` used first). ``events`` defaults to a
     ``virt-handler`` EventRecorder on ``store``. ``unplug_timeout`` bounds each disk and NIC unplug.
     ``host`` is what the Node reports of this host (read from it when None); ``capacity`` overrides
-    its CPUs and memory; the Node's heartbeat is renewed every ``heartbeat_interval`` seconds.
+    its CPUs and memory; the Node's heartbeat is renewed every ``heartbeat_interval`` seconds, and
+    the guests are stopped when the Lease has not been renewed for ``fence_timeout`` seconds
+    (``agent.fencing``).
     """
 
     def __init__(
@@ -114,6 +145,7 @@ class NodeAgent:
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         unplug_timeout: float = 30.0,
         workers: int = 4,
+        fence_timeout: float = DEFAULT_FENCE_TIMEOUT,
     ) -> None:
         chosen = resolver if resolver is not None else paths
         if chosen is None:
@@ -128,11 +160,9 @@ class NodeAgent:
         self._taints = [t if isinstance(t, Taint) else Taint.from_wire(t) for t in node_taints]
         self._capacity = capacity
         self._unplug_timeout = unplug_timeout
-        #: Told each in-place operation's kind, whether it succeeded and how long it took (the
+        #: Told each in-place operation's name, whether it succeeded and how long it took (the
         #: composition root points it at ``metrics.Metrics.hotplug``).
         self.on_hotplug: Callable[[str, bool, float], None] = _ignore_hotplug
-        #: machine -> (VMI uid, failed path -> message): failures met, until spec and guest agree.
-        self._failed: dict[str, tuple[str, dict[str, str]]] = {}
         self.vmis = Informer(store, VIRTUAL_MACHINE_INSTANCES)
         self.controller: Controller[Key] = Controller(name="node-agent", reconciler=self, workers=workers)
         self.hypervisor = hypervisor(self._machine_changed)
@@ -151,7 +181,11 @@ class NodeAgent:
             ),
             heartbeat_interval=heartbeat_interval,
             clock=clock,
+            on_renewed=lambda sent: self.fence.renewed(sent),
+            # At least three renewals per fence timeout, so one slow write never fences a live node.
+            lease_interval=min(DEFAULT_LEASE_INTERVAL, fence_timeout / 3),
         )
+        self.fence = Fence(timeout=fence_timeout, stop_guests=self._stop_guests, resume=self._resume)
 
     def _machine_changed(self, machine: str) -> None:
         self.controller.queue.add(vmi_key_of(machine))
@@ -166,6 +200,7 @@ class NodeAgent:
 
         Adoption comes first: a Running VMI reconciled before its machine is adopted would look lost.
         """
+        self.fence.start()
         await self.registration.start()
         for machine in await self.hypervisor.adopt():
             self.controller.queue.add(vmi_key_of(machine))
@@ -177,11 +212,71 @@ class NodeAgent:
         """Stop reconciling and disconnect; the guests keep running for the next agent to adopt."""
         await self.controller.stop()
         await self.registration.stop()
+        await self.fence.stop()
         await self.vmis.stop()
         await self.hypervisor.close()
 
+    def _bound_keys(self) -> list[Key]:
+        return [
+            (v["metadata"].get("namespace", ""), v["metadata"]["name"])
+            for v in self.vmis.list()
+            if (v.get("status") or {}).get("nodeName") == self._node
+        ]
+
+    async def _stop_guests(self) -> None:
+        """Fencing: stop every guest of this node at once (no grace: the node is presumed lost)."""
+        for key in self._bound_keys():
+            machine = machine_name(*key)
+            observed = await self._observe(machine)
+            if observed is not None and observed.state in _LIVE:
+                with contextlib.suppress(HypervisorError):
+                    await self.hypervisor.stop(machine, grace_period=0)
+
+    def _resume(self) -> None:
+        for key in self._bound_keys():
+            self.controller.queue.add(key)
+
     def _now(self) -> str:
         return self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    # -- the reconcile ---------------------------------------------------------------------------
+
+    async def reconcile(self, key: Key) -> Result:
+        """Read the VMI, its machine and the machine its spec asks for; decide; act."""
+        if self.fence.fenced:
+            return Result()  # no boots, no writes: renewing resumes every VMI of this node
+        namespace, name = key
+        machine = machine_name(namespace, name)
+        try:
+            raw: JsonObject | None = await self._store.get(VIRTUAL_MACHINE_INSTANCES, namespace, name)
+        except NotFoundError:
+            raw = None
+        vmi = VirtualMachineInstance.model_validate(raw) if raw is not None else None
+        observed = await self._observe(machine)
+        desired = self._desired(vmi) if vmi is not None else MachineSpecError("no VMI")
+        plan = decide(vmi, observed, desired, node=self._node, now=self._now())
+        await self._act(plan, vmi, raw, machine)
+        return Result()
+
+    async def _act(
+        self, plan: AgentPlan, vmi: VirtualMachineInstance | None, raw: JsonObject | None, machine: str
+    ) -> None:
+        """Carry out ``plan``: the only place the agent's decisions touch the hypervisor and the store."""
+        match plan:
+            case Ignore():
+                return
+            case Discard():
+                await self._discard(machine)
+            case Finalize(grace_period=grace):
+                await self._finalize(*_held(vmi, raw), machine, grace_period=grace)
+            case Boot(spec=spec):
+                await self._boot(*_held(vmi, raw), machine, spec)
+            case Report(status=status):
+                await self._write(*_held(vmi, raw), status)
+            case Sync():
+                await self._sync(*_held(vmi, raw), machine, plan)
+            case _:
+                assert_never(plan)
 
     async def _observe(self, machine: str) -> ObservedMachine | None:
         try:
@@ -189,44 +284,20 @@ class NodeAgent:
         except MachineNotFoundError:
             return None
 
-    # -- the reconcile ---------------------------------------------------------------------------
-
-    async def reconcile(self, key: Key) -> Result:
-        """Bring one VMI's machine in line with its spec and report what the machine has."""
-        namespace, name = key
-        machine = machine_name(namespace, name)
+    def _desired(self, vmi: VirtualMachineInstance) -> MachineSpec | MachineSpecError:
         try:
-            raw = await self._store.get(VIRTUAL_MACHINE_INSTANCES, namespace, name)
-        except NotFoundError:
-            await self._discard(machine)
-            return Result()
-        vmi = VirtualMachineInstance.model_validate(raw)
-        status = vmi.status or VirtualMachineInstanceStatus()
-        if status.node_name != self._node:
-            return Result()
-        if vmi.metadata.deletion_timestamp:
-            await self._finalize(vmi, raw, machine)
-        elif status.phase in FINAL_PHASES:
-            await self._discard(machine)  # it ended; the VM controller decides what comes next
-        elif (observed := await self._observe(machine)) is None:
-            if status.phase is VMIPhase.RUNNING:
-                reason = "the machine is gone: the hypervisor does not know it"
-                await self._write(
-                    vmi, raw, phase_status(vmi, VMIPhase.FAILED, reason=reason, now=self._now())
-                )
-            else:
-                await self._boot(vmi, raw, machine)
-        else:
-            await self._sync(vmi, raw, machine, observed)
-        return Result()
+            return machine_spec(vmi, resolver=self._resolver)
+        except MachineSpecError as err:
+            return err
 
-    async def _boot(self, vmi: VirtualMachineInstance, raw: JsonObject, machine: str) -> None:
+    async def _boot(
+        self, vmi: VirtualMachineInstance, raw: JsonObject, machine: str, spec: MachineSpec
+    ) -> None:
         try:
-            spec = machine_spec(vmi, resolver=self._resolver)
             if self._preparer is not None:
                 await self._preparer.prepare(vmi, spec)
             await self.hypervisor.start(spec)
-        except (MachineSpecError, HypervisorError, OSError) as err:
+        except (HypervisorError, OSError) as err:
             status = phase_status(vmi, VMIPhase.FAILED, reason=f"cannot start: {err}", now=self._now())
             await self._write(vmi, raw, status)
             return
@@ -235,45 +306,31 @@ class NodeAgent:
         )
         observed = await self._observe(machine)
         if observed is not None:
-            await self._sync(vmi, raw, machine, observed)
+            desired = self._desired(vmi)
+            await self._sync(vmi, raw, machine, decide_sync(vmi, observed, desired, now=self._now()))
 
-    def _desired(self, vmi: VirtualMachineInstance) -> MachineSpec | None:
-        try:
-            return machine_spec(vmi, resolver=self._resolver)
-        except MachineSpecError as err:
-            # Admission should have refused this spec; report it, and hotplug nothing.
-            log.warning("%s/%s: %s", vmi.metadata.namespace, vmi.metadata.name, err)
-            return None
-
-    def _failures(self, vmi: VirtualMachineInstance, machine: str) -> dict[str, str]:
-        uid, remembered = self._failed.get(machine, ("", {}))
-        return {**failures_of(vmi.status), **(remembered if uid == vmi.metadata.uid else {})}
-
-    async def _sync(
-        self, vmi: VirtualMachineInstance, raw: JsonObject, machine: str, observed: ObservedMachine
-    ) -> None:
-        desired = self._desired(vmi)
-        failures = self._failures(vmi, machine)
-        if desired is not None and observed.state is MachineState.RUNNING:
-            pending = operations(desired, observed, skip=failures)
-            if pending:
-                # Report the hotplugs in flight (HotVCPUChange/HotMemoryChange True) before doing them.
-                in_flight = machine_status(vmi, observed, desired=desired, failures=failures, now=self._now())
-                raw = await self._write(vmi, raw, in_flight)
-                vmi = VirtualMachineInstance.model_validate(raw)
-                await self._perform(vmi, raw, machine, desired, pending, failures)
-                observed = await self._observe(machine) or observed
+    async def _sync(self, vmi: VirtualMachineInstance, raw: JsonObject, machine: str, plan: Sync) -> None:
+        """Report the hotplugs in flight, apply them, and report what the machine then has."""
+        failures = dict(plan.failures)
+        observed: ObservedMachine | None = None
+        if plan.operations and plan.desired is not None:
+            assert plan.in_flight is not None
+            raw = await self._write(vmi, raw, plan.in_flight)
+            vmi = VirtualMachineInstance.model_validate(raw)
+            await self._perform(vmi, raw, machine, plan.desired, plan.operations, failures)
+        elif plan.desired is None:
+            log.warning("%s/%s: the spec cannot run here; hot-plugging nothing", *vmi_key_of(machine))
+        observed = await self._observe(machine)
+        if observed is None:
+            return  # it ended meanwhile: the next reconcile reports that
         if (steps := lifecycle_plan(vmi.metadata.annotations or {}, observed)).steps:
             raw = await self._operate(raw, machine, steps)
             vmi = VirtualMachineInstance.model_validate(raw)
-            observed = await self._observe(machine) or observed
-        differing = running_differences(desired, observed)
-        self._failed[machine] = (
-            vmi.metadata.uid or "",
-            {f: m for f, m in failures.items() if f in differing},
-        )
+            observed = await self._observe(machine)
+            if observed is None:
+                return
         await self._write(
-            vmi, raw, machine_status(vmi, observed, desired=desired, failures=failures, now=self._now())
+            vmi, raw, machine_status(vmi, observed, desired=plan.desired, failures=failures, now=self._now())
         )
 
     async def _operate(self, raw: JsonObject, machine: str, plan: LifecyclePlan) -> JsonObject:
@@ -302,16 +359,16 @@ class NodeAgent:
         raw: JsonObject,
         machine: str,
         desired: MachineSpec,
-        pending: list[Operation],
+        pending: Sequence[Operation],
         failures: dict[str, str],
     ) -> None:
         """Apply ``pending`` in order, recording each outcome as an event and each failure in ``failures``."""
         for op in pending:
-            if op.field in failures:
+            if op.path in failures:
                 continue  # e.g. the plug half of a volume swap whose unplug failed
             started = time.monotonic()
             try:
-                if op.kind is OperationKind.ATTACH_DISK and self._preparer is not None:
+                if isinstance(op, AttachDisk) and self._preparer is not None:
                     await self._preparer.prepare(vmi, desired)
                 await self._apply(machine, op)
             except MachineNotFoundError:
@@ -320,35 +377,35 @@ class NodeAgent:
                 now = await self._observe(machine)
                 if now is None or now.state is not MachineState.RUNNING:
                     return  # the machine ended meanwhile: that is not a failed hotplug
-                self.on_hotplug(op.kind.value, False, time.monotonic() - started)
-                failures[op.field] = str(err)
-                self._failed[machine] = (vmi.metadata.uid or "", dict(failures))
-                message = f"{op.field}: {op.before} -> {op.after} failed: {err}"
+                self.on_hotplug(op.name, False, time.monotonic() - started)
+                failures[op.path] = str(err)
+                message = f"{op.path}: {op.before} -> {op.after} failed: {err}"
                 await self._events.record(raw, type="Warning", reason="HotplugFailed", message=message)
                 continue
-            self.on_hotplug(op.kind.value, True, time.monotonic() - started)
+            self.on_hotplug(op.name, True, time.monotonic() - started)
             elapsed = (time.monotonic() - started) * 1000
-            message = f"{op.field}: {op.before} -> {op.after} in {elapsed:.0f} ms"
+            message = f"{op.path}: {op.before} -> {op.after} in {elapsed:.0f} ms"
             await self._events.record(raw, type="Normal", reason="HotplugApplied", message=message)
 
     async def _apply(self, machine: str, op: Operation) -> None:
         hv, timeout = self.hypervisor, self._unplug_timeout
-        if op.kind is OperationKind.SET_SOCKETS and op.sockets is not None:
-            await hv.set_sockets(machine, op.sockets)
-        elif op.kind is OperationKind.SET_MEMORY and op.memory_bytes is not None:
-            await hv.set_memory(machine, op.memory_bytes)
-        elif op.kind is OperationKind.ATTACH_DISK and op.disk is not None:
-            await hv.attach_disk(machine, op.disk)
-        elif op.kind is OperationKind.DETACH_DISK and op.device is not None:
-            await hv.detach_disk(machine, op.device, timeout=timeout)
-        elif op.kind is OperationKind.ATTACH_NIC and op.nic is not None:
-            await hv.attach_nic(machine, op.nic)
-        elif op.kind is OperationKind.DETACH_NIC and op.device is not None:
-            await hv.detach_nic(machine, op.device, timeout=timeout)
-        elif op.kind is OperationKind.SET_LINK and op.device is not None and op.link_up is not None:
-            await hv.set_link(machine, op.device, up=op.link_up)
-        else:
-            raise AssertionError(f"malformed operation {op}")
+        match op:
+            case SetSockets(sockets=sockets):
+                await hv.set_sockets(machine, sockets)
+            case SetMemory(memory_bytes=memory_bytes):
+                await hv.set_memory(machine, memory_bytes)
+            case AttachDisk(disk=disk):
+                await hv.attach_disk(machine, disk)
+            case DetachDisk(device=device):
+                await hv.detach_disk(machine, device, timeout=timeout)
+            case AttachNic(nic=nic):
+                await hv.attach_nic(machine, nic)
+            case DetachNic(device=device):
+                await hv.detach_nic(machine, device, timeout=timeout)
+            case SetLink(device=device, link_up=link_up):
+                await hv.set_link(machine, device, up=link_up)
+            case _:
+                assert_never(op)
 
     async def _write(
         self, vmi: VirtualMachineInstance, raw: JsonObject, status: VirtualMachineInstanceStatus
@@ -374,12 +431,11 @@ class NodeAgent:
 
     # -- ending ----------------------------------------------------------------------------------
 
-    async def _finalize(self, vmi: VirtualMachineInstance, raw: JsonObject, machine: str) -> None:
+    async def _finalize(
+        self, vmi: VirtualMachineInstance, raw: JsonObject, machine: str, *, grace_period: float
+    ) -> None:
         """Stop the machine of a deleted VMI, forget it, release its files, then the finalizer."""
-        grace = vmi.spec.termination_grace_period_seconds
-        stopped = await self._discard(
-            machine, grace_period=DEFAULT_GRACE_PERIOD if grace is None else float(grace)
-        )
+        stopped = await self._discard(machine, grace_period=grace_period)
         if stopped:
             message = "VirtualMachineInstance stopped: it was deleted."
             await self._events.record(raw, type="Normal", reason="Stopped", message=message)
@@ -396,7 +452,6 @@ class NodeAgent:
 
     async def _discard(self, machine: str, *, grace_period: float = DEFAULT_GRACE_PERIOD) -> bool:
         """Stop (if it still runs) and forget ``machine``; True if it had to be stopped."""
-        self._failed.pop(machine, None)
         observed = await self._observe(machine)
         if observed is None:
             return False

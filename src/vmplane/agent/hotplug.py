@@ -2,89 +2,130 @@
 
 ``desired`` is the ``MachineSpec`` of the VMI spec as it is now (``machine.machine_spec``), ``observed``
 what the hypervisor reports. Only what can change in place is compared: sockets, memory, disks whose
-volume is hotpluggable, NICs (present or not, and their link). Every operation names the VMI spec
-path it serves, the same path ``rollout.observed`` reads failures under, so a failed operation is
-recorded and skipped per path until the spec and the guest agree again.
+volume is hotpluggable, NICs (present or not, and their link). Operations are a tagged union (one
+frozen dataclass per driver call, ``Operation``), so the agent's ``match`` over them is checked for
+exhaustiveness by mypy. Every operation names the VMI spec path it serves (``rollout.fields``), the
+same path a failed hotplug is recorded under, so a failed operation is recorded and skipped per path
+until the spec and the guest agree again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from typing import ClassVar
 
 from vmplane.agent.hypervisor import DiskSpec, MachineSpec, NicSpec, ObservedMachine
 from vmplane.api.quantity import Quantity
+from vmplane.rollout.fields import CPU_SOCKETS, MEMORY_GUEST, LiveKind, interface_path, volume_path
 
 __all__ = [
     "ABSENT",
-    "CPU_FIELD",
-    "MEMORY_FIELD",
+    "AGENT_OPERATIONS",
+    "AttachDisk",
+    "AttachNic",
+    "DetachDisk",
+    "DetachNic",
     "Operation",
-    "OperationKind",
+    "SetLink",
+    "SetMemory",
+    "SetSockets",
     "differing_fields",
-    "interface_field",
-    "named",
     "operations",
-    "volume_field",
 ]
 
-CPU_FIELD = "domain.cpu.sockets"
-MEMORY_FIELD = "domain.memory.guest"
-_VOLUME = "volumes[name="
-_INTERFACE = "domain.devices.interfaces[name="
 #: How an operation's before/after shows a device that is not there.
 ABSENT = "absent"
 
 
-def volume_field(name: str) -> str:
-    """The VMI spec path of a volume (and of the disk of the same name)."""
-    return f"{_VOLUME}{name}]"
-
-
-def interface_field(name: str) -> str:
-    """The VMI spec path of an interface."""
-    return f"{_INTERFACE}{name}]"
-
-
-def named(field: str) -> tuple[str, str] | None:
-    """``("volume"|"interface", name)`` for a device path; None for the CPU and memory paths."""
-    for kind, prefix in (("volume", _VOLUME), ("interface", _INTERFACE)):
-        if field.startswith(prefix) and field.endswith("]"):
-            return kind, field[len(prefix) : -1]
-    return None
-
-
-class OperationKind(str, Enum):
-    """One kind of in-place change, as a Hypervisor method does it."""
-
-    SET_SOCKETS = "set_sockets"
-    SET_MEMORY = "set_memory"
-    ATTACH_DISK = "attach_disk"
-    DETACH_DISK = "detach_disk"
-    ATTACH_NIC = "attach_nic"
-    DETACH_NIC = "detach_nic"
-    SET_LINK = "set_link"
+# One class per in-place change, as one Hypervisor method does it (``name``: that method's name;
+# ``kind``: its live field family). ``path`` is the VMI spec path the operation serves
+# (``rollout.fields``); ``before``/``after`` are for people; each carries exactly the argument its
+# driver call needs.
 
 
 @dataclass(frozen=True, slots=True)
-class Operation:
-    """One change to make. ``field`` is the VMI spec path; ``before``/``after`` are for people.
-
-    Exactly the argument the kind needs is set: ``sockets``, ``memory_bytes``, ``disk``/``nic`` to
-    attach, ``device`` to detach or relink (with ``link_up``).
-    """
-
-    kind: OperationKind
-    field: str
+class SetSockets:
+    name: ClassVar[str] = "set_sockets"
+    kind: ClassVar[LiveKind] = LiveKind.CPU
+    path: str
     before: str
     after: str
-    sockets: int | None = None
-    memory_bytes: int | None = None
-    disk: DiskSpec | None = None
-    nic: NicSpec | None = None
-    device: str | None = None
-    link_up: bool | None = None
+    sockets: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetMemory:
+    name: ClassVar[str] = "set_memory"
+    kind: ClassVar[LiveKind] = LiveKind.MEMORY
+    path: str
+    before: str
+    after: str
+    memory_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttachDisk:
+    name: ClassVar[str] = "attach_disk"
+    kind: ClassVar[LiveKind] = LiveKind.DISK
+    path: str
+    before: str
+    after: str
+    disk: DiskSpec
+
+
+@dataclass(frozen=True, slots=True)
+class DetachDisk:
+    name: ClassVar[str] = "detach_disk"
+    kind: ClassVar[LiveKind] = LiveKind.DISK
+    path: str
+    before: str
+    after: str
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttachNic:
+    name: ClassVar[str] = "attach_nic"
+    kind: ClassVar[LiveKind] = LiveKind.INTERFACE
+    path: str
+    before: str
+    after: str
+    nic: NicSpec
+
+
+@dataclass(frozen=True, slots=True)
+class DetachNic:
+    name: ClassVar[str] = "detach_nic"
+    kind: ClassVar[LiveKind] = LiveKind.INTERFACE
+    path: str
+    before: str
+    after: str
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetLink:
+    name: ClassVar[str] = "set_link"
+    kind: ClassVar[LiveKind] = LiveKind.INTERFACE
+    path: str
+    before: str
+    after: str
+    device: str
+    link_up: bool
+
+
+Operation = SetSockets | SetMemory | AttachDisk | DetachDisk | AttachNic | DetachNic | SetLink
+
+#: What the agent does to a guest for each live field family. Placement has no operation: a live
+#: placement change binds the VMI's next start, and the running guest stays where it is.
+AGENT_OPERATIONS: Mapping[LiveKind, tuple[type[Operation], ...]] = {
+    LiveKind.CPU: (SetSockets,),
+    LiveKind.MEMORY: (SetMemory,),
+    LiveKind.PLACEMENT: (),
+    LiveKind.DISK: (AttachDisk, DetachDisk),
+    LiveKind.INTERFACE: (AttachNic, DetachNic, SetLink),
+}
 
 
 def _size(n: int) -> str:
@@ -95,51 +136,42 @@ def _link(up: bool) -> str:
     return "up" if up else "down"
 
 
-def _disk_ops(desired: MachineSpec, observed: ObservedMachine) -> tuple[list[Operation], list[Operation]]:
+def _disk_ops(desired: MachineSpec, observed: ObservedMachine) -> tuple[list[DetachDisk], list[AttachDisk]]:
     have = {d.name: d for d in observed.disks}
     want = {d.name: d for d in desired.disks}
-    detach: list[Operation] = []
-    attach: list[Operation] = []
+    detach: list[DetachDisk] = []
+    attach: list[AttachDisk] = []
     for name, present in have.items():
         moved = name in want and want[name].hotpluggable and want[name].path != present.path
         if name not in want or moved:
-            detach.append(
-                Operation(OperationKind.DETACH_DISK, volume_field(name), present.path, ABSENT, device=name)
-            )
+            detach.append(DetachDisk(volume_path(name), present.path, ABSENT, device=name))
     for name, disk in want.items():
         # A disk that is not hotpluggable is never plugged in place: it came with the boot, or the
         # planner kept its change pending.
         if disk.hotpluggable and (name not in have or have[name].path != disk.path):
             before = have[name].path if name in have else ABSENT
-            attach.append(
-                Operation(OperationKind.ATTACH_DISK, volume_field(name), before, disk.path, disk=disk)
-            )
+            attach.append(AttachDisk(volume_path(name), before, disk.path, disk=disk))
     return detach, attach
 
 
-def _nic_ops(desired: MachineSpec, observed: ObservedMachine) -> tuple[list[Operation], list[Operation]]:
+def _nic_ops(
+    desired: MachineSpec, observed: ObservedMachine
+) -> tuple[list[DetachNic], list[AttachNic | SetLink]]:
     have = {n.name: n for n in observed.nics}
     want = {n.name: n for n in desired.nics}
     detach = [
-        Operation(OperationKind.DETACH_NIC, interface_field(name), nic.mac, ABSENT, device=name)
+        DetachNic(interface_path(name), nic.mac, ABSENT, device=name)
         for name, nic in have.items()
         if name not in want  # removed, or ``state: absent`` (machine_spec leaves those out)
     ]
-    other: list[Operation] = []
+    other: list[AttachNic | SetLink] = []
     for name, nic in want.items():
-        field = interface_field(name)
+        path = interface_path(name)
         if name not in have:
-            other.append(Operation(OperationKind.ATTACH_NIC, field, ABSENT, nic.mac, nic=nic))
+            other.append(AttachNic(path, ABSENT, nic.mac, nic=nic))
         elif have[name].link_up != nic.link_up:
             other.append(
-                Operation(
-                    OperationKind.SET_LINK,
-                    field,
-                    _link(have[name].link_up),
-                    _link(nic.link_up),
-                    device=name,
-                    link_up=nic.link_up,
-                )
+                SetLink(path, _link(have[name].link_up), _link(nic.link_up), device=name, link_up=nic.link_up)
             )
     return detach, other
 
@@ -153,30 +185,23 @@ def operations(
     """
     disk_detach, disk_attach = _disk_ops(desired, observed)
     nic_detach, nic_other = _nic_ops(desired, observed)
-    ops = [*disk_detach, *nic_detach, *disk_attach, *nic_other]
+    ops: list[Operation] = [*disk_detach, *nic_detach, *disk_attach, *nic_other]
     if desired.sockets != observed.sockets:
         ops.append(
-            Operation(
-                OperationKind.SET_SOCKETS,
-                CPU_FIELD,
-                str(observed.sockets),
-                str(desired.sockets),
-                sockets=desired.sockets,
-            )
+            SetSockets(CPU_SOCKETS, str(observed.sockets), str(desired.sockets), sockets=desired.sockets)
         )
     if desired.memory_bytes != observed.memory_bytes:
         ops.append(
-            Operation(
-                OperationKind.SET_MEMORY,
-                MEMORY_FIELD,
+            SetMemory(
+                MEMORY_GUEST,
                 _size(observed.memory_bytes),
                 _size(desired.memory_bytes),
                 memory_bytes=desired.memory_bytes,
             )
         )
-    return [op for op in ops if op.field not in skip]
+    return [op for op in ops if op.path not in skip]
 
 
 def differing_fields(desired: MachineSpec, observed: ObservedMachine) -> set[str]:
     """The VMI spec paths where the guest does not have what the spec says."""
-    return {op.field for op in operations(desired, observed)}
+    return {op.path for op in operations(desired, observed)}

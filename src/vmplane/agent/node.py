@@ -7,9 +7,10 @@ and is pure. ``register_node`` writes it, creating or refreshing it so an agent 
 labels or taints is scheduled by them. ``NodeRegistration`` keeps it registered (a Node deleted by
 mistake is created again, as a kubelet does: the scheduler places nothing on a node without one) and
 renews the Ready condition's ``lastHeartbeatTime`` every ``heartbeat_interval`` seconds (a kubelet's
-``nodeStatusUpdateFrequency``, 10 s), and with it the node's ``coordination.k8s.io`` Lease in
-``kube-node-lease`` (held by the node, ``leaseDurationSeconds`` 40, owned by the Node), which is
-what ``kubectl describe node`` shows as the node's Lease.
+``nodeStatusUpdateFrequency``, 10 s), and, every ``lease_interval`` seconds (10 s) however long
+the heartbeat interval, the node's ``coordination.k8s.io`` Lease in ``kube-node-lease`` (held by
+the node, ``leaseDurationSeconds`` 40, owned by the Node), which is what ``kubectl describe node``
+shows as the node's Lease and what node failure detection and fencing count on.
 
 Allocatable is capacity minus :data:`RESERVED`: what the agent, the API server and QEMU's own
 overhead keep for themselves (a kubelet's ``systemReserved``), so that guests are not sized to the
@@ -18,6 +19,7 @@ last byte of the host.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -63,6 +65,8 @@ DEFAULT_HEARTBEAT_INTERVAL = 10.0
 #: ``nodeInfo.kubeletVersion`` (and the VERSION column): the agent's version, semver-shaped as a
 #: kubelet's is so clients that parse it can.
 KUBELET_VERSION = f"v{__version__}-vmplane"
+#: How often the node's Lease is renewed (a kubelet's: a quarter of the lease duration).
+DEFAULT_LEASE_INTERVAL = 10.0
 #: Where node Leases live, and how long one holds without renewal (a kubelet's defaults).
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION_SECONDS = 40
@@ -309,6 +313,11 @@ async def register_node(store: Store, node: JsonObject) -> None:
         await store.update(NODES, {**updated, "status": status}, subresource="status")
 
 
+def _monotonic() -> float:
+    """The running event loop's clock: monotonic, and virtual in tests on a virtual-time loop."""
+    return asyncio.get_running_loop().time()
+
+
 class NodeRegistration:
     """Keeps this host's Node registered and its heartbeat fresh.
 
@@ -325,13 +334,22 @@ class NodeRegistration:
         build: Callable[[], JsonObject],
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         clock: Callable[[], datetime] | None = None,
+        on_renewed: Callable[[float], None] | None = None,
+        lease_interval: float = DEFAULT_LEASE_INTERVAL,
     ) -> None:
-        """``clock`` stamps the Lease's ``renewTime`` (None: no Lease is kept)."""
+        """``clock`` stamps the Lease's ``renewTime`` (None: no Lease is kept); ``on_renewed`` is
+        told of each successful renewal, with when it was sent on the event loop's monotonic clock
+        (the agent's fencing counts from it). The Lease is renewed every ``lease_interval`` seconds
+        whatever the heartbeat interval, as a kubelet renews its Lease every 10 s however seldom it
+        posts its status: node failure detection and fencing depend on it."""
         self._store = store
         self._clock = clock
         self._key: Key = ("", name)
         self._build = build
         self._interval = heartbeat_interval
+        self._lease_interval = lease_interval
+        self._status_due = 0.0  # monotonic time of the next status heartbeat
+        self._on_renewed = on_renewed
         self.nodes = Informer(store, NODES)
         self.controller: Controller[Key] = Controller(name="node-registration", reconciler=self, workers=1)
         self.nodes.on_change(self._changed)
@@ -353,19 +371,30 @@ class NodeRegistration:
         await self.nodes.stop()
 
     async def reconcile(self, key: Key) -> Result:
-        """Create the Node if the store has none, else renew its heartbeat (an error retries with
-        backoff); come back after the heartbeat interval either way."""
+        """Create the Node if the store has none, else renew its heartbeat when due and its Lease (an
+        error retries with backoff); come back when the next of the two is due."""
         try:
             current = await self._store.get(NODES, "", key[1])
         except NotFoundError:
             log.warning("node %s was deleted; registering it again", key[1])
             await register_node(self._store, self._build())
-            return Result(requeue_after=self._interval)
-        status = renew_heartbeat(current, self._build())
-        if status != current.get("status"):
-            with contextlib.suppress(NotFoundError):
-                await self._store.update(NODES, {**current, "status": status}, subresource="status")
+            return Result(requeue_after=self._next())
+        if _monotonic() >= self._status_due:
+            status = renew_heartbeat(current, self._build())
+            if status != current.get("status"):
+                with contextlib.suppress(NotFoundError):
+                    await self._store.update(NODES, {**current, "status": status}, subresource="status")
+            self._status_due = _monotonic() + self._interval
         if self._clock is not None:
+            sent = _monotonic()
             renew_time = self._clock().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             await renew_lease(self._store, lease_object(node=current, renew_time=renew_time))
-        return Result(requeue_after=self._interval)
+            if self._on_renewed is not None:
+                self._on_renewed(sent)
+        return Result(requeue_after=self._next())
+
+    def _next(self) -> float:
+        """Seconds until the next Lease renewal or status heartbeat, whichever comes first."""
+        if self._clock is None:
+            return self._interval
+        return min(self._lease_interval, max(self._status_due - _monotonic(), 0.0) or self._interval)

@@ -41,7 +41,12 @@ from vmplane.agent.hypervisor import (
 from vmplane.agent.qemu.argv import NIC_DRIVERS
 from vmplane.agent.qemu.plans import MEMORY_BLOCK_BYTES
 
-__all__ = ["HotplugKind", "SimulatedHost", "SimulatedHypervisor"]
+__all__ = ["SIMULATED_CAPACITY", "HotplugKind", "SimulatedHost", "SimulatedHypervisor"]
+
+#: What the Node of a simulated host reports: its guests take nothing of the real host, so its
+#: capacity is a made-up large machine, not this host's (which would limit a scale test to a
+#: laptop's size). ``vmplane serve --hypervisor simulated`` registers its node with it.
+SIMULATED_CAPACITY = {"cpu": "64", "memory": "256Gi"}
 
 HotplugKind = Literal["cpu", "memory", "disk", "nic", "link"]
 _MIB = 1 << 20

@@ -1,26 +1,20 @@
 """A VMI's status from what the hypervisor observed, never from what was asked. Pure.
 
 One function derives the whole status of a VMI that has a machine (``machine_status``); the agent only
-adds the failures its operations met. Failed hotplugs are written exactly as the planner reads them
-back (``rollout.observed``): ``HotVCPUChange``/``HotMemoryChange`` False with the hypervisor's message
-and the observed topology/memory beside them, a ``volumeStatus`` entry in phase ``Failed``, or
-``HotInterfaceChange`` False whose reason names the interface. A failure stays until the spec and the
-guest agree again (the change was reverted, or undone by the guest), and while it stays the agent
-does not retry that path.
+adds the failures its operations met. Failed hotplugs are recorded once, typed, in
+``status.hotplugFailures`` (``rollout.failures``, whose decoder the agent and the planner share),
+with the observed topology/memory beside them; for people and KubeVirt tooling the same failures
+also show as upstream does: ``HotVCPUChange``/``HotMemoryChange`` False with the hypervisor's
+message, a ``volumeStatus`` entry in phase ``Failed``, ``HotInterfaceChange`` False whose reason
+names the (first) interface. A failure stays until the spec and the guest agree again (the change
+was reverted, or undone by the guest), and while it stays the agent does not retry that path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from vmplane.agent.hotplug import (
-    CPU_FIELD,
-    MEMORY_FIELD,
-    differing_fields,
-    interface_field,
-    named,
-    volume_field,
-)
+from vmplane.agent.hotplug import differing_fields
 from vmplane.agent.hypervisor import MachineSpec, MachineState, ObservedMachine
 from vmplane.api.guest_ops import PAUSED, PAUSED_BY_USER
 from vmplane.api.meta import Condition
@@ -35,13 +29,20 @@ from vmplane.api.vmi import (
     VolumeStatus,
 )
 from vmplane.rollout.conditions import merge_conditions
+from vmplane.rollout.failures import encode_failures
+from vmplane.rollout.fields import (
+    CPU_SOCKETS,
+    INTERFACES,
+    MEMORY_GUEST,
+    element_of,
+    volume_path,
+)
 from vmplane.rollout.observed import HOT_INTERFACE_CHANGE, HOT_MEMORY_CHANGE, HOT_VCPU_CHANGE
 
 __all__ = [
     "FINAL_PHASES",
     "HOTPLUG_FAILED",
     "READY",
-    "failures_of",
     "machine_status",
     "phase_status",
     "running_differences",
@@ -56,31 +57,9 @@ _PHASES = {
     MachineState.STOPPED: VMIPhase.SUCCEEDED,
     MachineState.CRASHED: VMIPhase.FAILED,
 }
-_HOT = {CPU_FIELD: HOT_VCPU_CHANGE, MEMORY_FIELD: HOT_MEMORY_CHANGE}
+_HOT = {CPU_SOCKETS: HOT_VCPU_CHANGE, MEMORY_GUEST: HOT_MEMORY_CHANGE}
 # Conditions derived here; any other (PodScheduled, ...) is kept as it is.
 _OWNED = frozenset({READY, PAUSED, HOT_VCPU_CHANGE, HOT_MEMORY_CHANGE, HOT_INTERFACE_CHANGE})
-
-
-def failures_of(status: VirtualMachineInstanceStatus | None) -> dict[str, str]:
-    """The failed paths and their messages, read back from a status this module wrote.
-
-    ``HotInterfaceChange`` holds one interface; a second failed at the same moment is only in its
-    message, so the agent also remembers the failures it met (see ``NodeAgent``).
-    """
-    if status is None:
-        return {}
-    failed: dict[str, str] = {}
-    for field, type_ in _HOT.items():
-        condition = status.condition(type_)
-        if condition is not None and condition.status == "False":
-            failed[field] = condition.message or ""
-    nic = status.condition(HOT_INTERFACE_CHANGE)
-    if nic is not None and nic.status == "False" and nic.reason:
-        failed[interface_field(nic.reason)] = nic.message or ""
-    for volume in status.volume_status or ():
-        if volume.phase == "Failed":
-            failed[volume_field(volume.name)] = volume.message or ""
-    return failed
 
 
 def _conditions(
@@ -109,7 +88,7 @@ def _conditions(
         elif field in in_flight:
             conditions.append(Condition(type=type_, status="True"))  # as upstream: no reason, no message
     nics = sorted(
-        (n[1], m) for f, m in failures.items() if (n := named(f)) is not None and n[0] == "interface"
+        (n[1], m) for f, m in failures.items() if (n := element_of(f)) is not None and n[0] == INTERFACES
     )
     if nics:
         message = "; ".join(f"{name}: {text}" for name, text in nics) if len(nics) > 1 else nics[0][1]
@@ -127,7 +106,7 @@ def _volumes(
     names = wanted + sorted(have - set(wanted))
     volumes = []
     for name in names:
-        field = volume_field(name)
+        field = volume_path(name)
         if field in failures:
             volumes.append(
                 VolumeStatus(name=name, phase="Failed", reason=HOTPLUG_FAILED, message=failures[field])
@@ -146,7 +125,7 @@ def _memory(
     spec_guest = memory.guest if memory is not None else None
     # guestRequested follows the spec once the hypervisor has done it, never while in flight.
     requested = (
-        spec_guest if MEMORY_FIELD not in differing and spec_guest is not None else before.guest_requested
+        spec_guest if MEMORY_GUEST not in differing and spec_guest is not None else before.guest_requested
     )
     return MemoryStatus(
         guest_at_boot=before.guest_at_boot,
@@ -238,5 +217,6 @@ def machine_status(
             "volume_status": _volumes(desired, observed, current_failures, in_flight) or None,
             "interfaces": interfaces or None,
             "phase_transition_timestamps": _transition(previous, phase, now),
+            "hotplug_failures": encode_failures(current_failures),
         }
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ __all__ = [
     "LiveUpdateConfiguration",
     "RolloutStrategy",
     "WorkloadUpdateStrategy",
+    "configuration_of",
 ]
 
 DEFAULT_MAX_HOTPLUG_RATIO = 4
@@ -205,6 +207,23 @@ class KubeVirt(WireModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: KubeVirtSpec = Field(default_factory=KubeVirtSpec)
     status: KubeVirtStatus | None = None
+
+
+def configuration_of(kubevirts: Sequence[Mapping[str, Any]]) -> KubeVirtConfiguration:
+    """The configuration of the installation's KubeVirt object (``kubevirt/kubevirt``, else the
+    first one; defaults when there is none)."""
+    if not kubevirts:
+        return KubeVirtConfiguration()
+    chosen = next(
+        (
+            k
+            for k in kubevirts
+            if (k.get("metadata") or {}).get("name") == "kubevirt"
+            and (k.get("metadata") or {}).get("namespace") == "kubevirt"
+        ),
+        kubevirts[0],
+    )
+    return KubeVirt.model_validate(chosen).spec.configuration
 
 
 class ControllerRevision(WireModel):

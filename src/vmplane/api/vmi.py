@@ -16,6 +16,7 @@ from vmplane.api.volumes import Network, Volume
 
 __all__ = [
     "CPUTopology",
+    "HotplugFailure",
     "MemoryStatus",
     "VMIInterfaceStatus",
     "VMIPhase",
@@ -100,6 +101,13 @@ class VMIInterfaceStatus(WireModel):
     queue_count: int | None = None
 
 
+class HotplugFailure(WireModel):
+    """A live change the hypervisor refused (vmplane's own record; upstream has only conditions)."""
+
+    path: str = Field(description="The VMI spec path of the change, e.g. domain.cpu.sockets.")
+    message: str = Field(default="", description="What the hypervisor said.")
+
+
 class VirtualMachineInstanceStatus(WireModel):
     """What the node agent observed from the hypervisor."""
 
@@ -113,6 +121,12 @@ class VirtualMachineInstanceStatus(WireModel):
     interfaces: list[VMIInterfaceStatus] | None = None
     virtual_machine_revision_name: str | None = None
     phase_transition_timestamps: list[dict[str, str]] | None = None
+    hotplug_failures: list[HotplugFailure] | None = Field(
+        default=None,
+        description="vmplane: every live change the hypervisor refused, by VMI spec path, until the "
+        "spec and the guest agree again. Written by the node agent; the HotVCPUChange, "
+        "HotMemoryChange and HotInterfaceChange conditions and volumeStatus show the same.",
+    )
 
     def condition(self, type_: str) -> Condition | None:
         """The condition of that type, if present."""

@@ -16,6 +16,7 @@ from vmplane.agent.guestfs import GuestSetupError
 from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL
 from vmplane.app import ControlPlane, PlaneOptions
 from vmplane.cli.store_flags import add_store_flags, opener_from
+from vmplane.controller.node_health import HealthConfig
 from vmplane.server.app import ListenAddress, run_server
 from vmplane.server.connections import ConnectionLimits
 from vmplane.server.context import ServerSettings
@@ -102,6 +103,20 @@ def register(subparsers: Any) -> None:
         help="seconds before restarting a failed guest, doubling per failure",
     )
     parser.add_argument(
+        "--node-monitor-grace-period",
+        type=float,
+        default=40.0,
+        help="seconds without a Lease renewal after which a node is Ready=Unknown and tainted unreachable "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--node-fence-timeout",
+        type=float,
+        default=30.0,
+        help="seconds without a Lease renewal after which the agent stops its guests itself; must be "
+        "shorter than the grace period (default: %(default)s)",
+    )
+    parser.add_argument(
         "--host-disk-dir",
         action="append",
         type=Path,
@@ -148,6 +163,9 @@ def _serve(args: argparse.Namespace) -> int:
         listen = ListenAddress.parse(args.listen)
         labels = dict(_label(text) for text in args.node_label)
         open_store = opener_from(args)
+        health = HealthConfig(
+            grace_period=args.node_monitor_grace_period, fence_timeout=args.node_fence_timeout
+        )
     except ValueError as err:
         print(f"vmplane serve: {err}", file=sys.stderr)
         return 2
@@ -160,6 +178,7 @@ def _serve(args: argparse.Namespace) -> int:
         node_labels=labels,
         crash_backoff=args.crash_backoff,
         node_status_interval=args.node_status_interval,
+        node_health=health,
         host_disk_dirs=tuple(args.host_disk_dir),
         demo_guest=args.demo.resolve() if args.demo is not None else None,
         guest_dir=args.guest_dir,

@@ -1,7 +1,8 @@
 """Wires the controllers to their informers: which changes enqueue which keys.
 
-The VM controller, the namespace controller, the garbage collector and the restart-approval and
-maintenance-window controllers share the informers of the kinds they all read.
+The VM controller, the namespace controller, the node lifecycle controller, the garbage collector
+and the restart-approval and maintenance-window controllers share the informers of the kinds they
+all read.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from vmplane.api.resources import (
     KUBEVIRTS,
     MAINTENANCE_WINDOWS,
     NAMESPACES,
+    NODES,
     VIRTUAL_MACHINE_INSTANCES,
     VIRTUAL_MACHINES,
 )
@@ -22,6 +24,8 @@ from vmplane.controller.approval import ApprovalReconciler
 from vmplane.controller.garbage_collector import GarbageCollector
 from vmplane.controller.maintenance import MaintenanceReconciler
 from vmplane.controller.namespace import NamespaceReconciler
+from vmplane.controller.node_health import HealthConfig
+from vmplane.controller.node_lifecycle import NodeLifecycleController
 from vmplane.controller.vm import EventSink, VMReconciler
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Controller
@@ -52,6 +56,7 @@ class ControllerManager:
         crash_backoff: float = 10.0,
         namespaced_resources: tuple[str, ...] = DEFAULT_NAMESPACED,
         window_poll_interval: float = 30.0,
+        node_health: HealthConfig | None = None,
     ) -> None:
         self.vms = Informer(store, VIRTUAL_MACHINES)
         self.vmis = Informer(store, VIRTUAL_MACHINE_INSTANCES)
@@ -59,12 +64,14 @@ class ControllerManager:
         self.namespaces = Informer(store, NAMESPACES)
         self.revisions = Informer(store, CONTROLLER_REVISIONS)
         self.events = Informer(store, EVENTS)
+        self.nodes = Informer(store, NODES)
         self.windows = Informer(store, MAINTENANCE_WINDOWS)
         reconciler = VMReconciler(
             store=store,
             vms=self.vms,
             vmis=self.vmis,
             kubevirts=self.kubevirts,
+            nodes=self.nodes,
             events=events,
             clock=clock,
             crash_backoff=crash_backoff,
@@ -76,6 +83,8 @@ class ControllerManager:
         # A VMI has its VM's name, so a VMI change enqueues the VM of the same key.
         self.vmis.on_change(self._enqueue)
         self.kubevirts.on_change(self._enqueue_every_vm)
+        # A node's room (and its readiness) bears on the rollout of the VMs running there.
+        self.nodes.on_change(self._enqueue_vms_on_node)
         self.namespace_controller: Controller[Key] = Controller(
             name="namespace-controller",
             reconciler=NamespaceReconciler(
@@ -84,6 +93,9 @@ class ControllerManager:
             workers=1,
         )
         self.namespaces.on_change(lambda key, _obj: self.namespace_controller.queue.add(key))
+        self.node_lifecycle = NodeLifecycleController(
+            store=store, vmis=self.vmis, events=events, clock=clock, config=node_health
+        )
         self._wire_restarts(store, events, clock, workers, window_poll_interval)
         self.garbage_collector = GarbageCollector(
             store=store,
@@ -152,15 +164,23 @@ class ControllerManager:
             meta = vm["metadata"]
             self.controller.queue.add((meta.get("namespace", ""), meta["name"]))
 
+    def _enqueue_vms_on_node(self, key: Key, _obj: JsonObject | None) -> None:
+        for vmi in self.vmis.list():
+            if (vmi.get("status") or {}).get("nodeName") == key[1]:
+                meta = vmi["metadata"]
+                self.controller.queue.add((meta.get("namespace", ""), meta["name"]))
+
     def _informers(self) -> tuple[Informer, ...]:
         return (
             self.kubevirts,
+            self.nodes,
             self.vmis,
             self.vms,
             self.namespaces,
             self.revisions,
             self.events,
             self.windows,
+            *self.node_lifecycle.informers(),
         )
 
     async def start(self) -> None:
@@ -174,9 +194,11 @@ class ControllerManager:
         self.approval_controller.start()
         self.window_controller.start()
         self.garbage_collector.controller.start()
+        self.node_lifecycle.controller.start()
 
     async def stop(self) -> None:
         """Stop reconciling and watching."""
+        await self.node_lifecycle.controller.stop()
         await self.garbage_collector.controller.stop()
         await self.window_controller.stop()
         await self.approval_controller.stop()

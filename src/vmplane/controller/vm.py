@@ -17,7 +17,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration
+from vmplane.api.guest_resources import Resources, allocatable_of, cpu_allocation_ratio, requested_by_node
+from vmplane.api.kubevirt import KubeVirtConfiguration, configuration_of
 from vmplane.api.ownership import (
     Claim,
     adopted,
@@ -62,11 +63,7 @@ class EventSink(Protocol):
 
 def cluster_configuration(kubevirts: Informer) -> KubeVirtConfiguration:
     """The configuration of the installation's KubeVirt object (defaults when there is none)."""
-    objects = kubevirts.list()
-    if not objects:
-        return KubeVirtConfiguration()
-    chosen = kubevirts.get("kubevirt", "kubevirt") or objects[0]
-    return KubeVirt.model_validate(chosen).spec.configuration
+    return configuration_of(kubevirts.list())
 
 
 def _later(vm: VirtualMachine) -> bool:
@@ -88,6 +85,7 @@ class VMReconciler:
         vms: Informer,
         vmis: Informer,
         kubevirts: Informer,
+        nodes: Informer,
         events: EventSink,
         clock: Callable[[], datetime],
         crash_backoff: float = 10.0,
@@ -96,6 +94,7 @@ class VMReconciler:
         self._vms = vms
         self._vmis = vmis
         self._kubevirts = kubevirts
+        self._nodes = nodes
         self._events = events
         self._clock = clock
         self._run_config = RunConfig(crash_backoff=crash_backoff)
@@ -286,7 +285,15 @@ class VMReconciler:
         if vmi is None or vmi.metadata.deletion_timestamp or _phase(vmi) in FINAL_PHASES:
             return None
         desired = effective_spec(vm.spec.template.spec, config)
-        result = plan(running=vmi.spec, desired=desired, observed=vmi.status, config=config)
+        ratio = cpu_allocation_ratio(config)
+        result = plan(
+            running=vmi.spec,
+            desired=desired,
+            observed=vmi.status,
+            config=config,
+            node_room=self._node_room(vmi, ratio),
+            cpu_allocation_ratio=ratio,
+        )
         if result.next_running is not vmi.spec:
             await self._store.update(
                 VIRTUAL_MACHINE_INSTANCES, {**vmi.to_wire(), "spec": result.next_running.to_wire()}
@@ -303,6 +310,18 @@ class VMReconciler:
             # observes the generation (one status write per change, not a second one to say so).
             return dataclasses.replace(result, live=())
         return result
+
+    def _node_room(self, vmi: VirtualMachineInstance, ratio: int) -> Resources | None:
+        """What the VMI's node has for it: allocatable minus the other VMIs' requests (None: not bound,
+        or a node that declares no allocatable)."""
+        node_name = vmi.status.node_name if vmi.status is not None else None
+        node = self._nodes.get("", node_name) if node_name else None
+        allocatable = allocatable_of(node) if node is not None else None
+        if allocatable is None or node_name is None:
+            return None
+        key = (vmi.metadata.namespace or "", vmi.metadata.name or "")
+        others = requested_by_node(self._vmis.list(), cpu_allocation_ratio=ratio, exclude=key)
+        return allocatable - others.get(node_name, Resources())
 
     async def _report_pending(self, vm: VirtualMachine, rollout: Plan | None) -> None:
         """One event per pending change when it first appears."""

@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from vmplane.api.vmi import VirtualMachineInstanceSpec
-from vmplane.rollout.paths import NAMED_LISTS, join, split
+from vmplane.rollout.fields import NAMED_LISTS, named_path
+from vmplane.rollout.paths import join, split
 
 __all__ = ["ATOMIC_FIELDS", "Difference", "diff_models", "diff_specs"]
 
@@ -122,4 +123,4 @@ def _diff_named(base: str, running: list[Any], desired: list[Any], out: list[Dif
     for name in names:
         old, new = old_by_name.get(name), new_by_name.get(name)
         if old != new:
-            out.append(Difference(f"{base}[name={name}]", old, new))
+            out.append(Difference(named_path(base, name), old, new))

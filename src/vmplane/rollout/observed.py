@@ -12,6 +12,8 @@ from typing import Any
 
 from vmplane.api.quantity import Quantity
 from vmplane.api.vmi import VirtualMachineInstanceStatus
+from vmplane.rollout.failures import failed_hotplugs
+from vmplane.rollout.fields import CPU_SOCKETS, INTERFACES, MEMORY_GUEST, VOLUMES, disk_path, element_of
 
 __all__ = [
     "HOT_INTERFACE_CHANGE",
@@ -47,34 +49,33 @@ class Observed:
 def observed_from_status(
     status: VirtualMachineInstanceStatus | None, running_wire: Mapping[str, Any]
 ) -> Observed:
-    """Derive the planner's view from a VMI status; ``running_wire`` is the VMI spec in wire form."""
+    """Derive the planner's view from a VMI status; ``running_wire`` is the VMI spec in wire form.
+
+    Which paths failed comes from the one decoder (``rollout.failures``); what the guest has there
+    from the observed topology, memory and interfaces.
+    """
     if status is None:
         return Observed()
     failed: dict[str, FailedHotplug] = {}
-    cpu_failure = status.condition(HOT_VCPU_CHANGE)
-    topology = status.current_cpu_topology
-    if cpu_failure is not None and cpu_failure.status == "False" and topology is not None:
-        failed["domain.cpu.sockets"] = FailedHotplug(topology.sockets, cpu_failure.message or "")
-    memory_failure = status.condition(HOT_MEMORY_CHANGE)
-    memory = status.memory
-    if memory_failure is not None and memory_failure.status == "False" and memory is not None:
-        current = memory.guest_current or memory.guest_at_boot
-        failed["domain.memory.guest"] = FailedHotplug(
-            str(current) if current is not None else None, memory_failure.message or ""
-        )
-    for volume in status.volume_status or ():
-        if volume.phase == "Failed":
-            failed[f"volumes[name={volume.name}]"] = FailedHotplug(None, volume.message or "")
-            failed[f"domain.devices.disks[name={volume.name}]"] = FailedHotplug(None, volume.message or "")
-    nic_failure = status.condition(HOT_INTERFACE_CHANGE)
-    if nic_failure is not None and nic_failure.status == "False" and nic_failure.reason:
-        # The reason names the interface; its running value is whatever the VMI spec had before.
-        name = nic_failure.reason
-        observed_nic = next((i for i in (status.interfaces or ()) if i.name == name), None)
-        failed[f"domain.devices.interfaces[name={name}]"] = FailedHotplug(
-            None if observed_nic is None else _interface_or_none(running_wire, name),
-            nic_failure.message or "",
-        )
+    topology, memory = status.current_cpu_topology, status.memory
+    for path, message in failed_hotplugs(status).items():
+        element = element_of(path)
+        if path == CPU_SOCKETS and topology is not None:
+            failed[path] = FailedHotplug(topology.sockets, message)
+        elif path == MEMORY_GUEST and memory is not None:
+            current = memory.guest_current or memory.guest_at_boot
+            failed[path] = FailedHotplug(str(current) if current is not None else None, message)
+        elif element is not None and element[0] == VOLUMES:
+            # The disk of the same name stands or falls with its volume: neither reached the guest.
+            failed[path] = FailedHotplug(None, message)
+            failed[disk_path(element[1])] = FailedHotplug(None, message)
+        elif element is not None and element[0] == INTERFACES:
+            # The running value is whatever the VMI spec had before, if the guest has the NIC at all.
+            name = element[1]
+            observed_nic = next((i for i in (status.interfaces or ()) if i.name == name), None)
+            failed[path] = FailedHotplug(
+                None if observed_nic is None else _interface_or_none(running_wire, name), message
+            )
     return Observed(
         guest_at_boot=memory.guest_at_boot if memory is not None else None,
         failed=failed,

@@ -1,7 +1,7 @@
 """Paths into a VMI spec's wire form: ``domain.cpu.sockets``, ``domain.devices.disks[name=data]``.
 
-Lists whose elements have a ``name`` are addressed by name, never by index, so a path keeps meaning
-the same element when the list is reordered; other lists are values like any scalar.
+The named lists and the ``[name=...]`` syntax are declared in ``rollout.fields``; this module reads
+and writes values at such paths.
 """
 
 from __future__ import annotations
@@ -9,10 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["NAMED_LISTS", "PathError", "delete_path", "get_path", "join", "set_path", "split"]
+__all__ = ["PathError", "delete_path", "get_path", "join", "set_path", "split"]
 
-# Lists of named elements, by their path in a VMI spec.
-NAMED_LISTS = frozenset({"domain.devices.disks", "domain.devices.interfaces", "volumes", "networks"})
 
 _SEGMENT = re.compile(r"([^.\[\]]+)(?:\[name=([^\]]+)\])?")
 

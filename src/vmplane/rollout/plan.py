@@ -5,19 +5,26 @@ difference into live changes, to apply now, and pending changes, which wait for 
 ``RestartRequired`` condition follows from the result alone: it is set exactly while something is
 pending, and while it is set nothing is propagated; live-capable changes wait among the pending
 ones. So reverting the template clears the condition, and the waiting changes then go live.
+
+Given ``node_room`` (what the VMI's node has for it: allocatable minus the other VMIs' requests), a
+live CPU or memory change that would make the VMI request more than that is pending instead, reason
+``InsufficientNodeResources``, as the scheduler would refuse to place it there (``api.guest_resources``).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
+from vmplane.api.guest_resources import DEFAULT_CPU_ALLOCATION_RATIO, Resources, guest_request
 from vmplane.api.kubevirt import KubeVirtConfiguration, RolloutStrategy
 from vmplane.api.vm import ChangeSource, PendingChange
 from vmplane.api.vmi import VirtualMachineInstanceSpec, VirtualMachineInstanceStatus
 from vmplane.rollout.apply import replace_paths
 from vmplane.rollout.diff import Difference, diff_models
 from vmplane.rollout.effective import EffectiveSpec, Provenance
+from vmplane.rollout.fields import MEMORY_GUEST
 from vmplane.rollout.observed import observed_from_status
 from vmplane.rollout.paths import set_path
 from vmplane.rollout.reasons import MEMORY_HOTPLUG_FAILED, MESSAGES, Reason
@@ -101,12 +108,60 @@ def _summary(pending: list[PendingChange]) -> str:
     return f"{len(lines)} changes require a restart: " + "; ".join(lines)
 
 
+# What each resource-bearing live kind changes of the VMI's request.
+_RESOURCE_OF_KIND = {LiveKind.CPU: "cpu", LiveKind.MEMORY: "memory"}
+
+
+def _beyond_node(
+    live: list[tuple[Difference, LiveChange]],
+    actual: dict[str, Any],
+    node_room: Resources,
+    ratio: int,
+) -> tuple[list[tuple[Difference, LiveChange]], list[PendingChange]]:
+    """The live changes the node can hold, and the rest as ``InsufficientNodeResources`` pending
+    changes: a resource is refused when its changes raise the request above ``node_room``."""
+    now = guest_request(VirtualMachineInstanceSpec.model_validate(actual), cpu_allocation_ratio=ratio)
+    refused: set[LiveKind] = set()
+    messages: dict[LiveKind, str] = {}
+    for kind, resource in _RESOURCE_OF_KIND.items():
+        changes = [diff for diff, change in live if change.kind is kind]
+        if not changes:
+            continue
+        wire = copy.deepcopy(actual)
+        for diff in changes:
+            set_path(wire, diff.path, diff.desired)
+        after = guest_request(VirtualMachineInstanceSpec.model_validate(wire), cpu_allocation_ratio=ratio)
+        grows = (
+            after.cpu_millis > now.cpu_millis if resource == "cpu" else after.memory_bytes > now.memory_bytes
+        )
+        if grows and resource in after.short_of(node_room):
+            refused.add(kind)
+            needed, room = (
+                (f"{after.cpu_millis}m", f"{node_room.cpu_millis}m")
+                if resource == "cpu"
+                else (f"{after.memory_bytes // 2**20}Mi", f"{node_room.memory_bytes // 2**20}Mi")
+            )
+            messages[kind] = (
+                f"{MESSAGES[Reason.INSUFFICIENT_NODE_RESOURCES]}: Insufficient {resource} "
+                f"(the VMI would request {needed}, the node has {room} for it)"
+            )
+    kept = [(diff, change) for diff, change in live if change.kind not in refused]
+    pending = [
+        _pending(diff, Reason.INSUFFICIENT_NODE_RESOURCES, messages[change.kind], change.source)
+        for diff, change in live
+        if change.kind in refused
+    ]
+    return kept, pending
+
+
 def plan(
     *,
     running: VirtualMachineInstanceSpec,
     desired: EffectiveSpec,
     observed: VirtualMachineInstanceStatus | None,
     config: KubeVirtConfiguration,
+    node_room: Resources | None = None,
+    cpu_allocation_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO,
 ) -> Plan:
     """Plan how the running guest follows the VM: live changes now, the rest pending (docs/rollout.md §2)."""
     running_wire = running.to_wire()
@@ -130,11 +185,7 @@ def plan(
         verdict, kind = classify(diff, ctx)
         failure = facts.failed.get(diff.path)
         if failure is not None:
-            base = (
-                MEMORY_HOTPLUG_FAILED
-                if diff.path == "domain.memory.guest"
-                else MESSAGES[Reason.HOTPLUG_FAILED]
-            )
+            base = MEMORY_HOTPLUG_FAILED if diff.path == MEMORY_GUEST else MESSAGES[Reason.HOTPLUG_FAILED]
             message = f"{base}: {failure.message}" if failure.message else base
             blocking.append(_pending(diff, Reason.HOTPLUG_FAILED, message, source))
         elif source is ChangeSource.CLUSTER and not (verdict.live and live_update):
@@ -153,6 +204,10 @@ def plan(
         else:
             assert kind is not None
             live.append((diff, LiveChange(diff.path, diff.running, diff.desired, kind, source)))
+
+    if node_room is not None and live:
+        live, refused = _beyond_node(live, actual, node_room, cpu_allocation_ratio)
+        blocking.extend(refused)
 
     if blocking:
         waiting = [

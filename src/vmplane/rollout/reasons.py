@@ -26,6 +26,7 @@ class Reason(str, Enum):
     CDROM_REMOVED = "CDRomDiskRemoved"
     INTERFACE_REMOVED = "InterfaceRemovedWithoutAbsent"
     WAITING_FOR_RESTART = "WaitingForRestart"
+    INSUFFICIENT_NODE_RESOURCES = "InsufficientNodeResources"
 
 
 MESSAGES: dict[Reason, str] = {
@@ -55,6 +56,7 @@ MESSAGES: dict[Reason, str] = {
         "hot-unplugged by setting its state to absent"
     ),
     Reason.WAITING_FOR_RESTART: ("live-updatable, but no change is propagated while a restart is required"),
+    Reason.INSUFFICIENT_NODE_RESOURCES: "the VMI's node cannot hold the change",
 }
 
 # Upstream's own text for a failed memory hotplug; a failed CPU, disk or NIC hotplug has none upstream.

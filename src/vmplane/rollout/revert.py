@@ -6,23 +6,16 @@ import copy
 from collections.abc import Iterable
 
 from vmplane.api.vmi import VirtualMachineInstanceSpec, VirtualMachineInstanceStatus
+from vmplane.rollout.fields import CPU_SOCKETS, PARTNERS, element_of, named_path
 from vmplane.rollout.observed import observed_from_status
 from vmplane.rollout.paths import get_path, set_path, split
 from vmplane.rollout.plan import TEMPLATE_SPEC_PREFIX
 
 __all__ = ["revert"]
 
-# A disk and its volume (an interface and its network) share a name and only make sense together.
-_PARTNERS = {
-    "domain.devices.disks": "volumes",
-    "volumes": "domain.devices.disks",
-    "domain.devices.interfaces": "networks",
-    "networks": "domain.devices.interfaces",
-}
-
 # The topology is defaulted as a whole or not at all: reverting one of its fields pins all three, so
 # the template never ends up with a partial topology the running guest did not boot with.
-_TOPOLOGY = ("domain.cpu.sockets", "domain.cpu.cores", "domain.cpu.threads")
+_TOPOLOGY = (CPU_SOCKETS, "domain.cpu.cores", "domain.cpu.threads")
 
 
 def _spec_path(path: str) -> str:
@@ -35,11 +28,10 @@ def _with_partners(paths: Iterable[str]) -> list[str]:
         out.append(path)
         if path in _TOPOLOGY:
             out.extend(_TOPOLOGY)
-        if "[name=" in path and path.endswith("]"):
-            base, name = path[:-1].split("[name=", 1)
-            partner = _PARTNERS.get(base)
-            if partner is not None:
-                out.append(f"{partner}[name={name}]")
+        element = element_of(path)
+        if element is not None:
+            base, name = element
+            out.append(named_path(PARTNERS[base], name))
     return list(dict.fromkeys(out))
 
 

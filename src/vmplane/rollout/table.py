@@ -6,31 +6,36 @@ both read ``LIVE_UPDATE_TABLE``. A difference no rule matches is not live-updata
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from vmplane.api.memory_hotplug import memory_hotplug_errors
 from vmplane.api.quantity import Quantity
 from vmplane.api.vmi import VirtualMachineInstanceSpec
 from vmplane.rollout.diff import Difference
+from vmplane.rollout.fields import (
+    AFFINITY_FIELDS,
+    DISK_FIELDS,
+    INTERFACE_FIELDS,
+    MEMORY_FIELDS,
+    NETWORK_FIELDS,
+    NODE_SELECTOR_FIELDS,
+    SOCKETS_FIELDS,
+    TOLERATION_FIELDS,
+    VOLUME_FIELDS,
+    Family,
+    LiveKind,
+    disk_path,
+    element_of,
+    interface_path,
+    volume_path,
+)
 from vmplane.rollout.observed import Observed
 from vmplane.rollout.paths import get_path
 from vmplane.rollout.reasons import MESSAGES, Reason
 
 __all__ = ["LIVE_UPDATE_TABLE", "Context", "LiveKind", "Rule", "Verdict", "classify"]
-
-
-class LiveKind(str, Enum):
-    """What a live change does to the guest."""
-
-    CPU = "cpu"
-    MEMORY = "memory"
-    PLACEMENT = "placement"
-    DISK = "disk"
-    INTERFACE = "interface"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,16 +72,23 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """Differences whose path matches ``pattern`` are judged by ``judge``."""
+    """Differences whose path is in ``family`` are judged by ``judge``."""
 
-    pattern: str
-    kind: LiveKind
+    family: Family
     judge: Callable[[Difference, Context], Verdict]
     summary: str
 
+    @property
+    def pattern(self) -> str:
+        return self.family.pattern
+
+    @property
+    def kind(self) -> LiveKind:
+        return self.family.kind
+
     def matches(self, path: str) -> bool:
         """Whether this rule governs ``path``."""
-        return re.fullmatch(self.pattern, path) is not None
+        return self.family.matches(path)
 
 
 def _cpu_sockets(diff: Difference, ctx: Context) -> Verdict:
@@ -117,11 +129,13 @@ def _always(diff: Difference, ctx: Context) -> Verdict:
 
 
 def _element_name(path: str) -> str:
-    return path.rsplit("[name=", 1)[1][:-1]
+    element = element_of(path)
+    assert element is not None, path  # the rules below govern whole named elements only
+    return element[1]
 
 
 def _volume(wire: Mapping[str, Any], name: str) -> Any:
-    return get_path(dict(wire), f"volumes[name={name}]")
+    return get_path(dict(wire), volume_path(name))
 
 
 def _hotpluggable(volume: Any) -> bool:
@@ -147,7 +161,7 @@ def _disk(diff: Difference, ctx: Context) -> Verdict:
 
 def _volume_source(diff: Difference, ctx: Context) -> Verdict:
     name = _element_name(diff.path)
-    disk = get_path(dict(ctx.desired_wire), f"domain.devices.disks[name={name}]")
+    disk = get_path(dict(ctx.desired_wire), disk_path(name))
     behind_cdrom = isinstance(disk, dict) and "cdrom" in disk
     ends = [v for v in (diff.running, diff.desired) if v is not None]
     if all(_hotpluggable(v) for v in ends) or (behind_cdrom and len(ends) == 1 and _hotpluggable(ends[0])):
@@ -174,52 +188,44 @@ def _network(diff: Difference, ctx: Context) -> Verdict:
         return LIVE
     if diff.desired is None:
         name = _element_name(diff.path)
-        interface = get_path(dict(ctx.desired_wire), f"domain.devices.interfaces[name={name}]")
-        was = get_path(dict(ctx.running_wire), f"domain.devices.interfaces[name={name}]")
+        interface = get_path(dict(ctx.desired_wire), interface_path(name))
+        was = get_path(dict(ctx.running_wire), interface_path(name))
         unplugged = any(isinstance(i, dict) and i.get("state") == "absent" for i in (interface, was))
         return LIVE if unplugged else pending(Reason.NON_LIVE_UPDATABLE)
     return pending(Reason.NON_LIVE_UPDATABLE)
 
 
-_NAMED = r"\[name=[^\]]+\]"
-
 LIVE_UPDATE_TABLE: tuple[Rule, ...] = (
     Rule(
-        r"domain\.cpu\.sockets",
-        LiveKind.CPU,
+        SOCKETS_FIELDS,
         _cpu_sockets,
         "increase up to the VMI's maxSockets; decrease or above maxSockets needs a restart",
     ),
     Rule(
-        r"domain\.memory\.guest",
-        LiveKind.MEMORY,
+        MEMORY_FIELDS,
         _memory_guest,
         "increase up to maxGuest, decrease not below guestAtBoot",
     ),
-    Rule(r"nodeSelector", LiveKind.PLACEMENT, _always, "always live"),
-    Rule(r"affinity", LiveKind.PLACEMENT, _always, "always live"),
-    Rule(r"tolerations", LiveKind.PLACEMENT, _always, "always live"),
+    Rule(NODE_SELECTOR_FIELDS, _always, "always live"),
+    Rule(AFFINITY_FIELDS, _always, "always live"),
+    Rule(TOLERATION_FIELDS, _always, "always live"),
     Rule(
-        rf"domain\.devices\.disks{_NAMED}",
-        LiveKind.DISK,
+        DISK_FIELDS,
         _disk,
         "add/remove when its volume is hotpluggable; a CD-ROM drive's removal needs a restart",
     ),
     Rule(
-        rf"volumes{_NAMED}",
-        LiveKind.DISK,
+        VOLUME_FIELDS,
         _volume_source,
         "add/remove/swap a hotpluggable volume (CD-ROM media change included)",
     ),
     Rule(
-        rf"domain\.devices\.interfaces{_NAMED}",
-        LiveKind.INTERFACE,
+        INTERFACE_FIELDS,
         _interface,
         "add, state up/down/absent; model, MAC or binding changes need a restart",
     ),
     Rule(
-        rf"networks{_NAMED}",
-        LiveKind.INTERFACE,
+        NETWORK_FIELDS,
         _network,
         "add; removal only together with its interface's state: absent",
     ),

@@ -31,6 +31,7 @@ from vmplane.api.domain import (
     Realtime,
     ResourceRequirements,
 )
+from vmplane.api.guest_resources import Resources
 from vmplane.api.kubevirt import KubeVirtConfiguration, LiveUpdateConfiguration, RolloutStrategy
 from vmplane.api.meta import Condition
 from vmplane.api.quantity import Quantity
@@ -314,11 +315,14 @@ def replan(
     cfg: KubeVirtConfiguration,
     *,
     status: VirtualMachineInstanceStatus | None = None,
+    node_room: Resources | None = None,
 ) -> Plan:
-    """Plan ``template`` (under ``cfg``) against a running VMI, observed as ``status`` if given."""
+    """Plan ``template`` (under ``cfg``) against a running VMI, observed as ``status`` if given, on a
+    node with ``node_room`` for it (None: not limited)."""
     return plan(
         running=vmi.spec,
         desired=effective_spec(template, cfg),
         observed=vmi.status if status is None else status,
         config=cfg,
+        node_room=node_room,
     )
