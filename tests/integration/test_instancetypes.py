@@ -1,0 +1,212 @@
+"""Instance types and preferences against ``vmplane serve`` (simulated guests), driven by kubectl.
+
+A VM sized by an instance type runs with the instance type's CPU and memory, keeps the snapshot it
+first used when the instance type is edited, and follows a switch of ``spec.instancetype.name`` as
+any other change: live within its headroom under ``LiveUpdate``, pending (``source: instancetype``)
+above it or under ``Stage``, cleared by switching back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_api_support import ApiServer, api_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.requires("kubectl"), pytest.mark.timeout(180)]
+__all__ = ["api_server"]
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "upstream" / "kubevirt-examples"
+
+INSTANCETYPE = """\
+apiVersion: instancetype.kubevirt.io/v1beta1
+kind: VirtualMachineInstancetype
+metadata: {{name: {name}}}
+spec:
+  cpu: {{guest: {cpu}}}
+  memory: {{guest: {memory}}}
+"""
+
+VM = """\
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {{name: {name}}}
+spec:
+  runStrategy: Always
+  instancetype: {{kind: VirtualMachineInstancetype, name: {instancetype}}}
+  template:
+    spec:
+      domain:
+        devices: {{}}
+{extra}      terminationGracePeriodSeconds: 0
+"""
+
+
+def _vm(name: str, instancetype: str, extra: str = "") -> str:
+    return VM.format(name=name, instancetype=instancetype, extra=extra)
+
+
+def _get(server: ApiServer, *what: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(server.kubectl("get", *what, "-o", "json").stdout)
+    return result
+
+
+def _until(server: ApiServer, what: tuple[str, ...], ok: Any, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = server.kubectl("get", *what, "-o", "json", check=False)
+        obj = json.loads(result.stdout) if result.returncode == 0 else {}
+        if obj and ok(obj):
+            return obj
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: condition not reached; last seen {obj}")
+        time.sleep(0.2)
+
+
+def _running(server: ApiServer, name: str) -> dict[str, Any]:
+    return _until(server, ("vmi", name), lambda o: (o.get("status") or {}).get("phase") == "Running")
+
+
+def _pending(vm: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((vm.get("status") or {}).get("pendingChanges") or [])
+
+
+def _strategy(server: ApiServer, strategy: str) -> None:
+    patch = json.dumps({"spec": {"configuration": {"vmRolloutStrategy": strategy}}})
+    server.kubectl("-n", "kubevirt", "patch", "kubevirt", "kubevirt", "--type", "merge", "-p", patch)
+
+
+def test_upstream_instancetype_is_listed_with_its_size(api_server: ApiServer) -> None:
+    api_server.kubectl("apply", "-f", str(EXAMPLES / "clarge.yaml"))
+    table = api_server.kubectl("get", "vminstancetype", "clarge").stdout
+    assert table.split("\n")[0].split()[:3] == ["NAME", "CPU", "MEMORY"]
+    assert table.split("\n")[1].split()[:3] == ["clarge", "4", "2Gi"]
+
+
+def test_kubectl_explains_the_instancetype_kinds(api_server: ApiServer) -> None:
+    explained = api_server.kubectl("explain", "virtualmachineclusterinstancetype.spec.cpu").stdout
+    assert "guest" in explained
+
+
+def test_vm_runs_with_the_size_its_instancetype_gives(api_server: ApiServer) -> None:
+    api_server.kubectl("apply", "-f", "-", stdin=INSTANCETYPE.format(name="it-run", cpu=2, memory="256Mi"))
+    api_server.kubectl("apply", "-f", "-", stdin=_vm("vm-it-run", "it-run"))
+    vmi = _running(api_server, "vm-it-run")
+    domain = vmi["spec"]["domain"]
+    assert (domain["cpu"]["sockets"], domain["cpu"]["cores"], domain["cpu"]["threads"]) == (2, 1, 1)
+    assert domain["memory"]["guest"] == "256Mi"
+
+
+def test_first_use_stores_a_snapshot_named_in_the_status(api_server: ApiServer) -> None:
+    api_server.kubectl("apply", "-f", "-", stdin=INSTANCETYPE.format(name="it-snap", cpu=1, memory="128Mi"))
+    api_server.kubectl("apply", "-f", "-", stdin=_vm("vm-it-snap", "it-snap"))
+    vm = _until(api_server, ("vm", "vm-it-snap"), lambda o: "instancetypeRef" in (o.get("status") or {}))
+    instancetype = _get(api_server, "vminstancetype", "it-snap")
+    uid = instancetype["metadata"]["uid"]
+    ref = vm["status"]["instancetypeRef"]
+    expected = f"vm-it-snap-it-snap-v1beta1-{uid}-1"
+    assert ref == {
+        "kind": "VirtualMachineInstancetype",
+        "name": "it-snap",
+        "controllerRevisionRef": {"name": expected},
+    }
+    revision = _get(api_server, "controllerrevision", expected)
+    assert revision["data"]["spec"]["cpu"] == {"guest": 1}
+    assert revision["metadata"]["ownerReferences"][0]["name"] == "vm-it-snap"
+
+
+def test_editing_an_instancetype_does_not_change_a_running_vm(api_server: ApiServer) -> None:
+    api_server.kubectl("apply", "-f", "-", stdin=INSTANCETYPE.format(name="it-edit", cpu=1, memory="128Mi"))
+    api_server.kubectl("apply", "-f", "-", stdin=_vm("vm-it-edit", "it-edit"))
+    _running(api_server, "vm-it-edit")
+    _until(api_server, ("vm", "vm-it-edit"), lambda o: "instancetypeRef" in (o.get("status") or {}))
+    api_server.kubectl("apply", "-f", "-", stdin=INSTANCETYPE.format(name="it-edit", cpu=3, memory="512Mi"))
+    api_server.kubectl("annotate", "vm", "vm-it-edit", "touched=yes")  # make the controller look again
+    time.sleep(1.0)
+    vm = _get(api_server, "vm", "vm-it-edit")
+    assert _pending(vm) == []
+    assert _get(api_server, "vmi", "vm-it-edit")["spec"]["domain"]["cpu"]["sockets"] == 1
+
+
+def test_vm_may_not_set_what_its_instancetype_sets(api_server: ApiServer) -> None:
+    api_server.kubectl(
+        "apply", "-f", "-", stdin=INSTANCETYPE.format(name="it-conflict", cpu=1, memory="128Mi")
+    )
+    extra = "        cpu: {sockets: 2}\n"
+    result = api_server.kubectl(
+        "apply", "-f", "-", stdin=_vm("vm-it-conflict", "it-conflict", extra), check=False
+    )
+    assert result.returncode != 0
+    assert (
+        "VM field(s) spec.template.spec.domain.cpu.sockets conflicts with selected instance type"
+        in result.stderr
+    )
+
+
+def test_instancetype_field_vmplane_cannot_honour_is_refused_by_name(api_server: ApiServer) -> None:
+    manifest = (
+        INSTANCETYPE.format(name="it-gpu", cpu=1, memory="128Mi") + "  gpus: [{name: g, deviceName: x}]\n"
+    )
+    result = api_server.kubectl("apply", "-f", "-", stdin=manifest, check=False)
+    assert result.returncode != 0
+    assert "spec.gpus: Unsupported value: vmplane cannot honour this field" in result.stderr
+
+
+def test_vm_waits_for_its_instancetype_to_exist(api_server: ApiServer) -> None:
+    api_server.kubectl("apply", "-f", "-", stdin=_vm("vm-it-late", "it-late"))
+    time.sleep(0.5)
+    assert api_server.kubectl("get", "vmi", "vm-it-late", check=False).returncode != 0
+    api_server.kubectl("apply", "-f", "-", stdin=INSTANCETYPE.format(name="it-late", cpu=1, memory="128Mi"))
+    _running(api_server, "vm-it-late")
+
+
+def _switch(server: ApiServer, vm: str, instancetype: str) -> None:
+    patch = json.dumps({"spec": {"instancetype": {"name": instancetype}}})
+    server.kubectl("patch", "vm", vm, "--type", "merge", "-p", patch)
+
+
+@pytest.fixture
+def switchable(api_server: ApiServer) -> Any:
+    for name, cpu, memory in (("sw-small", 1, "1Gi"), ("sw-medium", 2, "2Gi"), ("sw-huge", 8, "8Gi")):
+        api_server.kubectl("apply", "-f", "-", stdin=INSTANCETYPE.format(name=name, cpu=cpu, memory=memory))
+    yield
+    _strategy(api_server, "Stage")
+
+
+def test_switch_under_live_update_hotplugs_within_headroom(api_server: ApiServer, switchable: None) -> None:
+    _strategy(api_server, "LiveUpdate")
+    api_server.kubectl("apply", "-f", "-", stdin=_vm("vm-sw-live", "sw-small"))
+    _running(api_server, "vm-sw-live")
+    _switch(api_server, "vm-sw-live", "sw-medium")
+    vmi = _until(api_server, ("vmi", "vm-sw-live"), lambda o: o["spec"]["domain"]["cpu"]["sockets"] == 2)
+    assert vmi["spec"]["domain"]["memory"]["guest"] == "2Gi"
+    assert _pending(_get(api_server, "vm", "vm-sw-live")) == []
+
+
+def test_switch_above_headroom_is_pending_from_the_instancetype(
+    api_server: ApiServer, switchable: None
+) -> None:
+    _strategy(api_server, "LiveUpdate")
+    api_server.kubectl("apply", "-f", "-", stdin=_vm("vm-sw-big", "sw-small"))
+    _running(api_server, "vm-sw-big")
+    _switch(api_server, "vm-sw-big", "sw-huge")
+    vm = _until(api_server, ("vm", "vm-sw-big"), lambda o: bool(_pending(o)))
+    sockets = next(p for p in _pending(vm) if p["path"] == "spec.template.spec.domain.cpu.sockets")
+    assert (sockets["running"], sockets["desired"], sockets["source"]) == (1, 8, "instancetype")
+    _switch(api_server, "vm-sw-big", "sw-small")
+    _until(api_server, ("vm", "vm-sw-big"), lambda o: not _pending(o))
+
+
+def test_switch_under_stage_is_pending_until_switched_back(api_server: ApiServer, switchable: None) -> None:
+    _strategy(api_server, "Stage")
+    api_server.kubectl("apply", "-f", "-", stdin=_vm("vm-sw-stage", "sw-small"))
+    _running(api_server, "vm-sw-stage")
+    _switch(api_server, "vm-sw-stage", "sw-medium")
+    vm = _until(api_server, ("vm", "vm-sw-stage"), lambda o: bool(_pending(o)))
+    assert {p["source"] for p in _pending(vm)} == {"instancetype"}
+    assert _get(api_server, "vmi", "vm-sw-stage")["spec"]["domain"]["cpu"]["sockets"] == 1
+    _switch(api_server, "vm-sw-stage", "sw-small")
+    _until(api_server, ("vm", "vm-sw-stage"), lambda o: not _pending(o))
