@@ -234,6 +234,12 @@ def resolve(vm: VirtualMachine, lookup: Lookup) -> Resolution:
         if matcher is None:
             continue
         kind = kind_of(matcher)
+        if matcher.infer_from_volume is not None:
+            message = "Unsupported value: vmplane cannot infer instance types or preferences from volumes"
+            result["causes"].append(
+                FieldCause(f"spec.{field_name}.inferFromVolume", message, CauseType.FIELD_VALUE_NOT_SUPPORTED)
+            )
+            continue
         if kind is None:
             message = UNKNOWN_KIND.format(
                 matcher="InstancetypeMatcher" if sized else "PreferenceMatcher", kind=matcher.kind
