@@ -9,6 +9,8 @@ above it or under ``Stage``, cleared by switching back.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,20 @@ spec:
 
 def _vm(name: str, instancetype: str, extra: str = "") -> str:
     return VM.format(name=name, instancetype=instancetype, extra=extra)
+
+
+def vmplane(server: ApiServer, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "vmplane.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=server.env(),
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"vmplane {' '.join(args)} failed: {result.stderr}")
+    return result
 
 
 def _get(server: ApiServer, *what: str) -> dict[str, Any]:
@@ -210,3 +226,61 @@ def test_switch_under_stage_is_pending_until_switched_back(api_server: ApiServer
     assert _get(api_server, "vmi", "vm-sw-stage")["spec"]["domain"]["cpu"]["sockets"] == 1
     _switch(api_server, "vm-sw-stage", "sw-small")
     _until(api_server, ("vm", "vm-sw-stage"), lambda o: not _pending(o))
+
+
+def test_default_cluster_instancetypes_and_preferences_are_installed(api_server: ApiServer) -> None:
+    rows = api_server.kubectl("get", "vmcf", "--no-headers").stdout.splitlines()
+    sizes = {row.split()[0]: (row.split()[1], row.split()[2]) for row in rows}
+    assert sizes["u1.nano"] == ("1", "512Mi")
+    assert sizes["u1.medium"] == ("1", "4Gi")
+    assert sizes["u1.2xlarge"] == ("8", "32Gi")
+    preferences = api_server.kubectl("get", "vmcp", "-o", "name").stdout.split()
+    assert "virtualmachineclusterpreference.instancetype.kubevirt.io/fedora" in preferences
+
+
+def test_create_vm_applies_a_vm_sized_by_a_default_instancetype(api_server: ApiServer) -> None:
+    created = vmplane(
+        api_server,
+        "create",
+        "vm",
+        "vm-created",
+        "--instancetype",
+        "u1.nano",
+        "--preference",
+        "linux",
+        "--apply",
+    )
+    assert created.stdout.strip() == "virtualmachine.kubevirt.io/vm-created created"
+    domain = _running(api_server, "vm-created")["spec"]["domain"]
+    assert (domain["cpu"]["sockets"], domain["memory"]["guest"]) == (1, "512Mi")
+
+
+def test_create_vm_refuses_an_instancetype_below_the_preference_requirements(api_server: ApiServer) -> None:
+    result = vmplane(
+        api_server,
+        "create",
+        "vm",
+        "vm-too-small",
+        "--instancetype",
+        "u1.nano",
+        "--preference",
+        "fedora",
+        "--apply",
+        check=False,
+    )
+    assert result.returncode == 1
+    expected = "insufficient Memory resources of 512Mi provided by instance type, preference requires 2Gi"
+    assert expected in result.stderr
+
+
+def test_create_vm_prints_what_kubectl_applies(api_server: ApiServer) -> None:
+    printed = vmplane(
+        api_server,
+        "create",
+        "vm",
+        "vm-printed",
+        "--instancetype",
+        "virtualmachineclusterinstancetype/u1.micro",
+    )
+    assert "created" in api_server.kubectl("apply", "-f", "-", stdin=printed.stdout).stdout
+    assert _running(api_server, "vm-printed")["spec"]["domain"]["memory"]["guest"] == "1Gi"
