@@ -284,3 +284,27 @@ def test_create_vm_prints_what_kubectl_applies(api_server: ApiServer) -> None:
     )
     assert "created" in api_server.kubectl("apply", "-f", "-", stdin=printed.stdout).stdout
     assert _running(api_server, "vm-printed")["spec"]["domain"]["memory"]["guest"] == "1Gi"
+
+
+def test_pending_plan_and_revert_of_an_instancetype_switch(
+    api_server: ApiServer, switchable: None, tmp_path: Path
+) -> None:
+    _strategy(api_server, "Stage")
+    api_server.kubectl("apply", "-f", "-", stdin=_vm("vm-sw-cli", "sw-small"))
+    _running(api_server, "vm-sw-cli")
+    switched = _get(api_server, "vm", "vm-sw-cli")
+    switched["spec"]["instancetype"]["name"] = "sw-medium"
+    for key in ("resourceVersion", "managedFields"):
+        switched["metadata"].pop(key, None)
+    manifest = tmp_path / "switched.json"
+    manifest.write_text(json.dumps(switched))
+    planned = vmplane(api_server, "plan", "-f", str(manifest), "-o", "json")
+    assert {p["source"] for p in json.loads(planned.stdout)["pending"]} == {"instancetype"}
+    _switch(api_server, "vm-sw-cli", "sw-medium")
+    _until(api_server, ("vm", "vm-sw-cli"), lambda o: bool(_pending(o)))
+    shown = json.loads(vmplane(api_server, "pending", "vm-sw-cli", "-o", "json").stdout)
+    memory = next(p for p in shown["pending"] if p["path"] == "spec.template.spec.domain.memory.guest")
+    assert (memory["running"], memory["desired"], memory["source"]) == ("1Gi", "2Gi", "instancetype")
+    vmplane(api_server, "revert", "vm-sw-cli")
+    assert _get(api_server, "vm", "vm-sw-cli")["spec"]["instancetype"]["name"] == "sw-small"
+    _until(api_server, ("vm", "vm-sw-cli"), lambda o: not _pending(o))
