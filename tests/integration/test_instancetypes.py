@@ -308,3 +308,22 @@ def test_pending_plan_and_revert_of_an_instancetype_switch(
     vmplane(api_server, "revert", "vm-sw-cli")
     assert _get(api_server, "vm", "vm-sw-cli")["spec"]["instancetype"]["name"] == "sw-small"
     _until(api_server, ("vm", "vm-sw-cli"), lambda o: not _pending(o))
+
+
+def test_preferred_machine_type_this_host_lacks_is_refused_on_the_vm(api_server: ApiServer) -> None:
+    preference = """\
+apiVersion: instancetype.kubevirt.io/v1beta1
+kind: VirtualMachinePreference
+metadata: {name: old-machine}
+spec: {machine: {preferredMachineType: pc-q35-1.0}}
+"""
+    api_server.kubectl("apply", "-f", "-", stdin=preference)
+    api_server.kubectl(
+        "apply", "-f", "-", stdin=INSTANCETYPE.format(name="it-machine", cpu=1, memory="128Mi")
+    )
+    vm = _vm("vm-old-machine", "it-machine").replace(
+        "  template:", "  preference: {kind: VirtualMachinePreference, name: old-machine}\n  template:"
+    )
+    result = api_server.kubectl("apply", "-f", "-", stdin=vm, check=False)
+    assert result.returncode != 0
+    assert "spec.template.spec.domain.machine.type is not supported: pc-q35-1.0" in result.stderr

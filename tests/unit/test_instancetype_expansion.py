@@ -161,3 +161,25 @@ def test_fields_vmplane_cannot_honour_are_refused_by_name(
     spec: InstancetypeSpec | PreferenceSpec, field: str
 ) -> None:
     assert [c.field for c in unsupported_causes(spec)] == [field]
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        (
+            InstancetypeSpec.model_validate(
+                {"cpu": {"guest": 1, "model": "x,kvm=off"}, "memory": {"guest": "1Gi"}}
+            ),
+            "spec.cpu.model",
+        ),
+        (
+            _preference(machine={"preferredMachineType": "pc-i440fx-7.2,accel=kvm"}),
+            "spec.machine.preferredMachineType",
+        ),
+    ],
+    ids=["cpu-model", "machine-type"],
+)
+def test_values_that_reach_qemu_options_must_have_their_shape(
+    spec: InstancetypeSpec | PreferenceSpec, field: str
+) -> None:
+    assert [c.field for c in unsupported_causes(spec)] == [field]

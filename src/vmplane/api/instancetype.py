@@ -12,11 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from vmplane.api import names
 from vmplane.api.domain import DiskBus, FeatureState
 from vmplane.api.errors import CauseType, FieldCause
 from vmplane.api.meta import ObjectMeta
 from vmplane.api.model import WireModel
 from vmplane.api.quantity import Quantity
+from vmplane.api.spec_rules import HOST_CPU_MODELS, Q35_MACHINE
 
 __all__ = [
     "CLUSTER_INSTANCETYPE",
@@ -243,9 +245,27 @@ def _opaque_fields(model: WireModel, prefix: str) -> list[FieldCause]:
     return causes
 
 
+def _shape_causes(spec: InstancetypeSpec | PreferenceSpec) -> list[FieldCause]:
+    """Values that reach QEMU options (``-cpu``, ``-machine``) must have their shape."""
+    causes: list[FieldCause] = []
+    model = spec.cpu.model if isinstance(spec, InstancetypeSpec) else None
+    if model and model not in HOST_CPU_MODELS and not names.CPU_MODEL.fullmatch(model):
+        message = f"Invalid value: {model!r}: a CPU model name consists of letters, digits, '.', '_' and '-'"
+        causes.append(FieldCause("spec.cpu.model", message))
+    machine = (
+        spec.machine.preferred_machine_type if isinstance(spec, PreferenceSpec) and spec.machine else None
+    )
+    if machine is not None and not Q35_MACHINE.fullmatch(machine):
+        message = f"Unsupported value: {machine!r}: a q35 machine type (q35, pc-q35-<version>)"
+        causes.append(
+            FieldCause("spec.machine.preferredMachineType", message, CauseType.FIELD_VALUE_NOT_SUPPORTED)
+        )
+    return causes
+
+
 def unsupported_causes(spec: InstancetypeSpec | PreferenceSpec) -> list[FieldCause]:
-    """One ``FieldValueNotSupported`` cause per upstream field set that vmplane cannot honour."""
-    causes = _opaque_fields(spec, "spec")
+    """One cause per upstream field set that vmplane cannot honour, and per value QEMU could not take."""
+    causes = _opaque_fields(spec, "spec") + _shape_causes(spec)
     cpu = spec.cpu if isinstance(spec, PreferenceSpec) else None
     if cpu is not None and cpu.preferred_cpu_topology in ("spread", "preferSpread"):
         causes.append(

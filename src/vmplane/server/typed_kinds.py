@@ -91,6 +91,11 @@ def _with_metadata_of(wire: JsonObject, new: JsonObject) -> JsonObject:
     return {**wire, "metadata": new.get("metadata", wire.get("metadata"))}
 
 
+def _merged(first: list[FieldCause], second: list[FieldCause]) -> list[FieldCause]:
+    """Both lists of causes, each cause once."""
+    return first + [cause for cause in second if cause not in first]
+
+
 def _with_status_of(vm: VirtualMachine, old: JsonObject | None) -> VirtualMachine:
     """``vm`` with the stored status (which snapshots it uses), not whatever the client sent."""
     previous = VirtualMachine.model_validate(old).status if old is not None else None
@@ -125,10 +130,12 @@ class VMAdmitter:
             VirtualMachine,
             new,
             field_validation,
-            lambda vm: validate_vm(
-                vm, config, allowed_host_dirs=self.allowed_host_dirs, machine_types=self.machine_types
-            )
-            + vm_effective(_with_status_of(vm, old), config, self.cluster.lookup).causes,
+            lambda vm: _merged(
+                validate_vm(
+                    vm, config, allowed_host_dirs=self.allowed_host_dirs, machine_types=self.machine_types
+                ),
+                self._sizing_causes(_with_status_of(vm, old), config),
+            ),
         )
         vm: VirtualMachine = decoded.value
         wire = _with_metadata_of(vm.to_wire(), new)
@@ -142,6 +149,16 @@ class VMAdmitter:
         elif operation == "CREATE":
             wire.pop("status", None)
         return Admitted(object=wire, warnings=decoded.warnings)
+
+    def _sizing_causes(self, vm: VirtualMachine, config: KubeVirtConfiguration) -> list[FieldCause]:
+        """Why the VM's instance type and preference do not apply, and what of the values they give
+        QEMU could not take (a preference's machine type, an instance type's CPU model)."""
+        sized = vm_effective(vm, config, self.cluster.lookup)
+        if sized.effective is None or not sized.resolution.referenced:
+            return sized.causes
+        return spec_field_causes(
+            sized.effective.spec, prefix="spec.template.spec", machine_types=self.machine_types
+        )
 
     def project(
         self, vm: VirtualMachine, config: KubeVirtConfiguration, old: JsonObject | None
