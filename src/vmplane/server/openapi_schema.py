@@ -58,7 +58,8 @@ VMPLANE_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "desired": "The value the VM asks for; absent when the field was removed.",
         "reason": "Why the change waits: NonLiveUpdatableChange, StagedByStrategy, WaitingForRestart, ...",
         "message": "A human-readable explanation of the reason.",
-        "source": "Where the desired value comes from: the VM template, or the cluster's defaults.",
+        "source": "Where the desired value comes from: the VM template, the cluster's defaults, the "
+        "instance type or the preference.",
     },
     "VirtualMachineStatus": {
         "pendingChanges": "Every change that waits for a restart, with running and desired values (vmplane).",
