@@ -134,6 +134,9 @@ class _LateClusterView:
     def vmi(self, namespace: str, name: str) -> JsonObject | None:
         return self._manager().vmis.get(namespace, name)
 
+    def lookup(self, resource: str, namespace: str, name: str) -> JsonObject | None:
+        return self._manager().lookup(resource, namespace, name)
+
 
 class ControlPlane:
     """Controllers, scheduler and node agent on one store, plus the API's typed kinds."""

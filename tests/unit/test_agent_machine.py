@@ -233,3 +233,18 @@ def test_paths_is_the_resolvers_older_name() -> None:
     assert machine_spec(spec, paths=PATHS) == machine_spec(spec, resolver=PATHS)
     with pytest.raises(TypeError):
         machine_spec(spec)
+
+
+def test_a_cdrom_with_no_volume_is_an_empty_drive() -> None:
+    spec = vm_spec(
+        disks=[disk("root"), disk("cdrom", cdrom=True)], volumes=[container_disk("root", image="img")]
+    )
+    disks = machine_spec(vmi(spec.to_wire()), resolver=PATHS).disks
+    assert disks[1] == DiskSpec("cdrom", "", bus="sata", cdrom=True, readonly=True)
+    assert disks[1].empty
+
+
+def test_a_disk_with_no_volume_is_still_refused() -> None:
+    spec = vm_spec(disks=[disk("root"), disk("lost")], volumes=[container_disk("root", image="img")])
+    with pytest.raises(MachineSpecError, match=r"disks\[name=lost\]: no volume of that name"):
+        machine_spec(vmi(spec.to_wire()), resolver=PATHS)

@@ -277,3 +277,11 @@ def test_nics_use_user_netdevs_on_root_ports(model: str, driver: str) -> None:
 def test_build_argv_is_pure() -> None:
     s = spec(disks=(DiskSpec("a", "/a"),), nics=(NicSpec("n", "52:54:00:00:00:01"),), max_sockets=2)
     assert build_argv(s, run_dir=RUN, accel="tcg") == build_argv(s, run_dir=RUN, accel="tcg")
+
+
+def test_an_empty_cdrom_drive_has_a_device_and_no_medium_node() -> None:
+    argv = build_argv(
+        spec(disks=(DiskSpec("cdrom", "", cdrom=True, readonly=True, bus="sata"),)), run_dir=RUN, accel="tcg"
+    )
+    assert device(argv, "disk-cdrom") == {"driver": "ide-cd", "id": "disk-cdrom", "bus": "ide.0"}
+    assert not any("cdrom" in node for node in option(argv, "-blockdev"))

@@ -53,7 +53,8 @@ class UnplugTimeoutError(HotplugError):
 
 @dataclass(frozen=True, slots=True)
 class DiskSpec:
-    """A block device: ``path`` is an image on the host (created by the agent beforehand)."""
+    """A block device: ``path`` is an image on the host (created by the agent beforehand); a CD-ROM
+    drive with no ``path`` is empty (its tray holds no medium, as a disk with no volume boots)."""
 
     name: str
     path: str
@@ -63,6 +64,11 @@ class DiskSpec:
     readonly: bool = False
     serial: str | None = None
     hotpluggable: bool = False
+
+    @property
+    def empty(self) -> bool:
+        """A CD-ROM drive with no medium."""
+        return self.cdrom and not self.path
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,8 +251,9 @@ DirectoryVolumeResolver = HostPaths
 
 
 def _disk_spec(
-    vmi: VirtualMachineInstance, disk: domain.Disk, volume: Volume, resolver: VolumeResolver
+    vmi: VirtualMachineInstance, disk: domain.Disk, volume: Volume | None, resolver: VolumeResolver
 ) -> DiskSpec:
+    """The block device of ``disk``; a CD-ROM with no ``volume`` is an empty drive."""
     where = f"spec.domain.devices.disks[name={disk.name}]"
     _check_label(f"{where}.name", disk.name, MachineSpecError)
     for message in names.serial_errors(where, disk.serial or ""):
@@ -271,6 +272,8 @@ def _disk_spec(
         raise MachineSpecError(f"{where}: bus {wanted!r} is not supported (virtio, sata or scsi)")
     if target is not None and target.readonly is not None:
         readonly = target.readonly
+    if volume is None:
+        return DiskSpec(name=disk.name, path="", bus=bus, cdrom=True, readonly=True, serial=disk.serial)
     found = resolver.resolve(vmi, volume)
     return DiskSpec(
         name=disk.name,
@@ -364,7 +367,7 @@ def machine_spec(
     disks = []
     for disk in dom.devices.disks or ():
         volume = volumes.get(disk.name)
-        if volume is None:
+        if volume is None and disk.cdrom is None:
             raise MachineSpecError(f"spec.domain.devices.disks[name={disk.name}]: no volume of that name")
         disks.append(_disk_spec(vmi, disk, volume, resolver))
     uid = meta.uid or str(uuid.uuid5(uuid.NAMESPACE_URL, f"vmplane:{namespace}/{name}"))

@@ -94,6 +94,8 @@ class QemuVolumePreparer:
         self._own_vmi_dir(self._paths.vmi_dir(namespace, name), vmi.metadata.uid or "")
         volumes = {v.name: v for v in vmi.spec.volumes or ()}
         for disk in spec.disks:
+            if disk.empty:
+                continue  # an empty CD-ROM drive: nothing on the host until media is inserted
             volume = volumes.get(disk.name)
             if volume is None:
                 raise VolumeError(f"disk {disk.name} has no volume")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 __all__ = [
+    "CLUSTER_INSTANCETYPES",
+    "CLUSTER_PREFERENCES",
     "CONTROLLER_REVISIONS",
     "EVENTS",
+    "INSTANCETYPES",
     "KUBEVIRTS",
     "LEASES",
     "MAINTENANCE_WINDOWS",
     "NAMESPACES",
     "NODES",
+    "PREFERENCES",
     "VIRTUAL_MACHINES",
     "VIRTUAL_MACHINE_INSTANCES",
 ]
@@ -23,3 +27,7 @@ NODES = "nodes"
 LEASES = "leases.coordination.k8s.io"
 NAMESPACES = "namespaces"
 MAINTENANCE_WINDOWS = "maintenancewindows.vmplane.io"
+INSTANCETYPES = "virtualmachineinstancetypes.instancetype.kubevirt.io"
+CLUSTER_INSTANCETYPES = "virtualmachineclusterinstancetypes.instancetype.kubevirt.io"
+PREFERENCES = "virtualmachinepreferences.instancetype.kubevirt.io"
+CLUSTER_PREFERENCES = "virtualmachineclusterpreferences.instancetype.kubevirt.io"

@@ -13,6 +13,9 @@ from vmplane.api.vmi import VirtualMachineInstanceSpec
 
 __all__ = [
     "ChangeSource",
+    "ControllerRevisionRef",
+    "InstancetypeMatcher",
+    "InstancetypeStatusRef",
     "PendingChange",
     "PrintableStatus",
     "RunStrategy",
@@ -50,10 +53,39 @@ class VirtualMachineTemplate(WireModel):
     spec: VirtualMachineInstanceSpec = Field(default_factory=VirtualMachineInstanceSpec)
 
 
+class InstancetypeMatcher(WireModel):
+    """``spec.instancetype`` / ``spec.preference``: which (cluster) instance type or preference sizes the VM.
+
+    ``kind`` defaults to the cluster-scoped kind, as upstream; ``revisionName`` pins a stored snapshot.
+    """
+
+    name: str = Field(min_length=1)
+    kind: str | None = None
+    revision_name: str | None = None
+    infer_from_volume: str | None = None
+    infer_from_volume_failure_policy: str | None = None
+
+
+class ControllerRevisionRef(WireModel):
+    """``status.instancetypeRef.controllerRevisionRef``: the snapshot the VM uses."""
+
+    name: str
+
+
+class InstancetypeStatusRef(WireModel):
+    """``status.instancetypeRef`` / ``status.preferenceRef``, in upstream's shape."""
+
+    kind: str
+    name: str
+    controller_revision_ref: ControllerRevisionRef | None = None
+
+
 class VirtualMachineSpec(WireModel):
     """``spec`` of a VM."""
 
     running: bool | None = None
+    instancetype: InstancetypeMatcher | None = None
+    preference: InstancetypeMatcher | None = None
     run_strategy: RunStrategy | None = None
     template: VirtualMachineTemplate
     data_volume_templates: list[dict[str, Any]] | None = None
@@ -65,6 +97,8 @@ class ChangeSource(str, Enum):
 
     TEMPLATE = "template"
     CLUSTER = "cluster"
+    INSTANCETYPE = "instancetype"
+    PREFERENCE = "preference"
 
 
 class PendingChange(WireModel):
@@ -115,6 +149,8 @@ class VirtualMachineStatus(WireModel):
     desired_generation: int | None = None
     state_change_requests: list[StateChangeRequest] | None = None
     start_failure: dict[str, Any] | None = None
+    instancetype_ref: InstancetypeStatusRef | None = None
+    preference_ref: InstancetypeStatusRef | None = None
 
     def condition(self, type_: str) -> Condition | None:
         """The condition of that type, if present."""

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "vmplane.cli.restarts",
     "vmplane.cli.console",
     "vmplane.cli.token",
+    "vmplane.cli.create_vm",
 )
 
 

@@ -3,7 +3,8 @@
 ``vmplane plan -f vm.yaml`` asks the server: a dry-run update of the live VM, which computes the
 pending changes and live updates against the running guest without storing anything.
 ``vmplane plan OLD.yaml NEW.yaml`` works offline: OLD is the VM as its guest booted, NEW the edited
-VM; the cluster configuration comes from ``--kubevirt`` (a KubeVirt manifest) or ``--strategy``.
+VM; the cluster configuration comes from ``--kubevirt`` (a KubeVirt manifest) or ``--strategy``, the
+instance types and preferences the VMs refer to from ``--sizing`` files.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from rich.console import Console
 from vmplane.api.decoding import decode
 from vmplane.api.defaults import initial_cpu_topology, initial_memory_status
 from vmplane.api.errors import InvalidObjectError
+from vmplane.api.instancetype import INSTANCETYPE_KINDS, PREFERENCE_KINDS
+from vmplane.api.instancetype_refs import Lookup, store_resource
 from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration, RolloutStrategy
 from vmplane.api.validation import validate_vm
 from vmplane.api.vm import PendingChange, VirtualMachine
@@ -27,8 +30,9 @@ from vmplane.api.vmi import VirtualMachineInstanceStatus
 from vmplane.cli.client import ApiClient, ApiError, load_client_config
 from vmplane.cli.flags import add_connection_flags, add_output_flag
 from vmplane.cli.render import LiveRow, changes_document, print_changes, print_document
-from vmplane.rollout.effective import effective_spec
+from vmplane.rollout.effective import EffectiveSpec
 from vmplane.rollout.plan import Plan, plan, vm_path
+from vmplane.rollout.vm_effective import vm_effective
 from vmplane.server.typed_kinds import LIVE_CHANGES_ANNOTATION
 
 __all__ = ["register"]
@@ -71,7 +75,32 @@ def register(subparsers: Any) -> None:
         metavar="KUBEVIRT.yaml",
         help="a KubeVirt manifest supplying the cluster configuration",
     )
+    parser.add_argument(
+        "--sizing",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="instance types and preferences the offline VMs refer to (YAML, several documents; repeatable)",
+    )
     parser.set_defaults(func=run)
+
+
+def _sizing_lookup(paths: list[Path]) -> Lookup:
+    """A lookup over the instance types and preferences in ``paths`` (any namespace matches)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in paths:
+        try:
+            documents = list(yaml.safe_load_all(path.read_text()))
+        except (OSError, yaml.YAMLError) as err:
+            raise UsageError(f"cannot read {path}: {err}") from err
+        for doc in documents:
+            kind = doc.get("kind") if isinstance(doc, dict) else None
+            if kind not in (*INSTANCETYPE_KINDS, *PREFERENCE_KINDS):
+                raise UsageError(f"{path}: expected instance types and preferences, found kind {kind!r}")
+            metadata = {"uid": "offline", "generation": 1, **(doc.get("metadata") or {})}
+            found[(store_resource(kind), str(metadata.get("name")))] = {**doc, "metadata": metadata}
+    return lambda resource, _namespace, name: found.get((resource, name))
 
 
 def _load_yaml(path: Path) -> Any:
@@ -109,18 +138,27 @@ def _config(args: argparse.Namespace) -> KubeVirtConfiguration:
     return config
 
 
-def offline_plan(old: VirtualMachine, new: VirtualMachine, config: KubeVirtConfiguration) -> Plan:
-    """Plan NEW against a guest freshly booted from OLD."""
-    running = effective_spec(old.spec.template.spec, config).spec
+def _effective(vm: VirtualMachine, config: KubeVirtConfiguration, lookup: Lookup) -> EffectiveSpec:
+    sized = vm_effective(vm, config, lookup)
+    if sized.effective is None:
+        reasons = [f"{c.field}: {c.message}" for c in sized.causes] + sized.resolution.missing
+        hint = "" if sized.causes else " (pass it with --sizing FILE)"
+        raise UsageError(f"VirtualMachine {vm.metadata.name}: {'; '.join(reasons)}{hint}")
+    return sized.effective
+
+
+def offline_plan(
+    old: VirtualMachine,
+    new: VirtualMachine,
+    config: KubeVirtConfiguration,
+    lookup: Lookup = lambda _resource, _namespace, _name: None,
+) -> Plan:
+    """Plan NEW against a guest freshly booted from OLD (``lookup`` finds their instance types)."""
+    running = _effective(old, config, lookup).spec
     observed = VirtualMachineInstanceStatus(
         current_cpu_topology=initial_cpu_topology(running), memory=initial_memory_status(running)
     )
-    return plan(
-        running=running,
-        desired=effective_spec(new.spec.template.spec, config),
-        observed=observed,
-        config=config,
-    )
+    return plan(running=running, desired=_effective(new, config, lookup), observed=observed, config=config)
 
 
 def server_plan(args: argparse.Namespace, console: Console) -> int:
@@ -219,7 +257,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         config = _config(args)
-        result = offline_plan(_load_vm(args.old, config), _load_vm(args.new, config), config)
+        lookup = _sizing_lookup(args.sizing)
+        result = offline_plan(_load_vm(args.old, config), _load_vm(args.new, config), config, lookup)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

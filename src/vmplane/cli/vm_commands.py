@@ -73,7 +73,8 @@ def register(subparsers: Any) -> None:
         "pending",
         help="list a VM's pending changes",
         description="List every change of a VM that waits for a restart: path, running value, desired "
-        "value, reason and source (template or cluster), and the RestartRequired condition.",
+        "value, reason and source (template, cluster, instancetype or preference), and the RestartRequired "
+        "condition.",
     )
     parser.add_argument("vm", metavar="VM")
     add_connection_flags(parser)

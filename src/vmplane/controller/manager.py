@@ -11,12 +11,16 @@ from collections.abc import Callable
 from datetime import datetime
 
 from vmplane.api.resources import (
+    CLUSTER_INSTANCETYPES,
+    CLUSTER_PREFERENCES,
     CONTROLLER_REVISIONS,
     EVENTS,
+    INSTANCETYPES,
     KUBEVIRTS,
     MAINTENANCE_WINDOWS,
     NAMESPACES,
     NODES,
+    PREFERENCES,
     VIRTUAL_MACHINE_INSTANCES,
     VIRTUAL_MACHINES,
 )
@@ -30,6 +34,9 @@ from vmplane.controller.vm import EventSink, VMReconciler
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Controller
 from vmplane.store.base import JsonObject, Store
+
+#: The instance types and preferences VMs refer to (cached for the VM controller and admission).
+SIZING_RESOURCES = (INSTANCETYPES, CLUSTER_INSTANCETYPES, PREFERENCES, CLUSTER_PREFERENCES)
 
 __all__ = ["ControllerManager"]
 
@@ -66,6 +73,7 @@ class ControllerManager:
         self.events = Informer(store, EVENTS)
         self.nodes = Informer(store, NODES)
         self.windows = Informer(store, MAINTENANCE_WINDOWS)
+        self.sizing = {resource: Informer(store, resource) for resource in SIZING_RESOURCES}
         reconciler = VMReconciler(
             store=store,
             vms=self.vms,
@@ -75,6 +83,7 @@ class ControllerManager:
             events=events,
             clock=clock,
             crash_backoff=crash_backoff,
+            lookup=self.lookup,
         )
         self.controller: Controller[Key] = Controller(
             name="vm-controller", reconciler=reconciler, workers=workers
@@ -85,6 +94,9 @@ class ControllerManager:
         self.kubevirts.on_change(self._enqueue_every_vm)
         # A node's room (and its readiness) bears on the rollout of the VMs running there.
         self.nodes.on_change(self._enqueue_vms_on_node)
+        # A VM waiting for its instance type or preference to exist starts when it appears.
+        for informer in self.sizing.values():
+            informer.on_change(self._enqueue_every_vm)
         self.namespace_controller: Controller[Key] = Controller(
             name="namespace-controller",
             reconciler=NamespaceReconciler(
@@ -170,8 +182,14 @@ class ControllerManager:
                 meta = vmi["metadata"]
                 self.controller.queue.add((meta.get("namespace", ""), meta["name"]))
 
+    def lookup(self, resource: str, namespace: str, name: str) -> JsonObject | None:
+        """An instance type, preference or ControllerRevision from the caches (None if not cached)."""
+        informer = self.revisions if resource == CONTROLLER_REVISIONS else self.sizing.get(resource)
+        return informer.get(namespace, name) if informer is not None else None
+
     def _informers(self) -> tuple[Informer, ...]:
         return (
+            *self.sizing.values(),
             self.kubevirts,
             self.nodes,
             self.vmis,

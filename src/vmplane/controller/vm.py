@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from vmplane.api.guest_resources import Resources, allocatable_of, cpu_allocation_ratio, requested_by_node
+from vmplane.api.instancetype_refs import Lookup
 from vmplane.api.kubevirt import KubeVirtConfiguration, configuration_of
 from vmplane.api.ownership import (
     Claim,
@@ -30,6 +31,7 @@ from vmplane.api.resources import CONTROLLER_REVISIONS, VIRTUAL_MACHINE_INSTANCE
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstance, VMIPhase
 from vmplane.controller.boot import boot_objects, revision_prefix
+from vmplane.controller.instancetypes import store_snapshots, unsized_message
 from vmplane.controller.run_strategy import (
     FINAL_PHASES,
     RunAction,
@@ -40,8 +42,9 @@ from vmplane.controller.run_strategy import (
 )
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Result
-from vmplane.rollout.effective import effective_spec
+from vmplane.rollout.effective import EffectiveSpec
 from vmplane.rollout.plan import Plan, plan, vm_path
+from vmplane.rollout.vm_effective import VMEffective, vm_effective
 from vmplane.rollout.vm_status import Observation, derive_status
 from vmplane.store.base import AlreadyExistsError, JsonObject, NotFoundError, Store
 
@@ -89,7 +92,10 @@ class VMReconciler:
         events: EventSink,
         clock: Callable[[], datetime],
         crash_backoff: float = 10.0,
+        lookup: Lookup = lambda _resource, _namespace, _name: None,
     ) -> None:
+        """``lookup`` reads instance types, preferences and their snapshots (the manager's caches)."""
+        self._lookup = lookup
         self._store = store
         self._vms = vms
         self._vmis = vmis
@@ -111,15 +117,18 @@ class VMReconciler:
         vm = VirtualMachine.model_validate(raw_vm)
         raw_vmi, occupied = await self._claim(vm, raw_vmi)
         vmi = VirtualMachineInstance.model_validate(raw_vmi) if raw_vmi is not None else None
-        result, decision, started = await self._run(vm, vmi, occupied=occupied)
+        config = cluster_configuration(self._kubevirts)
+        sized = vm_effective(vm, config, self._lookup)
+        if not vm.metadata.deletion_timestamp:
+            vm = await store_snapshots(self._store, vm, sized.resolution)
+        result, decision, started = await self._run(vm, vmi, occupied=occupied, sized=sized)
         if decision.action is RunAction.ORPHAN:
             return result  # the VM is going: no rollout, no status
         if started is not None:
             # The status written below already reports the VMI just created, rather than a second
             # write doing so once the VMI cache has seen it.
             raw_vmi, vmi = started, VirtualMachineInstance.model_validate(started)
-        config = cluster_configuration(self._kubevirts)
-        rollout = await self._rollout(vm, vmi, config)
+        rollout = await self._rollout(vm, vmi, config, sized.effective)
         await self._report_pending(vm, rollout)
         observation = Observation(vmi, rollout, decision.crash_looping, format_time(self._clock()))
         new_status = derive_status(vm.model_copy(update={"status": decision.status}), observation)
@@ -199,6 +208,7 @@ class VMReconciler:
         vmi: VirtualMachineInstance | None,
         *,
         occupied: bool,
+        sized: VMEffective,
     ) -> tuple[Result, RunDecision, JsonObject | None]:
         """Start, stop or replace the VMI as ``run_strategy.decide`` says; the VMI it created, if any.
 
@@ -217,8 +227,13 @@ class VMReconciler:
                 f'virtualmachineinstances.kubevirt.io "{vm.metadata.name}" already exists and is not '
                 "controlled by this VirtualMachine",
             )
+        elif decision.action is RunAction.START and sized.effective is None:
+            await self._events.record(
+                vm.to_wire(), type="Warning", reason="FailedCreate", message=unsized_message(sized)
+            )
         elif decision.action is RunAction.START:
-            started = await self._start(vm, cluster_configuration(self._kubevirts))
+            assert sized.effective is not None
+            started = await self._start(vm, sized.effective)
         elif decision.action is RunAction.DELETE_VMI and vmi is not None:
             if decision.failure_message is not None:
                 await self._events.record(
@@ -227,10 +242,9 @@ class VMReconciler:
             await self._delete_vmi(vmi)
         return Result(requeue_after=decision.requeue_after), decision, started
 
-    async def _start(self, vm: VirtualMachine, config: KubeVirtConfiguration) -> JsonObject | None:
+    async def _start(self, vm: VirtualMachine, effective: EffectiveSpec) -> JsonObject | None:
         """Store the boot snapshot, drop older ones, and create the VMI from the effective spec (returned;
         None if an earlier reconcile created it)."""
-        effective = effective_spec(vm.spec.template.spec, config)
         revision, vmi = boot_objects(vm, effective)
         namespace = vm.metadata.namespace or ""
         with contextlib.suppress(AlreadyExistsError):
@@ -279,12 +293,16 @@ class VMReconciler:
         )
 
     async def _rollout(
-        self, vm: VirtualMachine, vmi: VirtualMachineInstance | None, config: KubeVirtConfiguration
+        self,
+        vm: VirtualMachine,
+        vmi: VirtualMachineInstance | None,
+        config: KubeVirtConfiguration,
+        desired: EffectiveSpec | None,
     ) -> Plan | None:
-        """Plan against the running VMI and write its live changes into the VMI spec."""
-        if vmi is None or vmi.metadata.deletion_timestamp or _phase(vmi) in FINAL_PHASES:
+        """Plan against the running VMI and write its live changes into the VMI spec (nothing while
+        the VM's instance type or preference does not resolve)."""
+        if vmi is None or vmi.metadata.deletion_timestamp or _phase(vmi) in FINAL_PHASES or desired is None:
             return None
-        desired = effective_spec(vm.spec.template.spec, config)
         ratio = cpu_allocation_ratio(config)
         result = plan(
             running=vmi.spec,

@@ -30,6 +30,8 @@ class Provenance(str, Enum):
     TEMPLATE = "template"
     CLUSTER = "cluster"
     HEADROOM = "headroom"
+    INSTANCETYPE = "instancetype"
+    PREFERENCE = "preference"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +46,19 @@ class EffectiveSpec:
         return self.sources.get(path, Provenance.TEMPLATE)
 
 
-def effective_spec(template: VirtualMachineInstanceSpec, config: KubeVirtConfiguration) -> EffectiveSpec:
-    """Resolve topology, guest memory, CPU model, machine type, eviction strategy and hotplug ceilings."""
+def effective_spec(
+    template: VirtualMachineInstanceSpec,
+    config: KubeVirtConfiguration,
+    *,
+    sources_so_far: Mapping[str, Provenance] | None = None,
+) -> EffectiveSpec:
+    """Resolve topology, guest memory, CPU model, machine type, eviction strategy and hotplug ceilings.
+
+    ``template`` may already be expanded by an instance type and preference
+    (``rollout.instancetypes.expand``); ``sources_so_far`` then says which paths those gave.
+    """
     spec = default_guest_memory(default_cpu_topology(template))
-    sources: dict[str, Provenance] = {}
+    sources: dict[str, Provenance] = dict(sources_so_far or {})
     domain = spec.domain
     cpu = domain.cpu or CPU()
     memory = domain.memory

@@ -74,14 +74,23 @@ class Plan:
         return not self.live and not self.pending
 
 
+#: The pending-change source of each provenance that is not the template's.
+_SOURCES = {
+    Provenance.CLUSTER: ChangeSource.CLUSTER,
+    Provenance.INSTANCETYPE: ChangeSource.INSTANCETYPE,
+    Provenance.PREFERENCE: ChangeSource.PREFERENCE,
+}
+
+
 def _source(effective: EffectiveSpec, diff: Difference) -> ChangeSource:
-    is_cluster = effective.source_of(diff.path) is Provenance.CLUSTER
-    if not is_cluster and diff.running is None and isinstance(diff.desired, dict):
-        # An object the running guest lacks and only cluster defaults fill in (``domain.machine``
-        # holding just the default machine type) is the cluster's change.
-        leaves = _leaves(diff.path, diff.desired)
-        is_cluster = bool(leaves) and all(effective.source_of(p) is Provenance.CLUSTER for p in leaves)
-    return ChangeSource.CLUSTER if is_cluster else ChangeSource.TEMPLATE
+    source = _SOURCES.get(effective.source_of(diff.path), ChangeSource.TEMPLATE)
+    if source is ChangeSource.TEMPLATE and diff.running is None and isinstance(diff.desired, dict):
+        # An object the running guest lacks and only defaults fill in (``domain.machine`` holding
+        # just the default machine type) is the change of whoever gave those defaults.
+        leaves = {_SOURCES.get(effective.source_of(p)) for p in _leaves(diff.path, diff.desired)}
+        if len(leaves) == 1 and None not in leaves:
+            source = leaves.pop() or ChangeSource.TEMPLATE
+    return source
 
 
 def _leaves(base: str, value: Any) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from vmplane.api.common_instancetypes import common_objects
 from vmplane.api.kubevirt_defaults import default_kubevirt
 from vmplane.api.resources import KUBEVIRTS
 from vmplane.metrics import Metrics
@@ -299,8 +300,9 @@ _BOOTSTRAP: tuple[tuple[str, JsonObject], ...] = (
 
 async def bootstrap(store: Store) -> None:
     """The objects a fresh installation has: namespaces ``default``, ``kubevirt`` and
-    ``kube-node-lease`` (the node agents' Leases), and the KubeVirt CR."""
-    for resource, obj in _BOOTSTRAP:
+    ``kube-node-lease`` (the node agents' Leases), the KubeVirt CR, and the default cluster instance
+    types and preferences (``api.common_instancetypes``; one the user changed is left as it is)."""
+    for resource, obj in (*_BOOTSTRAP, *common_objects()):
         with contextlib.suppress(AlreadyExistsError):
             await store.create(resource, obj)
     await _default_stored_kubevirts(store)

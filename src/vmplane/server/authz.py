@@ -157,7 +157,11 @@ _KV = "kubevirt.io"
 _VMPLANE = "vmplane.io"
 #: Objects and their status in the groups vmplane serves; not ``subresources.kubevirt.io``: reading a
 #: guest's serial console is more than viewing (KubeVirt's view role lacks it too).
-_READ_OBJECTS = _rule(READ_VERBS, {"", "apps", _KV, "coordination.k8s.io", _VMPLANE}, {"*", "*/status"})
+_READ_OBJECTS = _rule(
+    READ_VERBS,
+    {"", "apps", _KV, "coordination.k8s.io", _VMPLANE, "instancetype.kubevirt.io"},
+    {"*", "*/status"},
+)
 
 #: Group (or user name) -> its rules, as RBAC ClusterRoles bound to groups.
 ROLE_RULES: Mapping[str, tuple[Rule, ...]] = {

@@ -58,11 +58,32 @@ VMPLANE_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "desired": "The value the VM asks for; absent when the field was removed.",
         "reason": "Why the change waits: NonLiveUpdatableChange, StagedByStrategy, WaitingForRestart, ...",
         "message": "A human-readable explanation of the reason.",
-        "source": "Where the desired value comes from: the VM template, or the cluster's defaults.",
+        "source": "Where the desired value comes from: the VM template, the cluster's defaults, the "
+        "instance type or the preference.",
     },
     "VirtualMachineStatus": {
-        "pendingChanges": "Every change that waits for a restart, with running and desired values (vmplane)."
+        "pendingChanges": "Every change that waits for a restart, with running and desired values (vmplane).",
+        "instancetypeRef": "The instance type the VM uses and the ControllerRevision snapshot of it.",
+        "preferenceRef": "The preference the VM uses and the ControllerRevision snapshot of it.",
     },
+    "VirtualMachineSpec": {
+        "instancetype": "The (cluster) instance type giving the VM its CPU and memory.",
+        "preference": "The (cluster) preference filling in what the VM's template leaves unset.",
+    },
+    "InstancetypeMatcher": {
+        "": "Refers to an instance type or preference.",
+        "name": "The name of the instance type or preference.",
+        "kind": "Its kind, namespaced or cluster-wide (default: the cluster-wide kind).",
+        "revisionName": "A ControllerRevision snapshot to use instead of the live object.",
+        "inferFromVolume": "Upstream's: infer the reference from a volume (not honoured by vmplane).",
+        "inferFromVolumeFailurePolicy": "Upstream's: what to do when inference fails (not honoured).",
+    },
+    "InstancetypeStatusRef": {
+        "kind": "The kind of the instance type or preference in use.",
+        "name": "Its name.",
+        "controllerRevisionRef": "The ControllerRevision holding the snapshot the VM uses.",
+    },
+    "ControllerRevisionRef": {"name": "The name of the ControllerRevision."},
     "VirtualMachineTemplate": {"metadata": _METADATA, "spec": "The VMI spec the VM's guests boot from."},
     "VirtualMachine": {"metadata": _METADATA},
     "VirtualMachineInstance": {"metadata": _METADATA},

@@ -2,7 +2,9 @@
 
 start/stop/restart record what the user asked for (a run strategy and state-change requests) and
 return 202; the VM controller acts on them. ``revert`` writes the running values back into the VM
-template for the given pending paths (all when none are given) and returns the updated VM.
+template for the given pending paths (all when none are given) and returns the updated VM; a change
+that came from switching the VM's instance type or preference is reverted by switching it back to the
+one the running guest booted with (its boot snapshot names it), all of its paths at once.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ from typing import Any
 from aiohttp import web
 
 from vmplane.api.lifecycle import LifecycleConflictError, request_restart, request_start, request_stop
-from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES, VIRTUAL_MACHINES
+from vmplane.api.resources import CONTROLLER_REVISIONS, VIRTUAL_MACHINE_INSTANCES, VIRTUAL_MACHINES
 from vmplane.api.validation import validate_vm
-from vmplane.api.vm import VirtualMachine
+from vmplane.api.vm import ChangeSource, VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstance
-from vmplane.rollout.effective import effective_spec
 from vmplane.rollout.plan import TEMPLATE_SPEC_PREFIX, plan
 from vmplane.rollout.revert import revert
+from vmplane.rollout.vm_effective import vm_effective
 from vmplane.server import decoders
 from vmplane.server import status as st
 from vmplane.server.context import ApiContext, json_response
@@ -98,11 +100,15 @@ class _Subresources:
         if vmi is None or vmi.metadata.deletion_timestamp:
             raise st.ApiError(code=409, reason="Conflict", message="VM is not running: nothing to revert")
         config = self._cluster.configuration()
-        desired = effective_spec(vm.spec.template.spec, config)
-        pending = [
-            p.path
-            for p in plan(running=vmi.spec, desired=desired, observed=vmi.status, config=config).pending
-        ]
+        sized = vm_effective(vm, config, self._cluster.lookup)
+        if sized.effective is None:
+            raise (
+                st.invalid(self._vm_type, vm.metadata.name or "", sized.causes)
+                if sized.causes
+                else st.ApiError(code=409, reason="Conflict", message="; ".join(sized.resolution.missing))
+            )
+        changes = plan(running=vmi.spec, desired=sized.effective, observed=vmi.status, config=config).pending
+        pending = [p.path for p in changes]
         paths = body.get("paths") if isinstance(body, dict) else None
         if paths is None:
             paths = pending
@@ -114,21 +120,41 @@ class _Subresources:
             raise st.bad_request(
                 f"paths: not pending: {', '.join(unknown)}; pending: {', '.join(pending) or 'none'}"
             )
-        template = revert(vm.spec.template.spec, vmi.spec, sorted(normalized), observed=vmi.status)
-        reverted = vm.model_copy(
-            update={
-                "spec": vm.spec.model_copy(
-                    update={"template": vm.spec.template.model_copy(update={"spec": template})}
-                )
-            }
-        )
-        causes = validate_vm(reverted, config)
-        if causes:
-            raise st.invalid(self._vm_type, vm.metadata.name or "", causes)
+        chosen = [c for c in changes if c.path in normalized]
+        sizing = {c.source for c in chosen} & {ChangeSource.INSTANCETYPE, ChangeSource.PREFERENCE}
+        template_paths = sorted(c.path for c in chosen if c.source not in sizing)
+        template = revert(vm.spec.template.spec, vmi.spec, template_paths, observed=vmi.status)
         spec = dict(raw["spec"])
         spec["template"] = {**spec["template"], "spec": template.to_wire()}
+        spec.update(self._booted_references(vmi, sizing))
+        for key in ("instancetype", "preference"):
+            if spec.get(key) is None:
+                spec.pop(key, None)
+        reverted = VirtualMachine.model_validate({**raw, "spec": spec})
+        causes = validate_vm(reverted, config) + vm_effective(reverted, config, self._cluster.lookup).causes
+        if causes:
+            raise st.invalid(self._vm_type, vm.metadata.name or "", causes)
         updated = await self._ctx.store.update(VIRTUAL_MACHINES, {**raw, "spec": spec})
         return json_response(updated)
+
+    def _booted_references(self, vmi: VirtualMachineInstance, sources: set[ChangeSource]) -> dict[str, Any]:
+        """``spec.instancetype``/``spec.preference`` as the running guest booted with them (its boot
+        snapshot), for pending changes that came from switching them."""
+        if not sources:
+            return {}
+        name = vmi.status.virtual_machine_revision_name if vmi.status is not None else None
+        boot = (
+            self._cluster.lookup(CONTROLLER_REVISIONS, vmi.metadata.namespace or "", name) if name else None
+        )
+        if boot is None:
+            raise st.ApiError(
+                code=409,
+                reason="Conflict",
+                message="the running guest's boot snapshot is gone: cannot revert",
+            )
+        booted = (boot.get("data") or {}).get("spec") or {}
+        keys = {ChangeSource.INSTANCETYPE: "instancetype", ChangeSource.PREFERENCE: "preference"}
+        return {keys[source]: booted.get(keys[source]) for source in sources}
 
 
 async def _json_body(request: web.Request) -> Any:

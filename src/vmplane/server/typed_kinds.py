@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from vmplane.api.decoding import FieldValidation, decode
 from vmplane.api.errors import CauseType, FieldCause, InvalidObjectError
+from vmplane.api.instancetype import VirtualMachineInstancetype, VirtualMachinePreference
 from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration
 from vmplane.api.kubevirt_defaults import default_kubevirt
 from vmplane.api.maintenance import MaintenanceWindow, window_causes
@@ -24,9 +25,10 @@ from vmplane.api.spec_rules import spec_field_causes
 from vmplane.api.validation import validate_metadata, validate_vm, validate_vmi_spec, volume_path_causes
 from vmplane.api.vm import VirtualMachine, VirtualMachineStatus
 from vmplane.api.vmi import VirtualMachineInstance
-from vmplane.rollout.effective import effective_spec
 from vmplane.rollout.plan import plan, vm_path
+from vmplane.rollout.vm_effective import vm_effective
 from vmplane.rollout.vm_status import Observation, derive_status
+from vmplane.server.instancetype_kinds import instancetype_types
 from vmplane.server.kinds import default_registry
 from vmplane.server.maintenance_kind import maintenance_window_type
 from vmplane.server.registry import Admitted, Operation, Registry
@@ -59,6 +61,10 @@ class ClusterView(Protocol):
         """The VMI of that name, if one exists."""
         ...
 
+    def lookup(self, resource: str, namespace: str, name: str) -> JsonObject | None:
+        """An instance type, preference or ControllerRevision by store resource ("" namespace: cluster)."""
+        ...
+
 
 def _schema(model: type[WireModel]) -> JsonObject:
     return model.model_json_schema(by_alias=True, mode="validation")
@@ -83,6 +89,17 @@ def _with_metadata_of(wire: JsonObject, new: JsonObject) -> JsonObject:
     # The typed ObjectMeta is lossless for what we model; keep the client's metadata verbatim
     # anyway so that fields the store owns reach it exactly as sent.
     return {**wire, "metadata": new.get("metadata", wire.get("metadata"))}
+
+
+def _merged(first: list[FieldCause], second: list[FieldCause]) -> list[FieldCause]:
+    """Both lists of causes, each cause once."""
+    return first + [cause for cause in second if cause not in first]
+
+
+def _with_status_of(vm: VirtualMachine, old: JsonObject | None) -> VirtualMachine:
+    """``vm`` with the stored status (which snapshots it uses), not whatever the client sent."""
+    previous = VirtualMachine.model_validate(old).status if old is not None else None
+    return vm.model_copy(update={"status": previous})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +130,11 @@ class VMAdmitter:
             VirtualMachine,
             new,
             field_validation,
-            lambda vm: validate_vm(
-                vm, config, allowed_host_dirs=self.allowed_host_dirs, machine_types=self.machine_types
+            lambda vm: _merged(
+                validate_vm(
+                    vm, config, allowed_host_dirs=self.allowed_host_dirs, machine_types=self.machine_types
+                ),
+                self._sizing_causes(_with_status_of(vm, old), config),
             ),
         )
         vm: VirtualMachine = decoded.value
@@ -130,18 +150,27 @@ class VMAdmitter:
             wire.pop("status", None)
         return Admitted(object=wire, warnings=decoded.warnings)
 
+    def _sizing_causes(self, vm: VirtualMachine, config: KubeVirtConfiguration) -> list[FieldCause]:
+        """Why the VM's instance type and preference do not apply, and what of the values they give
+        QEMU could not take (a preference's machine type, an instance type's CPU model)."""
+        sized = vm_effective(vm, config, self.cluster.lookup)
+        if sized.effective is None or not sized.resolution.referenced:
+            return sized.causes
+        return spec_field_causes(
+            sized.effective.spec, prefix="spec.template.spec", machine_types=self.machine_types
+        )
+
     def project(
         self, vm: VirtualMachine, config: KubeVirtConfiguration, old: JsonObject | None
     ) -> tuple[VirtualMachineStatus, list[JsonObject]]:
         """The status the controller would write for ``vm`` against the VMI running now, and the
         live changes it would apply."""
-        previous = VirtualMachine.model_validate(old).status if old is not None else None
-        vm = vm.model_copy(update={"status": previous})
+        vm = _with_status_of(vm, old)
         raw_vmi = self.cluster.vmi(vm.metadata.namespace or "default", vm.metadata.name or "")
         vmi = VirtualMachineInstance.model_validate(raw_vmi) if raw_vmi is not None else None
         rollout = None
-        if vmi is not None and not vmi.metadata.deletion_timestamp:
-            desired = effective_spec(vm.spec.template.spec, config)
+        desired = vm_effective(vm, config, self.cluster.lookup).effective
+        if vmi is not None and not vmi.metadata.deletion_timestamp and desired is not None:
             rollout = plan(running=vmi.spec, desired=desired, observed=vmi.status, config=config)
         now = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
         live = [
@@ -269,8 +298,8 @@ def typed_registry(
     allowed_host_dirs: tuple[str, ...] | None = None,
     machine_types: tuple[str, ...] | None = None,
 ) -> Registry:
-    """The default registry with the kubevirt.io/v1 kinds typed and admitted, and vmplane.io's
-    MaintenanceWindow.
+    """The default registry with the kubevirt.io/v1 kinds typed and admitted, vmplane.io's
+    MaintenanceWindow and the instancetype.kubevirt.io kinds.
 
     ``allowed_host_dirs``: the directories ``hostDisk`` paths must lie under (None: not checked).
     ``machine_types``: the machine types ``domain.machine.type`` may name (None: any q35 name).
@@ -288,4 +317,8 @@ def typed_registry(
         assert current is not None
         registry.register(dataclasses.replace(current, schema=_schema(model), admitter=admitter))
     registry.register(maintenance_window_type(_schema(MaintenanceWindow), MaintenanceWindowAdmitter()))
+    for resource_type in instancetype_types(
+        _schema(VirtualMachineInstancetype), _schema(VirtualMachinePreference)
+    ):
+        registry.register(resource_type)
     return registry

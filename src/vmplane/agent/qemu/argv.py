@@ -151,10 +151,9 @@ def disk_device(
     disk: DiskSpec, *, port: str | None, sata: int | None, scsi_lun: int | None
 ) -> dict[str, object]:
     """The ``-device``/``device_add`` options of a disk: on a root port, the SCSI bus or a SATA port."""
-    device: dict[str, object] = {
-        "id": naming.disk_device_id(disk.name),
-        "drive": naming.drive_node(disk.name),
-    }
+    device: dict[str, object] = {"id": naming.disk_device_id(disk.name)}
+    if not disk.empty:  # an empty CD-ROM drive has no medium node until one is inserted
+        device["drive"] = naming.drive_node(disk.name)
     if port is not None:
         device |= {"driver": "virtio-blk-pci", "bus": port}
     elif scsi_lun is not None:
@@ -195,7 +194,8 @@ def _devices(spec: MachineSpec) -> list[str]:
         argv += ["-device", _json({"driver": "virtio-scsi-pci", "id": "scsi0", "bus": next(ports)})]
     sata = scsi = 0
     for disk in spec.disks:
-        argv += ["-blockdev", _json(blockdev_node(disk))]
+        if not disk.empty:
+            argv += ["-blockdev", _json(blockdev_node(disk))]
         if _on_root_port(disk):
             device = disk_device(disk, port=next(ports), sata=None, scsi_lun=None)
         elif disk.bus == "scsi":
