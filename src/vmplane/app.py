@@ -1,8 +1,9 @@
 """The composition root: the only place that picks concrete adapters and wires them together.
 
-``ControlPlane`` is what ``vmplane serve`` runs beside the API on one store: the VM controller, the
-scheduler and this host's node agent with its hypervisor driver; and it gives the API its typed
-kinds and subresources.
+Three parts, each a client of the API: ``ApiServerPlane`` (the API's typed kinds, subresources and
+admission's own informers: ``vmplane apiserver``), ``Controllers`` (``vmplane controller``) and
+``NodeHost`` (one host's node agent: ``vmplane agent``). ``ControlPlane`` is ``vmplane serve``: all
+three in one process, the controllers and the agent reaching the API through its in-process door.
 """
 
 from __future__ import annotations
@@ -27,22 +28,37 @@ from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL, host_facts, qemu_runt
 from vmplane.agent.qemu import QemuHypervisor
 from vmplane.agent.qemu.machine_types import FALLBACK_MACHINE_TYPES, MachineTypesError, q35_machine_types
 from vmplane.agent.scheduler import Scheduler
+from vmplane.agent.scheduling import Taint
 from vmplane.agent.simulated import SimulatedHypervisor
 from vmplane.agent.volumes import QemuVolumePreparer
 from vmplane.api.kubevirt import KubeVirtConfiguration
+from vmplane.api.resources import KUBEVIRTS, VIRTUAL_MACHINE_INSTANCES
+from vmplane.client.base import ObjectClient
 from vmplane.controller.kubevirt_status import KubeVirtStatusController
 from vmplane.controller.manager import ControllerManager
 from vmplane.controller.vm import cluster_configuration
 from vmplane.demo import install_demo
 from vmplane.reconcile.events import EventRecorder
+from vmplane.reconcile.factory import SharedInformerFactory
+from vmplane.server.authz import Role, User, node_user, user_for
 from vmplane.server.console import add_console_routes
 from vmplane.server.context import ApiContext
+from vmplane.server.door import InProcessDoor
 from vmplane.server.registry import Registry
 from vmplane.server.subresources import add_subresource_routes
 from vmplane.server.typed_kinds import typed_registry
 from vmplane.store.base import JsonObject, Store
 
-__all__ = ["ControlPlane", "PlaneOptions"]
+__all__ = [
+    "APISERVER_USER",
+    "ApiServerPlane",
+    "ControlPlane",
+    "Controllers",
+    "InformerClusterView",
+    "NodeHost",
+    "PlaneOptions",
+    "namespaced_resources",
+]
 
 
 def utc_now() -> datetime:
@@ -67,6 +83,7 @@ class PlaneOptions:
     node_name: str = "node01"
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     node_labels: dict[str, str] = field(default_factory=dict)
+    node_taints: tuple[Taint, ...] = ()
     crash_backoff: float = 10.0
     node_status_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     host_disk_dirs: tuple[Path, ...] = ()
@@ -102,60 +119,136 @@ def _machine_types() -> tuple[str, ...]:
         return FALLBACK_MACHINE_TYPES
 
 
-class _LateClusterView:
-    """Admission's view of the cluster, read from the controllers' caches.
+class InformerClusterView:
+    """Admission's view of the cluster, read from the API server's own informers (kubevirts, VMIs).
 
-    The manager is set after the registry is built: the namespace controller needs the registry's
-    namespaced kinds, and admission needs the manager's caches only once requests arrive.
+    They list and watch through the in-process door, so the API needs no controller to admit a write.
     """
 
-    manager: ControllerManager | None = None
-
-    def _manager(self) -> ControllerManager:
-        assert self.manager is not None, "the control plane is not wired yet"
-        return self.manager
+    def __init__(self, informers: SharedInformerFactory) -> None:
+        self.kubevirts = informers.informer(KUBEVIRTS)
+        self.vmis = informers.informer(VIRTUAL_MACHINE_INSTANCES)
 
     def configuration(self) -> KubeVirtConfiguration:
-        return cluster_configuration(self._manager().kubevirts)
+        return cluster_configuration(self.kubevirts)
 
     def vmi(self, namespace: str, name: str) -> JsonObject | None:
-        return self._manager().vmis.get(namespace, name)
+        return self.vmis.get(namespace, name)
 
 
-class ControlPlane:
-    """Controllers, scheduler and node agent on one store, plus the API's typed kinds."""
+class _LateClusterView:
+    """The cluster view before the door opens: the registry is built first, its informers later."""
 
-    def __init__(
-        self,
-        store: Store,
-        options: PlaneOptions,
-        *,
-        clock: Callable[[], datetime] = utc_now,
-        hypervisor: Callable[[OnChange], Hypervisor] | None = None,
-    ) -> None:
-        """``hypervisor`` overrides the driver ``options`` choose (tests inject failures through it).
+    view: InformerClusterView | None = None
 
-        With the QEMU driver this resolves who QEMU runs as and prepares the guest directory, raising
-        ``guestfs.GuestSetupError`` (one line saying what to do) if either is impossible.
-        """
-        self._store = store
+    def configuration(self) -> KubeVirtConfiguration:
+        return self.view.configuration() if self.view is not None else KubeVirtConfiguration()
+
+    def vmi(self, namespace: str, name: str) -> JsonObject | None:
+        return self.view.vmi(namespace, name) if self.view is not None else None
+
+
+#: The API server's own identity on its in-process door (Kubernetes' loopback client is the same).
+APISERVER_USER = User(name="system:apiserver", groups=("system:masters", "system:authenticated"))
+
+
+def namespaced_resources(registry: Registry) -> tuple[str, ...]:
+    """What a terminating namespace is emptied of: every namespaced kind the API serves."""
+    return tuple(r.store_resource for r in registry if r.namespaced)
+
+
+class ApiServerPlane:
+    """What runs beside the API alone (``vmplane apiserver``): its typed kinds and their admission,
+    the subresource routes, and the informers admission reads."""
+
+    def __init__(self, options: PlaneOptions) -> None:
         self._options = options
-        self._events = EventRecorder(store, component="virt-controller", clock=clock)
         self._cluster = _LateClusterView()
         self.registry: Registry = typed_registry(
             self._cluster,
             allowed_host_dirs=tuple(str(d) for d in options.allowed_host_dirs),
             machine_types=_machine_types(),
         )
+        self._console = QemuConsoleLogs(options.machines_dir) if options.hypervisor == "qemu" else None
+        self._informers: SharedInformerFactory | None = None
+
+    def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
+        """The ``subresources.kubevirt.io`` routes."""
+        add_subresource_routes(app, ctx, self._cluster)
+        add_console_routes(app, ctx, self._console)
+
+    async def start(self, door: InProcessDoor) -> None:
+        """List and watch what admission reads, through the door."""
+        self._informers = SharedInformerFactory(door.client(APISERVER_USER))
+        self._cluster.view = InformerClusterView(self._informers)
+        self._informers.start()
+        await self._informers.wait_synced()
+
+    async def stop(self) -> None:
+        if self._informers is not None:
+            await self._informers.stop()
+            await self._informers.client.close()
+
+    async def run(self, door: InProcessDoor) -> None:
+        await self.start(door)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+
+class Controllers:
+    """The VM and namespace controllers, the garbage collector, the scheduler and the KubeVirt status
+    controller (``vmplane controller``), on one client and one set of shared informers."""
+
+    def __init__(
+        self,
+        client: ObjectClient,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        crash_backoff: float = 10.0,
+        namespaced: tuple[str, ...],
+    ) -> None:
+        self.client = client
+        self.informers = SharedInformerFactory(client)
         self.manager = ControllerManager(
-            store=store,
-            events=self._events,
+            client=client,
+            events=EventRecorder(client, component="virt-controller", clock=clock),
             clock=clock,
-            crash_backoff=options.crash_backoff,
-            namespaced_resources=tuple(r.store_resource for r in self.registry if r.namespaced),
+            crash_backoff=crash_backoff,
+            namespaced_resources=namespaced,
+            informers=self.informers,
         )
-        self._cluster.manager = self.manager
-        self.scheduler = Scheduler(store=store, clock=clock)
+        self.scheduler = Scheduler(client=client, clock=clock, informers=self.informers)
+        self.kubevirt_status = KubeVirtStatusController(client=client, clock=clock, informers=self.informers)
+
+    async def start(self) -> None:
+        await self.manager.start()
+        await self.scheduler.start()
+        await self.kubevirt_status.start()
+
+    async def stop(self) -> None:
+        await self.kubevirt_status.stop()
+        await self.scheduler.stop()
+        await self.manager.stop()
+        await self.informers.stop()
+
+
+class NodeHost:
+    """One host's node agent and its hypervisor driver (``vmplane agent``)."""
+
+    def __init__(
+        self,
+        client: ObjectClient,
+        options: PlaneOptions,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        hypervisor: Callable[[OnChange], Hypervisor] | None = None,
+    ) -> None:
+        """With the QEMU driver this resolves who QEMU runs as and prepares the guest directory, raising
+        ``guestfs.GuestSetupError`` (one line saying what to do) if either is impossible."""
+        self._options = options
+        self.client = client
         paths = HostPaths(options.guest_root, host_disk_dirs=options.allowed_host_dirs)
         qemu = options.hypervisor == "qemu"
         self._user: GuestUser | None = None
@@ -163,7 +256,7 @@ class ControlPlane:
             self._user = guest_user(euid=os.geteuid())
             prepare_guest_dir(options.guest_root, self._user)
         self.agent = NodeAgent(
-            store=store,
+            client=client,
             hypervisor=hypervisor or self._hypervisor,
             node_name=options.node_name,
             paths=paths,
@@ -174,11 +267,10 @@ class ControlPlane:
             if qemu
             else None,
             node_labels=options.node_labels,
+            node_taints=options.node_taints,
             heartbeat_interval=options.node_status_interval,
             host=host_facts(runtime_version=qemu_runtime_version() if qemu else f"simulated://{__version__}"),
         )
-        self._console = QemuConsoleLogs(options.machines_dir) if qemu else None
-        self.kubevirt_status = KubeVirtStatusController(store=store, clock=clock)
 
     def _hypervisor(self, on_change: OnChange) -> Hypervisor:
         if self._options.hypervisor == "simulated":
@@ -190,27 +282,66 @@ class ControlPlane:
             user=self._user,
         )
 
-    def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
-        """The ``subresources.kubevirt.io`` routes."""
-        add_subresource_routes(app, ctx, self._cluster)
-        add_console_routes(app, ctx, self._console)
 
-    async def run(self) -> None:
+class ControlPlane:
+    """``vmplane serve``: the API's kinds, the controllers and this host's node agent in one process,
+    each component a client of the API through the in-process door under its own identity."""
+
+    def __init__(
+        self,
+        store: Store,
+        options: PlaneOptions,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        hypervisor: Callable[[OnChange], Hypervisor] | None = None,
+    ) -> None:
+        """``hypervisor`` overrides the driver ``options`` choose (tests inject failures through it).
+
+        ``store`` is not read here: every component goes through the API. It stays in the signature
+        that ``run_server`` calls, which owns the store.
+        """
+        del store
+        self._options = options
+        self._clock = clock
+        self._hypervisor = hypervisor
+        self.api = ApiServerPlane(options)
+        self.registry = self.api.registry
+        # Built before ``run`` (the QEMU guest directory is checked at once, before the API listens).
+        self._host_check = options.hypervisor == "qemu"
+        if self._host_check:
+            prepare_guest_dir(options.guest_root, guest_user(euid=os.geteuid()))
+
+    def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
+        self.api.add_routes(app, ctx)
+
+    async def run(self, door: InProcessDoor) -> None:
         """Run the controllers, the scheduler and the node agent until cancelled."""
-        await self.manager.start()
-        await self.scheduler.start()
-        await self.agent.start()
-        await self.kubevirt_status.start()
-        if self._options.demo_guest is not None:
-            await install_demo(
-                self._store,
-                paths=HostPaths(self._options.guest_root),
-                guest_dir=self._options.demo_guest,
-            )
+        await self.api.start(door)
+        controllers = Controllers(
+            door.client(user_for(Role.CONTROLLERS)),
+            clock=self._clock,
+            crash_backoff=self._options.crash_backoff,
+            namespaced=namespaced_resources(self.registry),
+        )
+        host = NodeHost(
+            door.client(node_user(self._options.node_name)),
+            self._options,
+            clock=self._clock,
+            hypervisor=self._hypervisor,
+        )
         try:
+            await controllers.start()
+            await host.agent.start()
+            if self._options.demo_guest is not None:
+                await install_demo(
+                    controllers.client,
+                    paths=HostPaths(self._options.guest_root),
+                    guest_dir=self._options.demo_guest,
+                )
             await asyncio.Event().wait()
         finally:
-            await self.kubevirt_status.stop()
-            await self.agent.stop()
-            await self.scheduler.stop()
-            await self.manager.stop()
+            await host.agent.stop()
+            await host.client.close()
+            await controllers.stop()
+            await controllers.client.close()
+            await self.api.stop()

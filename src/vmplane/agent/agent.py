@@ -44,10 +44,12 @@ from vmplane.agent.status import FINAL_PHASES, failures_of, machine_status, phas
 from vmplane.api.ownership import MACHINE_FINALIZER  # held on every VMI until its machine is stopped
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
 from vmplane.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus, VMIPhase
+from vmplane.client.base import ObjectClient
 from vmplane.reconcile.events import EventRecorder
-from vmplane.reconcile.informer import Informer, Key
+from vmplane.reconcile.factory import SharedInformerFactory
+from vmplane.reconcile.informer import Key
 from vmplane.reconcile.loop import Controller, Result
-from vmplane.store.base import JsonObject, NotFoundError, Store
+from vmplane.store.base import JsonObject, NotFoundError
 
 __all__ = ["DEFAULT_GRACE_PERIOD", "MACHINE_FINALIZER", "EventSink", "NodeAgent", "VolumePreparer"]
 
@@ -84,7 +86,7 @@ class NodeAgent:
     ``hypervisor`` builds the driver from the callback it must call on every change (the agent's
     queue), so the composition root need not wire the two by hand. ``resolver`` maps volumes to files
     (``paths`` is the same, under the name ``app.py`` used first). ``events`` defaults to a
-    ``virt-handler`` EventRecorder on ``store``. ``unplug_timeout`` bounds each disk and NIC unplug.
+    ``virt-handler`` EventRecorder on ``client``. ``unplug_timeout`` bounds each disk and NIC unplug.
     ``host`` is what the Node reports of this host (read from it when None); ``capacity`` overrides
     its CPUs and memory; the Node's heartbeat is renewed every ``heartbeat_interval`` seconds.
     """
@@ -92,7 +94,7 @@ class NodeAgent:
     def __init__(
         self,
         *,
-        store: Store,
+        client: ObjectClient,
         hypervisor: Callable[[OnChange], Hypervisor],
         node_name: str,
         clock: Callable[[], datetime],
@@ -107,15 +109,16 @@ class NodeAgent:
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         unplug_timeout: float = 30.0,
         workers: int = 4,
+        informers: SharedInformerFactory | None = None,
     ) -> None:
         chosen = resolver if resolver is not None else paths
         if chosen is None:
             raise TypeError("NodeAgent needs a resolver")
         self._resolver: VolumeResolver = chosen
-        self._store = store
+        self._client = client
         self._node = node_name
         self._clock = clock
-        self._events: EventSink = events or EventRecorder(store, component="virt-handler", clock=clock)
+        self._events: EventSink = events or EventRecorder(client, component="virt-handler", clock=clock)
         self._preparer = preparer
         self._labels = dict(node_labels or {})
         self._taints = [t if isinstance(t, Taint) else Taint.from_wire(t) for t in node_taints]
@@ -123,13 +126,18 @@ class NodeAgent:
         self._unplug_timeout = unplug_timeout
         #: machine -> (VMI uid, failed path -> message): failures met, until spec and guest agree.
         self._failed: dict[str, tuple[str, dict[str, str]]] = {}
-        self.vmis = Informer(store, VIRTUAL_MACHINE_INSTANCES)
+        informers = informers or SharedInformerFactory(client)
+        # Only this node's VMIs, as a kubelet watches only its pods.
+        self.vmis = informers.informer(
+            VIRTUAL_MACHINE_INSTANCES, field_selector=f"status.nodeName={node_name}"
+        )
         self.controller: Controller[Key] = Controller(name="node-agent", reconciler=self, workers=workers)
         self.hypervisor = hypervisor(self._machine_changed)
         self.vmis.on_change(self._vmi_changed)
         facts = host if host is not None else host_facts(runtime_version="unknown")
         self.registration = NodeRegistration(
-            store=store,
+            client=client,
+            informers=informers,
             name=node_name,
             build=lambda: node_object(
                 name=self._node,
@@ -186,7 +194,7 @@ class NodeAgent:
         namespace, name = key
         machine = machine_name(namespace, name)
         try:
-            raw = await self._store.get(VIRTUAL_MACHINE_INSTANCES, namespace, name)
+            raw = await self._client.get(VIRTUAL_MACHINE_INSTANCES, namespace, name)
         except NotFoundError:
             await self._discard(machine)
             return Result()
@@ -320,7 +328,7 @@ class NodeAgent:
         """Store ``status`` if it changed (ConflictError: the loop reconciles again), announcing the phase."""
         if status == vmi.status:
             return raw
-        stored = await self._store.update(
+        stored = await self._client.update(
             VIRTUAL_MACHINE_INSTANCES, {**raw, "status": status.to_wire()}, subresource="status"
         )
         before = vmi.status.phase if vmi.status is not None else None
@@ -353,7 +361,7 @@ class NodeAgent:
         if MACHINE_FINALIZER in finalizers:
             finalizers.remove(MACHINE_FINALIZER)
             with contextlib.suppress(NotFoundError):
-                await self._store.update(
+                await self._client.update(
                     VIRTUAL_MACHINE_INSTANCES,
                     {**raw, "metadata": {**raw["metadata"], "finalizers": finalizers}},
                 )

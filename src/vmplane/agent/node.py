@@ -35,9 +35,11 @@ from vmplane import __version__
 from vmplane.agent.scheduling import SCHEDULABLE_LABEL, Taint
 from vmplane.api.quantity import Quantity, QuantityError
 from vmplane.api.resources import LEASES, NODES
-from vmplane.reconcile.informer import Informer, Key
+from vmplane.client.base import ObjectClient
+from vmplane.reconcile.factory import SharedInformerFactory
+from vmplane.reconcile.informer import Key
 from vmplane.reconcile.loop import Controller, Result
-from vmplane.store.base import AlreadyExistsError, JsonObject, NotFoundError, Store
+from vmplane.store.base import AlreadyExistsError, JsonObject, NotFoundError
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
@@ -276,37 +278,37 @@ def lease_object(*, node: JsonObject, renew_time: str) -> JsonObject:
     }
 
 
-async def renew_lease(store: Store, lease: JsonObject) -> None:
+async def renew_lease(client: ObjectClient, lease: JsonObject) -> None:
     """Create ``lease``, or renew the stored one: ``lease``'s spec and owner (a Node registered again
     has a new uid), the rest of the stored metadata kept."""
     with contextlib.suppress(AlreadyExistsError):
-        await store.create(LEASES, lease)
+        await client.create(LEASES, lease)
         return
     meta = lease["metadata"]
-    current = await store.get(LEASES, meta["namespace"], meta["name"])
+    current = await client.get(LEASES, meta["namespace"], meta["name"])
     metadata = {**current["metadata"]}
     if "ownerReferences" in meta:
         metadata["ownerReferences"] = meta["ownerReferences"]
-    await store.update(LEASES, {**current, "metadata": metadata, "spec": lease["spec"]})
+    await client.update(LEASES, {**current, "metadata": metadata, "spec": lease["spec"]})
 
 
-async def register_node(store: Store, node: JsonObject) -> None:
+async def register_node(client: ObjectClient, node: JsonObject) -> None:
     """Create ``node``, or replace the labels, taints and status of the one stored under its name
     (the rest of its spec stays: a cordon, ``spec.unschedulable``, outlives an agent restart, as a
     kubelet leaves it)."""
     name = node["metadata"]["name"]
     with contextlib.suppress(AlreadyExistsError):
-        await store.create(NODES, node)
+        await client.create(NODES, node)
         return
-    current: dict[str, Any] = await store.get(NODES, "", name)
+    current: dict[str, Any] = await client.get(NODES, "", name)
     metadata = {**current["metadata"], "labels": node["metadata"]["labels"]}
     spec = {**(current.get("spec") or {}), **node["spec"]}
     if "taints" not in node["spec"]:
         spec.pop("taints", None)
-    updated = await store.update(NODES, {**current, "metadata": metadata, "spec": spec})
+    updated = await client.update(NODES, {**current, "metadata": metadata, "spec": spec})
     with contextlib.suppress(NotFoundError):
         status = renew_heartbeat(current, node)
-        await store.update(NODES, {**updated, "status": status}, subresource="status")
+        await client.update(NODES, {**updated, "status": status}, subresource="status")
 
 
 class NodeRegistration:
@@ -320,19 +322,21 @@ class NodeRegistration:
     def __init__(
         self,
         *,
-        store: Store,
+        client: ObjectClient,
         name: str,
         build: Callable[[], JsonObject],
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         clock: Callable[[], datetime] | None = None,
+        informers: SharedInformerFactory | None = None,
     ) -> None:
         """``clock`` stamps the Lease's ``renewTime`` (None: no Lease is kept)."""
-        self._store = store
+        informers = informers or SharedInformerFactory(client)
+        self._client = client
         self._clock = clock
         self._key: Key = ("", name)
         self._build = build
         self._interval = heartbeat_interval
-        self.nodes = Informer(store, NODES)
+        self.nodes = informers.informer(NODES, field_selector=f"metadata.name={name}")
         self.controller: Controller[Key] = Controller(name="node-registration", reconciler=self, workers=1)
         self.nodes.on_change(self._changed)
 
@@ -341,7 +345,7 @@ class NodeRegistration:
             self.controller.queue.add(key)
 
     async def start(self) -> None:
-        await register_node(self._store, self._build())
+        await register_node(self._client, self._build())
         self.nodes.start()
         await self.nodes.wait_synced()
         self.controller.start()
@@ -356,16 +360,16 @@ class NodeRegistration:
         """Create the Node if the store has none, else renew its heartbeat (an error retries with
         backoff); come back after the heartbeat interval either way."""
         try:
-            current = await self._store.get(NODES, "", key[1])
+            current = await self._client.get(NODES, "", key[1])
         except NotFoundError:
             log.warning("node %s was deleted; registering it again", key[1])
-            await register_node(self._store, self._build())
+            await register_node(self._client, self._build())
             return Result(requeue_after=self._interval)
         status = renew_heartbeat(current, self._build())
         if status != current.get("status"):
             with contextlib.suppress(NotFoundError):
-                await self._store.update(NODES, {**current, "status": status}, subresource="status")
+                await self._client.update(NODES, {**current, "status": status}, subresource="status")
         if self._clock is not None:
             renew_time = self._clock().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            await renew_lease(self._store, lease_object(node=current, renew_time=renew_time))
+            await renew_lease(self._client, lease_object(node=current, renew_time=renew_time))
         return Result(requeue_after=self._interval)

@@ -17,12 +17,14 @@ from vmplane.api.resources import (
     VIRTUAL_MACHINE_INSTANCES,
     VIRTUAL_MACHINES,
 )
+from vmplane.client.base import ObjectClient
 from vmplane.controller.garbage_collector import GarbageCollector
 from vmplane.controller.namespace import NamespaceReconciler
 from vmplane.controller.vm import EventSink, VMReconciler
+from vmplane.reconcile.factory import SharedInformerFactory
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Controller
-from vmplane.store.base import JsonObject, Store
+from vmplane.store.base import JsonObject
 
 __all__ = ["ControllerManager"]
 
@@ -41,21 +43,23 @@ class ControllerManager:
     def __init__(
         self,
         *,
-        store: Store,
+        client: ObjectClient,
         events: EventSink,
         clock: Callable[[], datetime],
         workers: int = 2,
         crash_backoff: float = 10.0,
         namespaced_resources: tuple[str, ...] = DEFAULT_NAMESPACED,
+        informers: SharedInformerFactory | None = None,
     ) -> None:
-        self.vms = Informer(store, VIRTUAL_MACHINES)
-        self.vmis = Informer(store, VIRTUAL_MACHINE_INSTANCES)
-        self.kubevirts = Informer(store, KUBEVIRTS)
-        self.namespaces = Informer(store, NAMESPACES)
-        self.revisions = Informer(store, CONTROLLER_REVISIONS)
-        self.events = Informer(store, EVENTS)
+        informers = informers or SharedInformerFactory(client)
+        self.vms = informers.informer(VIRTUAL_MACHINES)
+        self.vmis = informers.informer(VIRTUAL_MACHINE_INSTANCES)
+        self.kubevirts = informers.informer(KUBEVIRTS)
+        self.namespaces = informers.informer(NAMESPACES)
+        self.revisions = informers.informer(CONTROLLER_REVISIONS)
+        self.events = informers.informer(EVENTS)
         reconciler = VMReconciler(
-            store=store,
+            client=client,
             vms=self.vms,
             vmis=self.vmis,
             kubevirts=self.kubevirts,
@@ -73,13 +77,13 @@ class ControllerManager:
         self.namespace_controller: Controller[Key] = Controller(
             name="namespace-controller",
             reconciler=NamespaceReconciler(
-                store=store, namespaces=self.namespaces, resources=namespaced_resources, clock=clock
+                client=client, namespaces=self.namespaces, resources=namespaced_resources, clock=clock
             ),
             workers=1,
         )
         self.namespaces.on_change(lambda key, _obj: self.namespace_controller.queue.add(key))
         self.garbage_collector = GarbageCollector(
-            store=store,
+            client=client,
             informers={
                 VIRTUAL_MACHINES: self.vms,
                 VIRTUAL_MACHINE_INSTANCES: self.vmis,

@@ -29,6 +29,7 @@ from vmplane.api.ownership import (
 from vmplane.api.resources import CONTROLLER_REVISIONS, VIRTUAL_MACHINE_INSTANCES, VIRTUAL_MACHINES
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstance, VMIPhase
+from vmplane.client.base import ObjectClient
 from vmplane.controller.boot import boot_objects, revision_prefix
 from vmplane.controller.run_strategy import (
     FINAL_PHASES,
@@ -43,7 +44,7 @@ from vmplane.reconcile.loop import Result
 from vmplane.rollout.effective import effective_spec
 from vmplane.rollout.plan import Plan, plan, vm_path
 from vmplane.rollout.vm_status import Observation, derive_status
-from vmplane.store.base import AlreadyExistsError, JsonObject, NotFoundError, Store
+from vmplane.store.base import AlreadyExistsError, JsonObject, NotFoundError
 
 __all__ = ["EventSink", "VMReconciler", "cluster_configuration"]
 
@@ -80,7 +81,7 @@ class VMReconciler:
     def __init__(
         self,
         *,
-        store: Store,
+        client: ObjectClient,
         vms: Informer,
         vmis: Informer,
         kubevirts: Informer,
@@ -88,7 +89,7 @@ class VMReconciler:
         clock: Callable[[], datetime],
         crash_backoff: float = 10.0,
     ) -> None:
-        self._store = store
+        self._client = client
         self._vms = vms
         self._vmis = vmis
         self._kubevirts = kubevirts
@@ -117,7 +118,7 @@ class VMReconciler:
         observation = Observation(vmi, rollout, decision.crash_looping, format_time(self._clock()))
         new_status = derive_status(vm.model_copy(update={"status": decision.status}), observation)
         if new_status != vm.status:
-            await self._store.update(
+            await self._client.update(
                 VIRTUAL_MACHINES, {**vm.to_wire(), "status": new_status.to_wire()}, subresource="status"
             )
         return result
@@ -149,7 +150,7 @@ class VMReconciler:
         assert meta.name is not None
         assert meta.uid is not None
         try:
-            fresh = await self._store.get(VIRTUAL_MACHINES, meta.namespace or "", meta.name)
+            fresh = await self._client.get(VIRTUAL_MACHINES, meta.namespace or "", meta.name)
         except NotFoundError:
             return None, True
         if fresh["metadata"].get("uid") != meta.uid or fresh["metadata"].get("deletionTimestamp"):
@@ -158,7 +159,7 @@ class VMReconciler:
             api_version=vm.api_version, kind=vm.kind, name=meta.name, uid=meta.uid
         )
         try:
-            stored = await self._store.update(VIRTUAL_MACHINE_INSTANCES, adopted(raw_vmi, reference))
+            stored = await self._client.update(VIRTUAL_MACHINE_INSTANCES, adopted(raw_vmi, reference))
         except NotFoundError:
             return None, False
         log.info("%s/%s: adopted the VMI %s", meta.namespace, meta.name, raw_vmi["metadata"].get("uid"))
@@ -176,7 +177,7 @@ class VMReconciler:
             return  # not a VM's dependent whatever the VM: no need to read it
         metadata = raw_vmi["metadata"]
         try:
-            live = await self._store.get(VIRTUAL_MACHINES, metadata.get("namespace", ""), metadata["name"])
+            live = await self._client.get(VIRTUAL_MACHINES, metadata.get("namespace", ""), metadata["name"])
         except NotFoundError:
             live = None
         live_uid = live["metadata"].get("uid") if live is not None else None
@@ -195,15 +196,15 @@ class VMReconciler:
         dependents: list[tuple[str, JsonObject]] = []
         if raw_vmi is not None:
             dependents.append((VIRTUAL_MACHINE_INSTANCES, raw_vmi))
-        revisions = (await self._store.list(CONTROLLER_REVISIONS, namespace)).items
+        revisions = (await self._client.list(CONTROLLER_REVISIONS, namespace)).items
         dependents.extend((CONTROLLER_REVISIONS, revision) for revision in revisions)
         for resource, dependent in dependents:
             released = orphaned(dependent, meta.uid)
             if released is not None:
                 with contextlib.suppress(NotFoundError):
-                    await self._store.update(resource, released)
+                    await self._client.update(resource, released)
         try:
-            fresh = await self._store.get(VIRTUAL_MACHINES, namespace, meta.name)
+            fresh = await self._client.get(VIRTUAL_MACHINES, namespace, meta.name)
         except NotFoundError:
             return
         finalizers = fresh["metadata"].get("finalizers") or []
@@ -211,7 +212,7 @@ class VMReconciler:
             return
         remaining = [f for f in finalizers if f != ORPHAN_FINALIZER]
         with contextlib.suppress(NotFoundError):
-            await self._store.update(
+            await self._client.update(
                 VIRTUAL_MACHINES, {**fresh, "metadata": {**fresh["metadata"], "finalizers": remaining}}
             )
 
@@ -255,18 +256,23 @@ class VMReconciler:
         revision, vmi = boot_objects(vm, effective)
         namespace = vm.metadata.namespace or ""
         with contextlib.suppress(AlreadyExistsError):
-            await self._store.create(CONTROLLER_REVISIONS, revision)
+            await self._client.create(CONTROLLER_REVISIONS, revision)
         assert vm.metadata.uid is not None
         prefix = revision_prefix(vm.metadata.uid)
-        for old in (await self._store.list(CONTROLLER_REVISIONS, namespace)).items:
+        for old in (await self._client.list(CONTROLLER_REVISIONS, namespace)).items:
             old_name = old["metadata"]["name"]
             if old_name.startswith(prefix) and old_name != revision["metadata"]["name"]:
                 with contextlib.suppress(NotFoundError):
-                    await self._store.delete(CONTROLLER_REVISIONS, namespace, old_name)
+                    await self._client.delete(CONTROLLER_REVISIONS, namespace, old_name)
         try:
-            created = await self._store.create(VIRTUAL_MACHINE_INSTANCES, vmi)
+            created = await self._client.create(VIRTUAL_MACHINE_INSTANCES, vmi)
         except AlreadyExistsError:
             return  # created by an earlier reconcile the VMI cache has not seen yet
+        if vmi.get("status"):
+            # The API drops the status of a create (a status subresource); it is written after.
+            created = await self._client.update_status(
+                VIRTUAL_MACHINE_INSTANCES, {**created, "status": vmi["status"]}
+            )
         await self._events.record(
             vm.to_wire(),
             type="Normal",
@@ -279,7 +285,7 @@ class VMReconciler:
         if vmi.metadata.deletion_timestamp:
             return
         try:
-            await self._store.delete(
+            await self._client.delete(
                 VIRTUAL_MACHINE_INSTANCES,
                 vmi.metadata.namespace or "",
                 vmi.metadata.name or "",
@@ -304,7 +310,7 @@ class VMReconciler:
         desired = effective_spec(vm.spec.template.spec, config)
         result = plan(running=vmi.spec, desired=desired, observed=vmi.status, config=config)
         if result.next_running is not vmi.spec:
-            await self._store.update(
+            await self._client.update(
                 VIRTUAL_MACHINE_INSTANCES, {**vmi.to_wire(), "spec": result.next_running.to_wire()}
             )
             for change in result.live:

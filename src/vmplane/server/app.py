@@ -27,6 +27,7 @@ from vmplane.server import status as st
 from vmplane.server.access import check_access
 from vmplane.server.connections import ConnectionGuard, ConnectionLimits
 from vmplane.server.context import ApiContext, ServerSettings, json_response, utc_now
+from vmplane.server.door import InProcessDoor
 from vmplane.server.handlers import ResourceHandlers
 from vmplane.server.http_edge import handler_factory, header_guard
 from vmplane.server.kinds import default_registry
@@ -53,8 +54,8 @@ class Plane(Protocol):
         """Add routes ahead of the generic resource routes."""
         ...
 
-    async def run(self) -> None:
-        """Run until cancelled."""
+    async def run(self, door: InProcessDoor) -> None:
+        """Run until cancelled, reaching the API through ``door``."""
         ...
 
 
@@ -347,13 +348,14 @@ async def run_server(
     runner: web.AppRunner | None = None
     listener: asyncio.Server | None = None
     tasks: list[asyncio.Task[None]] = []
+    door = InProcessDoor()
     try:
         await bootstrap(store)
         built = plane(store) if plane is not None else None
         app = create_app(
             store=store,
             registry=built.registry if built is not None else default_registry(),
-            authenticate=TokenAuthenticator(data_dir).authenticate,
+            authenticate=door.authenticate(TokenAuthenticator(data_dir).authenticate),
             settings=settings,
             extra_routes=built.add_routes if built is not None else None,
         )
@@ -365,6 +367,7 @@ async def run_server(
             keepalive_timeout=limits.idle_timeout,
         )
         await runner.setup()
+        await door.open(runner)
         assert runner.server is not None
         # Not web.TCPSite: the connections go through the header timeout and the connection cap.
         listener = await asyncio.get_running_loop().create_server(
@@ -398,7 +401,7 @@ async def run_server(
             # Only the main thread can take signals; embedded servers (tests) are stopped by cancelling.
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        tasks = [asyncio.create_task(built.run())] if built is not None else []
+        tasks = [asyncio.create_task(built.run(door))] if built is not None else []
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
@@ -411,6 +414,7 @@ async def run_server(
         await asyncio.gather(*tasks, return_exceptions=True)
         if listener is not None:
             listener.close()
+        await door.close()
         if runner is not None:
             await runner.cleanup()
         await store.close()
