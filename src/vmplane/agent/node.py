@@ -18,6 +18,7 @@ last byte of the host.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -35,7 +36,7 @@ from vmplane import __version__
 from vmplane.agent.scheduling import SCHEDULABLE_LABEL, Taint
 from vmplane.api.quantity import Quantity, QuantityError
 from vmplane.api.resources import LEASES, NODES
-from vmplane.client.base import ObjectClient
+from vmplane.client.base import ObjectClient, UnavailableError
 from vmplane.reconcile.factory import SharedInformerFactory
 from vmplane.reconcile.informer import Key
 from vmplane.reconcile.loop import Controller, Result
@@ -345,7 +346,16 @@ class NodeRegistration:
             self.controller.queue.add(key)
 
     async def start(self) -> None:
-        await register_node(self._client, self._build())
+        """Register the Node (waiting, with backoff, for an API server not up yet), then keep it."""
+        delay = 0.2
+        while True:
+            try:
+                await register_node(self._client, self._build())
+                break
+            except UnavailableError as err:
+                log.warning("cannot register node %s yet: %s", self._key[1], err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         self.nodes.start()
         await self.nodes.wait_synced()
         self.controller.start()

@@ -24,7 +24,8 @@ from vmplane.api.kubevirt_defaults import default_kubevirt
 from vmplane.api.resources import KUBEVIRTS
 from vmplane.server import discovery, openapi_protobuf
 from vmplane.server import status as st
-from vmplane.server.access import check_access
+from vmplane.server.access import USER_KEY, check_access
+from vmplane.server.authz import User
 from vmplane.server.connections import ConnectionGuard, ConnectionLimits
 from vmplane.server.context import ApiContext, ServerSettings, json_response, utc_now
 from vmplane.server.door import InProcessDoor
@@ -92,12 +93,14 @@ def _middleware(authenticate: Authenticate) -> Callable[..., Awaitable[web.Strea
             response = _error_response(
                 st.ApiError(code=500, reason="InternalError", message=f"Internal error occurred: {err}")
             )
+        user = request.get(USER_KEY)
         log.debug(
-            "%s %s -> %d in %.1f ms",
+            "%s %s -> %d in %.1f ms by %s",
             request.method,
             request.path_qs,
             response.status,
             (time.monotonic() - started) * 1000,
+            user.name if isinstance(user, User) else "-",
         )
         return response
 
@@ -248,6 +251,16 @@ _BOOTSTRAP: tuple[tuple[str, JsonObject], ...] = (
         {
             "apiVersion": "v1",
             "kind": "Namespace",
+            "metadata": {"name": "kube-system"},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        },
+    ),
+    (
+        "namespaces",
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
             "metadata": {"name": "kube-node-lease"},
             "spec": {"finalizers": ["kubernetes"]},
             "status": {"phase": "Active"},
@@ -266,8 +279,8 @@ _BOOTSTRAP: tuple[tuple[str, JsonObject], ...] = (
 
 
 async def bootstrap(store: Store) -> None:
-    """The objects a fresh installation has: namespaces ``default``, ``kubevirt`` and
-    ``kube-node-lease`` (the node agents' Leases), and the KubeVirt CR."""
+    """The objects a fresh installation has: namespaces ``default``, ``kubevirt``, ``kube-system`` (the
+    controllers' leader Lease) and ``kube-node-lease`` (the node agents' Leases), and the KubeVirt CR."""
     for resource, obj in _BOOTSTRAP:
         with contextlib.suppress(AlreadyExistsError):
             await store.create(resource, obj)
