@@ -34,14 +34,26 @@ _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
 def register(subparsers: Any) -> None:
-    api = subparsers.add_parser("apiserver", help="run the API server alone")
+    api = subparsers.add_parser(
+        "apiserver",
+        help="run the API server alone",
+        description="Serve the Kubernetes-compatible API (HTTPS) on the store in DATA_DIR, with "
+        "admission and authorization, and no controllers or guests. It prints the admin kubeconfig "
+        "path once ready; mint component tokens with `vmplane token create`.",
+    )
     api.add_argument("--data-dir", type=Path, required=True, help="state directory (store, TLS, tokens)")
     api.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT (port 0 picks a free one)")
     api.add_argument("--store", default="sqlite", choices=["sqlite"], help="storage backend")
     _log_level(api)
     api.set_defaults(func=_apiserver)
 
-    ctl = subparsers.add_parser("controller", help="run the controllers (leader-elected)")
+    ctl = subparsers.add_parser(
+        "controller",
+        help="run the controllers (leader-elected)",
+        description="Run the VM and namespace controllers, the garbage collector and the scheduler "
+        "against the API server of the kubeconfig. Several may run: the holder of the Lease "
+        "kube-system/vmplane-controller acts; one that loses it exits (status 1) to be restarted.",
+    )
     ctl.add_argument("--kubeconfig", type=Path, required=True, help="a controllers-role kubeconfig")
     ctl.add_argument(
         "--leader-elect",
@@ -54,7 +66,12 @@ def register(subparsers: Any) -> None:
     _log_level(ctl)
     ctl.set_defaults(func=_controller)
 
-    agent = subparsers.add_parser("agent", help="run one host's node agent")
+    agent = subparsers.add_parser(
+        "agent",
+        help="run one host's node agent",
+        description="Register this host as Node NAME, renew its Lease in kube-node-lease, and run the "
+        "VMIs bound to it, as a client of the API server of the kubeconfig (a node token for NAME).",
+    )
     agent.add_argument("--kubeconfig", type=Path, required=True, help="a node-role kubeconfig for NAME")
     agent.add_argument("--node", required=True, help="this host's Node name")
     agent.add_argument("--data-dir", type=Path, required=True, help="this agent's state directory")

@@ -29,7 +29,7 @@ from vmplane.server.authz import Role
 from vmplane.server.kubeconfig import render_kubeconfig
 from vmplane.server.tokens import create_token
 
-__all__ = ["LocalCluster", "register"]
+__all__ = ["LocalCluster", "read_ready_line", "register"]
 
 READY_TIMEOUT = 30.0
 NODES = ("node01", "node02", "node03")
@@ -84,7 +84,7 @@ class LocalCluster:
             "--log-level",
             "debug",
         )
-        self.admin_kubeconfig = Path(_ready_line(process).split("kubeconfig:", 1)[1].strip())
+        self.admin_kubeconfig = Path(read_ready_line(process).split("kubeconfig:", 1)[1].strip())
         return self.admin_kubeconfig
 
     def kubeconfig_for(self, name: str, role: Role, *, node: str | None = None) -> Path:
@@ -177,7 +177,7 @@ def _close(process: subprocess.Popen[bytes]) -> None:
         process.stdout.close()
 
 
-def _ready_line(process: subprocess.Popen[bytes]) -> str:
+def read_ready_line(process: subprocess.Popen[bytes]) -> str:
     """The ``kubeconfig: PATH`` line a server prints once it serves (bounded)."""
     assert process.stdout is not None
     deadline = time.monotonic() + READY_TIMEOUT
