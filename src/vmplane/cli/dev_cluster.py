@@ -53,6 +53,9 @@ class LocalCluster:
 
     root: Path
     hypervisor: str = "simulated"
+    #: Where each agent keeps its guests (``GUEST_ROOT/NODE``); None: in its data directory. With
+    #: QEMU run as root, this must be searchable by QEMU's user (pytest's temporary dirs are not).
+    guest_root: Path | None = None
     port: int = field(default_factory=_free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     admin_kubeconfig: Path | None = None
@@ -115,6 +118,7 @@ class LocalCluster:
             *("--data-dir", str(self.root / node), "--hypervisor", self.hypervisor),
             *("--node-labels", labels, "--node-taints", taints),
             *("--node-status-interval", str(status_interval)),
+            *(("--guest-dir", str(self.guest_root / node)) if self.guest_root is not None else ()),
         )
 
     def start(self, *, controllers: int = 2, nodes: tuple[str, ...] = NODES) -> Path:
