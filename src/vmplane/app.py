@@ -9,9 +9,12 @@ three in one process, the controllers and the agent reaching the API through its
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import socket
+import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -24,7 +27,7 @@ from vmplane.agent.console import QemuConsoleLogs
 from vmplane.agent.guestfs import GuestUser, default_guest_dir, guest_user, prepare_guest_dir
 from vmplane.agent.hypervisor import Hypervisor, OnChange
 from vmplane.agent.machine import HostPaths
-from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL, host_facts, qemu_runtime_version
+from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL, HostFacts, host_facts, qemu_runtime_version
 from vmplane.agent.qemu import QemuHypervisor
 from vmplane.agent.qemu.machine_types import FALLBACK_MACHINE_TYPES, MachineTypesError, q35_machine_types
 from vmplane.agent.scheduler import Scheduler
@@ -34,17 +37,26 @@ from vmplane.agent.volumes import QemuVolumePreparer
 from vmplane.api.kubevirt import KubeVirtConfiguration
 from vmplane.api.resources import KUBEVIRTS, VIRTUAL_MACHINE_INSTANCES
 from vmplane.client.base import ObjectClient
+from vmplane.client.config import Kubeconfig
 from vmplane.controller.kubevirt_status import KubeVirtStatusController
 from vmplane.controller.manager import ControllerManager
 from vmplane.controller.vm import cluster_configuration
 from vmplane.demo import install_demo
 from vmplane.reconcile.events import EventRecorder
 from vmplane.reconcile.factory import SharedInformerFactory
+from vmplane.server.app import ListenAddress
 from vmplane.server.authz import Role, User, node_user, user_for
-from vmplane.server.console import add_console_routes
+from vmplane.server.console import ConsoleLog, add_console_routes
 from vmplane.server.context import ApiContext
 from vmplane.server.door import InProcessDoor
+from vmplane.server.node_console import (
+    PROXY_USER_NAME,
+    DelegatedAuthenticator,
+    NodeConsoleProxy,
+    node_console_app,
+)
 from vmplane.server.registry import Registry
+from vmplane.server.security import TlsFiles, ensure_self_signed, server_ssl_context
 from vmplane.server.subresources import add_subresource_routes
 from vmplane.server.typed_kinds import typed_registry
 from vmplane.store.base import JsonObject, Store
@@ -150,6 +162,8 @@ class _LateClusterView:
 
 #: The API server's own identity on its in-process door (Kubernetes' loopback client is the same).
 APISERVER_USER = User(name="system:apiserver", groups=("system:masters", "system:authenticated"))
+#: What the API server shows node agents when it reads a console: an identity with no rights.
+CONSOLE_PROXY_USER = User(name=PROXY_USER_NAME, groups=("system:authenticated",))
 
 
 def namespaced_resources(registry: Registry) -> tuple[str, ...]:
@@ -161,24 +175,29 @@ class ApiServerPlane:
     """What runs beside the API alone (``vmplane apiserver``): its typed kinds and their admission,
     the subresource routes, and the informers admission reads."""
 
-    def __init__(self, options: PlaneOptions) -> None:
+    def __init__(self, options: PlaneOptions, *, proxy_consoles: bool = False) -> None:
+        """``proxy_consoles``: this process keeps no guests; read consoles from the VMIs' nodes."""
         self._options = options
         self._cluster = _LateClusterView()
+        self._proxy = NodeConsoleProxy() if proxy_consoles else None
         self.registry: Registry = typed_registry(
             self._cluster,
             allowed_host_dirs=tuple(str(d) for d in options.allowed_host_dirs),
             machine_types=_machine_types(),
         )
-        self._console = QemuConsoleLogs(options.machines_dir) if options.hypervisor == "qemu" else None
+        local = options.hypervisor == "qemu" and not proxy_consoles
+        self._console = QemuConsoleLogs(options.machines_dir) if local else None
         self._informers: SharedInformerFactory | None = None
 
     def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
         """The ``subresources.kubevirt.io`` routes."""
         add_subresource_routes(app, ctx, self._cluster)
-        add_console_routes(app, ctx, self._console)
+        add_console_routes(app, ctx, self._console, self._proxy)
 
     async def start(self, door: InProcessDoor) -> None:
         """List and watch what admission reads, through the door."""
+        if self._proxy is not None:
+            self._proxy.token = door.mint(CONSOLE_PROXY_USER)
         self._informers = SharedInformerFactory(door.client(APISERVER_USER))
         self._cluster.view = InformerClusterView(self._informers)
         self._informers.start()
@@ -234,8 +253,18 @@ class Controllers:
         await self.informers.stop()
 
 
+@dataclass(frozen=True, slots=True)
+class ConsoleServing:
+    """Where a separate agent serves its guests' consoles to the API server, and how it checks who
+    asks (``server.node_console``): the API server of ``kubeconfig`` vouches for its proxy token."""
+
+    kubeconfig: Kubeconfig
+    listen: ListenAddress = field(default_factory=lambda: ListenAddress("127.0.0.1", 0))
+
+
 class NodeHost:
-    """One host's node agent and its hypervisor driver (``vmplane agent``)."""
+    """One host's node agent and its hypervisor driver (``vmplane agent``), and, with ``console``
+    and QEMU, the HTTPS server the API server reads its guests' consoles from."""
 
     def __init__(
         self,
@@ -244,6 +273,7 @@ class NodeHost:
         *,
         clock: Callable[[], datetime] = utc_now,
         hypervisor: Callable[[OnChange], Hypervisor] | None = None,
+        console: ConsoleServing | None = None,
     ) -> None:
         """With the QEMU driver this resolves who QEMU runs as and prepares the guest directory, raising
         ``guestfs.GuestSetupError`` (one line saying what to do) if either is impossible."""
@@ -255,6 +285,13 @@ class NodeHost:
         if qemu:
             self._user = guest_user(euid=os.geteuid())
             prepare_guest_dir(options.guest_root, self._user)
+        facts = host_facts(runtime_version=qemu_runtime_version() if qemu else f"simulated://{__version__}")
+        self._console = console if qemu else None
+        self._console_socket: socket.socket | None = None
+        self._console_tls: TlsFiles | None = None
+        self._console_runner: web.AppRunner | None = None
+        if self._console is not None:
+            facts = self._bind_console(self._console, facts)
         self.agent = NodeAgent(
             client=client,
             hypervisor=hypervisor or self._hypervisor,
@@ -269,8 +306,48 @@ class NodeHost:
             node_labels=options.node_labels,
             node_taints=options.node_taints,
             heartbeat_interval=options.node_status_interval,
-            host=host_facts(runtime_version=qemu_runtime_version() if qemu else f"simulated://{__version__}"),
+            host=facts,
         )
+
+    def _bind_console(self, console: ConsoleServing, facts: HostFacts) -> HostFacts:
+        """Bind the console port now (the Node must say where it is) and make its certificate."""
+        host = console.listen.host
+        self._console_socket = socket.create_server((host, console.listen.port))
+        port = int(self._console_socket.getsockname()[1])
+        self._console_tls = ensure_self_signed(self._options.data_dir / "console", host)
+        der = ssl.PEM_cert_to_DER_cert(self._console_tls.cert.read_text())
+        shown = f"[{host}]" if ":" in host else host
+        return replace(
+            facts,
+            console_endpoint=f"https://{shown}:{port}",
+            console_cert_sha256=hashlib.sha256(der).hexdigest(),
+            console_port=port,
+        )
+
+    async def _vmi(self, namespace: str, name: str) -> JsonObject | None:
+        return self.agent.vmis.get(namespace, name)
+
+    async def start(self) -> None:
+        if self._console is not None and self._console_socket is not None and self._console_tls is not None:
+            app = node_console_app(
+                respond=ConsoleLog(QemuConsoleLogs(self._options.machines_dir), self._vmi).respond,
+                lookup=self._vmi,
+                allowed=DelegatedAuthenticator(
+                    api_server=self._console.kubeconfig.server, ca_pem=self._console.kubeconfig.ca_pem
+                ),
+            )
+            self._console_runner = web.AppRunner(app, access_log=None)
+            await self._console_runner.setup()
+            site = web.SockSite(
+                self._console_runner, self._console_socket, ssl_context=server_ssl_context(self._console_tls)
+            )
+            await site.start()
+        await self.agent.start()
+
+    async def stop(self) -> None:
+        await self.agent.stop()
+        if self._console_runner is not None:
+            await self._console_runner.cleanup()
 
     def _hypervisor(self, on_change: OnChange) -> Hypervisor:
         if self._options.hypervisor == "simulated":
@@ -331,7 +408,7 @@ class ControlPlane:
         )
         try:
             await controllers.start()
-            await host.agent.start()
+            await host.start()
             if self._options.demo_guest is not None:
                 await install_demo(
                     controllers.client,
@@ -340,7 +417,7 @@ class ControlPlane:
                 )
             await asyncio.Event().wait()
         finally:
-            await host.agent.stop()
+            await host.stop()
             await host.client.close()
             await controllers.stop()
             await controllers.client.close()

@@ -34,6 +34,7 @@ from typing import Any
 
 from vmplane import __version__
 from vmplane.agent.scheduling import SCHEDULABLE_LABEL, Taint
+from vmplane.api.node_annotations import CONSOLE_CERT_SHA256, CONSOLE_ENDPOINT
 from vmplane.api.quantity import Quantity, QuantityError
 from vmplane.api.resources import LEASES, NODES
 from vmplane.client.base import ObjectClient, UnavailableError
@@ -63,6 +64,7 @@ log = logging.getLogger(__name__)
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
 #: A kubelet's ``nodeStatusUpdateFrequency``.
 DEFAULT_HEARTBEAT_INTERVAL = 10.0
+
 #: ``nodeInfo.kubeletVersion`` (and the VERSION column): the agent's version, semver-shaped as a
 #: kubelet's is so clients that parse it can.
 KUBELET_VERSION = f"v{__version__}-vmplane"
@@ -97,6 +99,11 @@ class HostFacts:
     os_image: str
     architecture: str
     container_runtime_version: str
+    #: Where this agent serves its guests' consoles to the API server, and its certificate's SHA-256
+    #: (published as Node annotations; see ``server.node_console``); empty when it serves none.
+    console_endpoint: str = ""
+    console_cert_sha256: str = ""
+    console_port: int = 0
 
 
 def _read(path: str) -> str:
@@ -200,11 +207,20 @@ def node_object(
     """
     arch = facts.architecture
     capacity = dict(capacity) if capacity is not None else host_capacity(facts)
+    annotations = (
+        {
+            CONSOLE_ENDPOINT: facts.console_endpoint,
+            CONSOLE_CERT_SHA256: facts.console_cert_sha256,
+        }
+        if facts.console_endpoint
+        else {}
+    )
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
             "name": name,
+            **({"annotations": annotations} if annotations else {}),
             "labels": {
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/arch": arch,
@@ -224,7 +240,7 @@ def node_object(
             ],
             "capacity": capacity,
             "allocatable": _allocatable(capacity),
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": facts.console_port}},
             "nodeInfo": {
                 "machineID": facts.machine_id,
                 "systemUUID": facts.system_uuid,
@@ -303,6 +319,8 @@ async def register_node(client: ObjectClient, node: JsonObject) -> None:
         return
     current: dict[str, Any] = await client.get(NODES, "", name)
     metadata = {**current["metadata"], "labels": node["metadata"]["labels"]}
+    if node["metadata"].get("annotations"):
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), **node["metadata"]["annotations"]}
     spec = {**(current.get("spec") or {}), **node["spec"]}
     if "taints" not in node["spec"]:
         spec.pop("taints", None)

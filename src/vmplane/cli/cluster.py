@@ -21,7 +21,14 @@ from typing import Any
 from vmplane.agent.guestfs import GuestSetupError
 from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL
 from vmplane.agent.scheduling import Taint
-from vmplane.app import ApiServerPlane, Controllers, NodeHost, PlaneOptions, namespaced_resources
+from vmplane.app import (
+    ApiServerPlane,
+    ConsoleServing,
+    Controllers,
+    NodeHost,
+    PlaneOptions,
+    namespaced_resources,
+)
 from vmplane.client.config import KubeconfigError, https_client, read_kubeconfig
 from vmplane.controller.leader import LeaderConfig, LeaderElector
 from vmplane.server.app import ListenAddress, run_server
@@ -87,6 +94,12 @@ def register(subparsers: Any) -> None:
         help="seconds between renewals of the Node's Lease (default: %(default)s)",
     )
     agent.add_argument("--host-disk-dir", action="append", type=Path, default=[], metavar="DIR")
+    agent.add_argument(
+        "--console-listen",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="where the API server reads this host's guest consoles (HTTPS; default: %(default)s)",
+    )
     _log_level(agent)
     agent.set_defaults(func=_agent)
 
@@ -151,7 +164,7 @@ def _apiserver(args: argparse.Namespace) -> int:
         print(f"vmplane apiserver: {err}", file=sys.stderr)
         return 2
     # No guests here: admission's hostDisk and machine-type rules use this host's defaults.
-    plane = ApiServerPlane(PlaneOptions(data_dir=args.data_dir, hypervisor="simulated"))
+    plane = ApiServerPlane(PlaneOptions(data_dir=args.data_dir, hypervisor="simulated"), proxy_consoles=True)
 
     def ready(path: Path) -> None:
         print(f"kubeconfig: {path}", flush=True)
@@ -199,14 +212,16 @@ def _controller(args: argparse.Namespace) -> int:
 
 
 async def _node_agent(args: argparse.Namespace, options: PlaneOptions) -> int:
-    client = https_client(read_kubeconfig(args.kubeconfig))
+    kubeconfig = read_kubeconfig(args.kubeconfig)
+    client = https_client(kubeconfig)
     try:
-        host = NodeHost(client, options)
-        await host.agent.start()
+        console = ConsoleServing(kubeconfig=kubeconfig, listen=ListenAddress.parse(args.console_listen))
+        host = NodeHost(client, options, console=console)
+        await host.start()
         try:
             await asyncio.Event().wait()
         finally:
-            await host.agent.stop()
+            await host.stop()
     finally:
         await client.close()
     return 0

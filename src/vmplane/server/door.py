@@ -54,11 +54,15 @@ class InProcessDoor:
         self._site = web.UnixSite(runner, str(self.socket_path))
         await self._site.start()
 
-    def client(self, user: User) -> RestObjectClient:
-        """A client acting as ``user``; its token is valid until this process ends."""
+    def mint(self, user: User) -> str:
+        """A bearer token for ``user``, valid (through any door of this server) until the process ends."""
         token = secrets.token_urlsafe(32)
         self._tokens[token] = user
-        return in_process_client(self.socket_path, token)
+        return token
+
+    def client(self, user: User) -> RestObjectClient:
+        """A client acting as ``user`` through the socket."""
+        return in_process_client(self.socket_path, self.mint(user))
 
     async def close(self) -> None:
         if self._site is not None:
