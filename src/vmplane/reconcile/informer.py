@@ -1,11 +1,12 @@
 """An informer: a local cache of one resource, kept by a reflector, with change handlers.
 
 The reflector behaves as client-go's: list, then watch from the list's resourceVersion; when a watch
-ends normally (the server's watch timeout) or its connection breaks (the API server restarting), watch
-again from the last resourceVersion seen, so a restart costs no list; only a 410 Gone (that version is
-no longer retained) or another error makes it list again, and every retry after an error waits a
-doubling backoff. Errors are logged and counted (``errors``), lists counted (``lists``), and
-``synced`` says whether the first list has filled the cache.
+ends normally (the server's watch timeout) or its connection breaks (the API server restarting),
+watch again from the last resourceVersion seen, so a restart costs no list; only a 410 Gone (that
+version is no longer retained) or another error makes it list again. Every retry after an error or a
+410 waits a doubling backoff (a history that expires as fast as it is listed must not spin). Errors
+are logged and counted (``errors``), lists counted (``lists``), and ``synced`` says whether the
+first list has filled the cache.
 
 Handlers receive the object's key (and the cached object, or None once deleted), never the event, so
 everything downstream is level-triggered.
@@ -165,7 +166,6 @@ class Informer:
             except ExpiredError:
                 log.info("watch of %s from %d expired; listing again", self.resource, self.resource_version)
                 must_list = True
-                continue
             except UnavailableError as err:
                 # The API server is unreachable or restarting: watch again from where we were.
                 self._count_error("cannot reach the API server", err)
