@@ -406,14 +406,15 @@ async def run_server(
                 "API tokens are all that protect it",
                 ", ".join(bound_url(address) for address in bound),
             )
-        if on_ready is not None:
-            on_ready(path)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             # Only the main thread can take signals; embedded servers (tests) are stopped by cancelling.
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
+        # Ready only once a SIGTERM would stop it cleanly: whoever reads the line may send one at once.
+        if on_ready is not None:
+            on_ready(path)
         tasks = [asyncio.create_task(built.run(door))] if built is not None else []
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
