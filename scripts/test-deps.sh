@@ -3,14 +3,14 @@
 # what is missing and the command that installs it. `make deps` (and so `make test`) runs this before
 # creating the Python venv; it is idempotent and takes well under a second when everything is there.
 #
-# The components to provide are those in VMPLANE_REQUIRE (default qemu,kubectl), the same setting
+# The components to provide are those in VMPLANE_REQUIRE (default qemu,kubectl,browser), the same setting
 # tests/conftest.py reads to fail, rather than skip, the tests that need them.
 # A new component is one line in PACKAGES (Debian packages apt can install) and, when it needs more
 # than packages, one case in provide() below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-require="${VMPLANE_REQUIRE-qemu,kubectl}"
+require="${VMPLANE_REQUIRE-qemu,kubectl,browser}"
 
 # component -> the Debian packages it needs ("base" is always needed).
 declare -A PACKAGES=(
@@ -18,7 +18,7 @@ declare -A PACKAGES=(
     [qemu]="qemu-system-x86 qemu-utils"
     [kubectl]=""
     [etcd]="etcd-server"
-    [browser]="chromium"
+    [browser]="chromium chromium-driver"
 )
 
 fail() {

@@ -3,7 +3,7 @@
 A test that needs something outside Python marks it: ``@pytest.mark.requires("qemu")`` (or a module's
 ``pytestmark``). Without the component the test is skipped with a reason naming what is missing and
 how to install it, unless ``VMPLANE_REQUIRE`` lists the component (``make test`` and ``.ci/run`` set
-``VMPLANE_REQUIRE=qemu,kubectl``): then it fails. Any other skip of a test that needs a required
+``VMPLANE_REQUIRE=qemu,kubectl,browser``): then it fails. Any other skip of a test that needs a required
 component (a fixture calling ``pytest.skip``, say) fails too, and so does a module-level skip while
 anything is required, because such a skip hides every test of its module.
 
@@ -47,7 +47,7 @@ COMPONENTS: dict[str, Callable[[], str | None]] = {
         "kubectl", install="https://dl.k8s.io/release/v1.32.0/bin/linux/amd64/kubectl into /usr/local/bin"
     ),
     "etcd": lambda: _tools("etcd", install="apt-get install etcd-server"),
-    "browser": lambda: _tools("chromium", install="apt-get install chromium"),
+    "browser": lambda: _tools("chromium", "chromedriver", install="apt-get install chromium chromium-driver"),
 }
 
 

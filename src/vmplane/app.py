@@ -42,11 +42,12 @@ from vmplane.controller.kubevirt_status import KubeVirtStatusController
 from vmplane.controller.manager import ControllerManager
 from vmplane.controller.vm import cluster_configuration
 from vmplane.demo import install_demo
+from vmplane.metrics import FleetCollector, Metrics
 from vmplane.reconcile.events import EventRecorder
 from vmplane.reconcile.factory import SharedInformerFactory
 from vmplane.server.app import ListenAddress
 from vmplane.server.authz import Role, User, node_user, user_for
-from vmplane.server.console import ConsoleLog, add_console_routes
+from vmplane.server.console import ConsoleLog, ConsoleSource, add_console_routes
 from vmplane.server.context import ApiContext
 from vmplane.server.door import InProcessDoor
 from vmplane.server.node_console import (
@@ -88,6 +89,7 @@ class PlaneOptions:
     ``host_disk_dirs``: where ``hostDisk`` paths may point (default ``<guest_dir>/hostdisks``).
     ``demo_guest``: a built test guest to install as an image, creating the demo VM (``--demo``).
     ``node_status_interval``: seconds between renewals of the Node's heartbeat.
+    ``window_poll_interval``: the longest maintenance windows go without looking at the clock.
     """
 
     data_dir: Path
@@ -101,6 +103,7 @@ class PlaneOptions:
     host_disk_dirs: tuple[Path, ...] = ()
     demo_guest: Path | None = None
     guest_dir: Path | None = None
+    window_poll_interval: float = 30.0
 
     @property
     def guest_root(self) -> Path:
@@ -175,8 +178,11 @@ class ApiServerPlane:
     """What runs beside the API alone (``vmplane apiserver``): its typed kinds and their admission,
     the subresource routes, and the informers admission reads."""
 
-    def __init__(self, options: PlaneOptions, *, proxy_consoles: bool = False) -> None:
-        """``proxy_consoles``: this process keeps no guests; read consoles from the VMIs' nodes."""
+    def __init__(
+        self, options: PlaneOptions, *, proxy_consoles: bool = False, console: ConsoleSource | None = None
+    ) -> None:
+        """``proxy_consoles``: this process keeps no guests; read consoles from the VMIs' nodes.
+        ``console``: where console logs are read otherwise (default: QEMU's, none for simulated guests)."""
         self._options = options
         self._cluster = _LateClusterView()
         self._proxy = NodeConsoleProxy() if proxy_consoles else None
@@ -186,13 +192,17 @@ class ApiServerPlane:
             machine_types=_machine_types(),
         )
         local = options.hypervisor == "qemu" and not proxy_consoles
-        self._console = QemuConsoleLogs(options.machines_dir) if local else None
+        self._console = console or (QemuConsoleLogs(options.machines_dir) if local else None)
         self._informers: SharedInformerFactory | None = None
 
     def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
         """The ``subresources.kubevirt.io`` routes."""
         add_subresource_routes(app, ctx, self._cluster)
         add_console_routes(app, ctx, self._console, self._proxy)
+
+    def instrument(self, metrics: Metrics) -> None:
+        """Nothing beyond the API's request metrics (``create_app``'s): no queues run here."""
+        del metrics
 
     async def start(self, door: InProcessDoor) -> None:
         """List and watch what admission reads, through the door."""
@@ -226,6 +236,7 @@ class Controllers:
         *,
         clock: Callable[[], datetime] = utc_now,
         crash_backoff: float = 10.0,
+        window_poll_interval: float = 30.0,
         namespaced: tuple[str, ...],
     ) -> None:
         self.client = client
@@ -235,6 +246,7 @@ class Controllers:
             events=EventRecorder(client, component="virt-controller", clock=clock),
             clock=clock,
             crash_backoff=crash_backoff,
+            window_poll_interval=window_poll_interval,
             namespaced_resources=namespaced,
             informers=self.informers,
         )
@@ -371,8 +383,10 @@ class ControlPlane:
         *,
         clock: Callable[[], datetime] = utc_now,
         hypervisor: Callable[[OnChange], Hypervisor] | None = None,
+        console: ConsoleSource | None = None,
     ) -> None:
-        """``hypervisor`` overrides the driver ``options`` choose (tests inject failures through it).
+        """``hypervisor`` overrides the driver ``options`` choose (tests inject failures through it);
+        ``console`` where console logs are read (default: QEMU's, none for simulated guests).
 
         ``store`` is not read here: every component goes through the API. It stays in the signature
         that ``run_server`` calls, which owns the store.
@@ -381,7 +395,8 @@ class ControlPlane:
         self._options = options
         self._clock = clock
         self._hypervisor = hypervisor
-        self.api = ApiServerPlane(options)
+        self._metrics: Metrics | None = None
+        self.api = ApiServerPlane(options, console=console)
         self.registry = self.api.registry
         # Built before ``run`` (the QEMU guest directory is checked at once, before the API listens).
         self._host_check = options.hypervisor == "qemu"
@@ -391,6 +406,25 @@ class ControlPlane:
     def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
         self.api.add_routes(app, ctx)
 
+    def instrument(self, metrics: Metrics) -> None:
+        """Report every work queue, the agent's hotplugs and the fleet to ``metrics`` (once ``run``
+        has built them)."""
+        self._metrics = metrics
+
+    def _report(self, metrics: Metrics, controllers: Controllers, host: NodeHost) -> None:
+        manager = controllers.manager
+        for controller in (
+            manager.controller,
+            manager.namespace_controller,
+            manager.garbage_collector.controller,
+            controllers.scheduler.controller,
+            host.agent.controller,
+            controllers.kubevirt_status.controller,
+        ):
+            controller.queue.observer = metrics.queue(controller.name)
+        host.agent.on_hotplug = metrics.hotplug
+        metrics.register(FleetCollector(vms=manager.vms.list, vmis=manager.vmis.list))
+
     async def run(self, door: InProcessDoor) -> None:
         """Run the controllers, the scheduler and the node agent until cancelled."""
         await self.api.start(door)
@@ -398,6 +432,7 @@ class ControlPlane:
             door.client(user_for(Role.CONTROLLERS)),
             clock=self._clock,
             crash_backoff=self._options.crash_backoff,
+            window_poll_interval=self._options.window_poll_interval,
             namespaced=namespaced_resources(self.registry),
         )
         host = NodeHost(
@@ -406,6 +441,8 @@ class ControlPlane:
             clock=self._clock,
             hypervisor=self._hypervisor,
         )
+        if self._metrics is not None:
+            self._report(self._metrics, controllers, host)
         try:
             await controllers.start()
             await host.start()

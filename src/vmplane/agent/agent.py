@@ -55,6 +55,11 @@ __all__ = ["DEFAULT_GRACE_PERIOD", "MACHINE_FINALIZER", "EventSink", "NodeAgent"
 
 log = logging.getLogger(__name__)
 
+
+def _ignore_hotplug(kind: str, succeeded: bool, seconds: float) -> None:
+    """The default ``NodeAgent.on_hotplug``: nothing is counted."""
+
+
 #: ``terminationGracePeriodSeconds`` when a VMI does not say (Kubernetes' default).
 DEFAULT_GRACE_PERIOD = 30.0
 _LIVE = (MachineState.STARTING, MachineState.RUNNING)
@@ -124,6 +129,9 @@ class NodeAgent:
         self._taints = [t if isinstance(t, Taint) else Taint.from_wire(t) for t in node_taints]
         self._capacity = capacity
         self._unplug_timeout = unplug_timeout
+        #: Told each in-place operation's kind, whether it succeeded and how long it took (the
+        #: composition root points it at ``metrics.Metrics.hotplug``).
+        self.on_hotplug: Callable[[str, bool, float], None] = _ignore_hotplug
         #: machine -> (VMI uid, failed path -> message): failures met, until spec and guest agree.
         self._failed: dict[str, tuple[str, dict[str, str]]] = {}
         informers = informers or SharedInformerFactory(client)
@@ -294,11 +302,13 @@ class NodeAgent:
                 now = await self._observe(machine)
                 if now is None or now.state is not MachineState.RUNNING:
                     return  # the machine ended meanwhile: that is not a failed hotplug
+                self.on_hotplug(op.kind.value, False, time.monotonic() - started)
                 failures[op.field] = str(err)
                 self._failed[machine] = (vmi.metadata.uid or "", dict(failures))
                 message = f"{op.field}: {op.before} -> {op.after} failed: {err}"
                 await self._events.record(raw, type="Warning", reason="HotplugFailed", message=message)
                 continue
+            self.on_hotplug(op.kind.value, True, time.monotonic() - started)
             elapsed = (time.monotonic() - started) * 1000
             message = f"{op.field}: {op.before} -> {op.after} in {elapsed:.0f} ms"
             await self._events.record(raw, type="Normal", reason="HotplugApplied", message=message)

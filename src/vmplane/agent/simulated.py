@@ -13,7 +13,7 @@ left running by an earlier driver must be ``adopt``-ed before it can be used or 
 Machines live in a ``SimulatedHost`` that outlives a driver: a new ``SimulatedHypervisor`` on the same
 host is a restarted agent's driver, as a new ``QemuHypervisor`` on the same ``base_dir`` would be.
 Failures are injected through a driver into its host (``refuse_hotplug``, ``never_ack_unplug``,
-``kill``, ``power_off``, ...), so every driver on that host sees them.
+``kill``, ``power_off``, ``hold_boot``, ...), so every driver on that host sees them.
 """
 
 from __future__ import annotations
@@ -104,6 +104,8 @@ class SimulatedHost:
     machines: dict[str, _Machine] = field(default_factory=dict)
     refused: set[HotplugKind] = field(default_factory=set)
     unplugs_acknowledged: bool = True
+    #: Machines whose boots never finish: they stay Starting, so their VMI never becomes Ready.
+    held_boots: set[str] = field(default_factory=set)
     #: Incremented by every boot; a machine's ``boot`` number tells tests whether it was restarted.
     boots: int = 0
     listeners: list[OnChange] = field(default_factory=list)
@@ -165,6 +167,17 @@ class SimulatedHypervisor:
             machine.remove(device)
             released.set()
         self.host.notify(name)
+
+    def hold_boot(self, name: str, *, hold: bool = True) -> None:
+        """Boots of ``name`` stay Starting while held; releasing lets a held boot finish at once."""
+        if hold:
+            self.host.held_boots.add(name)
+            return
+        self.host.held_boots.discard(name)
+        machine = self.host.machines.get(name)
+        if machine is not None and machine.state is MachineState.STARTING and name not in self._boots:
+            machine.state = MachineState.RUNNING
+            self.host.notify(name)
 
     def ignore_powerdown(self, name: str) -> None:
         """The guest ignores ACPI power-down: ``stop`` waits for the grace period, then kills it."""
@@ -241,7 +254,7 @@ class SimulatedHypervisor:
         self.host.machines[spec.name] = machine
         self._known.add(spec.name)
         if self._latency <= 0:
-            machine.state = MachineState.RUNNING
+            self._booted(spec.name, machine)
         else:
             loop = asyncio.get_running_loop()
             self._boots[spec.name] = loop.call_later(self._latency, self._booted, spec.name, machine)
@@ -249,7 +262,7 @@ class SimulatedHypervisor:
 
     def _booted(self, name: str, machine: _Machine) -> None:
         self._boots.pop(name, None)
-        if machine.state is MachineState.STARTING:
+        if machine.state is MachineState.STARTING and name not in self.host.held_boots:
             machine.state = MachineState.RUNNING
             self.host.notify(name)
 

@@ -7,6 +7,7 @@ __all__ = [
     "EVENTS",
     "KUBEVIRTS",
     "LEASES",
+    "MAINTENANCE_WINDOWS",
     "NAMESPACES",
     "NODES",
     "VIRTUAL_MACHINES",
@@ -21,3 +22,4 @@ EVENTS = "events"
 NODES = "nodes"
 LEASES = "leases.coordination.k8s.io"
 NAMESPACES = "namespaces"
+MAINTENANCE_WINDOWS = "maintenancewindows.vmplane.io"

@@ -25,6 +25,7 @@ from vmplane.api.memory_hotplug import memory_hotplug_errors
 from vmplane.api.meta import ObjectMeta
 from vmplane.api.metadata_validation import metadata_causes
 from vmplane.api.names import image_reference_errors, inner_path_errors
+from vmplane.api.restart_approval import approval_causes
 from vmplane.api.spec_rules import spec_field_causes
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstanceSpec
@@ -215,7 +216,7 @@ def validate_vm(
     ``allowed_host_dirs``: the directories ``hostDisk`` paths must lie under (None: not checked).
     ``machine_types``: the machine types this host's QEMU offers (None: only their q35 shape is checked).
     """
-    causes = validate_metadata(vm.metadata)
+    causes = validate_metadata(vm.metadata) + approval_causes(vm)
     spec = vm.spec.template.spec
     if vm.spec.running is not None and vm.spec.run_strategy is not None:
         causes.append(

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from vmplane.cli.client import ApiError
-from vmplane.cli.vm_commands import add_connection_flags, client_from
+from vmplane.cli.flags import add_connection_flags, client_from
 
 __all__ = ["register"]
 

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "vmplane.cli.dev_cluster",
     "vmplane.cli.kubeconfig",
     "vmplane.cli.vm_commands",
+    "vmplane.cli.restarts",
     "vmplane.cli.console",
     "vmplane.cli.token",
 )

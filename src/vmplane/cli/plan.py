@@ -25,8 +25,8 @@ from vmplane.api.validation import validate_vm
 from vmplane.api.vm import PendingChange, VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstanceStatus
 from vmplane.cli.client import ApiClient, ApiError, load_client_config
+from vmplane.cli.flags import add_connection_flags, add_output_flag
 from vmplane.cli.render import LiveRow, changes_document, print_changes, print_document
-from vmplane.cli.vm_commands import add_connection_flags, add_output_flag
 from vmplane.rollout.effective import effective_spec
 from vmplane.rollout.plan import Plan, plan, vm_path
 from vmplane.server.typed_kinds import LIVE_CHANGES_ANNOTATION

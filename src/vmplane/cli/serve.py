@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from vmplane.agent.guestfs import GuestSetupError
 from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL
 from vmplane.app import ControlPlane, PlaneOptions
@@ -153,6 +155,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     def ready(path: Path) -> None:
         print(f"kubeconfig: {path}", flush=True)
+        server, token = _server_and_token(path)
+        print(f"console: {server}/ui/", flush=True)
+        # The demo is for a first look on one's own machine: hand over the admin token to sign in
+        # with; otherwise say where it is rather than print a secret into a log.
+        if args.demo is not None:
+            print(f"console token (admin): {token}", flush=True)
+        else:
+            print(f"console token: `vmplane kubeconfig` prints it (or {data_dir / 'token'})", flush=True)
 
     try:
         asyncio.run(
@@ -175,6 +185,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"vmplane serve: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _server_and_token(kubeconfig: Path) -> tuple[str, str]:
+    """The server URL and the token of the kubeconfig ``serve`` wrote."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    return str(config["clusters"][0]["cluster"]["server"]), str(config["users"][0]["user"]["token"])
 
 
 def _label(text: str) -> tuple[str, str]:

@@ -15,34 +15,14 @@ from typing import Any
 from rich.console import Console
 
 from vmplane.api.vm import PendingChange, VirtualMachine
-from vmplane.cli.client import ApiClient, ApiError, load_client_config
-from vmplane.cli.render import OUTPUT_FORMATS, changes_document, print_changes, print_document
+from vmplane.cli.client import ApiClient, ApiError
+from vmplane.cli.flags import add_connection_flags, add_output_flag, client_from
+from vmplane.cli.render import changes_document, print_changes, print_document
+from vmplane.cli.restarts import rolling_restart
 
-__all__ = ["add_connection_flags", "add_output_flag", "client_from", "register"]
+__all__ = ["register"]
 
 POLL_INTERVAL = 0.25
-
-
-def add_connection_flags(parser: argparse.ArgumentParser) -> None:
-    """``--kubeconfig`` and ``-n/--namespace``, as kubectl spells them."""
-    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG)")
-    parser.add_argument("-n", "--namespace", default=None, help="namespace (default: the context's)")
-
-
-def add_output_flag(parser: argparse.ArgumentParser) -> None:
-    """``-o/--output json|yaml``: the result as data instead of tables."""
-    parser.add_argument(
-        "-o",
-        "--output",
-        choices=OUTPUT_FORMATS,
-        default=None,
-        help="print the result as JSON or YAML instead of tables",
-    )
-
-
-def client_from(args: argparse.Namespace) -> ApiClient:
-    """A client for the kubeconfig and namespace the flags name."""
-    return ApiClient(load_client_config(args.kubeconfig, args.namespace))
 
 
 def register(subparsers: Any) -> None:
@@ -66,10 +46,12 @@ def register(subparsers: Any) -> None:
         ),
     ):
         parser = subparsers.add_parser(action, help=help_text, description=description)
-        parser.add_argument("vm", metavar="VM")
+        parser.add_argument("vm", metavar="VM", nargs="?" if action == "restart" else None)
         add_connection_flags(parser)
         parser.add_argument("--wait", action="store_true", help="wait until the VM reaches the new state")
         parser.add_argument("--timeout", type=float, default=300.0, help="seconds --wait waits at most")
+        if action == "restart":
+            _add_rolling_flags(parser)
         parser.set_defaults(func=_lifecycle, action=action)
     parser = subparsers.add_parser(
         "revert",
@@ -97,6 +79,26 @@ def register(subparsers: Any) -> None:
     add_connection_flags(parser)
     add_output_flag(parser)
     parser.set_defaults(func=_pending)
+
+
+def _add_rolling_flags(parser: argparse.ArgumentParser) -> None:
+    """``restart --pending``: a rolling restart of every VM with pending changes instead of one VM."""
+    parser.add_argument(
+        "--pending",
+        action="store_true",
+        help="restart every VM of the namespace with pending changes, in batches (instead of VM); "
+        "--wait then also waits for the last batch to pass the health gate",
+    )
+    parser.add_argument(
+        "-l", "--selector", default=None, help="with --pending: only VMs matching this label selector"
+    )
+    parser.add_argument(
+        "--max-unavailable",
+        default="1",
+        metavar="N",
+        help="with --pending: VMs restarted at a time, a count or a percentage (default 1); each batch "
+        "must be Ready within --timeout before the next starts",
+    )
 
 
 def _fail(message: str) -> int:
@@ -144,8 +146,15 @@ def _running(vm: VirtualMachine, _uid: str | None) -> bool:
 
 
 def _lifecycle(args: argparse.Namespace) -> int:
+    rolling = args.action == "restart" and args.pending
+    if args.action == "restart" and rolling == (args.vm is not None):
+        return _fail("restart needs a VM or --pending (not both)")
+    if args.action == "restart" and not rolling and args.selector is not None:
+        return _fail("-l/--selector needs --pending")
     try:
         client = client_from(args)
+        if rolling:
+            return _rolling(args, client)
         before = _vmi_uid(client, args.vm) if args.action == "restart" else None
         client.request("PUT", client.vm_path(args.vm, args.action))
         if args.wait:
@@ -166,6 +175,21 @@ def _lifecycle(args: argparse.Namespace) -> int:
         return _fail(str(err))
     print(f"VM {args.vm} was scheduled to {args.action}")
     return 0
+
+
+def _rolling(args: argparse.Namespace, client: ApiClient) -> int:
+    error = _max_unavailable_error(args.max_unavailable)
+    if error:
+        return _fail(error)
+    return rolling_restart(args, client)
+
+
+def _max_unavailable_error(value: str) -> str | None:
+    """Why ``--max-unavailable`` is unusable (None: a count of at least 1, or 1%..100%)."""
+    number = value.removesuffix("%")
+    if not number.isdigit() or not (1 <= int(number) <= (100 if value.endswith("%") else sys.maxsize)):
+        return f"--max-unavailable {value!r}: must be a count of at least 1 or a percentage from 1% to 100%"
+    return None
 
 
 def _show_pending(vm: VirtualMachine, output: str | None) -> None:

@@ -1,7 +1,7 @@
 """Wires the controllers to their informers: which changes enqueue which keys.
 
-The VM controller, the namespace controller and the garbage collector share the informers of the
-kinds they all read.
+The VM controller, the namespace controller, the garbage collector and the restart-approval and
+maintenance-window controllers share the informers of the kinds they all read.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ from vmplane.api.resources import (
     CONTROLLER_REVISIONS,
     EVENTS,
     KUBEVIRTS,
+    MAINTENANCE_WINDOWS,
     NAMESPACES,
     VIRTUAL_MACHINE_INSTANCES,
     VIRTUAL_MACHINES,
 )
 from vmplane.client.base import ObjectClient
+from vmplane.controller.approval import ApprovalReconciler
 from vmplane.controller.garbage_collector import GarbageCollector
+from vmplane.controller.maintenance import MaintenanceReconciler
 from vmplane.controller.namespace import NamespaceReconciler
 from vmplane.controller.vm import EventSink, VMReconciler
 from vmplane.reconcile.factory import SharedInformerFactory
@@ -37,7 +40,8 @@ class ControllerManager:
     """The controllers and the informers feeding them; ``start``/``stop`` run them in the current loop.
 
     ``namespaced_resources``: the store resources of every namespaced kind the API serves, which the
-    namespace controller deletes from a terminating namespace.
+    namespace controller deletes from a terminating namespace. ``window_poll_interval``: the longest
+    the restart-approval and maintenance-window controllers go without looking at the clock again.
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class ControllerManager:
         workers: int = 2,
         crash_backoff: float = 10.0,
         namespaced_resources: tuple[str, ...] = DEFAULT_NAMESPACED,
+        window_poll_interval: float = 30.0,
         informers: SharedInformerFactory | None = None,
     ) -> None:
         informers = informers or SharedInformerFactory(client)
@@ -58,6 +63,7 @@ class ControllerManager:
         self.namespaces = informers.informer(NAMESPACES)
         self.revisions = informers.informer(CONTROLLER_REVISIONS)
         self.events = informers.informer(EVENTS)
+        self.windows = informers.informer(MAINTENANCE_WINDOWS)
         reconciler = VMReconciler(
             client=client,
             vms=self.vms,
@@ -82,6 +88,7 @@ class ControllerManager:
             workers=1,
         )
         self.namespaces.on_change(lambda key, _obj: self.namespace_controller.queue.add(key))
+        self._wire_restarts(client, events, clock, workers, window_poll_interval)
         self.garbage_collector = GarbageCollector(
             client=client,
             informers={
@@ -94,6 +101,58 @@ class ControllerManager:
             },
         )
 
+    def _wire_restarts(
+        self,
+        client: ObjectClient,
+        events: EventSink,
+        clock: Callable[[], datetime],
+        workers: int,
+        poll: float,
+    ) -> None:
+        """Restart approval per VM and maintenance windows: both re-read on any VM, VMI or window change."""
+        approval = ApprovalReconciler(
+            client=client,
+            vms=self.vms,
+            vmis=self.vmis,
+            namespaces=self.namespaces,
+            windows=self.windows,
+            events=events,
+            clock=clock,
+            poll_interval=poll,
+        )
+        self.approval_controller: Controller[Key] = Controller(
+            name="restart-approval-controller", reconciler=approval, workers=workers
+        )
+        self.maintenance = MaintenanceReconciler(
+            client=client,
+            windows=self.windows,
+            vms=self.vms,
+            vmis=self.vmis,
+            namespaces=self.namespaces,
+            events=events,
+            clock=clock,
+            poll_interval=poll,
+        )
+        # One worker: a window's batches are decided one step at a time.
+        self.window_controller: Controller[Key] = Controller(
+            name="maintenance-window-controller", reconciler=self.maintenance, workers=1
+        )
+        self.vms.on_change(lambda key, _obj: self.approval_controller.queue.add(key))
+        self.vmis.on_change(lambda key, _obj: self.approval_controller.queue.add(key))
+        self.windows.on_change(self._window_changed)
+        for informer in (self.vms, self.vmis):
+            informer.on_change(lambda _key, _obj: self._enqueue_every_window())
+
+    def _window_changed(self, key: Key, _obj: JsonObject | None) -> None:
+        self.window_controller.queue.add(key)
+        for vm in self.vms.list():
+            meta = vm["metadata"]
+            self.approval_controller.queue.add((meta.get("namespace", ""), meta["name"]))
+
+    def _enqueue_every_window(self) -> None:
+        for key in self.maintenance.window_keys():
+            self.window_controller.queue.add(key)
+
     def _enqueue(self, key: Key, _obj: JsonObject | None) -> None:
         self.controller.queue.add(key)
 
@@ -103,7 +162,15 @@ class ControllerManager:
             self.controller.queue.add((meta.get("namespace", ""), meta["name"]))
 
     def _informers(self) -> tuple[Informer, ...]:
-        return (self.kubevirts, self.vmis, self.vms, self.namespaces, self.revisions, self.events)
+        return (
+            self.kubevirts,
+            self.vmis,
+            self.vms,
+            self.namespaces,
+            self.revisions,
+            self.events,
+            self.windows,
+        )
 
     async def start(self) -> None:
         """Fill the caches, then start reconciling."""
@@ -113,11 +180,15 @@ class ControllerManager:
             await informer.wait_synced()
         self.controller.start()
         self.namespace_controller.start()
+        self.approval_controller.start()
+        self.window_controller.start()
         self.garbage_collector.controller.start()
 
     async def stop(self) -> None:
         """Stop reconciling and watching."""
         await self.garbage_collector.controller.stop()
+        await self.window_controller.stop()
+        await self.approval_controller.stop()
         await self.namespace_controller.stop()
         await self.controller.stop()
         for informer in reversed(self._informers()):

@@ -95,11 +95,11 @@ class Controller(Generic[K]):
                 # or the object went meanwhile (a finalizer released by another controller):
                 # re-read and try again, without the noise of a failure.
                 log.debug("%s: %s changed meanwhile; reconciling again", self.name, key)
-                self.queue.add_after(key, self._backoff(key))
+                self.queue.retry_after(key, self._backoff(key))
             except Exception:
                 delay = self._backoff(key)
                 log.exception("%s: reconcile of %s failed; retrying in %.2fs", self.name, key, delay)
-                self.queue.add_after(key, delay)
+                self.queue.retry_after(key, delay)
             else:
                 self._failures.pop(key, None)
                 if result.requeue_after is not None:

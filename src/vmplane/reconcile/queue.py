@@ -2,15 +2,19 @@
 
 A key added while queued is queued once; a key added while being processed is processed again after
 ``done``. Keys carry no event payload: a reconciler always re-reads the current state.
+
+``observer`` sees what client-go's queue metrics count (``workqueue_*``); the composition root sets it
+(``metrics.Metrics.queue``), the default observes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Hashable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-__all__ = ["ShutDownError", "WorkQueue"]
+__all__ = ["QueueObserver", "ShutDownError", "WorkQueue"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -19,10 +23,43 @@ class ShutDownError(Exception):
     """The queue was shut down while waiting for a key."""
 
 
+class QueueObserver(Protocol):
+    """What a queue reports, as client-go's ``workqueue.MetricsProvider`` sees it."""
+
+    def added(self, depth: int) -> None:
+        """A key was queued (or marked dirty while processing); ``depth`` is the queue's length now."""
+
+    def started(self, waited: float, depth: int) -> None:
+        """A worker took a key ``waited`` seconds after it was added."""
+
+    def finished(self, worked: float) -> None:
+        """A worker finished a key after ``worked`` seconds."""
+
+    def retried(self) -> None:
+        """A failed key was queued again with backoff."""
+
+
+class _Unobserved:
+    def added(self, depth: int) -> None:
+        pass
+
+    def started(self, waited: float, depth: int) -> None:
+        pass
+
+    def finished(self, worked: float) -> None:
+        pass
+
+    def retried(self) -> None:
+        pass
+
+
 class WorkQueue(Generic[K]):
     """FIFO of distinct keys with processing/dirty sets and delayed adds."""
 
     def __init__(self) -> None:
+        self.observer: QueueObserver = _Unobserved()
+        self._added_at: dict[K, float] = {}
+        self._started_at: dict[K, float] = {}
         self._queue: list[K] = []
         self._queued: set[K] = set()
         self._processing: set[K] = set()
@@ -39,13 +76,26 @@ class WorkQueue(Generic[K]):
         if self._closed:
             return
         if key in self._processing:
-            self._dirty.add(key)
+            if key not in self._dirty:
+                self._dirty.add(key)
+                self._added_at.setdefault(key, time.monotonic())
+                self.observer.added(len(self._queue))
             return
         if key in self._queued:
             return
+        self._added_at.setdefault(key, time.monotonic())
+        self._enqueue(key)
+        self.observer.added(len(self._queue))
+
+    def _enqueue(self, key: K) -> None:
         self._queued.add(key)
         self._queue.append(key)
         asyncio.get_running_loop().create_task(self._notify())
+
+    def retry_after(self, key: K, delay: float) -> None:
+        """``add_after`` for a key whose reconcile failed (counted as a retry)."""
+        self.observer.retried()
+        self.add_after(key, delay)
 
     def add_after(self, key: K, delay: float) -> None:
         """Queue ``key`` after ``delay`` seconds (an earlier pending timer for it wins)."""
@@ -77,14 +127,21 @@ class WorkQueue(Generic[K]):
             key = self._queue.pop(0)
         self._queued.discard(key)
         self._processing.add(key)
+        now = time.monotonic()
+        self._started_at[key] = now
+        self.observer.started(now - self._added_at.pop(key, now), len(self._queue))
         return key
 
     def done(self, key: K) -> None:
         """Processing of ``key`` finished; re-queue it if it changed meanwhile."""
         self._processing.discard(key)
+        started = self._started_at.pop(key, None)
+        if started is not None:
+            self.observer.finished(time.monotonic() - started)
         if key in self._dirty:
             self._dirty.discard(key)
-            self.add(key)
+            if not self._closed:
+                self._enqueue(key)  # counted when it was marked dirty
 
     async def shutdown(self) -> None:
         """Wake every waiting worker with ShutDownError and drop pending timers."""

@@ -12,6 +12,7 @@ from vmplane.api.lifecycle import effective_run_strategy
 from vmplane.api.meta import Condition
 from vmplane.api.vm import PrintableStatus, VirtualMachine, VirtualMachineStatus
 from vmplane.api.vmi import VirtualMachineInstance, VMIPhase
+from vmplane.rollout.approval import RESTART_SCHEDULED
 from vmplane.rollout.conditions import merge_conditions
 from vmplane.rollout.plan import Plan
 
@@ -21,7 +22,7 @@ READY = "Ready"
 RESTART_REQUIRED = "RestartRequired"
 FAILURE = "Failure"
 # Upstream mirrors every VMI condition onto the VM except these, which the VM owns.
-NOT_MIRRORED = frozenset({READY, FAILURE, RESTART_REQUIRED})
+NOT_MIRRORED = frozenset({READY, FAILURE, RESTART_REQUIRED, RESTART_SCHEDULED})
 UNSCHEDULABLE = "Unschedulable"
 
 
@@ -78,6 +79,9 @@ def derive_status(vm: VirtualMachine, obs: Observation) -> VirtualMachineStatus:
         )
     if obs.vmi is not None and obs.vmi.status is not None:
         conditions += [c for c in obs.vmi.status.conditions or () if c.type not in NOT_MIRRORED]
+    if obs.plan is not None and obs.plan.pending:
+        # The restart-approval controller owns RestartScheduled; it means nothing once nothing waits.
+        conditions += [c for c in previous.conditions or () if c.type == RESTART_SCHEDULED]
     generation = vm.metadata.generation
     # Each condition says which generation it was computed for, so ``kubectl wait --for=condition``
     # trusts it even while status.observedGeneration lags (it does while changes are pending).

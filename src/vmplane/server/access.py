@@ -69,10 +69,18 @@ async def _created_name(request: web.Request) -> str:
 
 
 async def check_access(
-    request: web.Request, *, authenticate: Callable[[str | None], User | None], store: Store
+    request: web.Request,
+    *,
+    authenticate: Callable[[str | None], User | None],
+    store: Store,
+    authorization: str | None = None,
 ) -> User:
-    """The caller's identity, or the ``401``/``403`` that ends the request."""
-    user = authenticate(request.headers.get("Authorization"))
+    """The caller's identity, or the ``401``/``403`` that ends the request.
+
+    ``authorization``: the credential to check when it is not the request's own header (the web
+    console's session stands for one).
+    """
+    user = authenticate(authorization if authorization is not None else request.headers.get("Authorization"))
     if user is None:
         raise st.unauthorized()
     attrs = request_attributes(request.method, request.path, request.query)

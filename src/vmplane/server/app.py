@@ -22,6 +22,7 @@ from aiohttp import web
 
 from vmplane.api.kubevirt_defaults import default_kubevirt
 from vmplane.api.resources import KUBEVIRTS
+from vmplane.metrics import Metrics
 from vmplane.server import discovery, openapi_protobuf
 from vmplane.server import status as st
 from vmplane.server.access import USER_KEY, check_access
@@ -33,11 +34,13 @@ from vmplane.server.handlers import ResourceHandlers
 from vmplane.server.http_edge import handler_factory, header_guard
 from vmplane.server.kinds import default_registry
 from vmplane.server.kubeconfig import render_kubeconfig, write_kubeconfig
+from vmplane.server.metrics_route import add_metrics_route, metrics_middleware
 from vmplane.server.openapi import OpenApiDocs
 from vmplane.server.registry import Registry
 from vmplane.server.reviews import add_review_routes
 from vmplane.server.security import TlsFiles, ensure_self_signed, load_or_create_token, server_ssl_context
 from vmplane.server.tokens import Authenticate, TokenAuthenticator, seed_admin_token, single_token
+from vmplane.server.ui import SessionStore, add_ui_routes, is_console_path
 from vmplane.store.base import AlreadyExistsError, JsonObject, Store, StoreError
 from vmplane.store.sqlite import SqliteStore
 
@@ -55,6 +58,10 @@ class Plane(Protocol):
         """Add routes ahead of the generic resource routes."""
         ...
 
+    def instrument(self, metrics: Metrics) -> None:
+        """Report to ``metrics`` (queues, hotplugs, the fleet's series)."""
+        ...
+
     async def run(self, door: InProcessDoor) -> None:
         """Run until cancelled, reaching the API through ``door``."""
         ...
@@ -70,7 +77,9 @@ def _error_response(err: st.ApiError) -> web.Response:
     return response
 
 
-def _middleware(authenticate: Authenticate) -> Callable[..., Awaitable[web.StreamResponse]]:
+def _middleware(
+    authenticate: Authenticate, sessions: SessionStore | None
+) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -78,8 +87,21 @@ def _middleware(authenticate: Authenticate) -> Callable[..., Awaitable[web.Strea
         started = time.monotonic()
         response: web.StreamResponse
         try:
-            await check_access(request, authenticate=authenticate, store=request.app[_CONTEXT].store)
-            response = await handler(request)
+            if sessions is not None and is_console_path(request.path):
+                response = await handler(request)  # the console's page; /ui/session checks itself
+            else:
+                authorization = (
+                    sessions.authorization(request.method, request.cookies, request.headers)
+                    if sessions is not None
+                    else request.headers.get("Authorization")
+                )
+                await check_access(
+                    request,
+                    authenticate=authenticate,
+                    store=request.app[_CONTEXT].store,
+                    authorization=authorization,
+                )
+                response = await handler(request)
         except st.ApiError as err:
             response = _error_response(err)
         except web.HTTPNotFound:
@@ -193,12 +215,16 @@ def create_app(
     settings: ServerSettings | None = None,
     clock: Callable[[], datetime] = utc_now,
     extra_routes: Callable[[web.Application, ApiContext], None] | None = None,
+    metrics: Metrics | None = None,
+    sessions: SessionStore | None = None,
 ) -> web.Application:
     """The API as an aiohttp application; the caller owns the store's lifetime.
 
     ``authenticate`` maps an ``Authorization`` header to a user (``TokenAuthenticator``); ``token``
     instead admits that one bearer token, as admin. ``extra_routes`` adds routes (e.g.
-    subresources) ahead of the generic resource routes.
+    subresources) ahead of the generic resource routes. ``metrics``: count requests and serve
+    ``/metrics`` from it. ``sessions``: serve the web console at ``/ui/``, whose session cookie then
+    authenticates API requests as well as a bearer token does.
     """
     if authenticate is None:
         if token is None:
@@ -206,8 +232,10 @@ def create_app(
         authenticate = single_token(token)
     settings = settings or ServerSettings()
     ctx = ApiContext(store=store, registry=registry, settings=settings, clock=clock)
+    counted = [metrics_middleware(metrics)] if metrics is not None else []
     app = web.Application(
-        middlewares=[header_guard, _middleware(authenticate)], client_max_size=settings.body_limit
+        middlewares=[header_guard, *counted, _middleware(authenticate, sessions)],
+        client_max_size=settings.body_limit,
     )
     app[_CONTEXT] = ctx
 
@@ -217,6 +245,10 @@ def create_app(
     app.on_cleanup.append(stop_caches)
     _discovery_routes(app, registry)
     add_review_routes(app, ctx)
+    if metrics is not None:
+        add_metrics_route(app, metrics)
+    if sessions is not None:
+        add_ui_routes(app, sessions=sessions, authenticate=authenticate)
     if extra_routes is not None:
         extra_routes(app, ctx)
     handlers = ResourceHandlers(ctx)
@@ -345,19 +377,22 @@ async def run_server(
     settings: ServerSettings | None = None,
     on_ready: Callable[[Path], None] | None = None,
     limits: ConnectionLimits | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, with the control plane ``plane`` builds on the store running alongside.
 
     If the plane's ``run`` ends with an error, the server stops and the error is re-raised.
     ``limits``: header and idle timeouts and the connection cap (see ``server.connections``).
+    ``metrics``: where this process's metrics go (a new registry when None), served at ``/metrics``.
     """
     limits = limits or ConnectionLimits()
+    metrics = metrics or Metrics()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(data_dir, 0o700)  # tightened if it existed: it holds the store, token and TLS keys
     token = load_or_create_token(data_dir)
     seed_admin_token(data_dir, token)
     tls = _tls_for(data_dir, listen, tls_cert, tls_key)
-    store = SqliteStore.open(data_dir / "store.db")
+    store = SqliteStore.open(data_dir / "store.db", observe_write=metrics.store_write)
     runner: web.AppRunner | None = None
     listener: asyncio.Server | None = None
     tasks: list[asyncio.Task[None]] = []
@@ -365,12 +400,16 @@ async def run_server(
     try:
         await bootstrap(store)
         built = plane(store) if plane is not None else None
+        if built is not None:
+            built.instrument(metrics)
         app = create_app(
             store=store,
             registry=built.registry if built is not None else default_registry(),
             authenticate=door.authenticate(TokenAuthenticator(data_dir).authenticate),
             settings=settings,
             extra_routes=built.add_routes if built is not None else None,
+            metrics=metrics,
+            sessions=SessionStore(),
         )
         runner = web.AppRunner(
             app,

@@ -23,7 +23,9 @@ __all__ = [
     "CONTROLLERS",
     "NODES_GROUP",
     "READ_VERBS",
+    "RESTART_ANY_VM",
     "VIEWER",
+    "WINDOW_NEEDS_RESTART",
     "Attributes",
     "Decision",
     "Role",
@@ -152,9 +154,10 @@ def _rule(verbs: frozenset[str] | set[str], groups: set[str], resources: set[str
 
 
 _KV = "kubevirt.io"
+_VMPLANE = "vmplane.io"
 #: Objects and their status in the groups vmplane serves; not ``subresources.kubevirt.io``: reading a
 #: guest's serial console is more than viewing (KubeVirt's view role lacks it too).
-_READ_OBJECTS = _rule(READ_VERBS, {"", "apps", _KV, "coordination.k8s.io"}, {"*", "*/status"})
+_READ_OBJECTS = _rule(READ_VERBS, {"", "apps", _KV, "coordination.k8s.io", _VMPLANE}, {"*", "*/status"})
 
 #: Group (or user name) -> its rules, as RBAC ClusterRoles bound to groups.
 ROLE_RULES: Mapping[str, tuple[Rule, ...]] = {
@@ -173,6 +176,7 @@ ROLE_RULES: Mapping[str, tuple[Rule, ...]] = {
             },
         ),
         _rule({"get", "update", "patch"}, {_KV}, {"kubevirts/status"}),
+        _rule({"get", "update", "patch"}, {_VMPLANE}, {"maintenancewindows/status"}),
         _rule(ALL_VERBS, {"apps"}, {"controllerrevisions"}),
         _rule({"create", "update", "patch"}, {""}, {"events"}),
         # The namespace controller empties a terminating namespace of every kind and finalizes it; the
@@ -239,7 +243,30 @@ def authorize(user: User, attrs: Attributes) -> Decision:
         restricted = _node_restriction(user, attrs)
         if not restricted.allowed:
             return restricted
+    if _writes_window(attrs) and not authorize(user, RESTART_ANY_VM).allowed:
+        return Decision(False, WINDOW_NEEDS_RESTART, admission=True)
     return Decision(True)
+
+
+#: Restarting VMs in every namespace, which writing a MaintenanceWindow implies.
+RESTART_ANY_VM = Attributes(
+    verb="update", api_group="subresources.kubevirt.io", resource="virtualmachines", subresource="restart"
+)
+WINDOW_NEEDS_RESTART = (
+    "a MaintenanceWindow restarts the VMs it selects, in any namespace its namespaceSelector matches now "
+    'or later: only identities that may update "virtualmachines/restart" in API group '
+    '"subresources.kubevirt.io" at the cluster scope may write one'
+)
+
+
+def _writes_window(attrs: Attributes) -> bool:
+    """A write of a MaintenanceWindow's spec (its status is its controller's)."""
+    return (
+        attrs.api_group == _VMPLANE
+        and attrs.resource == "maintenancewindows"
+        and not attrs.subresource
+        and attrs.verb in ("create", "update", "patch")
+    )
 
 
 #: Kinds a node may write only for itself (their rules above grant the verbs).

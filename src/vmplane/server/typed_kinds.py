@@ -17,6 +17,7 @@ from vmplane.api.decoding import FieldValidation, decode
 from vmplane.api.errors import CauseType, FieldCause, InvalidObjectError
 from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration
 from vmplane.api.kubevirt_defaults import default_kubevirt
+from vmplane.api.maintenance import MaintenanceWindow, window_causes
 from vmplane.api.model import WireModel
 from vmplane.api.ownership import MACHINE_FINALIZER, controller_of
 from vmplane.api.spec_rules import spec_field_causes
@@ -27,6 +28,7 @@ from vmplane.rollout.effective import effective_spec
 from vmplane.rollout.plan import plan, vm_path
 from vmplane.rollout.vm_status import Observation, derive_status
 from vmplane.server.kinds import default_registry
+from vmplane.server.maintenance_kind import maintenance_window_type
 from vmplane.server.registry import Admitted, Operation, Registry
 from vmplane.server.registry import FieldValidation as FieldValidationName
 from vmplane.store.base import JsonObject
@@ -39,6 +41,7 @@ __all__ = [
     "VMI_UPDATE_RESTRICTED",
     "ClusterView",
     "KubeVirtAdmitter",
+    "MaintenanceWindowAdmitter",
     "VMAdmitter",
     "VMIAdmitter",
     "typed_registry",
@@ -234,13 +237,40 @@ class KubeVirtAdmitter:
         return Admitted(object=_with_metadata_of(decoded.value.to_wire(), new), warnings=decoded.warnings)
 
 
+@dataclasses.dataclass(frozen=True)
+class MaintenanceWindowAdmitter:
+    """Admission of MaintenanceWindows: decode, then ``api.maintenance.window_causes``."""
+
+    def admit(
+        self,
+        *,
+        operation: Operation,
+        new: JsonObject,
+        old: JsonObject | None,
+        field_validation: FieldValidationName,
+        dry_run: bool,
+    ) -> Admitted:
+        """Decode and validate schedule, selectors, ``maxUnavailable``, priority label and gate."""
+        decoded = _admissible(
+            MaintenanceWindow,
+            new,
+            field_validation,
+            lambda window: validate_metadata(window.metadata) + window_causes(window),
+        )
+        wire = _with_metadata_of(decoded.value.to_wire(), new)
+        if operation == "CREATE":
+            wire.pop("status", None)
+        return Admitted(object=wire, warnings=decoded.warnings)
+
+
 def typed_registry(
     cluster: ClusterView,
     *,
     allowed_host_dirs: tuple[str, ...] | None = None,
     machine_types: tuple[str, ...] | None = None,
 ) -> Registry:
-    """The default registry with the kubevirt.io/v1 kinds typed and admitted.
+    """The default registry with the kubevirt.io/v1 kinds typed and admitted, and vmplane.io's
+    MaintenanceWindow.
 
     ``allowed_host_dirs``: the directories ``hostDisk`` paths must lie under (None: not checked).
     ``machine_types``: the machine types ``domain.machine.type`` may name (None: any q35 name).
@@ -257,4 +287,5 @@ def typed_registry(
         current = registry.lookup("kubevirt.io", "v1", plural)
         assert current is not None
         registry.register(dataclasses.replace(current, schema=_schema(model), admitter=admitter))
+    registry.register(maintenance_window_type(_schema(MaintenanceWindow), MaintenanceWindowAdmitter()))
     return registry

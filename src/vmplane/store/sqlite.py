@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -40,7 +41,10 @@ from vmplane.store.base import (
 )
 from vmplane.store.watching import DEFAULT_HISTORY_BYTES, LogEntry, LogPage, WatchHub, page_of, stream
 
-__all__ = ["DEFAULT_HISTORY", "DEFAULT_HISTORY_BYTES", "SqliteStore"]
+__all__ = ["DEFAULT_HISTORY", "DEFAULT_HISTORY_BYTES", "SqliteStore", "WriteObserver"]
+
+#: Told each write's seconds: the whole transaction, and its COMMIT (where the WAL is fsynced).
+WriteObserver = Callable[[float, float], None]
 
 DEFAULT_HISTORY = 100_000
 # Compaction deletes old log rows in batches of up to this many, so that most writes pay nothing.
@@ -74,9 +78,11 @@ class SqliteStore:
         clock: Callable[[], datetime],
         history: int,
         history_bytes: int = DEFAULT_HISTORY_BYTES,
+        observe_write: WriteObserver | None = None,
     ) -> None:
         """Wrap an initialised connection; use ``open`` instead."""
         self._db = connection
+        self._observe_write = observe_write
         self._clock = clock
         self._history = history
         self._history_bytes = history_bytes
@@ -97,13 +103,15 @@ class SqliteStore:
         clock: Callable[[], datetime] | None = None,
         history: int = DEFAULT_HISTORY,
         history_bytes: int = DEFAULT_HISTORY_BYTES,
+        observe_write: WriteObserver | None = None,
     ) -> SqliteStore:
         """Open (creating if needed) the store file at ``path``; a plain call, nothing to await.
 
         ``clock`` gives creation and deletion timestamps (default: the system clock in UTC).
         ``history`` is how many of the latest changes stay replayable by ``watch``; older ones are
         compacted away in batches; so are the oldest once the log's bodies exceed ``history_bytes``
-        (the latest change always stays). The file is locked for this process until ``close``: a second
+        (the latest change always stays). ``observe_write`` is told each write's durations (metrics).
+        The file is locked for this process until ``close``: a second
         opener, in this process or another, gets StoreError rather than a diverging revision.
         """
         if history < 1:
@@ -140,7 +148,13 @@ class SqliteStore:
             db.close()
             raise
         _tighten(path)
-        return cls(db, clock=clock or _utc_now, history=history, history_bytes=history_bytes)
+        return cls(
+            db,
+            clock=clock or _utc_now,
+            history=history,
+            history_bytes=history_bytes,
+            observe_write=observe_write,
+        )
 
     async def get(self, resource: str, namespace: str, name: str) -> JsonObject:
         """Return the object or raise NotFoundError."""
@@ -259,10 +273,14 @@ class SqliteStore:
     ) -> None:
         revision = self._revision + 1
         body = semantics.encode(change.object)
+        started = time.perf_counter()
+        commits: list[float] = []
         try:
-            compact_to, log_bytes = self._write(db, resource, key, change, revision, body)
+            compact_to, log_bytes = self._write(db, resource, key, change, revision, body, commits.append)
         except sqlite3.Error as err:
             raise StoreError(f"write to {resource} {_describe(*key)} failed: {err}") from err
+        if self._observe_write is not None:
+            self._observe_write(time.perf_counter() - started, sum(commits))
         # Only after COMMIT returned: a failed write leaves the counters and watches untouched.
         self._revision = revision
         self._compacted = compact_to
@@ -277,8 +295,9 @@ class SqliteStore:
         change: semantics.Change,
         revision: int,
         body: str,
+        on_commit: Callable[[float], None],
     ) -> tuple[int, int]:
-        with _transaction(db):
+        with _transaction(db, on_commit):
             if change.type == "DELETED":
                 db.execute(
                     "DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?",
@@ -336,12 +355,15 @@ class SqliteStore:
 
 
 @contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+def _transaction(db: sqlite3.Connection, on_commit: Callable[[float], None] | None = None) -> Iterator[None]:
     # IMMEDIATE takes the write lock at BEGIN, so a locked file fails before any work is done.
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
+        started = time.perf_counter()
         db.execute("COMMIT")
+        if on_commit is not None:
+            on_commit(time.perf_counter() - started)
     except BaseException:
         # A failed COMMIT (disk full, I/O error) may leave the transaction open; close it so the
         # next write can begin.
