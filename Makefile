@@ -3,8 +3,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
 # Machine components the suite must have: their tests fail rather than skip without them
-# (tests/conftest.py), and `make deps` installs them. etcd joins when its issue lands.
-VMPLANE_REQUIRE ?= qemu,kubectl,browser
+# (tests/conftest.py), and `make deps` installs them.
+VMPLANE_REQUIRE ?= qemu,kubectl,etcd,browser
 export VMPLANE_REQUIRE
 
 .PHONY: install deps demo test lint bench

@@ -3,21 +3,21 @@
 # what is missing and the command that installs it. `make deps` (and so `make test`) runs this before
 # creating the Python venv; it is idempotent and takes well under a second when everything is there.
 #
-# The components to provide are those in VMPLANE_REQUIRE (default qemu,kubectl,browser), the same setting
+# The components to provide are those in VMPLANE_REQUIRE (default qemu,kubectl,etcd,browser), the same setting
 # tests/conftest.py reads to fail, rather than skip, the tests that need them.
 # A new component is one line in PACKAGES (Debian packages apt can install) and, when it needs more
 # than packages, one case in provide() below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-require="${VMPLANE_REQUIRE-qemu,kubectl,browser}"
+require="${VMPLANE_REQUIRE-qemu,kubectl,etcd,browser}"
 
 # component -> the Debian packages it needs ("base" is always needed).
 declare -A PACKAGES=(
     [base]="python3-venv"
     [qemu]="qemu-system-x86 qemu-utils"
     [kubectl]=""
-    [etcd]="etcd-server"
+    [etcd]="etcd-server etcd-client"
     [browser]="chromium chromium-driver"
 )
 

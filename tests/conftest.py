@@ -3,11 +3,14 @@
 A test that needs something outside Python marks it: ``@pytest.mark.requires("qemu")`` (or a module's
 ``pytestmark``). Without the component the test is skipped with a reason naming what is missing and
 how to install it, unless ``VMPLANE_REQUIRE`` lists the component (``make test`` and ``.ci/run`` set
-``VMPLANE_REQUIRE=qemu,kubectl,browser``): then it fails. Any other skip of a test that needs a required
+``VMPLANE_REQUIRE=qemu,kubectl,etcd,browser``): then it fails. Any other skip of a test that needs a required
 component (a fixture calling ``pytest.skip``, say) fails too, and so does a module-level skip while
 anything is required, because such a skip hides every test of its module.
 
 Add a component with one entry in ``COMPONENTS``.
+
+``etcd_cluster`` is one real etcd member on loopback for the whole session (started on first use,
+killed at the end); suites share it under distinct key prefixes.
 """
 
 from __future__ import annotations
@@ -15,10 +18,14 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from etcd_support import EtcdCluster
 
 GUEST = Path(__file__).resolve().parents[1] / "guest" / "out"
 GUEST_FILES = ("vmlinuz", "initrd.img", "cmdline")
@@ -46,7 +53,7 @@ COMPONENTS: dict[str, Callable[[], str | None]] = {
     "kubectl": lambda: _tools(
         "kubectl", install="https://dl.k8s.io/release/v1.32.0/bin/linux/amd64/kubectl into /usr/local/bin"
     ),
-    "etcd": lambda: _tools("etcd", install="apt-get install etcd-server"),
+    "etcd": lambda: _tools("etcd", "etcdctl", install="apt-get install etcd-server etcd-client"),
     "browser": lambda: _tools("chromium", "chromedriver", install="apt-get install chromium chromium-driver"),
 }
 
@@ -126,3 +133,16 @@ def pytest_make_collect_report(
             + (str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr))
         )
     return report
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster() -> Iterator[EtcdCluster]:
+    """One etcd member for the session, its data on /dev/shm (tests need its semantics, not its disk)."""
+    # Imported here: this conftest is also copied alone into scratch directories (test_no_silent_skips).
+    from etcd_support import EtcdCluster
+
+    cluster = EtcdCluster(in_memory=True)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

@@ -13,7 +13,7 @@ import hashlib
 import os
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +61,8 @@ from vmplane.server.security import TlsFiles, ensure_self_signed, server_ssl_con
 from vmplane.server.subresources import add_subresource_routes
 from vmplane.server.typed_kinds import typed_registry
 from vmplane.store.base import JsonObject, Store
+from vmplane.store.etcd import EtcdStore
+from vmplane.store.etcd_client import EtcdConfig, parse_store_url
 
 __all__ = [
     "APISERVER_USER",
@@ -70,7 +72,9 @@ __all__ = [
     "InformerClusterView",
     "NodeHost",
     "PlaneOptions",
+    "StoreOpener",
     "namespaced_resources",
+    "store_opener",
 ]
 
 
@@ -459,3 +463,35 @@ class ControlPlane:
             await controllers.stop()
             await controllers.client.close()
             await self.api.stop()
+
+
+StoreOpener = Callable[[Path], Awaitable[Store]]
+
+
+def store_opener(
+    url: str | None,
+    *,
+    etcd_cafile: Path | None = None,
+    etcd_certfile: Path | None = None,
+    etcd_keyfile: Path | None = None,
+) -> StoreOpener | None:
+    """The backend ``--store`` names: None for the embedded SQLite store in the data directory,
+    EtcdStore for ``etcd://HOST:PORT[,HOST:PORT...]`` (optionally over client TLS).
+
+    Raises ValueError naming the flag when the URL or the TLS files do not fit together.
+    """
+    tls = (etcd_cafile, etcd_certfile, etcd_keyfile)
+    if url is None:
+        if any(path is not None for path in tls):
+            raise ValueError("--etcd-cafile/--etcd-certfile/--etcd-keyfile need --store etcd://...")
+        return None
+    if (etcd_certfile is None) != (etcd_keyfile is None):
+        raise ValueError("--etcd-certfile and --etcd-keyfile go together")
+    config = EtcdConfig(
+        parse_store_url(url), cafile=etcd_cafile, certfile=etcd_certfile, keyfile=etcd_keyfile
+    )
+
+    async def open_etcd(data_dir: Path) -> Store:
+        return await EtcdStore.open(config)
+
+    return open_etcd

@@ -1,4 +1,8 @@
-"""The Store contract: one behaviour per test, run against every backend in ``conftest.BACKENDS``."""
+"""The Store contract: one behaviour per test, run against every backend in ``conftest.BACKENDS``.
+
+Revisions are counted from ``base``, the store's revision when the test starts: 0 for a fresh SQLite
+or memory store, whatever the shared etcd cluster is at for EtcdStore (one global revision).
+"""
 
 from __future__ import annotations
 
@@ -67,11 +71,11 @@ def summary(events: list[WatchEvent]) -> list[tuple[str, str, int]]:
 # --- create and get ---------------------------------------------------------------------------------
 
 
-async def test_create_sets_server_metadata(store: Store) -> None:
+async def test_create_sets_server_metadata(store: Store, base: int) -> None:
     created = await store.create(VMS, vm("a"))
     meta = created["metadata"]
     assert re.fullmatch(r"[0-9a-f-]{36}", meta["uid"])
-    assert meta["resourceVersion"] == "1"
+    assert meta["resourceVersion"] == str(base + 1)
     assert meta["generation"] == 1
     assert meta["creationTimestamp"] == "2026-11-28T10:00:00Z"
 
@@ -81,33 +85,33 @@ async def test_get_returns_what_create_returned(store: Store) -> None:
     assert await store.get(VMS, "default", "a") == created
 
 
-async def test_resource_version_increases_across_all_objects_and_resources(store: Store) -> None:
+async def test_resource_version_increases_across_all_objects_and_resources(store: Store, base: int) -> None:
     a = await store.create(VMS, vm("a"))
     b = await store.create(PODS, vm("b"))
     c = await store.create(VMS, vm("c", "other"))
-    assert [rv(a), rv(b), rv(c)] == [1, 2, 3]
+    assert [rv(a), rv(b), rv(c)] == [base + 1, base + 2, base + 3]
 
 
-async def test_create_replaces_client_supplied_server_fields(store: Store) -> None:
+async def test_create_replaces_client_supplied_server_fields(store: Store, base: int) -> None:
     sent = vm("a", uid="mine", resourceVersion="77", generation=9, deletionTimestamp="2020-01-01T00:00:00Z")
     meta = (await store.create(VMS, sent))["metadata"]
-    assert (meta["resourceVersion"], meta["generation"]) == ("1", 1)
+    assert (meta["resourceVersion"], meta["generation"]) == (str(base + 1), 1)
     assert meta["uid"] != "mine"
     assert "deletionTimestamp" not in meta
 
 
-async def test_create_duplicate_raises_already_exists(store: Store) -> None:
+async def test_create_duplicate_raises_already_exists(store: Store, base: int) -> None:
     await store.create(VMS, vm("a"))
     with pytest.raises(AlreadyExistsError):
         await store.create(VMS, vm("a"))
-    assert await store.current_revision() == 1
+    assert await store.current_revision() == base + 1
 
 
-async def test_same_name_in_other_namespace_or_resource_is_distinct(store: Store) -> None:
+async def test_same_name_in_other_namespace_or_resource_is_distinct(store: Store, base: int) -> None:
     await store.create(VMS, vm("a", "one"))
     await store.create(VMS, vm("a", "two"))
     await store.create(PODS, vm("a", "one"))
-    assert await store.current_revision() == 3
+    assert await store.current_revision() == base + 3
 
 
 async def test_cluster_scoped_objects_use_empty_namespace(store: Store) -> None:
@@ -140,10 +144,12 @@ async def test_get_missing_raises_not_found(store: Store) -> None:
         pytest.param({"metadata": {"name": "a"}, "spec": _nested(100_000)}, id="too-deep"),
     ],
 )
-async def test_create_of_invalid_object_raises_and_stores_nothing(store: Store, bad: JsonObject) -> None:
+async def test_create_of_invalid_object_raises_and_stores_nothing(
+    store: Store, base: int, bad: JsonObject
+) -> None:
     with pytest.raises(InvalidObjectError):
         await store.create(VMS, bad)
-    assert await store.current_revision() == 0
+    assert await store.current_revision() == base
     assert (await store.list(VMS)).items == []
 
 
@@ -176,15 +182,15 @@ async def test_list_filters_by_namespace_and_resource(store: Store) -> None:
     assert [i["metadata"]["name"] for i in (await store.list(VMS, "one")).items] == ["a"]
 
 
-async def test_list_resource_version_is_the_latest_write(store: Store) -> None:
+async def test_list_resource_version_is_the_latest_write(store: Store, base: int) -> None:
     await store.create(VMS, vm("a"))
     await store.create(PODS, vm("b"))
-    assert (await store.list(VMS)).resource_version == 2
+    assert (await store.list(VMS)).resource_version == base + 2
 
 
-async def test_list_of_unknown_resource_is_empty(store: Store) -> None:
+async def test_list_of_unknown_resource_is_empty(store: Store, base: int) -> None:
     result = await store.list("widgets")
-    assert (result.items, result.resource_version) == ([], 0)
+    assert (result.items, result.resource_version) == ([], base)
 
 
 # --- update -----------------------------------------------------------------------------------------
@@ -194,7 +200,7 @@ async def test_update_with_current_resource_version_succeeds(store: Store) -> No
     created = await store.create(VMS, vm("a"))
     created["spec"]["cpu"] = 2
     updated = await store.update(VMS, created)
-    assert (rv(updated), updated["spec"]["cpu"]) == (2, 2)
+    assert (rv(updated), updated["spec"]["cpu"]) == (rv(created) + 1, 2)
 
 
 async def test_update_with_stale_resource_version_conflicts(store: Store) -> None:
@@ -281,7 +287,7 @@ async def test_status_update_changes_only_the_status(store: Store) -> None:
 async def test_generation_unchanged_by_status_update(store: Store) -> None:
     await store.create(VMS, vm("a"))
     updated = await store.update(VMS, {**vm("a"), "status": {"ready": True}}, subresource="status")
-    assert (updated["metadata"]["generation"], rv(updated)) == (1, 2)
+    assert (updated["metadata"]["generation"], rv(updated)) == (1, await store.current_revision())
 
 
 async def test_status_update_with_stale_resource_version_conflicts(store: Store) -> None:
@@ -297,7 +303,7 @@ async def test_status_update_with_stale_resource_version_conflicts(store: Store)
 async def test_delete_removes_object_and_returns_it_with_the_deletion_version(store: Store) -> None:
     created = await store.create(VMS, vm("a"))
     deleted = await store.delete(VMS, "default", "a")
-    assert (deleted["metadata"]["uid"], rv(deleted)) == (created["metadata"]["uid"], 2)
+    assert (deleted["metadata"]["uid"], rv(deleted)) == (created["metadata"]["uid"], rv(created) + 1)
     with pytest.raises(NotFoundError):
         await store.get(VMS, "default", "a")
 
@@ -308,16 +314,16 @@ async def test_delete_of_missing_object_raises_not_found(store: Store) -> None:
 
 
 async def test_delete_with_stale_resource_version_conflicts(store: Store) -> None:
-    await store.create(VMS, vm("a"))
-    await store.update(VMS, vm("a", cpu=2))
+    created = await store.create(VMS, vm("a"))
+    updated = await store.update(VMS, vm("a", cpu=2))
     with pytest.raises(ConflictError):
-        await store.delete(VMS, "default", "a", resource_version=1)
-    assert await store.current_revision() == 2
+        await store.delete(VMS, "default", "a", resource_version=rv(created))
+    assert await store.current_revision() == rv(updated)
 
 
 async def test_delete_with_current_resource_version_succeeds(store: Store) -> None:
-    await store.create(VMS, vm("a"))
-    assert rv(await store.delete(VMS, "default", "a", resource_version=1)) == 2
+    created = rv(await store.create(VMS, vm("a")))
+    assert rv(await store.delete(VMS, "default", "a", resource_version=created)) == created + 1
 
 
 async def test_delete_with_finalizers_only_marks_the_object(store: Store, clock: FakeClock) -> None:
@@ -337,7 +343,7 @@ async def test_deleting_a_marked_object_again_changes_nothing(store: Store) -> N
     await store.create(VMS, vm("a", finalizers=["f"]))
     marked = await store.delete(VMS, "default", "a")
     assert await store.delete(VMS, "default", "a") == marked
-    assert await store.current_revision() == 2
+    assert await store.current_revision() == rv(marked)
 
 
 async def test_removing_last_finalizer_of_marked_object_deletes_it(store: Store) -> None:
@@ -345,7 +351,7 @@ async def test_removing_last_finalizer_of_marked_object_deletes_it(store: Store)
     marked = await store.delete(VMS, "default", "a")
     marked["metadata"]["finalizers"] = []
     final = await store.update(VMS, marked)
-    assert (rv(final), final["metadata"]["finalizers"]) == (3, [])
+    assert (rv(final), final["metadata"]["finalizers"]) == (rv(marked) + 1, [])
     with pytest.raises(NotFoundError):
         await store.get(VMS, "default", "a")
 
@@ -390,12 +396,12 @@ async def test_recreate_after_delete_gets_a_new_uid(store: Store) -> None:
 # --- revision ---------------------------------------------------------------------------------------
 
 
-async def test_current_revision_counts_every_write_including_deletes(store: Store) -> None:
-    assert await store.current_revision() == 0
+async def test_current_revision_counts_every_write_including_deletes(store: Store, base: int) -> None:
+    assert await store.current_revision() == base
     await store.create(VMS, vm("a"))
     await store.update(VMS, vm("a", cpu=2))
     await store.delete(VMS, "default", "a")
-    assert await store.current_revision() == 3
+    assert await store.current_revision() == base + 3
 
 
 async def test_closed_store_rejects_calls(store: Store) -> None:
@@ -407,46 +413,46 @@ async def test_closed_store_rejects_calls(store: Store) -> None:
 # --- watch ------------------------------------------------------------------------------------------
 
 
-async def test_watch_replays_every_change_after_since_in_order(store: Store) -> None:
+async def test_watch_replays_every_change_after_since_in_order(store: Store, base: int) -> None:
     await store.create(VMS, vm("a", finalizers=["f"]))
     await store.create(VMS, vm("b"))
     await store.update(VMS, vm("a", cpu=2, finalizers=["f"]))
     await store.delete(VMS, "default", "a")
     await store.delete(VMS, "default", "b")
     await store.update(VMS, vm("a", cpu=2, finalizers=[]))
-    events = await take(store.watch(VMS, since=1), 5)
+    events = await take(store.watch(VMS, since=base + 1), 5)
     assert summary(events) == [
-        ("ADDED", "b", 2),
-        ("MODIFIED", "a", 3),
-        ("MODIFIED", "a", 4),
-        ("DELETED", "b", 5),
-        ("DELETED", "a", 6),
+        ("ADDED", "b", base + 2),
+        ("MODIFIED", "a", base + 3),
+        ("MODIFIED", "a", base + 4),
+        ("DELETED", "b", base + 5),
+        ("DELETED", "a", base + 6),
     ]
 
 
-async def test_watch_event_object_carries_its_resource_version(store: Store) -> None:
+async def test_watch_event_object_carries_its_resource_version(store: Store, base: int) -> None:
     await store.create(VMS, vm("a"))
-    [event] = await take(store.watch(VMS, since=0), 1)
-    assert rv(event.object) == event.resource_version == 1
+    [event] = await take(store.watch(VMS, since=base), 1)
+    assert rv(event.object) == event.resource_version == base + 1
 
 
-async def test_watch_streams_live_changes_after_replay(store: Store) -> None:
+async def test_watch_streams_live_changes_after_replay(store: Store, base: int) -> None:
     await store.create(VMS, vm("a"))
-    events = store.watch(VMS, since=0)
-    assert summary(await take(events, 1)) == [("ADDED", "a", 1)]
+    events = store.watch(VMS, since=base)
+    assert summary(await take(events, 1)) == [("ADDED", "a", base + 1)]
     await store.create(VMS, vm("b"))
     await store.update(VMS, vm("a", cpu=3))
-    assert summary(await take(events, 2)) == [("ADDED", "b", 2), ("MODIFIED", "a", 3)]
+    assert summary(await take(events, 2)) == [("ADDED", "b", base + 2), ("MODIFIED", "a", base + 3)]
 
 
-async def test_watch_from_current_revision_sees_only_later_changes(store: Store) -> None:
+async def test_watch_from_current_revision_sees_only_later_changes(store: Store, base: int) -> None:
     await store.create(VMS, vm("a"))
     events = store.watch(VMS, since=await store.current_revision())
     pending = asyncio.ensure_future(anext(events))
     await asyncio.sleep(0)
     await store.create(VMS, vm("b"))
     async with asyncio.timeout(5):
-        assert summary([await pending]) == [("ADDED", "b", 2)]
+        assert summary([await pending]) == [("ADDED", "b", base + 2)]
 
 
 async def test_watch_after_list_misses_nothing(store: Store) -> None:
@@ -458,33 +464,33 @@ async def test_watch_after_list_misses_nothing(store: Store) -> None:
     assert [name for _, name, _ in summary(await take(events, 2))] == ["b", "c"]
 
 
-async def test_watch_filters_by_resource_and_namespace(store: Store) -> None:
-    events = store.watch(VMS, "one", since=0)
+async def test_watch_filters_by_resource_and_namespace(store: Store, base: int) -> None:
+    events = store.watch(VMS, "one", since=base)
     await store.create(VMS, vm("a", "two"))
     await store.create(PODS, vm("b", "one"))
     await store.create(VMS, vm("c", "one"))
-    assert summary(await take(events, 1)) == [("ADDED", "c", 3)]
+    assert summary(await take(events, 1)) == [("ADDED", "c", base + 3)]
 
 
-async def test_watch_of_all_namespaces_sees_every_namespace(store: Store) -> None:
+async def test_watch_of_all_namespaces_sees_every_namespace(store: Store, base: int) -> None:
     await store.create(VMS, vm("a", "one"))
     await store.create(VMS, vm("b", "two"))
-    assert [n for _, n, _ in summary(await take(store.watch(VMS, since=0), 2))] == ["a", "b"]
+    assert [n for _, n, _ in summary(await take(store.watch(VMS, since=base), 2))] == ["a", "b"]
 
 
-async def test_watch_delivers_deleted_event_with_last_state(store: Store) -> None:
+async def test_watch_delivers_deleted_event_with_last_state(store: Store, base: int) -> None:
     await store.create(VMS, vm("a", labels={"x": "1"}))
     await store.delete(VMS, "default", "a")
-    [_, deleted] = await take(store.watch(VMS, since=0), 2)
+    [_, deleted] = await take(store.watch(VMS, since=base), 2)
     assert (deleted.type, deleted.object["metadata"]["labels"], rv(deleted.object)) == (
         "DELETED",
         {"x": "1"},
-        2,
+        base + 2,
     )
 
 
-async def test_watch_events_are_independent_copies(store: Store) -> None:
-    first, second = store.watch(VMS, since=0), store.watch(VMS, since=0)
+async def test_watch_events_are_independent_copies(store: Store, base: int) -> None:
+    first, second = store.watch(VMS, since=base), store.watch(VMS, since=base)
     await store.create(VMS, vm("a"))
     [event] = await take(first, 1)
     event.object["spec"]["cpu"] = 99
@@ -494,18 +500,16 @@ async def test_watch_events_are_independent_copies(store: Store) -> None:
 
 async def test_watch_from_compacted_version_is_gone(open_store: StoreFactory) -> None:
     store = await open_store(history=5)
-    for index in range(20):
-        await store.create(VMS, vm(f"vm-{index}"))
+    versions = [rv(await store.create(VMS, vm(f"vm-{index}"))) for index in range(20)]
     with pytest.raises(ExpiredError):
-        await anext(store.watch(VMS, since=1))
+        await anext(store.watch(VMS, since=versions[0]))
 
 
 async def test_watch_within_retained_history_replays(open_store: StoreFactory) -> None:
     store = await open_store(history=5)
-    for index in range(20):
-        await store.create(VMS, vm(f"vm-{index}"))
-    events = await take(store.watch(VMS, since=15), 5)
-    assert [e.resource_version for e in events] == [16, 17, 18, 19, 20]
+    versions = [rv(await store.create(VMS, vm(f"vm-{index}"))) for index in range(20)]
+    events = await take(store.watch(VMS, since=versions[14]), 5)
+    assert [e.resource_version for e in events] == versions[15:]
 
 
 async def test_watcher_that_falls_behind_still_gets_every_change_once(
@@ -513,34 +517,35 @@ async def test_watcher_that_falls_behind_still_gets_every_change_once(
 ) -> None:
     monkeypatch.setattr(watching, "LIVE_QUEUE_LIMIT", 3)
     store = await open_store()
-    events = store.watch(VMS, since=0)
+    base = await store.current_revision()
+    events = store.watch(VMS, since=base)
     await store.create(VMS, vm("vm-0"))
     await take(events, 1)
     for index in range(1, 10):  # overflows the live queue: the watch falls back to the log
         await store.create(VMS, vm(f"vm-{index}"))
-    assert [e.resource_version for e in await take(events, 9)] == list(range(2, 11))
+    assert [e.resource_version for e in await take(events, 9)] == list(range(base + 2, base + 11))
 
 
 def kinds(events: list[WatchEvent]) -> list[tuple[str, int]]:
     return [(e.type, e.resource_version) for e in events]
 
 
-async def test_progress_watch_reports_the_head_once_caught_up(store: Store) -> None:
+async def test_progress_watch_reports_the_head_once_caught_up(store: Store, base: int) -> None:
     await store.create(VMS, vm("a"))
     await store.create(PODS, vm("p"))
-    events = store.watch(VMS, since=0, progress=True)
+    events = store.watch(VMS, since=base, progress=True)
     [added, bookmark] = await take(events, 2)
-    assert kinds([added, bookmark]) == [("ADDED", 1), ("BOOKMARK", 2)]
+    assert kinds([added, bookmark]) == [("ADDED", base + 1), ("BOOKMARK", base + 2)]
     assert bookmark.object == {}
 
 
-async def test_progress_request_covers_writes_to_other_resources(store: Store) -> None:
-    events = store.watch(VMS, since=0, progress=True)
-    assert kinds(await take(events, 1)) == [("BOOKMARK", 0)]
+async def test_progress_request_covers_writes_to_other_resources(store: Store, base: int) -> None:
+    events = store.watch(VMS, since=base, progress=True)
+    assert kinds(await take(events, 1)) == [("BOOKMARK", base)]
     await store.create(VMS, vm("a"))
     await store.create(PODS, vm("p"))
     await store.request_progress()
-    assert kinds(await take(events, 2)) == [("ADDED", 1), ("BOOKMARK", 2)]
+    assert kinds(await take(events, 2)) == [("ADDED", base + 1), ("BOOKMARK", base + 2)]
 
 
 async def test_progress_request_is_answered_after_a_fall_back_to_the_log(
@@ -548,27 +553,28 @@ async def test_progress_request_is_answered_after_a_fall_back_to_the_log(
 ) -> None:
     monkeypatch.setattr(watching, "LIVE_QUEUE_LIMIT", 3)
     store = await open_store()
-    events = store.watch(VMS, since=0, progress=True)
-    assert kinds(await take(events, 1)) == [("BOOKMARK", 0)]
+    base = await store.current_revision()
+    events = store.watch(VMS, since=base, progress=True)
+    assert kinds(await take(events, 1)) == [("BOOKMARK", base)]
     for index in range(10):  # overflows the live queue while the request is pending
         await store.create(VMS, vm(f"vm-{index}"))
     await store.request_progress()
     await store.create(PODS, vm("p"))
     got = await take(events, 11)
-    assert kinds(got[:10]) == [("ADDED", revision) for revision in range(1, 11)]
+    assert kinds(got[:10]) == [("ADDED", revision) for revision in range(base + 1, base + 11)]
     assert got[10].type == "BOOKMARK"
-    assert got[10].resource_version >= 10
+    assert got[10].resource_version >= base + 10
 
 
-async def test_plain_watch_sends_no_bookmarks(store: Store) -> None:
-    events = store.watch(VMS, since=0)
+async def test_plain_watch_sends_no_bookmarks(store: Store, base: int) -> None:
+    events = store.watch(VMS, since=base)
     pending = asyncio.ensure_future(anext(events))
     await asyncio.sleep(0)
     await store.create(PODS, vm("p"))
     await store.request_progress()
     await store.create(VMS, vm("a"))
     async with asyncio.timeout(5):
-        assert summary([await pending]) == [("ADDED", "a", 2)]
+        assert summary([await pending]) == [("ADDED", "a", base + 2)]
 
 
 async def test_watch_on_closed_store_raises(store: Store) -> None:
@@ -577,8 +583,8 @@ async def test_watch_on_closed_store_raises(store: Store) -> None:
         await anext(store.watch(VMS, since=0))
 
 
-async def test_close_ends_open_watches(store: Store) -> None:
-    events = store.watch(VMS, since=0)
+async def test_close_ends_open_watches(store: Store, base: int) -> None:
+    events = store.watch(VMS, since=base)
     pending = asyncio.ensure_future(anext(events))
     await asyncio.sleep(0)
     await store.close()

@@ -3,6 +3,9 @@
 The model restates the Kubernetes rules independently of ``store.semantics`` (it must not share the
 code it checks). Two watches opened before the first step, one on every namespace and one on
 namespace "a", must deliver exactly the model's change log, in order, with nothing extra.
+
+Revisions count from the store's revision when the machine starts (0 for a fresh SQLite or memory
+store; EtcdStore shares one etcd, started once per session, under a fresh key prefix per run).
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 import pytest
+from etcd_support import EtcdCluster
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -30,6 +35,8 @@ from vmplane.store.base import (
     StoreError,
     WatchEvent,
 )
+from vmplane.store.etcd import EtcdStore
+from vmplane.store.etcd_client import EtcdConfig
 from vmplane.store.sqlite import SqliteStore
 from vmplane.testing.memory_store import MemoryStore
 
@@ -42,7 +49,10 @@ Version = Literal["current", "stale", "future", "none"]
 BACKENDS: dict[str, Callable[[Path, Callable[[], datetime]], Awaitable[Store]]] = {
     "sqlite": lambda path, clock: _ready(SqliteStore.open(path / "store.db", clock=clock)),
     "memory": lambda path, clock: _ready(MemoryStore(clock=clock)),
+    "etcd": lambda path, clock: _etcd(clock),
 }
+# Set by the etcd machine's fixture: hypothesis builds machines itself, so they cannot take fixtures.
+_ETCD: list[EtcdCluster] = []
 
 keys = st.tuples(st.sampled_from(["", "a", "b"]), st.sampled_from(["x", "y"]))
 cpus = st.integers(1, 3)
@@ -53,6 +63,15 @@ versions = st.sampled_from(["current", "stale", "future", "none"])
 
 async def _ready(store: Store) -> Store:
     return store
+
+
+async def _etcd(clock: Callable[[], datetime]) -> Store:
+    return await EtcdStore.open(
+        EtcdConfig(_ETCD[0].endpoints),
+        prefix=f"/model-{uuid.uuid4().hex}",
+        clock=clock,
+        compaction_interval=None,
+    )
 
 
 async def _collect(events: AsyncIterator[WatchEvent], sink: list[WatchEvent]) -> None:
@@ -76,14 +95,16 @@ class StoreMatchesModel(RuleBasedStateMachine):
         self.now = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
         self.store = self.run(BACKENDS[self.backend](self.directory, lambda: self.now))
         self.model: dict[Key, JsonObject] = {}
-        self.revision = 0
+        self.revision = self.run(self.store.current_revision())
         self.uids: set[str] = set()
         self.changes: list[tuple[str, JsonObject]] = []
         self.seen_all: list[WatchEvent] = []
         self.seen_a: list[WatchEvent] = []
         self.collectors = [
-            self.loop.create_task(_collect(self.store.watch(RESOURCE, since=0), self.seen_all)),
-            self.loop.create_task(_collect(self.store.watch(RESOURCE, "a", since=0), self.seen_a)),
+            self.loop.create_task(_collect(self.store.watch(RESOURCE, since=self.revision), self.seen_all)),
+            self.loop.create_task(
+                _collect(self.store.watch(RESOURCE, "a", since=self.revision), self.seen_a)
+            ),
         ]
 
     def run(self, coroutine: Awaitable[T]) -> T:
@@ -261,7 +282,24 @@ class MemoryStoreMachine(StoreMatchesModel):
     backend = "memory"
 
 
+class EtcdStoreMachine(StoreMatchesModel):
+    backend = "etcd"
+
+
 TestSqliteStoreMatchesModel = pytest.mark.timeout(120)(SqliteStoreMachine.TestCase)
 TestSqliteStoreMatchesModel.settings = _settings
 TestMemoryStoreMatchesModel = MemoryStoreMachine.TestCase
 TestMemoryStoreMatchesModel.settings = _settings
+
+
+@pytest.fixture
+def _etcd_for_machine(etcd_cluster: EtcdCluster) -> Iterator[None]:
+    _ETCD.append(etcd_cluster)
+    yield
+    _ETCD.clear()
+
+
+TestEtcdStoreMatchesModel = pytest.mark.requires("etcd")(
+    pytest.mark.usefixtures("_etcd_for_machine")(pytest.mark.timeout(180)(EtcdStoreMachine.TestCase))
+)
+TestEtcdStoreMatchesModel.settings = _settings

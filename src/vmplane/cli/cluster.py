@@ -29,10 +29,12 @@ from vmplane.app import (
     PlaneOptions,
     namespaced_resources,
 )
+from vmplane.cli.store_flags import add_store_flags, opener_from
 from vmplane.client.config import KubeconfigError, https_client, read_kubeconfig
 from vmplane.controller.leader import LeaderConfig, LeaderElector
 from vmplane.server.app import ListenAddress, run_server
 from vmplane.server.kinds import default_registry
+from vmplane.store.base import StoreError
 
 __all__ = ["parse_labels", "parse_taints", "register"]
 
@@ -44,13 +46,14 @@ def register(subparsers: Any) -> None:
     api = subparsers.add_parser(
         "apiserver",
         help="run the API server alone",
-        description="Serve the Kubernetes-compatible API (HTTPS) on the store in DATA_DIR, with "
+        description="Serve the Kubernetes-compatible API (HTTPS) on the SQLite store in DATA_DIR (or an "
+        "etcd cluster, --store), with "
         "admission and authorization, and no controllers or guests. It prints the admin kubeconfig "
         "path once ready; mint component tokens with `vmplane token create`.",
     )
     api.add_argument("--data-dir", type=Path, required=True, help="state directory (store, TLS, tokens)")
     api.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT (port 0 picks a free one)")
-    api.add_argument("--store", default="sqlite", choices=["sqlite"], help="storage backend")
+    add_store_flags(api)
     _log_level(api)
     api.set_defaults(func=_apiserver)
 
@@ -160,6 +163,7 @@ def _apiserver(args: argparse.Namespace) -> int:
     _logging(args)
     try:
         listen = ListenAddress.parse(args.listen)
+        open_store = opener_from(args)
     except ValueError as err:
         print(f"vmplane apiserver: {err}", file=sys.stderr)
         return 2
@@ -170,8 +174,16 @@ def _apiserver(args: argparse.Namespace) -> int:
         print(f"kubeconfig: {path}", flush=True)
 
     try:
-        asyncio.run(run_server(data_dir=args.data_dir, listen=listen, plane=lambda _s: plane, on_ready=ready))
-    except (OSError, ValueError) as err:
+        asyncio.run(
+            run_server(
+                data_dir=args.data_dir,
+                listen=listen,
+                plane=lambda _s: plane,
+                on_ready=ready,
+                open_store=open_store,
+            )
+        )
+    except (OSError, ValueError, StoreError) as err:
         print(f"vmplane apiserver: {err}", file=sys.stderr)
         return 1
     return 0

@@ -15,9 +15,11 @@ import yaml
 from vmplane.agent.guestfs import GuestSetupError
 from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL
 from vmplane.app import ControlPlane, PlaneOptions
+from vmplane.cli.store_flags import add_store_flags, opener_from
 from vmplane.server.app import ListenAddress, run_server
 from vmplane.server.connections import ConnectionLimits
 from vmplane.server.context import ServerSettings
+from vmplane.store.base import StoreError
 
 __all__ = ["default_data_dir", "register"]
 
@@ -33,7 +35,8 @@ def register(subparsers: Any) -> None:
         "serve",
         help="run the API server",
         description="Run the control plane on this host: the Kubernetes-compatible API (HTTPS), the VM "
-        "controller, the scheduler and the node agent, on the embedded SQLite store in DATA_DIR. It "
+        "controller, the scheduler and the node agent, on the embedded SQLite store in DATA_DIR (or an "
+        "etcd cluster, --store). It "
         "prints the kubeconfig path for kubectl once it is ready.",
     )
     parser.add_argument("--data-dir", type=Path, default=None, help="state directory (default: %(default)s)")
@@ -124,6 +127,7 @@ def register(subparsers: Any) -> None:
         default=settings.watch_buffer_bytes,
         help="unread bytes after which a slow watcher is closed (default: %(default)s)",
     )
+    add_store_flags(parser)
     parser.set_defaults(func=_serve)
 
 
@@ -136,6 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         listen = ListenAddress.parse(args.listen)
         labels = dict(_label(text) for text in args.node_label)
+        open_store = opener_from(args)
     except ValueError as err:
         print(f"vmplane serve: {err}", file=sys.stderr)
         return 2
@@ -174,6 +179,7 @@ def _serve(args: argparse.Namespace) -> int:
                 tls_key=args.tls_key,
                 on_ready=ready,
                 settings=ServerSettings(watch_buffer_bytes=args.watch_buffer_bytes),
+                open_store=open_store,
                 limits=ConnectionLimits(
                     header_timeout=args.header_timeout,
                     idle_timeout=args.idle_timeout,
@@ -181,7 +187,7 @@ def _serve(args: argparse.Namespace) -> int:
                 ),
             )
         )
-    except (OSError, ValueError, GuestSetupError) as err:
+    except (OSError, ValueError, GuestSetupError, StoreError) as err:
         print(f"vmplane serve: {err}", file=sys.stderr)
         return 1
     return 0

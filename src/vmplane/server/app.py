@@ -378,8 +378,11 @@ async def run_server(
     on_ready: Callable[[Path], None] | None = None,
     limits: ConnectionLimits | None = None,
     metrics: Metrics | None = None,
+    open_store: Callable[[Path], Awaitable[Store]] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, with the control plane ``plane`` builds on the store running alongside.
+
+    ``open_store`` opens the store given the data directory (default: SQLite in it, ``store.db``).
 
     If the plane's ``run`` ends with an error, the server stops and the error is re-raised.
     ``limits``: header and idle timeouts and the connection cap (see ``server.connections``).
@@ -392,7 +395,11 @@ async def run_server(
     token = load_or_create_token(data_dir)
     seed_admin_token(data_dir, token)
     tls = _tls_for(data_dir, listen, tls_cert, tls_key)
-    store = SqliteStore.open(data_dir / "store.db", observe_write=metrics.store_write)
+    store = (
+        await open_store(data_dir)
+        if open_store is not None
+        else SqliteStore.open(data_dir / "store.db", observe_write=metrics.store_write)
+    )
     runner: web.AppRunner | None = None
     listener: asyncio.Server | None = None
     tasks: list[asyncio.Task[None]] = []
