@@ -9,6 +9,7 @@ three in one process, the controllers and the agent reaching the API through its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import socket
@@ -219,8 +220,10 @@ class ApiServerPlane:
 
     async def stop(self) -> None:
         if self._informers is not None:
-            await self._informers.stop()
-            await self._informers.client.close()
+            try:
+                await self._informers.stop()
+            finally:
+                await self._informers.client.close()
 
     async def run(self, door: InProcessDoor) -> None:
         await self.start(door)
@@ -431,24 +434,31 @@ class ControlPlane:
 
     async def run(self, door: InProcessDoor) -> None:
         """Run the controllers, the scheduler and the node agent until cancelled."""
-        await self.api.start(door)
-        controllers = Controllers(
-            door.client(user_for(Role.CONTROLLERS)),
-            clock=self._clock,
-            crash_backoff=self._options.crash_backoff,
-            window_poll_interval=self._options.window_poll_interval,
-            namespaced=namespaced_resources(self.registry),
-        )
-        host = NodeHost(
-            door.client(node_user(self._options.node_name)),
-            self._options,
-            clock=self._clock,
-            hypervisor=self._hypervisor,
-        )
-        if self._metrics is not None:
-            self._report(self._metrics, controllers, host)
-        try:
+        # Every stop and close runs even when one before it fails or is cancelled again: a client left
+        # open leaks its connection to the door.
+        async with contextlib.AsyncExitStack() as stack:
+            await self.api.start(door)
+            stack.push_async_callback(self.api.stop)
+            controllers = Controllers(
+                door.client(user_for(Role.CONTROLLERS)),
+                clock=self._clock,
+                crash_backoff=self._options.crash_backoff,
+                window_poll_interval=self._options.window_poll_interval,
+                namespaced=namespaced_resources(self.registry),
+            )
+            stack.push_async_callback(controllers.client.close)
+            host = NodeHost(
+                door.client(node_user(self._options.node_name)),
+                self._options,
+                clock=self._clock,
+                hypervisor=self._hypervisor,
+            )
+            stack.push_async_callback(host.client.close)
+            if self._metrics is not None:
+                self._report(self._metrics, controllers, host)
+            stack.push_async_callback(controllers.stop)
             await controllers.start()
+            stack.push_async_callback(host.stop)
             await host.start()
             if self._options.demo_guest is not None:
                 await install_demo(
@@ -457,12 +467,6 @@ class ControlPlane:
                     guest_dir=self._options.demo_guest,
                 )
             await asyncio.Event().wait()
-        finally:
-            await host.stop()
-            await host.client.close()
-            await controllers.stop()
-            await controllers.client.close()
-            await self.api.stop()
 
 
 StoreOpener = Callable[[Path], Awaitable[Store]]
