@@ -1,16 +1,21 @@
 """The composition root: the only place that picks concrete adapters and wires them together.
 
-``ControlPlane`` is what ``vmplane serve`` runs beside the API on one store: the VM controller, the
-scheduler and this host's node agent with its hypervisor driver; and it gives the API its typed
-kinds and subresources.
+Three parts, each a client of the API: ``ApiServerPlane`` (the API's typed kinds, subresources and
+admission's own informers: ``vmplane apiserver``), ``Controllers`` (``vmplane controller``) and
+``NodeHost`` (one host's node agent: ``vmplane agent``). ``ControlPlane`` is ``vmplane serve``: all
+three in one process, the controllers and the agent reaching the API through its in-process door.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import os
+import socket
+import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -23,24 +28,39 @@ from vmplane.agent.console import QemuConsoleLogs, QemuGuestStreams
 from vmplane.agent.guestfs import GuestUser, default_guest_dir, guest_user, prepare_guest_dir
 from vmplane.agent.hypervisor import Hypervisor, OnChange
 from vmplane.agent.machine import HostPaths
-from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL, host_facts, qemu_runtime_version
+from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL, HostFacts, host_facts, qemu_runtime_version
 from vmplane.agent.qemu import QemuHypervisor
 from vmplane.agent.qemu.machine_types import FALLBACK_MACHINE_TYPES, MachineTypesError, q35_machine_types
 from vmplane.agent.scheduler import Scheduler
+from vmplane.agent.scheduling import Taint
 from vmplane.agent.simulated import SIMULATED_CAPACITY, SimulatedHypervisor
 from vmplane.agent.volumes import QemuVolumePreparer
 from vmplane.api.kubevirt import KubeVirtConfiguration
+from vmplane.api.resources import CONTROLLER_REVISIONS, KUBEVIRTS, VIRTUAL_MACHINE_INSTANCES
+from vmplane.client.base import ObjectClient
+from vmplane.client.config import Kubeconfig
 from vmplane.controller.kubevirt_status import KubeVirtStatusController
-from vmplane.controller.manager import ControllerManager
+from vmplane.controller.manager import SIZING_RESOURCES, ControllerManager
 from vmplane.controller.node_health import HealthConfig
 from vmplane.controller.vm import cluster_configuration
 from vmplane.demo import install_demo
 from vmplane.metrics import FleetCollector, Metrics
 from vmplane.reconcile.events import EventRecorder
-from vmplane.server.console import ConsoleSource, add_console_routes
+from vmplane.reconcile.factory import SharedInformerFactory
+from vmplane.server.app import ListenAddress
+from vmplane.server.authz import Role, User, node_user, user_for
+from vmplane.server.console import ConsoleLog, ConsoleSource, add_console_routes
 from vmplane.server.context import ApiContext
+from vmplane.server.door import InProcessDoor
 from vmplane.server.guest_subresources import add_guest_operation_routes
+from vmplane.server.node_console import (
+    PROXY_USER_NAME,
+    DelegatedAuthenticator,
+    NodeConsoleProxy,
+    node_console_app,
+)
 from vmplane.server.registry import Registry
+from vmplane.server.security import TlsFiles, ensure_self_signed, server_ssl_context
 from vmplane.server.streams import StreamBridge, add_stream_routes
 from vmplane.server.subresources import add_subresource_routes
 from vmplane.server.typed_kinds import typed_registry
@@ -48,7 +68,18 @@ from vmplane.store.base import JsonObject, Store
 from vmplane.store.etcd import EtcdStore
 from vmplane.store.etcd_client import EtcdConfig, parse_store_url
 
-__all__ = ["ControlPlane", "PlaneOptions", "StoreOpener", "store_opener"]
+__all__ = [
+    "APISERVER_USER",
+    "ApiServerPlane",
+    "ControlPlane",
+    "Controllers",
+    "InformerClusterView",
+    "NodeHost",
+    "PlaneOptions",
+    "StoreOpener",
+    "namespaced_resources",
+    "store_opener",
+]
 
 
 def utc_now() -> datetime:
@@ -77,6 +108,7 @@ class PlaneOptions:
     node_name: str = "node01"
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     node_labels: dict[str, str] = field(default_factory=dict)
+    node_taints: tuple[Taint, ...] = ()
     crash_backoff: float = 10.0
     node_status_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     node_health: HealthConfig = field(default_factory=HealthConfig)
@@ -115,31 +147,293 @@ def _machine_types() -> tuple[str, ...]:
         return FALLBACK_MACHINE_TYPES
 
 
-class _LateClusterView:
-    """Admission's view of the cluster, read from the controllers' caches.
+class InformerClusterView:
+    """Admission's view of the cluster, read from the API server's own informers (kubevirts, VMIs).
 
-    The manager is set after the registry is built: the namespace controller needs the registry's
-    namespaced kinds, and admission needs the manager's caches only once requests arrive.
+    They list and watch through the in-process door, so the API needs no controller to admit a write.
     """
 
-    manager: ControllerManager | None = None
-
-    def _manager(self) -> ControllerManager:
-        assert self.manager is not None, "the control plane is not wired yet"
-        return self.manager
+    def __init__(self, informers: SharedInformerFactory) -> None:
+        self.kubevirts = informers.informer(KUBEVIRTS)
+        self.vmis = informers.informer(VIRTUAL_MACHINE_INSTANCES)
+        # Instance types, preferences and their snapshots, which a VM's admission expands.
+        self.sizing = {r: informers.informer(r) for r in (*SIZING_RESOURCES, CONTROLLER_REVISIONS)}
 
     def configuration(self) -> KubeVirtConfiguration:
-        return cluster_configuration(self._manager().kubevirts)
+        return cluster_configuration(self.kubevirts)
 
     def vmi(self, namespace: str, name: str) -> JsonObject | None:
-        return self._manager().vmis.get(namespace, name)
+        return self.vmis.get(namespace, name)
 
     def lookup(self, resource: str, namespace: str, name: str) -> JsonObject | None:
-        return self._manager().lookup(resource, namespace, name)
+        informer = self.sizing.get(resource)
+        return informer.get(namespace, name) if informer is not None else None
+
+
+class _LateClusterView:
+    """The cluster view before the door opens: the registry is built first, its informers later."""
+
+    view: InformerClusterView | None = None
+
+    def configuration(self) -> KubeVirtConfiguration:
+        return self.view.configuration() if self.view is not None else KubeVirtConfiguration()
+
+    def vmi(self, namespace: str, name: str) -> JsonObject | None:
+        return self.view.vmi(namespace, name) if self.view is not None else None
+
+    def lookup(self, resource: str, namespace: str, name: str) -> JsonObject | None:
+        return self.view.lookup(resource, namespace, name) if self.view is not None else None
+
+
+#: The API server's own identity on its in-process door (Kubernetes' loopback client is the same).
+APISERVER_USER = User(name="system:apiserver", groups=("system:masters", "system:authenticated"))
+#: What the API server shows node agents when it reads a console: an identity with no rights.
+CONSOLE_PROXY_USER = User(name=PROXY_USER_NAME, groups=("system:authenticated",))
+
+
+def namespaced_resources(registry: Registry) -> tuple[str, ...]:
+    """What a terminating namespace is emptied of: every namespaced kind the API serves."""
+    return tuple(r.store_resource for r in registry if r.namespaced)
+
+
+class ApiServerPlane:
+    """What runs beside the API alone (``vmplane apiserver``): its typed kinds and their admission,
+    the subresource routes, and the informers admission reads."""
+
+    def __init__(
+        self,
+        options: PlaneOptions,
+        *,
+        proxy_consoles: bool = False,
+        console: ConsoleSource | None = None,
+        streams: QemuGuestStreams | None = None,
+    ) -> None:
+        """``proxy_consoles``: this process keeps no guests; read consoles from the VMIs' nodes.
+        ``console``: where console logs are read otherwise (default: QEMU's, none for simulated guests).
+        ``streams``: this host's guests' serial ports, VNC displays and ports (the interactive console,
+        ``vnc`` and ``portforward``); None where the guests run elsewhere."""
+        self._options = options
+        self._cluster = _LateClusterView()
+        self._proxy = NodeConsoleProxy() if proxy_consoles else None
+        self.registry: Registry = typed_registry(
+            self._cluster,
+            allowed_host_dirs=tuple(str(d) for d in options.allowed_host_dirs),
+            machine_types=_machine_types(),
+        )
+        local = options.hypervisor == "qemu" and not proxy_consoles
+        self._console = console or (QemuConsoleLogs(options.machines_dir) if local else None)
+        self._streams = streams
+        self._informers: SharedInformerFactory | None = None
+
+    def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
+        """The ``subresources.kubevirt.io`` routes."""
+        add_subresource_routes(app, ctx, self._cluster)
+        bridge = StreamBridge(ctx, self._streams) if self._streams is not None else None
+        add_console_routes(app, ctx, self._console, self._proxy, bridge)
+        if bridge is not None:
+            add_stream_routes(app, ctx, bridge)
+        add_guest_operation_routes(app, ctx)
+
+    def instrument(self, metrics: Metrics) -> None:
+        """Nothing beyond the API's request metrics (``create_app``'s): no queues run here."""
+        del metrics
+
+    async def start(self, door: InProcessDoor) -> None:
+        """List and watch what admission reads, through the door."""
+        if self._proxy is not None:
+            self._proxy.token = door.mint(CONSOLE_PROXY_USER)
+        self._informers = SharedInformerFactory(door.client(APISERVER_USER))
+        self._cluster.view = InformerClusterView(self._informers)
+        self._informers.start()
+        await self._informers.wait_synced()
+
+    async def stop(self) -> None:
+        if self._informers is not None:
+            try:
+                await self._informers.stop()
+            finally:
+                await self._informers.client.close()
+
+    async def run(self, door: InProcessDoor) -> None:
+        await self.start(door)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+
+class Controllers:
+    """The VM and namespace controllers, the garbage collector, the scheduler and the KubeVirt status
+    controller (``vmplane controller``), on one client and one set of shared informers."""
+
+    def __init__(
+        self,
+        client: ObjectClient,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        crash_backoff: float = 10.0,
+        window_poll_interval: float = 30.0,
+        node_health: HealthConfig | None = None,
+        namespaced: tuple[str, ...],
+    ) -> None:
+        """``node_health``: when a silent node is unreachable and its VMIs may run elsewhere."""
+        self.client = client
+        self.informers = SharedInformerFactory(client)
+        self.manager = ControllerManager(
+            client=client,
+            events=EventRecorder(client, component="virt-controller", clock=clock),
+            clock=clock,
+            crash_backoff=crash_backoff,
+            window_poll_interval=window_poll_interval,
+            namespaced_resources=namespaced,
+            node_health=node_health or HealthConfig(),
+            informers=self.informers,
+        )
+        self.scheduler = Scheduler(client=client, clock=clock, informers=self.informers)
+        self.kubevirt_status = KubeVirtStatusController(client=client, clock=clock, informers=self.informers)
+
+    async def start(self) -> None:
+        await self.manager.start()
+        await self.scheduler.start()
+        await self.kubevirt_status.start()
+
+    async def stop(self) -> None:
+        await self.kubevirt_status.stop()
+        await self.scheduler.stop()
+        await self.manager.stop()
+        await self.informers.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleServing:
+    """Where a separate agent serves its guests' consoles to the API server, and how it checks who
+    asks (``server.node_console``): the API server of ``kubeconfig`` vouches for its proxy token."""
+
+    kubeconfig: Kubeconfig
+    listen: ListenAddress = field(default_factory=lambda: ListenAddress("127.0.0.1", 0))
+
+
+class NodeHost:
+    """One host's node agent and its hypervisor driver (``vmplane agent``), and, with ``console``
+    and QEMU, the HTTPS server the API server reads its guests' consoles from."""
+
+    def __init__(
+        self,
+        client: ObjectClient,
+        options: PlaneOptions,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        hypervisor: Callable[[OnChange], Hypervisor] | None = None,
+        console: ConsoleServing | None = None,
+    ) -> None:
+        """With the QEMU driver this resolves who QEMU runs as and prepares the guest directory, raising
+        ``guestfs.GuestSetupError`` (one line saying what to do) if either is impossible."""
+        self._options = options
+        self.client = client
+        paths = HostPaths(options.guest_root, host_disk_dirs=options.allowed_host_dirs)
+        qemu = options.hypervisor == "qemu"
+        self._user: GuestUser | None = None
+        if qemu:
+            self._user = guest_user(euid=os.geteuid())
+            prepare_guest_dir(options.guest_root, self._user)
+        facts = host_facts(runtime_version=qemu_runtime_version() if qemu else f"simulated://{__version__}")
+        self._console = console if qemu else None
+        self._console_socket: socket.socket | None = None
+        self._console_tls: TlsFiles | None = None
+        self._console_runner: web.AppRunner | None = None
+        if self._console is not None:
+            facts = self._bind_console(self._console, facts)
+        self.agent = NodeAgent(
+            client=client,
+            hypervisor=hypervisor or self._hypervisor,
+            node_name=options.node_name,
+            paths=paths,
+            clock=clock,
+            preparer=QemuVolumePreparer(
+                paths=paths, allowed_host_dirs=options.allowed_host_dirs, user=self._user
+            )
+            if qemu
+            else None,
+            node_labels=options.node_labels,
+            node_taints=options.node_taints,
+            heartbeat_interval=options.node_status_interval,
+            capacity=None if qemu else SIMULATED_CAPACITY,
+            fence_timeout=options.node_health.fence_timeout,
+            host=facts,
+        )
+
+    def _bind_console(self, console: ConsoleServing, facts: HostFacts) -> HostFacts:
+        """Bind the console port now (the Node must say where it is) and make its certificate."""
+        host = console.listen.host
+        self._console_socket = socket.create_server((host, console.listen.port))
+        port = int(self._console_socket.getsockname()[1])
+        self._console_tls = ensure_self_signed(self._options.data_dir / "console", host)
+        der = ssl.PEM_cert_to_DER_cert(self._console_tls.cert.read_text())
+        shown = f"[{host}]" if ":" in host else host
+        return replace(
+            facts,
+            console_endpoint=f"https://{shown}:{port}",
+            console_cert_sha256=hashlib.sha256(der).hexdigest(),
+            console_port=port,
+        )
+
+    async def _vmi(self, namespace: str, name: str) -> JsonObject | None:
+        return self.agent.vmis.get(namespace, name)
+
+    async def start(self) -> None:
+        if self._console is not None and self._console_socket is not None and self._console_tls is not None:
+            app = node_console_app(
+                respond=ConsoleLog(QemuConsoleLogs(self._options.machines_dir), self._vmi).respond,
+                lookup=self._vmi,
+                allowed=DelegatedAuthenticator(
+                    api_server=self._console.kubeconfig.server, ca_pem=self._console.kubeconfig.ca_pem
+                ),
+            )
+            self._console_runner = web.AppRunner(app, access_log=None)
+            await self._console_runner.setup()
+            site = web.SockSite(
+                self._console_runner, self._console_socket, ssl_context=server_ssl_context(self._console_tls)
+            )
+            await site.start()
+        await self.agent.start()
+
+    async def stop(self) -> None:
+        await self.agent.stop()
+        if self._console_runner is not None:
+            await self._console_runner.cleanup()
+
+    def _hypervisor(self, on_change: OnChange) -> Hypervisor:
+        if self._options.hypervisor == "simulated":
+            return SimulatedHypervisor(on_change=on_change, latency=self._options.simulated_latency)
+        return QemuHypervisor(
+            base_dir=self._options.machines_dir,
+            accel=self._options.accel,
+            on_change=on_change,
+            user=self._user,
+        )
+
+
+class _LateForwarder:
+    """The port forwards of the QEMU driver ``vmplane serve`` builds once the API is up: its routes
+    exist before its node agent does."""
+
+    hypervisor: QemuHypervisor | None = None
+
+    def _driver(self) -> QemuHypervisor:
+        if self.hypervisor is None:
+            raise OSError("this host's node agent is not running yet")
+        return self.hypervisor
+
+    async def forward_port(self, name: str, port: int) -> tuple[str, int]:
+        return await self._driver().forward_port(name, port)
+
+    async def unforward_port(self, name: str, netdev: str, host_port: int) -> None:
+        await self._driver().unforward_port(name, netdev, host_port)
 
 
 class ControlPlane:
-    """Controllers, scheduler and node agent on one store, plus the API's typed kinds."""
+    """``vmplane serve``: the API's kinds, the controllers and this host's node agent in one process,
+    each component a client of the API through the in-process door under its own identity."""
 
     def __init__(
         self,
@@ -153,110 +447,84 @@ class ControlPlane:
         """``hypervisor`` overrides the driver ``options`` choose (tests inject failures through it);
         ``console`` where console logs are read (default: QEMU's, none for simulated guests).
 
-        With the QEMU driver this resolves who QEMU runs as and prepares the guest directory, raising
-        ``guestfs.GuestSetupError`` (one line saying what to do) if either is impossible.
+        ``store`` is not read here: every component goes through the API. It stays in the signature
+        that ``run_server`` calls, which owns the store.
         """
-        self._store = store
+        del store
         self._options = options
-        self._events = EventRecorder(store, component="virt-controller", clock=clock)
-        self._cluster = _LateClusterView()
-        self.registry: Registry = typed_registry(
-            self._cluster,
-            allowed_host_dirs=tuple(str(d) for d in options.allowed_host_dirs),
-            machine_types=_machine_types(),
-        )
-        self.manager = ControllerManager(
-            store=store,
-            events=self._events,
-            clock=clock,
-            crash_backoff=options.crash_backoff,
-            window_poll_interval=options.window_poll_interval,
-            namespaced_resources=tuple(r.store_resource for r in self.registry if r.namespaced),
-            node_health=options.node_health,
-        )
-        self._cluster.manager = self.manager
-        self.scheduler = Scheduler(store=store, clock=clock)
-        paths = HostPaths(options.guest_root, host_disk_dirs=options.allowed_host_dirs)
+        self._clock = clock
+        self._hypervisor = hypervisor
+        self._metrics: Metrics | None = None
+        self._forwarder = _LateForwarder()
         qemu = options.hypervisor == "qemu"
-        self._user: GuestUser | None = None
-        if qemu:
-            self._user = guest_user(euid=os.geteuid())
-            prepare_guest_dir(options.guest_root, self._user)
-        self.agent = NodeAgent(
-            store=store,
-            hypervisor=hypervisor or self._hypervisor,
-            node_name=options.node_name,
-            paths=paths,
-            clock=clock,
-            preparer=QemuVolumePreparer(
-                paths=paths, allowed_host_dirs=options.allowed_host_dirs, user=self._user
-            )
-            if qemu
-            else None,
-            node_labels=options.node_labels,
-            heartbeat_interval=options.node_status_interval,
-            capacity=None if qemu else SIMULATED_CAPACITY,
-            fence_timeout=options.node_health.fence_timeout,
-            host=host_facts(runtime_version=qemu_runtime_version() if qemu else f"simulated://{__version__}"),
-        )
-        self._console = console or (QemuConsoleLogs(options.machines_dir) if qemu else None)
-        driver = self.agent.hypervisor
-        forwarder = driver if isinstance(driver, QemuHypervisor) else None
-        self._streams = QemuGuestStreams(options.machines_dir, forwarder) if qemu else None
-        self.kubevirt_status = KubeVirtStatusController(store=store, clock=clock)
-
-    def _hypervisor(self, on_change: OnChange) -> Hypervisor:
-        if self._options.hypervisor == "simulated":
-            return SimulatedHypervisor(on_change=on_change, latency=self._options.simulated_latency)
-        return QemuHypervisor(
-            base_dir=self._options.machines_dir,
-            accel=self._options.accel,
-            on_change=on_change,
-            user=self._user,
-        )
-
-    def instrument(self, metrics: Metrics) -> None:
-        """Report every work queue, the agent's hotplugs and the fleet (read from caches) to ``metrics``."""
-        for controller in (
-            self.manager.controller,
-            self.manager.namespace_controller,
-            self.manager.garbage_collector.controller,
-            self.scheduler.controller,
-            self.agent.controller,
-            self.kubevirt_status.controller,
-        ):
-            controller.queue.observer = metrics.queue(controller.name)
-        self.agent.on_hotplug = metrics.hotplug
-        metrics.register(FleetCollector(vms=self.manager.vms.list, vmis=self.manager.vmis.list))
+        streams = QemuGuestStreams(options.machines_dir, self._forwarder) if qemu else None
+        self.api = ApiServerPlane(options, console=console, streams=streams)
+        self.registry = self.api.registry
+        # Built before ``run`` (the QEMU guest directory is checked at once, before the API listens).
+        self._host_check = options.hypervisor == "qemu"
+        if self._host_check:
+            prepare_guest_dir(options.guest_root, guest_user(euid=os.geteuid()))
 
     def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
-        """The ``subresources.kubevirt.io`` routes."""
-        add_subresource_routes(app, ctx, self._cluster)
-        bridge = StreamBridge(ctx, self._streams) if self._streams is not None else None
-        add_console_routes(app, ctx, self._console, bridge)
-        if bridge is not None:
-            add_stream_routes(app, ctx, bridge)
-        add_guest_operation_routes(app, ctx)
+        self.api.add_routes(app, ctx)
 
-    async def run(self) -> None:
+    def instrument(self, metrics: Metrics) -> None:
+        """Report every work queue, the agent's hotplugs and the fleet to ``metrics`` (once ``run``
+        has built them)."""
+        self._metrics = metrics
+
+    def _report(self, metrics: Metrics, controllers: Controllers, host: NodeHost) -> None:
+        manager = controllers.manager
+        for controller in (
+            manager.controller,
+            manager.namespace_controller,
+            manager.garbage_collector.controller,
+            controllers.scheduler.controller,
+            host.agent.controller,
+            controllers.kubevirt_status.controller,
+        ):
+            controller.queue.observer = metrics.queue(controller.name)
+        host.agent.on_hotplug = metrics.hotplug
+        metrics.register(FleetCollector(vms=manager.vms.list, vmis=manager.vmis.list))
+
+    async def run(self, door: InProcessDoor) -> None:
         """Run the controllers, the scheduler and the node agent until cancelled."""
-        await self.manager.start()
-        await self.scheduler.start()
-        await self.agent.start()
-        await self.kubevirt_status.start()
-        if self._options.demo_guest is not None:
-            await install_demo(
-                self._store,
-                paths=HostPaths(self._options.guest_root),
-                guest_dir=self._options.demo_guest,
+        # Every stop and close runs even when one before it fails or is cancelled again: a client left
+        # open leaks its connection to the door.
+        async with contextlib.AsyncExitStack() as stack:
+            await self.api.start(door)
+            stack.push_async_callback(self.api.stop)
+            controllers = Controllers(
+                door.client(user_for(Role.CONTROLLERS)),
+                clock=self._clock,
+                crash_backoff=self._options.crash_backoff,
+                window_poll_interval=self._options.window_poll_interval,
+                node_health=self._options.node_health,
+                namespaced=namespaced_resources(self.registry),
             )
-        try:
+            stack.push_async_callback(controllers.client.close)
+            host = NodeHost(
+                door.client(node_user(self._options.node_name)),
+                self._options,
+                clock=self._clock,
+                hypervisor=self._hypervisor,
+            )
+            stack.push_async_callback(host.client.close)
+            if isinstance(host.agent.hypervisor, QemuHypervisor):
+                self._forwarder.hypervisor = host.agent.hypervisor
+            if self._metrics is not None:
+                self._report(self._metrics, controllers, host)
+            stack.push_async_callback(controllers.stop)
+            await controllers.start()
+            stack.push_async_callback(host.stop)
+            await host.start()
+            if self._options.demo_guest is not None:
+                await install_demo(
+                    controllers.client,
+                    paths=HostPaths(self._options.guest_root),
+                    guest_dir=self._options.demo_guest,
+                )
             await asyncio.Event().wait()
-        finally:
-            await self.kubevirt_status.stop()
-            await self.agent.stop()
-            await self.scheduler.stop()
-            await self.manager.stop()
 
 
 StoreOpener = Callable[[Path], Awaitable[Store]]

@@ -16,7 +16,8 @@ from typing import Any
 
 from vmplane.agent.machine import HostPaths
 from vmplane.api.resources import VIRTUAL_MACHINES
-from vmplane.store.base import AlreadyExistsError, Store
+from vmplane.client.base import ObjectClient
+from vmplane.store.base import AlreadyExistsError
 
 __all__ = ["DEMO_IMAGE", "demo_vm", "install_demo"]
 
@@ -59,7 +60,7 @@ def demo_vm(cmdline: str) -> dict[str, Any]:
     }
 
 
-async def install_demo(store: Store, *, paths: HostPaths, guest_dir: Path) -> None:
+async def install_demo(client: ObjectClient, *, paths: HostPaths, guest_dir: Path) -> None:
     """Copy the test guest into ``paths``' image directory and create ``default/demo`` unless it exists.
 
     Images need only be readable by QEMU's user: the copies are 0644 in 0755 directories.
@@ -78,5 +79,5 @@ async def install_demo(store: Store, *, paths: HostPaths, guest_dir: Path) -> No
         os.chmod(image / name, 0o644)
     cmdline = (guest_dir / "cmdline").read_text().strip()
     with contextlib.suppress(AlreadyExistsError):
-        await store.create(VIRTUAL_MACHINES, demo_vm(cmdline))
+        await client.create(VIRTUAL_MACHINES, demo_vm(cmdline))
         log.info("created the demo VM default/demo")

@@ -35,6 +35,7 @@ from vmplane.rollout.observed import observed_from_status
 from vmplane.store.base import JsonObject, NotFoundError, Store
 from vmplane.store.sqlite import SqliteStore
 from vmplane.testing.builders import container_disk, disk, interface, network, pvc, vm_spec
+from vmplane.testing.store_client import StoreObjectClient
 
 NODE = "node01"
 NS = "default"
@@ -69,7 +70,7 @@ class Harness:
 
     async def start_agent(self, **labels: str) -> NodeAgent:
         self.agent = NodeAgent(
-            store=self.store,
+            client=StoreObjectClient(self.store),
             hypervisor=self._driver,
             node_name=NODE,
             clock=utc_now,
@@ -150,7 +151,7 @@ class Harness:
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     store = SqliteStore.open(tmp_path / "store.db")
     h = Harness(store=store, tmp=tmp_path)
-    h.scheduler = Scheduler(store=store, clock=utc_now)
+    h.scheduler = Scheduler(client=StoreObjectClient(store), clock=utc_now)
     await h.scheduler.start()
     await h.start_agent()
     try:

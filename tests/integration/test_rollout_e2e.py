@@ -236,7 +236,7 @@ def test_restart_applies_every_pending_change_and_clears_the_condition(
         name,
         lambda o: o is not None
         and o["metadata"]["uid"] != first_uid
-        and o["status"].get("phase") == "Running",
+        and (o.get("status") or {}).get("phase") == "Running",
     )
     assert vmi["spec"]["hostname"] == "renamed"  # type: ignore[index]
     assert vmi["status"]["currentCPUTopology"] == {"sockets": 3, "cores": 2, "threads": 1}  # type: ignore[index]
@@ -314,7 +314,11 @@ def test_hypervisor_process_death_follows_the_run_strategy(
         cluster.wait(
             "virtualmachineinstances",
             name,
-            lambda o: o is not None and o["metadata"]["uid"] != uid and o["status"].get("phase") == "Running",
+            lambda o: (
+                o is not None
+                and o["metadata"]["uid"] != uid
+                and (o.get("status") or {}).get("phase") == "Running"
+            ),
         )
     else:
         vmi = cluster.wait(

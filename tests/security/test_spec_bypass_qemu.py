@@ -39,6 +39,7 @@ from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
 from vmplane.api.vmi import VirtualMachineInstanceSpec, VirtualMachineInstanceStatus, VMIPhase
 from vmplane.store.base import JsonObject, NotFoundError
 from vmplane.store.sqlite import SqliteStore
+from vmplane.testing.store_client import StoreObjectClient
 
 GUEST = Path(__file__).resolve().parents[2] / "guest" / "out"
 GUEST_IMAGE = "vmplane/test-guest:latest"
@@ -112,7 +113,7 @@ async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Node]:
         return QemuHypervisor(base_dir=tmp / "machines", accel="tcg", on_change=on_change)
 
     agent = NodeAgent(
-        store=store,
+        client=StoreObjectClient(store),
         hypervisor=qemu,
         node_name="node01",
         clock=lambda: datetime.now(UTC),
@@ -122,7 +123,7 @@ async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Node]:
         ),
         capacity={"cpu": "4", "memory": "8Gi"},
     )
-    scheduler = Scheduler(store=store, clock=lambda: datetime.now(UTC))
+    scheduler = Scheduler(client=StoreObjectClient(store), clock=lambda: datetime.now(UTC))
     await scheduler.start()
     await agent.start()
     running = Node(tmp=tmp, store=store, agent=agent, scheduler=scheduler)

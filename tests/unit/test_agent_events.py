@@ -6,6 +6,7 @@ from vmplane.api.resources import EVENTS
 from vmplane.reconcile.events import EventRecorder
 from vmplane.testing.clock import FakeClock
 from vmplane.testing.memory_store import MemoryStore
+from vmplane.testing.store_client import StoreObjectClient
 
 VMI = {
     "apiVersion": "kubevirt.io/v1",
@@ -16,7 +17,7 @@ VMI = {
 
 async def test_an_event_names_its_object_and_repeats_bump_the_count() -> None:
     store, clock = MemoryStore(), FakeClock()
-    recorder = EventRecorder(store, component="virt-handler", clock=clock)
+    recorder = EventRecorder(StoreObjectClient(store), component="virt-handler", clock=clock)
     await recorder.record(VMI, type="Normal", reason="Started", message="VirtualMachineInstance started.")
     clock.advance(5)
     await recorder.record(VMI, type="Normal", reason="Started", message="VirtualMachineInstance started.")

@@ -26,6 +26,7 @@ from vmplane.agent.scheduling import Taint
 from vmplane.api.resources import LEASES, NODES
 from vmplane.testing.clock import START, run_in_virtual_time
 from vmplane.testing.memory_store import MemoryStore
+from vmplane.testing.store_client import StoreObjectClient
 
 FACTS = HostFacts(
     hostname="host-a",
@@ -162,7 +163,7 @@ def test_the_node_lease_is_held_by_the_node_and_owned_by_it() -> None:
 
 def _registration(store: MemoryStore, clock: Callable[[], datetime]) -> NodeRegistration:
     return NodeRegistration(
-        store=store,
+        client=StoreObjectClient(store),
         name="node01",
         build=lambda: _node(now=clock().strftime("%Y-%m-%dT%H:%M:%SZ")),
         heartbeat_interval=10.0,

@@ -4,7 +4,7 @@ Level-triggered, as every vmplane loop: a VMI change and a hypervisor ``on_chang
 the VMI's key; a reconcile re-reads the VMI, ``observe()``-s its machine and translates its spec,
 asks the pure ``agent.plan.decide`` for an ``AgentPlan`` (boot, sync with the in-place operations
 ``hotplug.operations`` lists, finalize a deleted VMI, discard an ended machine, report a status), and
-then ``_act``-s on it: the one place that sequences the hypervisor calls and the store writes.
+then ``_act``-s on it: the one place that sequences the hypervisor calls and the API writes.
 
 A failed operation is recorded against its VMI spec path in the VMI status (``rollout.failures``: the
 agent writes it, the agent and the VM planner read it through one decoder) and not retried until the
@@ -68,10 +68,12 @@ from vmplane.api.guest_ops import done_annotations
 from vmplane.api.ownership import MACHINE_FINALIZER  # held on every VMI until its machine is stopped
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
 from vmplane.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus, VMIPhase
+from vmplane.client.base import ObjectClient
 from vmplane.reconcile.events import EventRecorder
-from vmplane.reconcile.informer import Informer, Key
+from vmplane.reconcile.factory import SharedInformerFactory
+from vmplane.reconcile.informer import Key
 from vmplane.reconcile.loop import Controller, Result
-from vmplane.store.base import JsonObject, NotFoundError, Store
+from vmplane.store.base import JsonObject, NotFoundError
 
 __all__ = ["DEFAULT_GRACE_PERIOD", "MACHINE_FINALIZER", "EventSink", "NodeAgent", "VolumePreparer"]
 
@@ -120,7 +122,7 @@ class NodeAgent:
     ``hypervisor`` builds the driver from the callback it must call on every change (the agent's
     queue), so the composition root need not wire the two by hand. ``resolver`` maps volumes to files
     (``paths`` is the same, under the name ``app.py`` used first). ``events`` defaults to a
-    ``virt-handler`` EventRecorder on ``store``. ``unplug_timeout`` bounds each disk and NIC unplug.
+    ``virt-handler`` EventRecorder on ``client``. ``unplug_timeout`` bounds each disk and NIC unplug.
     ``host`` is what the Node reports of this host (read from it when None); ``capacity`` overrides
     its CPUs and memory; the Node's heartbeat is renewed every ``heartbeat_interval`` seconds, and
     the guests are stopped when the Lease has not been renewed for ``fence_timeout`` seconds
@@ -130,7 +132,7 @@ class NodeAgent:
     def __init__(
         self,
         *,
-        store: Store,
+        client: ObjectClient,
         hypervisor: Callable[[OnChange], Hypervisor],
         node_name: str,
         clock: Callable[[], datetime],
@@ -146,15 +148,16 @@ class NodeAgent:
         unplug_timeout: float = 30.0,
         workers: int = 4,
         fence_timeout: float = DEFAULT_FENCE_TIMEOUT,
+        informers: SharedInformerFactory | None = None,
     ) -> None:
         chosen = resolver if resolver is not None else paths
         if chosen is None:
             raise TypeError("NodeAgent needs a resolver")
         self._resolver: VolumeResolver = chosen
-        self._store = store
+        self._client = client
         self._node = node_name
         self._clock = clock
-        self._events: EventSink = events or EventRecorder(store, component="virt-handler", clock=clock)
+        self._events: EventSink = events or EventRecorder(client, component="virt-handler", clock=clock)
         self._preparer = preparer
         self._labels = dict(node_labels or {})
         self._taints = [t if isinstance(t, Taint) else Taint.from_wire(t) for t in node_taints]
@@ -163,13 +166,18 @@ class NodeAgent:
         #: Told each in-place operation's name, whether it succeeded and how long it took (the
         #: composition root points it at ``metrics.Metrics.hotplug``).
         self.on_hotplug: Callable[[str, bool, float], None] = _ignore_hotplug
-        self.vmis = Informer(store, VIRTUAL_MACHINE_INSTANCES)
+        informers = informers or SharedInformerFactory(client)
+        # Only this node's VMIs, as a kubelet watches only its pods.
+        self.vmis = informers.informer(
+            VIRTUAL_MACHINE_INSTANCES, field_selector=f"status.nodeName={node_name}"
+        )
         self.controller: Controller[Key] = Controller(name="node-agent", reconciler=self, workers=workers)
         self.hypervisor = hypervisor(self._machine_changed)
         self.vmis.on_change(self._vmi_changed)
         facts = host if host is not None else host_facts(runtime_version="unknown")
         self.registration = NodeRegistration(
-            store=store,
+            client=client,
+            informers=informers,
             name=node_name,
             build=lambda: node_object(
                 name=self._node,
@@ -248,7 +256,7 @@ class NodeAgent:
         namespace, name = key
         machine = machine_name(namespace, name)
         try:
-            raw: JsonObject | None = await self._store.get(VIRTUAL_MACHINE_INSTANCES, namespace, name)
+            raw: JsonObject | None = await self._client.get(VIRTUAL_MACHINE_INSTANCES, namespace, name)
         except NotFoundError:
             raw = None
         vmi = VirtualMachineInstance.model_validate(raw) if raw is not None else None
@@ -261,7 +269,7 @@ class NodeAgent:
     async def _act(
         self, plan: AgentPlan, vmi: VirtualMachineInstance | None, raw: JsonObject | None, machine: str
     ) -> None:
-        """Carry out ``plan``: the only place the agent's decisions touch the hypervisor and the store."""
+        """Carry out ``plan``: the only place the agent's decisions touch the hypervisor and the API."""
         match plan:
             case Ignore():
                 return
@@ -337,7 +345,7 @@ class NodeAgent:
         """Take the guest steps of ``plan``; its one-shot requests are marked done first (at most once)."""
         if plan.taken:
             annotations = done_annotations(raw["metadata"].get("annotations") or {}, plan.taken)
-            raw = await self._store.update(
+            raw = await self._client.update(
                 VIRTUAL_MACHINE_INSTANCES,
                 {**raw, "metadata": {**raw["metadata"], "annotations": annotations}},
             )
@@ -413,7 +421,7 @@ class NodeAgent:
         """Store ``status`` if it changed (ConflictError: the loop reconciles again), announcing the phase."""
         if status == vmi.status:
             return raw
-        stored = await self._store.update(
+        stored = await self._client.update(
             VIRTUAL_MACHINE_INSTANCES, {**raw, "status": status.to_wire()}, subresource="status"
         )
         before = vmi.status.phase if vmi.status is not None else None
@@ -445,7 +453,7 @@ class NodeAgent:
         if MACHINE_FINALIZER in finalizers:
             finalizers.remove(MACHINE_FINALIZER)
             with contextlib.suppress(NotFoundError):
-                await self._store.update(
+                await self._client.update(
                     VIRTUAL_MACHINE_INSTANCES,
                     {**raw, "metadata": {**raw["metadata"], "finalizers": finalizers}},
                 )

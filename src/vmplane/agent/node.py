@@ -35,11 +35,14 @@ from typing import Any
 
 from vmplane import __version__
 from vmplane.agent.scheduling import SCHEDULABLE_LABEL, Taint
+from vmplane.api.node_annotations import CONSOLE_CERT_SHA256, CONSOLE_ENDPOINT
 from vmplane.api.quantity import Quantity, QuantityError
 from vmplane.api.resources import LEASES, NODES
-from vmplane.reconcile.informer import Informer, Key
+from vmplane.client.base import ObjectClient, UnavailableError
+from vmplane.reconcile.factory import SharedInformerFactory
+from vmplane.reconcile.informer import Key
 from vmplane.reconcile.loop import Controller, Result
-from vmplane.store.base import AlreadyExistsError, JsonObject, NotFoundError, Store
+from vmplane.store.base import AlreadyExistsError, JsonObject, NotFoundError
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
@@ -62,6 +65,7 @@ log = logging.getLogger(__name__)
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
 #: A kubelet's ``nodeStatusUpdateFrequency``.
 DEFAULT_HEARTBEAT_INTERVAL = 10.0
+
 #: ``nodeInfo.kubeletVersion`` (and the VERSION column): the agent's version, semver-shaped as a
 #: kubelet's is so clients that parse it can.
 KUBELET_VERSION = f"v{__version__}-vmplane"
@@ -98,6 +102,11 @@ class HostFacts:
     os_image: str
     architecture: str
     container_runtime_version: str
+    #: Where this agent serves its guests' consoles to the API server, and its certificate's SHA-256
+    #: (published as Node annotations; see ``server.node_console``); empty when it serves none.
+    console_endpoint: str = ""
+    console_cert_sha256: str = ""
+    console_port: int = 0
 
 
 def _read(path: str) -> str:
@@ -201,11 +210,20 @@ def node_object(
     """
     arch = facts.architecture
     capacity = dict(capacity) if capacity is not None else host_capacity(facts)
+    annotations = (
+        {
+            CONSOLE_ENDPOINT: facts.console_endpoint,
+            CONSOLE_CERT_SHA256: facts.console_cert_sha256,
+        }
+        if facts.console_endpoint
+        else {}
+    )
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
             "name": name,
+            **({"annotations": annotations} if annotations else {}),
             "labels": {
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/arch": arch,
@@ -225,7 +243,7 @@ def node_object(
             ],
             "capacity": capacity,
             "allocatable": _allocatable(capacity),
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": facts.console_port}},
             "nodeInfo": {
                 "machineID": facts.machine_id,
                 "systemUUID": facts.system_uuid,
@@ -280,37 +298,39 @@ def lease_object(*, node: JsonObject, renew_time: str) -> JsonObject:
     }
 
 
-async def renew_lease(store: Store, lease: JsonObject) -> None:
+async def renew_lease(client: ObjectClient, lease: JsonObject) -> None:
     """Create ``lease``, or renew the stored one: ``lease``'s spec and owner (a Node registered again
     has a new uid), the rest of the stored metadata kept."""
     with contextlib.suppress(AlreadyExistsError):
-        await store.create(LEASES, lease)
+        await client.create(LEASES, lease)
         return
     meta = lease["metadata"]
-    current = await store.get(LEASES, meta["namespace"], meta["name"])
+    current = await client.get(LEASES, meta["namespace"], meta["name"])
     metadata = {**current["metadata"]}
     if "ownerReferences" in meta:
         metadata["ownerReferences"] = meta["ownerReferences"]
-    await store.update(LEASES, {**current, "metadata": metadata, "spec": lease["spec"]})
+    await client.update(LEASES, {**current, "metadata": metadata, "spec": lease["spec"]})
 
 
-async def register_node(store: Store, node: JsonObject) -> None:
+async def register_node(client: ObjectClient, node: JsonObject) -> None:
     """Create ``node``, or replace the labels, taints and status of the one stored under its name
     (the rest of its spec stays: a cordon, ``spec.unschedulable``, outlives an agent restart, as a
     kubelet leaves it)."""
     name = node["metadata"]["name"]
     with contextlib.suppress(AlreadyExistsError):
-        await store.create(NODES, node)
+        await client.create(NODES, node)
         return
-    current: dict[str, Any] = await store.get(NODES, "", name)
+    current: dict[str, Any] = await client.get(NODES, "", name)
     metadata = {**current["metadata"], "labels": node["metadata"]["labels"]}
+    if node["metadata"].get("annotations"):
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), **node["metadata"]["annotations"]}
     spec = {**(current.get("spec") or {}), **node["spec"]}
     if "taints" not in node["spec"]:
         spec.pop("taints", None)
-    updated = await store.update(NODES, {**current, "metadata": metadata, "spec": spec})
+    updated = await client.update(NODES, {**current, "metadata": metadata, "spec": spec})
     with contextlib.suppress(NotFoundError):
         status = renew_heartbeat(current, node)
-        await store.update(NODES, {**updated, "status": status}, subresource="status")
+        await client.update(NODES, {**updated, "status": status}, subresource="status")
 
 
 def _monotonic() -> float:
@@ -329,20 +349,22 @@ class NodeRegistration:
     def __init__(
         self,
         *,
-        store: Store,
+        client: ObjectClient,
         name: str,
         build: Callable[[], JsonObject],
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         clock: Callable[[], datetime] | None = None,
         on_renewed: Callable[[float], None] | None = None,
         lease_interval: float = DEFAULT_LEASE_INTERVAL,
+        informers: SharedInformerFactory | None = None,
     ) -> None:
         """``clock`` stamps the Lease's ``renewTime`` (None: no Lease is kept); ``on_renewed`` is
         told of each successful renewal, with when it was sent on the event loop's monotonic clock
         (the agent's fencing counts from it). The Lease is renewed every ``lease_interval`` seconds
         whatever the heartbeat interval, as a kubelet renews its Lease every 10 s however seldom it
         posts its status: node failure detection and fencing depend on it."""
-        self._store = store
+        informers = informers or SharedInformerFactory(client)
+        self._client = client
         self._clock = clock
         self._key: Key = ("", name)
         self._build = build
@@ -350,7 +372,7 @@ class NodeRegistration:
         self._lease_interval = lease_interval
         self._status_due = 0.0  # monotonic time of the next status heartbeat
         self._on_renewed = on_renewed
-        self.nodes = Informer(store, NODES)
+        self.nodes = informers.informer(NODES, field_selector=f"metadata.name={name}")
         self.controller: Controller[Key] = Controller(name="node-registration", reconciler=self, workers=1)
         self.nodes.on_change(self._changed)
 
@@ -359,7 +381,16 @@ class NodeRegistration:
             self.controller.queue.add(key)
 
     async def start(self) -> None:
-        await register_node(self._store, self._build())
+        """Register the Node (waiting, with backoff, for an API server not up yet), then keep it."""
+        delay = 0.2
+        while True:
+            try:
+                await register_node(self._client, self._build())
+                break
+            except UnavailableError as err:
+                log.warning("cannot register node %s yet: %s", self._key[1], err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         self.nodes.start()
         await self.nodes.wait_synced()
         self.controller.start()
@@ -374,21 +405,21 @@ class NodeRegistration:
         """Create the Node if the store has none, else renew its heartbeat when due and its Lease (an
         error retries with backoff); come back when the next of the two is due."""
         try:
-            current = await self._store.get(NODES, "", key[1])
+            current = await self._client.get(NODES, "", key[1])
         except NotFoundError:
             log.warning("node %s was deleted; registering it again", key[1])
-            await register_node(self._store, self._build())
+            await register_node(self._client, self._build())
             return Result(requeue_after=self._next())
         if _monotonic() >= self._status_due:
             status = renew_heartbeat(current, self._build())
             if status != current.get("status"):
                 with contextlib.suppress(NotFoundError):
-                    await self._store.update(NODES, {**current, "status": status}, subresource="status")
+                    await self._client.update(NODES, {**current, "status": status}, subresource="status")
             self._status_due = _monotonic() + self._interval
         if self._clock is not None:
             sent = _monotonic()
             renew_time = self._clock().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            await renew_lease(self._store, lease_object(node=current, renew_time=renew_time))
+            await renew_lease(self._client, lease_object(node=current, renew_time=renew_time))
             if self._on_renewed is not None:
                 self._on_renewed(sent)
         return Result(requeue_after=self._next())

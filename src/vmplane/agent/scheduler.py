@@ -27,11 +27,13 @@ from vmplane.api.kubevirt import configuration_of
 from vmplane.api.meta import Condition
 from vmplane.api.resources import KUBEVIRTS, NODES, VIRTUAL_MACHINE_INSTANCES
 from vmplane.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus, VMIPhase
+from vmplane.client.base import ObjectClient
 from vmplane.reconcile.events import EventRecorder
-from vmplane.reconcile.informer import Informer, Key, key_of
+from vmplane.reconcile.factory import SharedInformerFactory
+from vmplane.reconcile.informer import Key, key_of
 from vmplane.reconcile.loop import Controller, Result
 from vmplane.rollout.conditions import merge_conditions
-from vmplane.store.base import JsonObject, NotFoundError, Store
+from vmplane.store.base import JsonObject, NotFoundError
 
 __all__ = ["POD_SCHEDULED", "UNSCHEDULABLE", "Scheduler"]
 
@@ -47,14 +49,20 @@ class Scheduler:
     """Binds Pending VMIs to Nodes; ``start``/``stop`` run it in the current loop."""
 
     def __init__(
-        self, *, store: Store, clock: Callable[[], datetime], events: EventSink | None = None
+        self,
+        *,
+        client: ObjectClient,
+        clock: Callable[[], datetime],
+        events: EventSink | None = None,
+        informers: SharedInformerFactory | None = None,
     ) -> None:
-        self._store = store
+        informers = informers or SharedInformerFactory(client)
+        self._client = client
         self._clock = clock
-        self._events: EventSink = events or EventRecorder(store, component="default-scheduler", clock=clock)
-        self.vmis = Informer(store, VIRTUAL_MACHINE_INSTANCES)
-        self.nodes = Informer(store, NODES)
-        self.kubevirts = Informer(store, KUBEVIRTS)
+        self._events: EventSink = events or EventRecorder(client, component="default-scheduler", clock=clock)
+        self.vmis = informers.informer(VIRTUAL_MACHINE_INSTANCES)
+        self.nodes = informers.informer(NODES)
+        self.kubevirts = informers.informer(KUBEVIRTS)
         # Bound by us, not yet bound in the cache: key -> (node, request).
         self._assumed: dict[Key, tuple[str, Resources]] = {}
         # One worker: binding decisions are cheap, and one at a time they never race for a node.
@@ -92,7 +100,7 @@ class Scheduler:
     async def reconcile(self, key: Key) -> Result:
         """Bind one VMI if it is Pending and unbound (a fresh read: the cache may lag our own writes)."""
         try:
-            raw = await self._store.get(VIRTUAL_MACHINE_INSTANCES, *key)
+            raw = await self._client.get(VIRTUAL_MACHINE_INSTANCES, *key)
         except NotFoundError:
             return Result()
         vmi = VirtualMachineInstance.model_validate(raw)
@@ -125,7 +133,7 @@ class Scheduler:
         new_status = status.model_copy(update={**update, "conditions": conditions})
         if new_status == status:
             return Result()
-        stored = await self._store.update(
+        stored = await self._client.update(
             VIRTUAL_MACHINE_INSTANCES, {**raw, "status": new_status.to_wire()}, subresource="status"
         )
         if node is not None:
@@ -152,6 +160,6 @@ class Scheduler:
             return
         finalizers.remove(MACHINE_FINALIZER)
         with contextlib.suppress(NotFoundError):
-            await self._store.update(
+            await self._client.update(
                 VIRTUAL_MACHINE_INSTANCES, {**raw, "metadata": {**raw["metadata"], "finalizers": finalizers}}
             )

@@ -23,6 +23,8 @@ Start with `vmplane serve --demo`, then point kubectl at the kubeconfig it print
 COMMAND_MODULES = (
     "vmplane.cli.plan",
     "vmplane.cli.serve",
+    "vmplane.cli.cluster",
+    "vmplane.cli.dev_cluster",
     "vmplane.cli.kubeconfig",
     "vmplane.cli.vm_commands",
     "vmplane.cli.guest_commands",

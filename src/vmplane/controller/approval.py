@@ -17,6 +17,7 @@ from vmplane.api.ownership import controller_of
 from vmplane.api.resources import VIRTUAL_MACHINES
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstance
+from vmplane.client.base import ObjectClient
 from vmplane.controller.restart_request import restart_vm
 from vmplane.controller.vm import EventSink
 from vmplane.reconcile.informer import Informer, Key
@@ -24,7 +25,7 @@ from vmplane.reconcile.loop import Result
 from vmplane.rollout.approval import RESTART_SCHEDULED, approval_decision
 from vmplane.rollout.conditions import merge_conditions
 from vmplane.rollout.restarts import VMState, format_time, vm_state
-from vmplane.store.base import ConflictError, NotFoundError, Store
+from vmplane.store.base import ConflictError, NotFoundError
 
 __all__ = ["ApprovalReconciler", "state_of"]
 
@@ -53,7 +54,7 @@ class ApprovalReconciler:
     def __init__(
         self,
         *,
-        store: Store,
+        client: ObjectClient,
         vms: Informer,
         vmis: Informer,
         namespaces: Informer,
@@ -62,7 +63,7 @@ class ApprovalReconciler:
         clock: Callable[[], datetime],
         poll_interval: float,
     ) -> None:
-        self._store = store
+        self._client = client
         self._vms = vms
         self._vmis = vmis
         self._namespaces = namespaces
@@ -96,7 +97,7 @@ class ApprovalReconciler:
         if state.vmi_uid is None:
             return False
         return await restart_vm(
-            self._store, namespace=state.namespace, name=state.name, vmi_uid=state.vmi_uid
+            self._client, namespace=state.namespace, name=state.name, vmi_uid=state.vmi_uid
         )
 
     async def _write_condition(self, raw: dict[str, Any], wanted: Condition | None, now: str) -> None:
@@ -111,7 +112,7 @@ class ApprovalReconciler:
         )
         updated = status.model_copy(update={"conditions": conditions or None})
         try:
-            await self._store.update(
+            await self._client.update(
                 VIRTUAL_MACHINES, {**raw, "status": updated.to_wire()}, subresource="status"
             )
         except (ConflictError, NotFoundError):

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from vmplane.api.deletion import finalizers_for_deletion
+from vmplane.client.base import ObjectClient
 from vmplane.controller.garbage_collection import (
     Action,
     DeleteItem,
@@ -32,7 +33,7 @@ from vmplane.controller.garbage_collection import (
 )
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Controller, Result
-from vmplane.store.base import JsonObject, NotFoundError, Store
+from vmplane.store.base import JsonObject, NotFoundError
 
 __all__ = ["GarbageCollector"]
 
@@ -42,8 +43,8 @@ log = logging.getLogger(__name__)
 class GarbageCollector:
     """Reconciles one object (an ``ItemKey``) against its owners and its dependents."""
 
-    def __init__(self, *, store: Store, informers: Mapping[str, Informer], workers: int = 1) -> None:
-        self._store = store
+    def __init__(self, *, client: ObjectClient, informers: Mapping[str, Informer], workers: int = 1) -> None:
+        self._client = client
         self._informers = dict(informers)
         self._uid_of: dict[ItemKey, str] = {}
         self._key_of: dict[str, ItemKey] = {}
@@ -102,7 +103,7 @@ class GarbageCollector:
         if not live and informer is not None:
             return informer.get(key.namespace, key.name)
         try:
-            return await self._store.get(key.resource, key.namespace, key.name)
+            return await self._client.get(key.resource, key.namespace, key.name)
         except NotFoundError:
             return None
 
@@ -153,24 +154,24 @@ class GarbageCollector:
             log.debug("garbage collector: deleting %s %s/%s (%s)", *key, action.policy.value)
             finalizers = finalizers_for_deletion(list(metadata.get("finalizers") or []), action.policy)
             if finalizers is not None:
-                obj = await self._store.update(
+                obj = await self._client.update(
                     key.resource, {**obj, "metadata": {**metadata, "finalizers": finalizers}}
                 )
             with contextlib.suppress(NotFoundError):
-                await self._store.delete(
+                await self._client.delete(
                     key.resource,
                     key.namespace,
                     key.name,
                     resource_version=int(obj["metadata"]["resourceVersion"]),
                 )
         elif isinstance(action, DropOwnerReferences):
-            await self._store.update(key.resource, _without_owners(obj, set(action.uids)))
+            await self._client.update(key.resource, _without_owners(obj, set(action.uids)))
         elif isinstance(action, OrphanDependents):
             for dependent_key in action.dependents:
                 dependent = await self._read(dependent_key, live=True)
                 if dependent is not None:
                     with contextlib.suppress(NotFoundError):
-                        await self._store.update(
+                        await self._client.update(
                             dependent_key.resource, _without_owners(dependent, {action.owner_uid})
                         )
         elif isinstance(action, RemoveFinalizer):
@@ -179,7 +180,7 @@ class GarbageCollector:
                 return
             finalizers = [f for f in current["metadata"].get("finalizers") or () if f != action.finalizer]
             with contextlib.suppress(NotFoundError):
-                await self._store.update(
+                await self._client.update(
                     key.resource, {**current, "metadata": {**current["metadata"], "finalizers": finalizers}}
                 )
 

@@ -8,13 +8,14 @@ import contextlib
 from vmplane.api.instancetype_refs import Resolution
 from vmplane.api.resources import CONTROLLER_REVISIONS
 from vmplane.api.vm import VirtualMachine, VirtualMachineStatus
+from vmplane.client.base import ObjectClient
 from vmplane.rollout.vm_effective import VMEffective
-from vmplane.store.base import AlreadyExistsError, Store
+from vmplane.store.base import AlreadyExistsError
 
 __all__ = ["store_snapshots", "unsized_message"]
 
 
-async def store_snapshots(store: Store, vm: VirtualMachine, resolution: Resolution) -> VirtualMachine:
+async def store_snapshots(client: ObjectClient, vm: VirtualMachine, resolution: Resolution) -> VirtualMachine:
     """Create the snapshots first used now and return ``vm`` with its status naming those in use.
 
     A snapshot already stored under the same name holds the same generation of the same object, so
@@ -22,7 +23,7 @@ async def store_snapshots(store: Store, vm: VirtualMachine, resolution: Resoluti
     """
     for revision in resolution.new_revisions:
         with contextlib.suppress(AlreadyExistsError):
-            await store.create(CONTROLLER_REVISIONS, revision)
+            await client.create(CONTROLLER_REVISIONS, revision)
     status = vm.status or VirtualMachineStatus()
     refs = {"instancetype_ref": resolution.instancetype_ref, "preference_ref": resolution.preference_ref}
     if vm.spec.instancetype is not None and resolution.instancetype_ref is None:

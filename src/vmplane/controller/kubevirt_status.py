@@ -17,9 +17,11 @@ from datetime import datetime
 
 from vmplane import __version__
 from vmplane.api.resources import KUBEVIRTS, NODES
-from vmplane.reconcile.informer import Informer, Key
+from vmplane.client.base import ObjectClient
+from vmplane.reconcile.factory import SharedInformerFactory
+from vmplane.reconcile.informer import Key
 from vmplane.reconcile.loop import Controller, Result
-from vmplane.store.base import JsonObject, NotFoundError, Store
+from vmplane.store.base import JsonObject, NotFoundError
 
 __all__ = [
     "KUBEVIRT_VERSION",
@@ -106,12 +108,20 @@ def kubevirt_status(
 class KubeVirtStatusController:
     """Keeps every KubeVirt object's status equal to ``kubevirt_status`` of the cluster as it is."""
 
-    def __init__(self, *, store: Store, clock: Callable[[], datetime], architecture: str = "amd64") -> None:
-        self._store = store
+    def __init__(
+        self,
+        *,
+        client: ObjectClient,
+        clock: Callable[[], datetime],
+        architecture: str = "amd64",
+        informers: SharedInformerFactory | None = None,
+    ) -> None:
+        informers = informers or SharedInformerFactory(client)
+        self._client = client
         self._clock = clock
         self._architecture = architecture
-        self.kubevirts = Informer(store, KUBEVIRTS)
-        self.nodes = Informer(store, NODES)
+        self.kubevirts = informers.informer(KUBEVIRTS)
+        self.nodes = informers.informer(NODES)
         self.controller: Controller[Key] = Controller(name="kubevirt-status", reconciler=self, workers=1)
         self.kubevirts.on_change(self._enqueue)
         self.nodes.on_change(self._enqueue_every_kubevirt)
@@ -142,7 +152,7 @@ class KubeVirtStatusController:
         """Write the status the cluster calls for, when it differs from the stored one (a conflict
         raises and is retried with backoff)."""
         try:
-            kubevirt = await self._store.get(KUBEVIRTS, *key)
+            kubevirt = await self._client.get(KUBEVIRTS, *key)
         except NotFoundError:
             return Result()
         status = kubevirt_status(
@@ -154,7 +164,7 @@ class KubeVirtStatusController:
         if status != kubevirt.get("status"):
             log.debug("kubevirt %s/%s: status %s", *key, status["conditions"])
             try:
-                await self._store.update(KUBEVIRTS, {**kubevirt, "status": status}, subresource="status")
+                await self._client.update(KUBEVIRTS, {**kubevirt, "status": status}, subresource="status")
             except NotFoundError:
                 return Result()
         return Result()

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from vmplane.api.maintenance import MaintenanceWindow, MaintenanceWindowStatus
 from vmplane.api.resources import MAINTENANCE_WINDOWS
+from vmplane.client.base import ObjectClient
 from vmplane.controller.approval import state_of
 from vmplane.controller.restart_request import restart_vm
 from vmplane.controller.vm import EventSink
@@ -25,7 +26,7 @@ from vmplane.reconcile.loop import Result
 from vmplane.rollout.conditions import merge_conditions
 from vmplane.rollout.restarts import format_time
 from vmplane.rollout.windows import step_window
-from vmplane.store.base import NotFoundError, Store
+from vmplane.store.base import NotFoundError
 
 __all__ = ["MaintenanceReconciler"]
 
@@ -38,7 +39,7 @@ class MaintenanceReconciler:
     def __init__(
         self,
         *,
-        store: Store,
+        client: ObjectClient,
         windows: Informer,
         vms: Informer,
         vmis: Informer,
@@ -47,7 +48,7 @@ class MaintenanceReconciler:
         clock: Callable[[], datetime],
         poll_interval: float,
     ) -> None:
-        self._store = store
+        self._client = client
         self._windows = windows
         self._vms = vms
         self._vmis = vmis
@@ -77,7 +78,7 @@ class MaintenanceReconciler:
         )
         if status != window.status:
             try:
-                raw = await self._store.update(
+                raw = await self._client.update(
                     MAINTENANCE_WINDOWS, {**raw, "status": status.to_wire()}, subresource="status"
                 )
             except NotFoundError:
@@ -87,7 +88,7 @@ class MaintenanceReconciler:
             await self._events.record(raw, type=event.type, reason=event.reason, message=event.message)
         for vm in step.restart:
             assert vm.vmi_uid is not None, "a batch holds only running VMs"
-            if await restart_vm(self._store, namespace=vm.namespace, name=vm.name, vmi_uid=vm.vmi_uid):
+            if await restart_vm(self._client, namespace=vm.namespace, name=vm.name, vmi_uid=vm.vmi_uid):
                 log.info("window %s: restarting %s", key[1], vm.key)
         wait = self._poll if step.wake_at is None else (step.wake_at - now).total_seconds()
         return Result(requeue_after=min(max(wait, 0.0), self._poll))

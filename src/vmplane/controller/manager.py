@@ -24,6 +24,7 @@ from vmplane.api.resources import (
     VIRTUAL_MACHINE_INSTANCES,
     VIRTUAL_MACHINES,
 )
+from vmplane.client.base import ObjectClient
 from vmplane.controller.approval import ApprovalReconciler
 from vmplane.controller.garbage_collector import GarbageCollector
 from vmplane.controller.maintenance import MaintenanceReconciler
@@ -31,9 +32,10 @@ from vmplane.controller.namespace import NamespaceReconciler
 from vmplane.controller.node_health import HealthConfig
 from vmplane.controller.node_lifecycle import NodeLifecycleController
 from vmplane.controller.vm import EventSink, VMReconciler
+from vmplane.reconcile.factory import SharedInformerFactory
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Controller
-from vmplane.store.base import JsonObject, Store
+from vmplane.store.base import JsonObject
 
 #: The instance types and preferences VMs refer to (cached for the VM controller and admission).
 SIZING_RESOURCES = (INSTANCETYPES, CLUSTER_INSTANCETYPES, PREFERENCES, CLUSTER_PREFERENCES)
@@ -56,7 +58,7 @@ class ControllerManager:
     def __init__(
         self,
         *,
-        store: Store,
+        client: ObjectClient,
         events: EventSink,
         clock: Callable[[], datetime],
         workers: int = 2,
@@ -64,18 +66,20 @@ class ControllerManager:
         namespaced_resources: tuple[str, ...] = DEFAULT_NAMESPACED,
         window_poll_interval: float = 30.0,
         node_health: HealthConfig | None = None,
+        informers: SharedInformerFactory | None = None,
     ) -> None:
-        self.vms = Informer(store, VIRTUAL_MACHINES)
-        self.vmis = Informer(store, VIRTUAL_MACHINE_INSTANCES)
-        self.kubevirts = Informer(store, KUBEVIRTS)
-        self.namespaces = Informer(store, NAMESPACES)
-        self.revisions = Informer(store, CONTROLLER_REVISIONS)
-        self.events = Informer(store, EVENTS)
-        self.nodes = Informer(store, NODES)
-        self.windows = Informer(store, MAINTENANCE_WINDOWS)
-        self.sizing = {resource: Informer(store, resource) for resource in SIZING_RESOURCES}
+        informers = informers or SharedInformerFactory(client)
+        self.vms = informers.informer(VIRTUAL_MACHINES)
+        self.vmis = informers.informer(VIRTUAL_MACHINE_INSTANCES)
+        self.kubevirts = informers.informer(KUBEVIRTS)
+        self.namespaces = informers.informer(NAMESPACES)
+        self.revisions = informers.informer(CONTROLLER_REVISIONS)
+        self.events = informers.informer(EVENTS)
+        self.nodes = informers.informer(NODES)
+        self.windows = informers.informer(MAINTENANCE_WINDOWS)
+        self.sizing = {resource: informers.informer(resource) for resource in SIZING_RESOURCES}
         reconciler = VMReconciler(
-            store=store,
+            client=client,
             vms=self.vms,
             vmis=self.vmis,
             kubevirts=self.kubevirts,
@@ -100,17 +104,17 @@ class ControllerManager:
         self.namespace_controller: Controller[Key] = Controller(
             name="namespace-controller",
             reconciler=NamespaceReconciler(
-                store=store, namespaces=self.namespaces, resources=namespaced_resources, clock=clock
+                client=client, namespaces=self.namespaces, resources=namespaced_resources, clock=clock
             ),
             workers=1,
         )
         self.namespaces.on_change(lambda key, _obj: self.namespace_controller.queue.add(key))
         self.node_lifecycle = NodeLifecycleController(
-            store=store, vmis=self.vmis, events=events, clock=clock, config=node_health
+            client=client, vmis=self.vmis, events=events, clock=clock, config=node_health, informers=informers
         )
-        self._wire_restarts(store, events, clock, workers, window_poll_interval)
+        self._wire_restarts(client, events, clock, workers, window_poll_interval)
         self.garbage_collector = GarbageCollector(
-            store=store,
+            client=client,
             informers={
                 VIRTUAL_MACHINES: self.vms,
                 VIRTUAL_MACHINE_INSTANCES: self.vmis,
@@ -122,11 +126,16 @@ class ControllerManager:
         )
 
     def _wire_restarts(
-        self, store: Store, events: EventSink, clock: Callable[[], datetime], workers: int, poll: float
+        self,
+        client: ObjectClient,
+        events: EventSink,
+        clock: Callable[[], datetime],
+        workers: int,
+        poll: float,
     ) -> None:
         """Restart approval per VM and maintenance windows: both re-read on any VM, VMI or window change."""
         approval = ApprovalReconciler(
-            store=store,
+            client=client,
             vms=self.vms,
             vmis=self.vmis,
             namespaces=self.namespaces,
@@ -139,7 +148,7 @@ class ControllerManager:
             name="restart-approval-controller", reconciler=approval, workers=workers
         )
         self.maintenance = MaintenanceReconciler(
-            store=store,
+            client=client,
             windows=self.windows,
             vms=self.vms,
             vmis=self.vmis,

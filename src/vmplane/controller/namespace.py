@@ -14,10 +14,11 @@ from typing import Any
 
 from vmplane.api.deletion import NAMESPACE_FINALIZER
 from vmplane.api.resources import NAMESPACES
+from vmplane.client.base import ObjectClient
 from vmplane.controller.namespace_lifecycle import decide, with_failures
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Result
-from vmplane.store.base import JsonObject, NotFoundError, Store, StoreError
+from vmplane.store.base import JsonObject, NotFoundError, StoreError
 
 __all__ = ["NamespaceReconciler"]
 
@@ -44,12 +45,12 @@ class NamespaceReconciler:
     def __init__(
         self,
         *,
-        store: Store,
+        client: ObjectClient,
         namespaces: Informer,
         resources: Sequence[str],
         clock: Callable[[], datetime],
     ) -> None:
-        self._store = store
+        self._client = client
         self._namespaces = namespaces
         self._resources = tuple(resources)
         self._clock = clock
@@ -60,12 +61,12 @@ class NamespaceReconciler:
         namespace = self._namespaces.get("", name)
         if namespace is None or not namespace.get("metadata", {}).get("deletionTimestamp"):
             return Result()
-        contents = {resource: (await self._store.list(resource, name)).items for resource in self._resources}
+        contents = {resource: (await self._client.list(resource, name)).items for resource in self._resources}
         plan = decide(namespace, contents)
         failures = []
         for resource, item in plan.delete:
             try:
-                await self._store.delete(resource, name, item)
+                await self._client.delete(resource, name, item)
             except NotFoundError:
                 continue
             except StoreError as err:  # reported on the namespace, and tried again
@@ -78,7 +79,7 @@ class NamespaceReconciler:
 
     async def _write_conditions(self, name: str, conditions: Sequence[Mapping[str, str]]) -> None:
         try:
-            current = await self._store.get(NAMESPACES, "", name)
+            current = await self._client.get(NAMESPACES, "", name)
         except NotFoundError:
             return
         status = current.get("status") if isinstance(current.get("status"), dict) else {}
@@ -86,13 +87,13 @@ class NamespaceReconciler:
         written = _with_times(conditions, (status or {}).get("conditions") or (), now)
         if written != (status or {}).get("conditions"):
             new_status: JsonObject = {**(status or {}), "conditions": written}
-            await self._store.update(NAMESPACES, {**current, "status": new_status}, subresource="status")
+            await self._client.update(NAMESPACES, {**current, "status": new_status}, subresource="status")
 
     async def _finalize(self, name: str) -> None:
         try:
-            current = await self._store.get(NAMESPACES, "", name)
+            current = await self._client.get(NAMESPACES, "", name)
         except NotFoundError:
             return
         spec = dict(current.get("spec") or {})
         spec["finalizers"] = [f for f in spec.get("finalizers") or () if f != NAMESPACE_FINALIZER]
-        await self._store.update(NAMESPACES, {**current, "spec": spec})
+        await self._client.update(NAMESPACES, {**current, "spec": spec}, subresource="finalize")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from vmplane.api.resources import LEASES, NODES, VIRTUAL_MACHINE_INSTANCES
+from vmplane.client.base import ObjectClient
 from vmplane.controller.node_health import (
     NODE_UNREACHABLE,
     HealthConfig,
@@ -26,9 +27,10 @@ from vmplane.controller.node_health import (
     unreachable_vmi,
 )
 from vmplane.controller.vm import EventSink
+from vmplane.reconcile.factory import SharedInformerFactory
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Controller, Result
-from vmplane.store.base import JsonObject, NotFoundError, Store
+from vmplane.store.base import JsonObject, NotFoundError
 
 __all__ = ["NODE_LEASE_NAMESPACE", "NodeLifecycleController"]
 
@@ -43,22 +45,24 @@ class NodeLifecycleController:
     def __init__(
         self,
         *,
-        store: Store,
+        client: ObjectClient,
         vmis: Informer,
         events: EventSink,
         clock: Callable[[], datetime],
         config: HealthConfig | None = None,
         monotonic: Callable[[], float] | None = None,
+        informers: SharedInformerFactory | None = None,
     ) -> None:
         """``clock`` stamps what is written; ``monotonic`` (default: the running loop's clock)
         measures how long a node has been silent."""
-        self._store = store
+        informers = informers or SharedInformerFactory(client)
+        self._client = client
         self._clock = clock
         self._monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
         self._events = events
         self._config = config or HealthConfig()
-        self.nodes = Informer(store, NODES)
-        self.leases = Informer(store, LEASES)
+        self.nodes = informers.informer(NODES)
+        self.leases = informers.informer(LEASES, field_selector=f"metadata.namespace={NODE_LEASE_NAMESPACE}")
         self._vmis = vmis
         self._seen: dict[str, RenewalSeen] = {}
         self.controller: Controller[Key] = Controller(name="node-lifecycle", reconciler=self, workers=1)
@@ -110,9 +114,9 @@ class NodeLifecycleController:
         with contextlib.suppress(NotFoundError):
             stored = node
             if updated.get("spec") != node.get("spec"):
-                stored = await self._store.update(NODES, {**node, "spec": updated["spec"]})
+                stored = await self._client.update(NODES, {**node, "spec": updated["spec"]})
             if updated.get("status") != node.get("status"):
-                await self._store.update(NODES, {**stored, "status": updated["status"]}, subresource="status")
+                await self._client.update_status(NODES, {**stored, "status": updated["status"]})
 
     async def _give_up_vmis(self, node: str, now: datetime) -> None:
         for vmi in self._vmis.list():
@@ -124,7 +128,7 @@ class NodeLifecycleController:
                 stored = vmi
                 if status is not None:
                     log.warning("%s/%s: failed, node %s is fenced", meta.get("namespace"), meta["name"], node)
-                    stored = await self._store.update(
+                    stored = await self._client.update(
                         VIRTUAL_MACHINE_INSTANCES, {**vmi, "status": status}, subresource="status"
                     )
                     await self._events.record(
@@ -135,7 +139,7 @@ class NodeLifecycleController:
                         "its guests are stopped",
                     )
                 if finalizers is not None:
-                    await self._store.update(
+                    await self._client.update(
                         VIRTUAL_MACHINE_INSTANCES,
                         {**stored, "metadata": {**stored["metadata"], "finalizers": finalizers}},
                     )

@@ -13,20 +13,21 @@ import logging
 from vmplane.api.lifecycle import LifecycleConflictError, request_restart
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES, VIRTUAL_MACHINES
 from vmplane.api.vm import VirtualMachine
-from vmplane.store.base import ConflictError, NotFoundError, Store
+from vmplane.client.base import ObjectClient
+from vmplane.store.base import ConflictError, NotFoundError
 
 __all__ = ["restart_vm"]
 
 log = logging.getLogger(__name__)
 
 
-async def restart_vm(store: Store, *, namespace: str, name: str, vmi_uid: str) -> bool:
+async def restart_vm(client: ObjectClient, *, namespace: str, name: str, vmi_uid: str) -> bool:
     """Queue a restart of the VMI ``vmi_uid`` of VM ``namespace/name``; False when it was not queued
     (already asked, that VMI gone or going, the run strategy refuses, or a concurrent write: the
     caller's next reconcile looks again)."""
     try:
-        raw = await store.get(VIRTUAL_MACHINES, namespace, name)
-        vmi = await store.get(VIRTUAL_MACHINE_INSTANCES, namespace, name)
+        raw = await client.get(VIRTUAL_MACHINES, namespace, name)
+        vmi = await client.get(VIRTUAL_MACHINE_INSTANCES, namespace, name)
     except NotFoundError:
         return False
     if vmi["metadata"].get("uid") != vmi_uid or vmi["metadata"].get("deletionTimestamp"):
@@ -42,7 +43,7 @@ async def restart_vm(store: Store, *, namespace: str, name: str, vmi_uid: str) -
     status = dict(raw.get("status") or {})
     status["stateChangeRequests"] = [r.to_wire() for r in wanted.state_change_requests]
     try:
-        await store.update(VIRTUAL_MACHINES, {**raw, "status": status}, subresource="status")
+        await client.update(VIRTUAL_MACHINES, {**raw, "status": status}, subresource="status")
     except (ConflictError, NotFoundError):
         return False
     return True

@@ -30,6 +30,7 @@ from vmplane.api.ownership import (
 from vmplane.api.resources import CONTROLLER_REVISIONS, VIRTUAL_MACHINE_INSTANCES, VIRTUAL_MACHINES
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstance, VMIPhase
+from vmplane.client.base import ObjectClient
 from vmplane.controller.boot import boot_objects, revision_prefix
 from vmplane.controller.instancetypes import store_snapshots, unsized_message
 from vmplane.controller.run_strategy import (
@@ -46,7 +47,7 @@ from vmplane.rollout.effective import EffectiveSpec
 from vmplane.rollout.plan import Plan, plan, vm_path
 from vmplane.rollout.vm_effective import VMEffective, vm_effective
 from vmplane.rollout.vm_status import Observation, derive_status
-from vmplane.store.base import AlreadyExistsError, JsonObject, NotFoundError, Store
+from vmplane.store.base import AlreadyExistsError, JsonObject, NotFoundError
 
 __all__ = ["EventSink", "VMReconciler", "cluster_configuration"]
 
@@ -84,7 +85,7 @@ class VMReconciler:
     def __init__(
         self,
         *,
-        store: Store,
+        client: ObjectClient,
         vms: Informer,
         vmis: Informer,
         kubevirts: Informer,
@@ -96,7 +97,7 @@ class VMReconciler:
     ) -> None:
         """``lookup`` reads instance types, preferences and their snapshots (the manager's caches)."""
         self._lookup = lookup
-        self._store = store
+        self._client = client
         self._vms = vms
         self._vmis = vmis
         self._kubevirts = kubevirts
@@ -120,7 +121,7 @@ class VMReconciler:
         config = cluster_configuration(self._kubevirts)
         sized = vm_effective(vm, config, self._lookup)
         if not vm.metadata.deletion_timestamp:
-            vm = await store_snapshots(self._store, vm, sized.resolution)
+            vm = await store_snapshots(self._client, vm, sized.resolution)
         result, decision, started = await self._run(vm, vmi, occupied=occupied, sized=sized)
         if decision.action is RunAction.ORPHAN:
             return result  # the VM is going: no rollout, no status
@@ -133,7 +134,7 @@ class VMReconciler:
         observation = Observation(vmi, rollout, decision.crash_looping, format_time(self._clock()))
         new_status = derive_status(vm.model_copy(update={"status": decision.status}), observation)
         if new_status != vm.status:
-            await self._store.update(
+            await self._client.update(
                 VIRTUAL_MACHINES, {**vm.to_wire(), "status": new_status.to_wire()}, subresource="status"
             )
         return result
@@ -165,7 +166,7 @@ class VMReconciler:
         assert meta.name is not None
         assert meta.uid is not None
         try:
-            fresh = await self._store.get(VIRTUAL_MACHINES, meta.namespace or "", meta.name)
+            fresh = await self._client.get(VIRTUAL_MACHINES, meta.namespace or "", meta.name)
         except NotFoundError:
             return None, True
         if fresh["metadata"].get("uid") != meta.uid or fresh["metadata"].get("deletionTimestamp"):
@@ -174,7 +175,7 @@ class VMReconciler:
             api_version=vm.api_version, kind=vm.kind, name=meta.name, uid=meta.uid
         )
         try:
-            stored = await self._store.update(VIRTUAL_MACHINE_INSTANCES, adopted(raw_vmi, reference))
+            stored = await self._client.update(VIRTUAL_MACHINE_INSTANCES, adopted(raw_vmi, reference))
         except NotFoundError:
             return None, False
         log.info("%s/%s: adopted the VMI %s", meta.namespace, meta.name, raw_vmi["metadata"].get("uid"))
@@ -192,7 +193,7 @@ class VMReconciler:
             return  # not a VM's dependent whatever the VM: no need to read it
         metadata = raw_vmi["metadata"]
         try:
-            live = await self._store.get(VIRTUAL_MACHINES, metadata.get("namespace", ""), metadata["name"])
+            live = await self._client.get(VIRTUAL_MACHINES, metadata.get("namespace", ""), metadata["name"])
         except NotFoundError:
             live = None
         live_uid = live["metadata"].get("uid") if live is not None else None
@@ -248,21 +249,26 @@ class VMReconciler:
         revision, vmi = boot_objects(vm, effective)
         namespace = vm.metadata.namespace or ""
         with contextlib.suppress(AlreadyExistsError):
-            await self._store.create(CONTROLLER_REVISIONS, revision)
+            await self._client.create(CONTROLLER_REVISIONS, revision)
         assert vm.metadata.uid is not None
         prefix = revision_prefix(vm.metadata.uid)
         # Snapshots are named by generation, so at generation 1 there is no older one: no list of
         # every revision in the namespace for each first start (quadratic over a fleet).
-        olders = (await self._store.list(CONTROLLER_REVISIONS, namespace)).items if _later(vm) else []
+        olders = (await self._client.list(CONTROLLER_REVISIONS, namespace)).items if _later(vm) else []
         for old in olders:
             old_name = old["metadata"]["name"]
             if old_name.startswith(prefix) and old_name != revision["metadata"]["name"]:
                 with contextlib.suppress(NotFoundError):
-                    await self._store.delete(CONTROLLER_REVISIONS, namespace, old_name)
+                    await self._client.delete(CONTROLLER_REVISIONS, namespace, old_name)
         try:
-            created = await self._store.create(VIRTUAL_MACHINE_INSTANCES, vmi)
+            created = await self._client.create(VIRTUAL_MACHINE_INSTANCES, vmi)
         except AlreadyExistsError:
             return None  # created by an earlier reconcile the VMI cache has not seen yet
+        if vmi.get("status"):
+            # The API drops the status of a create (a status subresource); it is written after.
+            created = await self._client.update_status(
+                VIRTUAL_MACHINE_INSTANCES, {**created, "status": vmi["status"]}
+            )
         await self._events.record(
             vm.to_wire(),
             type="Normal",
@@ -276,7 +282,7 @@ class VMReconciler:
         if vmi.metadata.deletion_timestamp:
             return
         try:
-            await self._store.delete(
+            await self._client.delete(
                 VIRTUAL_MACHINE_INSTANCES,
                 vmi.metadata.namespace or "",
                 vmi.metadata.name or "",
@@ -313,7 +319,7 @@ class VMReconciler:
             cpu_allocation_ratio=ratio,
         )
         if result.next_running is not vmi.spec:
-            await self._store.update(
+            await self._client.update(
                 VIRTUAL_MACHINE_INSTANCES, {**vmi.to_wire(), "spec": result.next_running.to_wire()}
             )
             for change in result.live:

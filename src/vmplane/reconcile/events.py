@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from vmplane.api.resources import EVENTS
-from vmplane.store.base import AlreadyExistsError, ConflictError, JsonObject, NotFoundError, Store
+from vmplane.client.base import ObjectClient
+from vmplane.store.base import AlreadyExistsError, ConflictError, JsonObject, NotFoundError
 
 __all__ = ["EventRecorder"]
 
@@ -28,8 +29,8 @@ def _format(moment: datetime) -> str:
 class EventRecorder:
     """Writes Events for one component (``virt-controller``, ``virt-handler``...)."""
 
-    def __init__(self, store: Store, *, component: str, clock: Callable[[], datetime]) -> None:
-        self._store = store
+    def __init__(self, client: ObjectClient, *, component: str, clock: Callable[[], datetime]) -> None:
+        self._client = client
         self._component = component
         self._clock = clock
 
@@ -49,7 +50,7 @@ class EventRecorder:
         now = _format(self._clock())
         for _ in range(3):
             try:
-                existing = await self._store.get(EVENTS, namespace, name)
+                existing = await self._client.get(EVENTS, namespace, name)
             except NotFoundError:
                 event: JsonObject = {
                     "apiVersion": "v1",
@@ -66,10 +67,10 @@ class EventRecorder:
                     "reportingComponent": self._component,
                 }
                 with contextlib.suppress(AlreadyExistsError):
-                    await self._store.create(EVENTS, event)
+                    await self._client.create(EVENTS, event)
                     return
                 continue
             bumped = {**existing, "count": int(existing.get("count", 1)) + 1, "lastTimestamp": now}
             with contextlib.suppress(ConflictError, NotFoundError):
-                await self._store.update(EVENTS, bumped)
+                await self._client.update(EVENTS, bumped)
                 return

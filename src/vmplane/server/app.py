@@ -26,9 +26,11 @@ from vmplane.api.resources import KUBEVIRTS
 from vmplane.metrics import Metrics
 from vmplane.server import discovery, openapi_protobuf
 from vmplane.server import status as st
-from vmplane.server.access import check_access
+from vmplane.server.access import USER_KEY, check_access
+from vmplane.server.authz import User
 from vmplane.server.connections import ConnectionGuard, ConnectionLimits
 from vmplane.server.context import ApiContext, ServerSettings, json_response, utc_now
+from vmplane.server.door import InProcessDoor
 from vmplane.server.handlers import ResourceHandlers
 from vmplane.server.http_edge import handler_factory, header_guard
 from vmplane.server.kinds import default_registry
@@ -62,8 +64,8 @@ class Plane(Protocol):
         """Report to ``metrics`` (queues, hotplugs, the fleet's series)."""
         ...
 
-    async def run(self) -> None:
-        """Run until cancelled."""
+    async def run(self, door: InProcessDoor) -> None:
+        """Run until cancelled, reaching the API through ``door``."""
         ...
 
 
@@ -115,12 +117,14 @@ def _middleware(
             response = _error_response(
                 st.ApiError(code=500, reason="InternalError", message=f"Internal error occurred: {err}")
             )
+        user = request.get(USER_KEY)
         log.debug(
-            "%s %s -> %d in %.1f ms",
+            "%s %s -> %d in %.1f ms by %s",
             request.method,
             request.path_qs,
             response.status,
             (time.monotonic() - started) * 1000,
+            user.name if isinstance(user, User) else "-",
         )
         return response
 
@@ -281,6 +285,16 @@ _BOOTSTRAP: tuple[tuple[str, JsonObject], ...] = (
         {
             "apiVersion": "v1",
             "kind": "Namespace",
+            "metadata": {"name": "kube-system"},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        },
+    ),
+    (
+        "namespaces",
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
             "metadata": {"name": "kube-node-lease"},
             "spec": {"finalizers": ["kubernetes"]},
             "status": {"phase": "Active"},
@@ -299,9 +313,10 @@ _BOOTSTRAP: tuple[tuple[str, JsonObject], ...] = (
 
 
 async def bootstrap(store: Store) -> None:
-    """The objects a fresh installation has: namespaces ``default``, ``kubevirt`` and
-    ``kube-node-lease`` (the node agents' Leases), the KubeVirt CR, and the default cluster instance
-    types and preferences (``api.common_instancetypes``; one the user changed is left as it is)."""
+    """The objects a fresh installation has: namespaces ``default``, ``kubevirt``, ``kube-system`` (the
+    controllers' leader Lease) and ``kube-node-lease`` (the node agents' Leases), the KubeVirt CR, and
+    the default cluster instance types and preferences (``api.common_instancetypes``; one the user
+    changed is left as it is)."""
     for resource, obj in (*_BOOTSTRAP, *common_objects()):
         with contextlib.suppress(AlreadyExistsError):
             await store.create(resource, obj)
@@ -392,6 +407,7 @@ async def run_server(
     runner: web.AppRunner | None = None
     listener: asyncio.Server | None = None
     tasks: list[asyncio.Task[None]] = []
+    door = InProcessDoor()
     try:
         await bootstrap(store)
         built = plane(store) if plane is not None else None
@@ -400,7 +416,7 @@ async def run_server(
         app = create_app(
             store=store,
             registry=built.registry if built is not None else default_registry(),
-            authenticate=TokenAuthenticator(data_dir).authenticate,
+            authenticate=door.authenticate(TokenAuthenticator(data_dir).authenticate),
             settings=settings,
             extra_routes=built.add_routes if built is not None else None,
             metrics=metrics,
@@ -414,6 +430,7 @@ async def run_server(
             keepalive_timeout=limits.idle_timeout,
         )
         await runner.setup()
+        await door.open(runner)
         assert runner.server is not None
         # Not web.TCPSite: the connections go through the header timeout and the connection cap.
         listener = await asyncio.get_running_loop().create_server(
@@ -448,7 +465,7 @@ async def run_server(
                 loop.add_signal_handler(sig, stop.set)
         if on_ready is not None:
             on_ready(path)
-        tasks = [asyncio.create_task(built.run())] if built is not None else []
+        tasks = [asyncio.create_task(built.run(door))] if built is not None else []
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
@@ -461,6 +478,7 @@ async def run_server(
         await asyncio.gather(*tasks, return_exceptions=True)
         if listener is not None:
             listener.close()
+        await door.close()
         if runner is not None:
             await runner.cleanup()
         await store.close()

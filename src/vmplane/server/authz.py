@@ -183,6 +183,13 @@ ROLE_RULES: Mapping[str, tuple[Rule, ...]] = {
         _rule({"get", "update", "patch"}, {_VMPLANE}, {"maintenancewindows/status"}),
         _rule(ALL_VERBS, {"apps"}, {"controllerrevisions"}),
         _rule({"create", "update", "patch"}, {""}, {"events"}),
+        # The namespace controller empties a terminating namespace of every kind and finalizes it; the
+        # garbage collector removes owner references from, and deletes, dependents of any kind.
+        _rule(WRITE_VERBS - {"create"}, {"", "coordination.k8s.io"}, {"events", "pods", "leases"}),
+        _rule({"update"}, {""}, {"namespaces/finalize", "namespaces/status"}),
+        # Leader election, and the node lifecycle controller's taints and conditions.
+        _rule({"create", "update", "patch"}, {"coordination.k8s.io"}, {"leases"}),
+        _rule({"update", "patch"}, {""}, {"nodes/status"}),
     ),
     NODES_GROUP: (
         _rule(READ_VERBS, {""}, {"nodes", "namespaces", "events", "pods"}),

@@ -7,13 +7,16 @@ guest writes next until the VMI ends (is deleted, replaced by a new VMI, or reac
 Succeeded/Failed) or the client goes away.
 
 The log file is the node agent's (``ConsoleSource`` says where it is); growth is polled every
-``POLL_INTERVAL`` seconds, as ``tail -f`` does where inotify is not at hand.
+``POLL_INTERVAL`` seconds, as ``tail -f`` does where inotify is not at hand. An API server that keeps
+no guests (``vmplane apiserver``) forwards the request to the node agent of the VMI's node, as
+kube-apiserver forwards ``kubectl logs`` to a kubelet (``server.node_console``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -22,11 +25,12 @@ from aiohttp import web
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
 from vmplane.server import status as st
 from vmplane.server.context import ApiContext, query_bool
+from vmplane.server.node_console import NodeConsoleProxy
 from vmplane.server.registry import ResourceType
 from vmplane.server.streams import StreamBridge, wants_websocket
 from vmplane.store.base import JsonObject, NotFoundError
 
-__all__ = ["CONSOLE_PATH", "ConsoleSource", "add_console_routes"]
+__all__ = ["CONSOLE_PATH", "ConsoleLog", "ConsoleSource", "VmiLookup", "add_console_routes"]
 
 CONSOLE_PATH = (
     "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{name}/console"
@@ -76,39 +80,25 @@ def _tail_lines(request: web.Request) -> int | None:
     return value
 
 
-class _Console:
-    def __init__(self, ctx: ApiContext, source: ConsoleSource | None, bridge: StreamBridge | None) -> None:
-        self._ctx = ctx
+VmiLookup = Callable[[str, str], Awaitable[JsonObject | None]]
+
+
+class ConsoleLog:
+    """Serves the log ``source`` keeps of a VMI: all of it, its tail, or followed while the VMI lasts
+    (``lookup`` re-reads the VMI to see it end)."""
+
+    def __init__(self, source: ConsoleSource, lookup: VmiLookup) -> None:
         self._source = source
-        self._bridge = bridge
-        vmi_type = ctx.registry.lookup("kubevirt.io", "v1", "virtualmachineinstances")
-        assert vmi_type is not None
-        self._vmi_type: ResourceType = vmi_type
+        self._lookup = lookup
 
-    async def _vmi(self, namespace: str, name: str) -> JsonObject | None:
-        try:
-            return await self._ctx.store.get(VIRTUAL_MACHINE_INSTANCES, namespace, name)
-        except NotFoundError:
-            return None
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        if self._bridge is not None and wants_websocket(request):
-            return await self._bridge.handle(request, "serial")  # upstream's interactive console
-        namespace, name = request.match_info["namespace"], request.match_info["name"]
-        vmi = await self._vmi(namespace, name)
-        if vmi is None:
-            raise st.not_found(self._vmi_type, name)
-        if self._source is None:
-            raise st.ApiError(
-                code=404, reason="NotFound", message="this host's hypervisor keeps no console logs"
-            )
+    async def respond(self, request: web.Request, vmi: JsonObject) -> web.StreamResponse:
+        namespace, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
         tail = _tail_lines(request)
         if not query_bool(request.query.get("follow")):
             return web.Response(body=self._read(namespace, name, tail), content_type="text/plain")
         return await self._follow(request, vmi, tail)
 
     def _read(self, namespace: str, name: str, tail: int | None) -> bytes:
-        assert self._source is not None
         path = self._source.path(namespace, name)
         if path is None:
             return b""
@@ -121,13 +111,12 @@ class _Console:
 
     async def _ended(self, vmi: JsonObject) -> bool:
         meta = vmi["metadata"]
-        now = await self._vmi(meta["namespace"], meta["name"])
+        now = await self._lookup(meta["namespace"], meta["name"])
         if now is None or now["metadata"].get("uid") != meta.get("uid"):
             return True
         return (now.get("status") or {}).get("phase") in _FINAL_PHASES
 
     async def _follow(self, request: web.Request, vmi: JsonObject, tail: int | None) -> web.StreamResponse:
-        assert self._source is not None
         namespace, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
         response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         response.enable_chunked_encoding()
@@ -157,9 +146,55 @@ class _Console:
         return response
 
 
+class _Console:
+    """The API's route: the local log when this process keeps guests' logs, else the VMI's node's."""
+
+    def __init__(
+        self,
+        ctx: ApiContext,
+        source: ConsoleSource | None,
+        proxy: NodeConsoleProxy | None,
+        bridge: StreamBridge | None,
+    ) -> None:
+        self._ctx = ctx
+        self._log = ConsoleLog(source, self._vmi) if source is not None else None
+        self._proxy = proxy
+        self._bridge = bridge
+        vmi_type = ctx.registry.lookup("kubevirt.io", "v1", "virtualmachineinstances")
+        assert vmi_type is not None
+        self._vmi_type: ResourceType = vmi_type
+
+    async def _vmi(self, namespace: str, name: str) -> JsonObject | None:
+        try:
+            return await self._ctx.store.get(VIRTUAL_MACHINE_INSTANCES, namespace, name)
+        except NotFoundError:
+            return None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self._bridge is not None and wants_websocket(request):
+            return await self._bridge.handle(request, "serial")  # upstream's interactive console
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        vmi = await self._vmi(namespace, name)
+        if vmi is None:
+            raise st.not_found(self._vmi_type, name)
+        _tail_lines(request)  # a bad tailLines is this server's 400, wherever the log is
+        if self._log is not None:
+            return await self._log.respond(request, vmi)
+        if self._proxy is not None:
+            return await self._proxy.forward(request, self._ctx.store, vmi)
+        raise st.ApiError(code=404, reason="NotFound", message="this host's hypervisor keeps no console logs")
+
+
 def add_console_routes(
-    app: web.Application, ctx: ApiContext, source: ConsoleSource | None, bridge: StreamBridge | None = None
+    app: web.Application,
+    ctx: ApiContext,
+    source: ConsoleSource | None,
+    proxy: NodeConsoleProxy | None = None,
+    bridge: StreamBridge | None = None,
 ) -> None:
-    """Route ``GET .../virtualmachineinstances/{name}/console`` (register before catch-alls): the log,
-    or with ``Upgrade: websocket`` and a ``bridge``, the interactive serial console."""
-    app.router.add_get(CONSOLE_PATH, _Console(ctx, source, bridge).handle)
+    """Route ``GET .../virtualmachineinstances/{name}/console`` (register before catch-alls).
+
+    ``source``: this process's guests' logs; without one, ``proxy`` fetches the log from the node
+    agent the VMI runs on. With ``Upgrade: websocket`` and a ``bridge``: the interactive serial console.
+    """
+    app.router.add_get(CONSOLE_PATH, _Console(ctx, source, proxy, bridge).handle)

@@ -118,6 +118,8 @@ def default_registry() -> Registry:
                     TableColumn(name="NodeName", cell=_status_field("nodeName").cell),
                     ready,
                 ),
+                # The node agent watches only its node's VMIs, as a kubelet its pods (spec.nodeName).
+                field_selectors=("status.nodeName", "status.phase"),
                 description="VirtualMachineInstance is *the* VirtualMachineInstance Definition.",
             ),
             ResourceType(

@@ -1,0 +1,261 @@
+"""``vmplane apiserver``, ``vmplane controller`` and ``vmplane agent``: the control plane as separate
+processes, each a client of the API (the controller and the agent with a kubeconfig, over TLS).
+
+``vmplane serve`` runs the same parts in one process (``app.ControlPlane``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import uuid
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from vmplane.agent.guestfs import GuestSetupError
+from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL
+from vmplane.agent.scheduling import Taint
+from vmplane.app import (
+    ApiServerPlane,
+    ConsoleServing,
+    Controllers,
+    NodeHost,
+    PlaneOptions,
+    namespaced_resources,
+)
+from vmplane.cli.store_flags import add_store_flags, opener_from
+from vmplane.client.config import KubeconfigError, https_client, read_kubeconfig
+from vmplane.controller.leader import LeaderConfig, LeaderElector
+from vmplane.server.app import ListenAddress, run_server
+from vmplane.server.kinds import default_registry
+from vmplane.store.base import StoreError
+
+__all__ = ["parse_labels", "parse_taints", "register"]
+
+log = logging.getLogger("vmplane.cli")
+_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def register(subparsers: Any) -> None:
+    api = subparsers.add_parser(
+        "apiserver",
+        help="run the API server alone",
+        description="Serve the Kubernetes-compatible API (HTTPS) on the SQLite store in DATA_DIR (or an "
+        "etcd cluster, --store), with "
+        "admission and authorization, and no controllers or guests. It prints the admin kubeconfig "
+        "path once ready; mint component tokens with `vmplane token create`.",
+    )
+    api.add_argument("--data-dir", type=Path, required=True, help="state directory (store, TLS, tokens)")
+    api.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT (port 0 picks a free one)")
+    add_store_flags(api)
+    _log_level(api)
+    api.set_defaults(func=_apiserver)
+
+    ctl = subparsers.add_parser(
+        "controller",
+        help="run the controllers (leader-elected)",
+        description="Run the VM and namespace controllers, the garbage collector and the scheduler "
+        "against the API server of the kubeconfig. Several may run: the holder of the Lease "
+        "kube-system/vmplane-controller acts; one that loses it exits (status 1) to be restarted.",
+    )
+    ctl.add_argument("--kubeconfig", type=Path, required=True, help="a controllers-role kubeconfig")
+    ctl.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stand for the kube-system/vmplane-controller Lease; only its holder acts (default: yes)",
+    )
+    ctl.add_argument("--identity", default=None, help="leader-election identity (default: HOST_UUID)")
+    ctl.add_argument("--crash-backoff", type=float, default=10.0, help="seconds before restarting a guest")
+    _log_level(ctl)
+    ctl.set_defaults(func=_controller)
+
+    agent = subparsers.add_parser(
+        "agent",
+        help="run one host's node agent",
+        description="Register this host as Node NAME, renew its Lease in kube-node-lease, and run the "
+        "VMIs bound to it, as a client of the API server of the kubeconfig (a node token for NAME).",
+    )
+    agent.add_argument("--kubeconfig", type=Path, required=True, help="a node-role kubeconfig for NAME")
+    agent.add_argument("--node", required=True, help="this host's Node name")
+    agent.add_argument("--data-dir", type=Path, required=True, help="this agent's state directory")
+    agent.add_argument("--guest-dir", type=Path, default=None, help="default: DATA_DIR/guests")
+    agent.add_argument("--hypervisor", default="qemu", choices=["qemu", "simulated"])
+    agent.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
+    agent.add_argument("--node-labels", default="", metavar="K=V,...", help="labels of this Node")
+    agent.add_argument("--node-taints", default="", metavar="K=V:EFFECT,...", help="taints of this Node")
+    agent.add_argument(
+        "--node-status-interval",
+        type=float,
+        default=DEFAULT_HEARTBEAT_INTERVAL,
+        help="seconds between renewals of the Node's Lease (default: %(default)s)",
+    )
+    agent.add_argument("--host-disk-dir", action="append", type=Path, default=[], metavar="DIR")
+    agent.add_argument(
+        "--console-listen",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="where the API server reads this host's guest consoles (HTTPS; default: %(default)s)",
+    )
+    _log_level(agent)
+    agent.set_defaults(func=_agent)
+
+
+def _log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``k=v,k2=v2`` (kubelet's ``--node-labels``)."""
+    labels: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--node-labels: expected KEY=VALUE, got {item!r}")
+        labels[key] = value
+    return labels
+
+
+def parse_taints(text: str) -> tuple[Taint, ...]:
+    """``k=v:Effect,k2:Effect`` (kubelet's ``--register-with-taints``)."""
+    taints: list[Taint] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        rest, sep, effect = item.rpartition(":")
+        key, _, value = rest.partition("=")
+        if not sep or not key or effect not in _EFFECTS:
+            raise ValueError(f"--node-taints: expected KEY[=VALUE]:{'|'.join(_EFFECTS)}, got {item!r}")
+        taints.append(Taint(key=key, value=value, effect=effect))  # type: ignore[arg-type]
+    return tuple(taints)
+
+
+def _logging(args: argparse.Namespace) -> None:
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main`` until it returns or SIGTERM/SIGINT cancels it (exit 0)."""
+
+    async def supervised() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await main
+        except asyncio.CancelledError:
+            return 0
+
+    return asyncio.run(supervised())
+
+
+def _apiserver(args: argparse.Namespace) -> int:
+    _logging(args)
+    try:
+        listen = ListenAddress.parse(args.listen)
+        open_store = opener_from(args)
+    except ValueError as err:
+        print(f"vmplane apiserver: {err}", file=sys.stderr)
+        return 2
+    # No guests here: admission's hostDisk and machine-type rules use this host's defaults.
+    plane = ApiServerPlane(PlaneOptions(data_dir=args.data_dir, hypervisor="simulated"), proxy_consoles=True)
+
+    def ready(path: Path) -> None:
+        print(f"kubeconfig: {path}", flush=True)
+
+    try:
+        asyncio.run(
+            run_server(
+                data_dir=args.data_dir,
+                listen=listen,
+                plane=lambda _s: plane,
+                on_ready=ready,
+                open_store=open_store,
+            )
+        )
+    except (OSError, ValueError, StoreError) as err:
+        print(f"vmplane apiserver: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _controllers(args: argparse.Namespace) -> int:
+    client = https_client(read_kubeconfig(args.kubeconfig))
+
+    async def lead() -> None:
+        controllers = Controllers(
+            client, crash_backoff=args.crash_backoff, namespaced=namespaced_resources(default_registry())
+        )
+        await controllers.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await controllers.stop()
+
+    try:
+        if not args.leader_elect:
+            await lead()
+            return 0
+        identity = args.identity or f"{socket.gethostname()}_{uuid.uuid4()}"
+        await LeaderElector(client, LeaderConfig(identity=identity)).run(lead)
+        # As kube-controller-manager: leadership lost, the process ends and is restarted.
+        return 1
+    finally:
+        await client.close()
+
+
+def _controller(args: argparse.Namespace) -> int:
+    _logging(args)
+    try:
+        return _run(_controllers(args))
+    except KubeconfigError as err:
+        print(f"vmplane controller: {err}", file=sys.stderr)
+        return 2
+
+
+async def _node_agent(args: argparse.Namespace, options: PlaneOptions) -> int:
+    kubeconfig = read_kubeconfig(args.kubeconfig)
+    client = https_client(kubeconfig)
+    try:
+        console = ConsoleServing(kubeconfig=kubeconfig, listen=ListenAddress.parse(args.console_listen))
+        host = NodeHost(client, options, console=console)
+        await host.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await host.stop()
+    finally:
+        await client.close()
+    return 0
+
+
+def _agent(args: argparse.Namespace) -> int:
+    _logging(args)
+    try:
+        options = PlaneOptions(
+            data_dir=args.data_dir,
+            hypervisor=args.hypervisor,
+            node_name=args.node,
+            accel=args.accel,
+            node_labels=parse_labels(args.node_labels),
+            node_taints=parse_taints(args.node_taints),
+            node_status_interval=args.node_status_interval,
+            host_disk_dirs=tuple(args.host_disk_dir),
+            guest_dir=args.guest_dir,
+        )
+        args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(args.data_dir, 0o700)
+        return _run(_node_agent(args, options))
+    except (ValueError, KubeconfigError, GuestSetupError, OSError) as err:
+        print(f"vmplane agent: {err}", file=sys.stderr)
+        return 2

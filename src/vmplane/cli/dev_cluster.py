@@ -1,0 +1,238 @@
+"""``vmplane dev-cluster``: a local multi-process cluster on loopback, and the library tests drive.
+
+One API server, two leader-elected controllers and three node agents (``node01``..``node03``, each
+with its own data directory and node identity), every one a separate ``vmplane`` process whose log is
+``DIR/logs/NAME.log``. It prints the admin kubeconfig and runs until interrupted, then stops them all.
+
+A controller that loses its leadership exits (as kube-controller-manager does) and is started again,
+as a service manager would: ``supervise`` runs that in a background thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vmplane.client.config import read_kubeconfig
+from vmplane.server.authz import Role
+from vmplane.server.kubeconfig import render_kubeconfig
+from vmplane.server.tokens import create_token
+
+__all__ = ["LocalCluster", "read_ready_line", "register"]
+
+READY_TIMEOUT = 30.0
+NODES = ("node01", "node02", "node03")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _private_write(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+@dataclass
+class LocalCluster:
+    """The processes of one local cluster under ``root``; every start is waited for, every stop bounded."""
+
+    root: Path
+    hypervisor: str = "simulated"
+    #: Where each agent keeps its guests (``GUEST_ROOT/NODE``); None: in its data directory. With
+    #: QEMU run as root, this must be searchable by QEMU's user (pytest's temporary dirs are not).
+    guest_root: Path | None = None
+    port: int = field(default_factory=_free_port)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    admin_kubeconfig: Path | None = None
+    #: Controllers started again after they exited on their own (name -> how many times).
+    restarts: dict[str, int] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _supervisor: threading.Thread | None = None
+
+    @property
+    def api_dir(self) -> Path:
+        return self.root / "apiserver"
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        logs = self.root / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with (logs / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "vmplane.cli.main", *args], stdout=subprocess.PIPE, stderr=log
+            )
+        self.processes[name] = process
+        return process
+
+    def start_apiserver(self) -> Path:
+        """Start (or restart, on the same port and data) the API server; its admin kubeconfig."""
+        process = self._spawn(
+            "apiserver",
+            *("apiserver", "--data-dir", str(self.api_dir), "--listen", f"127.0.0.1:{self.port}"),
+            "--log-level",
+            "debug",
+        )
+        self.admin_kubeconfig = Path(read_ready_line(process).split("kubeconfig:", 1)[1].strip())
+        return self.admin_kubeconfig
+
+    def kubeconfig_for(self, name: str, role: Role, *, node: str | None = None) -> Path:
+        """A kubeconfig with a new token of ``role`` (minted in the API server's data directory)."""
+        assert self.admin_kubeconfig is not None, "start the API server first"
+        admin = read_kubeconfig(self.admin_kubeconfig)
+        _, token = create_token(self.api_dir, role, node=node)
+        path = self.root / f"{name}.kubeconfig"
+        _private_write(path, render_kubeconfig(server=admin.server, token=token, ca_pem=admin.ca_pem))
+        return path
+
+    def start_controller(self, name: str) -> subprocess.Popen[bytes]:
+        kubeconfig = self.root / f"{name}.kubeconfig"
+        if not kubeconfig.exists():
+            kubeconfig = self.kubeconfig_for(name, Role.CONTROLLERS)
+        return self._spawn(
+            name,
+            *("controller", "--kubeconfig", str(kubeconfig), "--identity", name, "--crash-backoff", "0.5"),
+        )
+
+    def start_agent(
+        self, node: str, *, labels: str = "", taints: str = "", status_interval: float = 10.0
+    ) -> subprocess.Popen[bytes]:
+        kubeconfig = self.kubeconfig_for(node, Role.NODE, node=node)
+        return self._spawn(
+            node,
+            *("agent", "--kubeconfig", str(kubeconfig), "--node", node),
+            *("--data-dir", str(self.root / node), "--hypervisor", self.hypervisor),
+            *("--node-labels", labels, "--node-taints", taints),
+            *("--node-status-interval", str(status_interval)),
+            *(("--guest-dir", str(self.guest_root / node)) if self.guest_root is not None else ()),
+        )
+
+    def start(self, *, controllers: int = 2, nodes: tuple[str, ...] = NODES) -> Path:
+        """The whole cluster: API server, ``controllers`` controllers, one agent per node."""
+        kubeconfig = self.start_apiserver()
+        for index in range(controllers):
+            self.start_controller(f"controller{index + 1}")
+        for node in nodes:
+            self.start_agent(node, labels=f"vmplane.io/node={node}")
+        self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+        self._supervisor.start()
+        return kubeconfig
+
+    def _supervise(self) -> None:
+        """Start again every controller that exited by itself (lost leadership), every 0.5 s."""
+        while not self._stopping.wait(0.5):
+            with self._lock:
+                for name, process in list(self.processes.items()):
+                    if name.startswith("controller") and process.poll() is not None:
+                        _close(process)
+                        self.restarts[name] = self.restarts.get(name, 0) + 1
+                        self.start_controller(name)
+
+    def kill(self, name: str) -> None:
+        """``kill -9`` one process (not started again by the supervisor)."""
+        with self._lock:
+            process = self.processes.pop(name)
+        process.kill()
+        process.wait(timeout=10)
+        _close(process)
+
+    def stop(self, name: str) -> int:
+        """SIGTERM one process and wait for it (killed after 15 s); its exit code."""
+        with self._lock:
+            process = self.processes.pop(name)
+        if process.poll() is None:
+            process.terminate()
+        try:
+            return process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait(timeout=10)
+        finally:
+            _close(process)
+
+    def stop_all(self) -> None:
+        """Agents and controllers first, the API server last."""
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=10)
+        for name in sorted(self.processes, key=lambda n: n == "apiserver"):
+            self.stop(name)
+
+    def log(self, name: str) -> str:
+        return (self.root / "logs" / f"{name}.log").read_text(errors="replace")
+
+
+def _close(process: subprocess.Popen[bytes]) -> None:
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def read_ready_line(process: subprocess.Popen[bytes]) -> str:
+    """The ``kubeconfig: PATH`` line a server prints once it serves (bounded)."""
+    assert process.stdout is not None
+    deadline = time.monotonic() + READY_TIMEOUT
+    buffer = b""
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([process.stdout], [], [], 0.2)
+        if readable:
+            chunk = os.read(process.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            buffer += chunk
+            if b"\n" in buffer:
+                return buffer.split(b"\n", 1)[0].decode()
+        elif process.poll() is not None:
+            break
+    process.kill()
+    process.wait(timeout=10)
+    raise RuntimeError(f"the API server did not become ready (exit {process.poll()})")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "dev-cluster",
+        help="run a local multi-process cluster",
+        description="Start an API server, two controllers and three node agents (node01..node03) on "
+        "loopback, each a separate process with its own data directory under DIR, and print the "
+        "kubeconfig. Ctrl-C stops them all.",
+    )
+    parser.add_argument("--dir", type=Path, required=True, help="where the processes keep their state")
+    parser.add_argument("--hypervisor", default="simulated", choices=["simulated", "qemu"])
+    parser.set_defaults(func=_dev_cluster)
+
+
+def _dev_cluster(args: argparse.Namespace) -> int:
+    cluster = LocalCluster(root=args.dir.absolute(), hypervisor=args.hypervisor)
+    args.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stop = False
+
+    def interrupted(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+    try:
+        kubeconfig = cluster.start()
+        print(f"kubeconfig: {kubeconfig}", flush=True)
+        print(f"logs: {args.dir / 'logs'}", flush=True)
+        while not stop:
+            with contextlib.suppress(InterruptedError):
+                signal.pause()
+    finally:
+        cluster.stop_all()
+    return 0
