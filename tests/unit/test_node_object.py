@@ -204,7 +204,7 @@ def test_the_lease_is_renewed_every_ten_seconds_however_seldom_the_status_is() -
 
         store = MemoryStore(clock=clock)
         registration = NodeRegistration(
-            store=store,
+            client=StoreObjectClient(store),
             name="node01",
             build=lambda: _node(now=clock().strftime("%Y-%m-%dT%H:%M:%SZ")),
             heartbeat_interval=3600.0,

@@ -86,7 +86,7 @@ async def store() -> AsyncIterator[MemoryStore]:
 async def client(store: MemoryStore) -> AsyncIterator[TestClient[Any, Any]]:
     def routes(app: web.Application, ctx: ApiContext) -> None:
         bridge = StreamBridge(ctx, EchoStreams())
-        add_console_routes(app, ctx, None, bridge)
+        add_console_routes(app, ctx, None, bridge=bridge)
         add_stream_routes(app, ctx, bridge)
 
     app = create_app(store=store, registry=default_registry(), token="t", extra_routes=routes)
