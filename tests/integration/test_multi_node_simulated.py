@@ -38,6 +38,7 @@ from vmplane.reconcile.events import EventRecorder
 from vmplane.store.base import JsonObject, NotFoundError, Store
 from vmplane.store.sqlite import SqliteStore
 from vmplane.testing.builders import container_disk, disk, interface, network, vm_spec
+from vmplane.testing.store_client import StoreObjectClient
 
 NS = "default"
 VM = "web"
@@ -80,7 +81,7 @@ class Cluster:
             return SimulatedHypervisor(on_change=on_change, host=host, latency=0.01)
 
         agent = NodeAgent(
-            store=self.store,
+            client=StoreObjectClient(self.store),
             hypervisor=driver,
             node_name=node,
             clock=utc_now,
@@ -119,11 +120,12 @@ class Cluster:
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     store = SqliteStore.open(tmp_path / "store.db")
     c = Cluster(store=store, tmp=tmp_path)
-    events = EventRecorder(store, component="virt-controller", clock=utc_now)
+    client = StoreObjectClient(store)
+    events = EventRecorder(client, component="virt-controller", clock=utc_now)
     manager = ControllerManager(
-        store=store, events=events, clock=utc_now, crash_backoff=0.2, node_health=HEALTH
+        client=client, events=events, clock=utc_now, crash_backoff=0.2, node_health=HEALTH
     )
-    scheduler = Scheduler(store=store, clock=utc_now)
+    scheduler = Scheduler(client=client, clock=utc_now)
     await manager.start()
     await scheduler.start()
     for node in ("node01", "node02"):

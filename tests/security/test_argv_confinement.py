@@ -40,14 +40,14 @@ from vmplane.api.vmi import VirtualMachineInstance
 FLAGS = {"-nodefaults", "-no-user-config", "-S"}
 VALUED = {
     "-name", "-uuid", "-machine", "-accel", "-cpu", "-smp", "-m", "-display", "-chardev", "-mon", "-serial",
-    "-pidfile", "-kernel", "-initrd", "-append", "-device", "-blockdev", "-netdev", "-sandbox",
+    "-pidfile", "-kernel", "-initrd", "-append", "-device", "-blockdev", "-netdev", "-sandbox", "-vnc",
 }  # fmt: skip
 #: The keys each legacy option may carry (the first, bare, element is its type or value).
 LEGACY_KEYS = {
     "-name": {"guest", "debug-threads"},
     "-smp": {"sockets", "cores", "threads", "maxcpus"},
     "-m": {"size", "slots", "maxmem"},
-    "-chardev": {"id", "path", "server", "wait"},
+    "-chardev": {"id", "path", "server", "wait", "logfile", "logappend"},
     "-mon": {"chardev", "mode"},
 }
 DEVICE_KEYS = {"driver", "id", "bus", "chassis", "addr", "drive", "serial", "lun", "netdev", "mac"}
@@ -234,12 +234,15 @@ def check_argv(argv: list[str], spec: MachineSpec, *, run_dir: Path, paths: Host
             assert keys <= LEGACY_KEYS[option], (option, value)
             if option == "-chardev":
                 assert first in ("socket", "file")
-                path = next(p.partition("=")[2] for p in rest if p.startswith("path="))
-                assert under(path, [run_dir])
+                paths = [p.partition("=")[2] for p in rest if p.startswith(("path=", "logfile="))]
+                assert paths and all(under(path, [run_dir]) for path in paths), value
         elif option in ("-machine", "-cpu", "-uuid", "-accel", "-display", "-serial"):
             assert BARE.fullmatch(value), (option, value)  # no option syntax at all
         elif option == "-sandbox":
             assert value == SANDBOX
+        elif option == "-vnc":
+            # A unix socket in the run directory: never a TCP port.
+            assert value.startswith("unix:") and under(value.removeprefix("unix:"), [run_dir]), value
         elif option in ("-pidfile", "-kernel", "-initrd"):
             assert under(value, [run_dir] if option == "-pidfile" else roots), (option, value)
     assert seen.get("-blockdev", 0) == len(spec.disks)
