@@ -235,14 +235,16 @@ def check_argv(argv: list[str], spec: MachineSpec, *, run_dir: Path, paths: Host
             if option == "-chardev":
                 assert first in ("socket", "file")
                 paths = [p.partition("=")[2] for p in rest if p.startswith(("path=", "logfile="))]
-                assert paths and all(under(path, [run_dir]) for path in paths), value
+                assert paths, value
+                assert all(under(path, [run_dir]) for path in paths), value
         elif option in ("-machine", "-cpu", "-uuid", "-accel", "-display", "-serial"):
             assert BARE.fullmatch(value), (option, value)  # no option syntax at all
         elif option == "-sandbox":
             assert value == SANDBOX
         elif option == "-vnc":
             # A unix socket in the run directory: never a TCP port.
-            assert value.startswith("unix:") and under(value.removeprefix("unix:"), [run_dir]), value
+            assert value.startswith("unix:"), value
+            assert under(value.removeprefix("unix:"), [run_dir]), value
         elif option in ("-pidfile", "-kernel", "-initrd"):
             assert under(value, [run_dir] if option == "-pidfile" else roots), (option, value)
     assert seen.get("-blockdev", 0) == len(spec.disks)
