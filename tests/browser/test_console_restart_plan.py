@@ -18,6 +18,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from window_support import VM, WindowPlane, Windows, window_body
 
 from vmplane.rollout.restarts import format_time
+from vmplane.server.authz import Role
+from vmplane.server.tokens import create_token
 
 pytestmark = pytest.mark.requires("browser")
 
@@ -131,3 +133,20 @@ def test_the_plan_is_refused_without_a_session(browser: WebDriver, plane: Plane)
     script = """const done = arguments[0];
         fetch("/ui/restart-plan", {credentials: "omit"}).then((r) => done(r.status));"""
     assert browser.execute_async_script(script) == 401
+
+
+def test_the_plan_is_refused_to_an_identity_that_may_not_list_windows(
+    browser: WebDriver, plane: Plane
+) -> None:
+    """A node identity reads VMs but not MaintenanceWindows: 403, naming what it may not list."""
+    _, node_token = create_token(plane.server.data_dir, Role.NODE, node="node01")
+    script = """const [token, done] = arguments;
+        (async () => {
+          await fetch("/ui/session", {method: "POST", headers: {"Content-Type": "application/json"},
+                                      body: JSON.stringify({token})});
+          const response = await fetch("/ui/restart-plan");
+          done([response.status, (await response.json()).message]);
+        })();"""
+    status, message = browser.execute_async_script(script, node_token)
+    assert status == 403
+    assert 'cannot list resource "maintenancewindows.vmplane.io"' in message

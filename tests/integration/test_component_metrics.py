@@ -7,10 +7,13 @@ histogram, parsed with prometheus-client's parser after a live vCPU hotplug.
 from __future__ import annotations
 
 import ssl
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -129,3 +132,36 @@ def test_a_token_the_api_server_does_not_know_is_401(local: LocalCluster) -> Non
     status, body = scrape(local.metrics_url("node01"), "not-a-token", ca=agent_ca(local))
     assert status == 401
     assert "workqueue" not in body
+
+
+@pytest.mark.parametrize("component", ["controller", "agent"])
+def test_a_malformed_metrics_address_exits_2_naming_the_flag_value(
+    local: LocalCluster, component: str, tmp_path: Path
+) -> None:
+    kubeconfig = str(
+        local.root / ("controller1.kubeconfig" if component == "controller" else "node01.kubeconfig")
+    )
+    extra = (
+        ()
+        if component == "controller"
+        else ("--node", "node01", "--data-dir", str(tmp_path), "--hypervisor", "simulated")
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vmplane.cli.main",
+            component,
+            "--kubeconfig",
+            kubeconfig,
+            *extra,
+            "--metrics-listen",
+            "127.0.0.1:metrics",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "expected HOST:PORT, got '127.0.0.1:metrics'" in result.stderr
