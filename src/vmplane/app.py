@@ -78,6 +78,8 @@ __all__ = [
     "PlaneOptions",
     "StoreOpener",
     "namespaced_resources",
+    "report_controllers",
+    "report_node",
     "store_opener",
 ]
 
@@ -304,6 +306,26 @@ class Controllers:
         await self.informers.stop()
 
 
+def report_controllers(metrics: Metrics, controllers: Controllers) -> None:
+    """Every controller's work queue and the fleet's per-VM series, to ``metrics``."""
+    manager = controllers.manager
+    for controller in (
+        manager.controller,
+        manager.namespace_controller,
+        manager.garbage_collector.controller,
+        controllers.scheduler.controller,
+        controllers.kubevirt_status.controller,
+    ):
+        controller.queue.observer = metrics.queue(controller.name)
+    metrics.register(FleetCollector(vms=manager.vms.list, vmis=manager.vmis.list))
+
+
+def report_node(metrics: Metrics, host: NodeHost) -> None:
+    """The node agent's work queue and its hotplugs, to ``metrics``."""
+    host.agent.controller.queue.observer = metrics.queue(host.agent.controller.name)
+    host.agent.on_hotplug = metrics.hotplug
+
+
 @dataclass(frozen=True, slots=True)
 class ConsoleServing:
     """Where a separate agent serves its guests' consoles to the API server, and how it checks who
@@ -473,20 +495,6 @@ class ControlPlane:
         has built them)."""
         self._metrics = metrics
 
-    def _report(self, metrics: Metrics, controllers: Controllers, host: NodeHost) -> None:
-        manager = controllers.manager
-        for controller in (
-            manager.controller,
-            manager.namespace_controller,
-            manager.garbage_collector.controller,
-            controllers.scheduler.controller,
-            host.agent.controller,
-            controllers.kubevirt_status.controller,
-        ):
-            controller.queue.observer = metrics.queue(controller.name)
-        host.agent.on_hotplug = metrics.hotplug
-        metrics.register(FleetCollector(vms=manager.vms.list, vmis=manager.vmis.list))
-
     async def run(self, door: InProcessDoor) -> None:
         """Run the controllers, the scheduler and the node agent until cancelled."""
         # Every stop and close runs even when one before it fails or is cancelled again: a client left
@@ -513,7 +521,8 @@ class ControlPlane:
             if isinstance(host.agent.hypervisor, QemuHypervisor):
                 self._forwarder.hypervisor = host.agent.hypervisor
             if self._metrics is not None:
-                self._report(self._metrics, controllers, host)
+                report_controllers(self._metrics, controllers)
+                report_node(self._metrics, host)
             stack.push_async_callback(controllers.stop)
             await controllers.start()
             stack.push_async_callback(host.stop)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
+import tempfile
 import uuid
 from collections.abc import Coroutine
 from pathlib import Path
@@ -28,12 +30,16 @@ from vmplane.app import (
     NodeHost,
     PlaneOptions,
     namespaced_resources,
+    report_controllers,
+    report_node,
 )
 from vmplane.cli.store_flags import add_store_flags, opener_from
-from vmplane.client.config import KubeconfigError, https_client, read_kubeconfig
+from vmplane.client.config import Kubeconfig, KubeconfigError, https_client, read_kubeconfig
 from vmplane.controller.leader import LeaderConfig, LeaderElector
+from vmplane.metrics import Metrics
 from vmplane.server.app import ListenAddress, run_server
 from vmplane.server.kinds import default_registry
+from vmplane.server.metrics_serving import MetricsServer
 from vmplane.store.base import StoreError
 
 __all__ = ["parse_labels", "parse_taints", "register"]
@@ -73,6 +79,13 @@ def register(subparsers: Any) -> None:
     )
     ctl.add_argument("--identity", default=None, help="leader-election identity (default: HOST_UUID)")
     ctl.add_argument("--crash-backoff", type=float, default=10.0, help="seconds before restarting a guest")
+    _metrics_flags(ctl)
+    ctl.add_argument(
+        "--cert-dir",
+        type=Path,
+        default=None,
+        help="where the /metrics certificate is made (default: a private temporary directory)",
+    )
     _log_level(ctl)
     ctl.set_defaults(func=_controller)
 
@@ -103,8 +116,32 @@ def register(subparsers: Any) -> None:
         metavar="HOST:PORT",
         help="where the API server reads this host's guest consoles (HTTPS; default: %(default)s)",
     )
+    _metrics_flags(agent)
     _log_level(agent)
     agent.set_defaults(func=_agent)
+
+
+def _metrics_flags(parser: argparse.ArgumentParser) -> None:
+    # kube-controller-manager's secure port is a fixed 10257 on --bind-address; here the port is a
+    # free one by default (printed as "metrics: URL"), since a dev cluster runs several controllers
+    # and agents on one host. Loopback by default: pass an address to be scraped from elsewhere.
+    parser.add_argument(
+        "--metrics-listen",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="where /metrics is served (HTTPS, a token the API server accepts; default: %(default)s)",
+    )
+
+
+async def _serving_metrics(
+    metrics: Metrics, args: argparse.Namespace, kubeconfig: Kubeconfig, cert_dir: Path
+) -> MetricsServer:
+    listen = ListenAddress.parse(args.metrics_listen)
+    server = MetricsServer(
+        metrics, host=listen.host, port=listen.port, cert_dir=cert_dir, kubeconfig=kubeconfig
+    )
+    print(f"metrics: {await server.start()}", flush=True)
+    return server
 
 
 def _log_level(parser: argparse.ArgumentParser) -> None:
@@ -189,20 +226,26 @@ def _apiserver(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _controllers(args: argparse.Namespace) -> int:
-    client = https_client(read_kubeconfig(args.kubeconfig))
+async def _controllers(args: argparse.Namespace, cert_dir: Path) -> int:
+    kubeconfig = read_kubeconfig(args.kubeconfig)
+    metrics = Metrics()
 
     async def lead() -> None:
         controllers = Controllers(
             client, crash_backoff=args.crash_backoff, namespaced=namespaced_resources(default_registry())
         )
+        report_controllers(metrics, controllers)
         await controllers.start()
         try:
             await asyncio.Event().wait()
         finally:
             await controllers.stop()
 
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        client = https_client(kubeconfig)
+        stack.push_async_callback(client.close)
+        # Served from the start, leader or not (as kube-controller-manager); queues report once leading.
+        stack.push_async_callback((await _serving_metrics(metrics, args, kubeconfig, cert_dir)).stop)
         if not args.leader_elect:
             await lead()
             return 0
@@ -210,15 +253,16 @@ async def _controllers(args: argparse.Namespace) -> int:
         await LeaderElector(client, LeaderConfig(identity=identity)).run(lead)
         # As kube-controller-manager: leadership lost, the process ends and is restarted.
         return 1
-    finally:
-        await client.close()
 
 
 def _controller(args: argparse.Namespace) -> int:
     _logging(args)
     try:
-        return _run(_controllers(args))
-    except KubeconfigError as err:
+        if args.cert_dir is not None:
+            return _run(_controllers(args, args.cert_dir))
+        with tempfile.TemporaryDirectory(prefix="vmplane-controller-") as cert_dir:
+            return _run(_controllers(args, Path(cert_dir)))
+    except (KubeconfigError, ValueError, OSError) as err:
         print(f"vmplane controller: {err}", file=sys.stderr)
         return 2
 
@@ -229,11 +273,15 @@ async def _node_agent(args: argparse.Namespace, options: PlaneOptions) -> int:
     try:
         console = ConsoleServing(kubeconfig=kubeconfig, listen=ListenAddress.parse(args.console_listen))
         host = NodeHost(client, options, console=console)
-        await host.start()
+        metrics = Metrics()
+        report_node(metrics, host)
+        server = await _serving_metrics(metrics, args, kubeconfig, options.data_dir / "metrics")
         try:
+            await host.start()
             await asyncio.Event().wait()
         finally:
             await host.stop()
+            await server.stop()
     finally:
         await client.close()
     return 0

@@ -59,6 +59,8 @@ class LocalCluster:
     port: int = field(default_factory=_free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     admin_kubeconfig: Path | None = None
+    #: Each controller's and agent's ``/metrics`` port (name -> port), kept across its restarts.
+    metrics_ports: dict[str, int] = field(default_factory=dict)
     #: Controllers started again after they exited on their own (name -> how many times).
     restarts: dict[str, int] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -99,6 +101,14 @@ class LocalCluster:
         _private_write(path, render_kubeconfig(server=admin.server, token=token, ca_pem=admin.ca_pem))
         return path
 
+    def _metrics_listen(self, name: str) -> tuple[str, str]:
+        port = self.metrics_ports.setdefault(name, _free_port())
+        return "--metrics-listen", f"127.0.0.1:{port}"
+
+    def metrics_url(self, name: str) -> str:
+        """Where controller or agent ``name`` serves ``/metrics`` (HTTPS, self-signed)."""
+        return f"https://127.0.0.1:{self.metrics_ports[name]}/metrics"
+
     def start_controller(self, name: str) -> subprocess.Popen[bytes]:
         kubeconfig = self.root / f"{name}.kubeconfig"
         if not kubeconfig.exists():
@@ -106,6 +116,7 @@ class LocalCluster:
         return self._spawn(
             name,
             *("controller", "--kubeconfig", str(kubeconfig), "--identity", name, "--crash-backoff", "0.5"),
+            *self._metrics_listen(name),
         )
 
     def start_agent(
@@ -118,6 +129,7 @@ class LocalCluster:
             *("--data-dir", str(self.root / node), "--hypervisor", self.hypervisor),
             *("--node-labels", labels, "--node-taints", taints),
             *("--node-status-interval", str(status_interval)),
+            *self._metrics_listen(node),
             *(("--guest-dir", str(self.guest_root / node)) if self.guest_root is not None else ()),
         )
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -21,25 +20,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vmplane.api.maintenance import BatchMember, MaintenanceWindow, RunPhase
-from vmplane.api.vm import VirtualMachine
-from vmplane.api.vmi import VirtualMachineInstance
+from vmplane.api.maintenance import BatchMember, MaintenanceWindow
 from vmplane.cli.client import ApiClient, ApiError
 from vmplane.cli.flags import add_connection_flags, add_output_flag, client_from
 from vmplane.cli.render import print_document
 from vmplane.rollout.restarts import (
     Gate,
     VMState,
-    batches,
-    format_time,
     gate,
     ordered,
     scaled_max_unavailable,
-    selects,
-    vm_state,
 )
-from vmplane.rollout.schedule import next_occurrence, occurrence_at
-from vmplane.rollout.windows import window_next_start
+from vmplane.rollout.window_plan import chosen_window, vm_states, window_plan
 
 __all__ = ["plan_command", "register", "rolling_restart"]
 
@@ -56,58 +48,11 @@ def _states(client: ApiClient, namespace: str | None, selector: str | None = Non
     """Every VM (of ``namespace``, or all) as the restart planning sees it."""
     scope = f"/namespaces/{namespace}" if namespace else ""
     query = f"?labelSelector={quote(selector)}" if selector else ""
-    vms = _items(client, f"/apis/kubevirt.io/v1{scope}/virtualmachines{query}")
-    vmis = {
-        (v["metadata"].get("namespace", ""), v["metadata"]["name"]): v
-        for v in _items(client, f"/apis/kubevirt.io/v1{scope}/virtualmachineinstances")
-    }
-    labels: Mapping[str, Mapping[str, str]] = {
-        ns["metadata"]["name"]: ns["metadata"].get("labels") or {}
-        for ns in _items(client, "/api/v1/namespaces")
-    }
-    states = []
-    for raw in vms:
-        key = (raw["metadata"].get("namespace", ""), raw["metadata"]["name"])
-        vmi = VirtualMachineInstance.model_validate(vmis[key]) if key in vmis else None
-        states.append(vm_state(VirtualMachine.model_validate(raw), vmi, labels.get(key[0], {})))
-    return states
-
-
-def _chosen(windows: list[MaintenanceWindow], name: str | None, now: datetime) -> MaintenanceWindow | None:
-    if name is not None:
-        return next((w for w in windows if w.metadata.name == name), None)
-    return min(windows, key=lambda w: (window_next_start(w, now), w.metadata.name or ""), default=None)
-
-
-def _plan_document(window: MaintenanceWindow, states: Sequence[VMState], now: datetime) -> dict[str, Any]:
-    """The next opening of ``window`` and its batches (the VMs a run in progress restarted left out)."""
-    schedule = window.spec.schedule
-    start = window_next_start(window, now)
-    current = occurrence_at(schedule, now)
-    end = (
-        current.end
-        if current is not None and current.start == start
-        else next_occurrence(schedule, start).end
+    return vm_states(
+        _items(client, f"/apis/kubevirt.io/v1{scope}/virtualmachines{query}"),
+        _items(client, f"/apis/kubevirt.io/v1{scope}/virtualmachineinstances"),
+        _items(client, "/api/v1/namespaces"),
     )
-    run = window.status.run if window.status is not None else None
-    done = (
-        frozenset(run.restarted)
-        if run is not None and run.window_start == format_time(start)
-        else frozenset()
-    )
-    halted = run is not None and run.phase is RunPhase.HALTED and run.window_start == format_time(start)
-    selected = sum(1 for vm in states if selects(window.spec, vm))
-    return {
-        "window": window.metadata.name,
-        "start": format_time(start),
-        "end": format_time(end),
-        "maxUnavailable": scaled_max_unavailable(window.spec.max_unavailable, selected),
-        "halted": halted,
-        "batches": [
-            [{"vm": vm.key, "pendingChanges": list(vm.pending)} for vm in batch]
-            for batch in batches(window.spec, states, done)
-        ],
-    }
 
 
 def _print_plan(document: dict[str, Any]) -> None:
@@ -131,14 +76,14 @@ def plan_command(args: argparse.Namespace, client: ApiClient) -> int:
     """``vmplane restarts plan``."""
     windows = [MaintenanceWindow.model_validate(w) for w in _items(client, WINDOWS_PATH)]
     now = datetime.now(UTC)
-    window = _chosen(windows, args.window, now)
+    window = chosen_window(windows, args.window, now)
     if window is None:
         what = (
             f'MaintenanceWindow "{args.window}" not found' if args.window else "no MaintenanceWindow exists"
         )
         print(f"error: {what}", file=sys.stderr)
         return 1
-    document = _plan_document(window, _states(client, None), now)
+    document = window_plan(window, _states(client, None), now)
     if args.output is not None:
         print_document(document, args.output)
     else:

@@ -250,7 +250,7 @@ def create_app(
     if metrics is not None:
         add_metrics_route(app, metrics)
     if sessions is not None:
-        add_ui_routes(app, sessions=sessions, authenticate=authenticate)
+        add_ui_routes(app, sessions=sessions, authenticate=authenticate, store=store, clock=clock)
     if extra_routes is not None:
         extra_routes(app, ctx)
     handlers = ResourceHandlers(ctx)

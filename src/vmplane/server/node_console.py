@@ -96,11 +96,16 @@ class NodeConsoleProxy:
 
 
 class DelegatedAuthenticator:
-    """The agent's side: is this bearer token the API server's proxy identity? (asks the API)."""
+    """The agent's side: is this bearer token the API server's proxy identity? (asks the API).
 
-    def __init__(self, *, api_server: str, ca_pem: bytes | None) -> None:
+    ``user``: the identity the token must be; None admits any identity the API server authenticates
+    (the controllers' and agents' ``/metrics``, as the API server's own admits any).
+    """
+
+    def __init__(self, *, api_server: str, ca_pem: bytes | None, user: str | None = PROXY_USER_NAME) -> None:
         self._url = api_server.rstrip("/") + "/apis/authentication.k8s.io/v1/selfsubjectreviews"
         self._ca = ca_pem
+        self._user = user
         self._verified: dict[str, float] = {}
 
     async def __call__(self, authorization: str | None) -> bool:
@@ -125,7 +130,7 @@ class DelegatedAuthenticator:
             if isinstance(review, dict)
             else None
         )
-        if name != PROXY_USER_NAME:
+        if not isinstance(name, str) or not name or (self._user is not None and name != self._user):
             return False
         self._verified[key] = time.monotonic() + REVIEW_TTL
         return True

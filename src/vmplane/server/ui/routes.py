@@ -4,13 +4,15 @@ The console is a small hand-written page (``assets/*.js``, ES modules) that talk
 session cookie: these routes only serve the files and sign in and out. Everything the console reads
 or writes is an ordinary API request, so authorization, admission and the ``Status`` of an error
 are the API's own. The routes are outside the API's token check (a signed-out browser must reach the
-sign-in page); ``/ui/session`` checks the token or the cookie itself.
+sign-in page); ``/ui/session`` and ``/ui/restart-plan`` check the token or the cookie themselves.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
+from datetime import datetime
 from importlib import resources
 
 from aiohttp import web
@@ -19,7 +21,9 @@ from vmplane.server import status as st
 from vmplane.server.authz import Attributes, User, authorize
 from vmplane.server.context import json_response
 from vmplane.server.tokens import Authenticate
+from vmplane.server.ui.plan import PLAN_PATH, plan_handler
 from vmplane.server.ui.sessions import COOKIE, CSRF_HEADER, SAFE_METHODS, SessionStore, set_session_cookie
+from vmplane.store.base import Store
 
 __all__ = ["UI_PREFIX", "add_ui_routes", "is_console_path"]
 
@@ -67,8 +71,16 @@ def _described(user: User, csrf: str) -> web.Response:
     )
 
 
-def add_ui_routes(app: web.Application, *, sessions: SessionStore, authenticate: Authenticate) -> None:
-    """The page, its assets and ``/ui/session``: POST signs in, GET describes, DELETE signs out."""
+def add_ui_routes(
+    app: web.Application,
+    *,
+    sessions: SessionStore,
+    authenticate: Authenticate,
+    store: Store,
+    clock: Callable[[], datetime],
+) -> None:
+    """The page, its assets, ``/ui/session`` (POST signs in, GET describes, DELETE signs out) and
+    ``/ui/restart-plan`` (the next maintenance window's batches, read-only)."""
 
     async def index(_: web.Request) -> web.Response:
         return web.Response(body=_asset("index.html"), content_type="text/html", headers=_HEADERS)
@@ -131,3 +143,4 @@ def add_ui_routes(app: web.Application, *, sessions: SessionStore, authenticate:
     router.add_post(UI_PREFIX + "/session", sign_in)
     router.add_get(UI_PREFIX + "/session", describe)
     router.add_delete(UI_PREFIX + "/session", sign_out)
+    router.add_get(UI_PREFIX + PLAN_PATH, plan_handler(store, clock, lambda request: current(request)[1]))

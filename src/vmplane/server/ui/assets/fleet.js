@@ -15,7 +15,35 @@ export function fleetView(main) {
     body));
   const empty = h("p", { class: "muted", text: "No VMs yet." });
   const strategy = h("p", { id: "strategy" });
-  main.replaceChildren(h("h2", { text: "Virtual machines" }), strategy, banner, table, empty);
+  const windowBox = h("section", { id: "next-window", "aria-live": "polite" });
+  main.replaceChildren(h("h2", { text: "Virtual machines" }), strategy, banner, table, empty, windowBox);
+
+  // The next maintenance window and its batches: the server computes them with the planning
+  // `vmplane restarts plan` prints, so the page never re-implements the batching.
+  const renderPlan = (plan) => {
+    const heading = h("h3", { text: "Next maintenance window" });
+    if (!plan) { windowBox.replaceChildren(heading, h("p", { class: "muted", text: "No MaintenanceWindow exists." })); return; }
+    const summary = h("p", { id: "window-summary" }, h("strong", { id: "window-name", text: plan.window }),
+      `: ${plan.start} to ${plan.end}, at most ${plan.maxUnavailable} VM(s) down at a time`,
+      plan.halted ? " (halted: nothing more restarts in this opening)" : "");
+    if (!plan.batches.length) {
+      windowBox.replaceChildren(heading, summary, h("p", { id: "no-batches", class: "muted", text: "Nothing to restart: no selected VM with Window approval has pending changes." }));
+      return;
+    }
+    const rows = plan.batches.flatMap((batch, i) => batch.map((entry) => h("tr", { "data-vm": entry.vm, "data-batch": String(i + 1) },
+      h("td", { class: "num batch", text: String(i + 1) }), h("td", { text: entry.vm }),
+      h("td", {}, entry.pendingChanges.map((p) => h("code", { text: p })).flatMap((c, j) => (j ? [", ", c] : [c]))))));
+    windowBox.replaceChildren(heading, summary, h("div", { class: "table-wrap" }, h("table", { id: "window-batches" },
+      h("thead", {}, h("tr", {}, ["Batch", "VM", "Pending changes"].map((t) => h("th", { scope: "col", text: t })))),
+      h("tbody", {}, rows))));
+  };
+  let planTimer = null;
+  const refreshPlan = () => {
+    clearTimeout(planTimer);
+    planTimer = setTimeout(async () => {
+      try { renderPlan((await api("GET", "/ui/restart-plan")).plan); } catch (err) { showError(err.message); }
+    }, 200);
+  };
 
   // The cluster's vmRolloutStrategy (the KubeVirt object): whether changes go live or wait.
   const renderStrategy = () => {
@@ -69,7 +97,8 @@ export function fleetView(main) {
         h("td", { class: pending ? "num pending changed" : "num pending", text: String(pending) }));
     }));
   };
-  const vmsList = new Collection(`${KV}/virtualmachines`, render);
+  const vmsList = new Collection(`${KV}/virtualmachines`, () => { render(); refreshPlan(); });
   const vmisList = new Collection(`${KV}/virtualmachineinstances`, render);
-  return () => { vmsList.stop(); vmisList.stop(); kubevirts.stop(); };
+  const windows = new Collection("/apis/vmplane.io/v1alpha1/maintenancewindows", refreshPlan);
+  return () => { vmsList.stop(); vmisList.stop(); kubevirts.stop(); windows.stop(); clearTimeout(planTimer); };
 }

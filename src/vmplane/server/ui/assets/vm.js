@@ -29,3 +29,21 @@ export function editable(vm) {
   if (m.annotations) metadata.annotations = m.annotations;
   return { apiVersion: vm.apiVersion, kind: vm.kind, metadata, spec: vm.spec };
 }
+
+// Restart approval (the annotation on the VM, else on its template; Manual by default) and when the
+// VM's pending changes will apply under it: Window reads the RestartScheduled condition the
+// approval controller keeps (the window's name and next start).
+export const APPROVAL_ANNOTATION = "vmplane.io/restart-approval";
+export function approvalOf(vm) {
+  const own = (vm.metadata && vm.metadata.annotations) || {};
+  const template = (((vm.spec || {}).template || {}).metadata || {}).annotations || {};
+  return own[APPROVAL_ANNOTATION] || template[APPROVAL_ANNOTATION] || "Manual";
+}
+export function appliesWhen(vm) {
+  if (!pendingOf(vm).length) return "nothing is pending";
+  const approval = approvalOf(vm);
+  if (approval === "Automatic") return "at once (Automatic approval)";
+  if (approval !== "Window") return "at the next restart you make (Manual approval)";
+  const scheduled = condition(vm, "RestartScheduled");
+  return scheduled ? `${scheduled.message} (Window approval)` : "in a maintenance window, once one is scheduled (Window approval)";
+}

@@ -5,7 +5,7 @@ import { KV, SUB, api, auth, Collection, subPath, vmPath } from "./api.js";
 import { confirmAction, h, show, showError } from "./dom.js";
 import { toYaml } from "./yaml.js";
 import {
-  LIVE_ANNOTATION, condition, desiredMemory, desiredVcpus, editable, pendingOf, restartRequired, runningMemory, runningVcpus,
+  LIVE_ANNOTATION, appliesWhen, approvalOf, condition, desiredMemory, desiredVcpus, editable, pendingOf, restartRequired, runningMemory, runningVcpus,
 } from "./vm.js";
 
 function changesTable(rows, columns, id) {
@@ -21,6 +21,7 @@ export function vmView(main, ns, name) {
   const progress = h("p", { id: "progress", class: "progress", role: "status", "aria-live": "polite" });
   const required = h("div", { id: "restart-required", class: "alert", role: "status", hidden: true });
   const pendingBox = h("div", { id: "pending" });
+  const applies = h("p", { id: "applies" });
   const editor = h("section", { id: "editor", hidden: true });
   const events = h("tbody", { id: "events" });
   const consoleOut = h("pre", { id: "console", class: "console", tabindex: "0", "aria-label": "serial console" });
@@ -105,7 +106,7 @@ export function vmView(main, ns, name) {
   };
 
   main.replaceChildren(h("p", {}, h("a", { href: "#/", text: "← All VMs" })), title, state, actions, progress, required,
-    h("h3", { text: "Pending changes" }), pendingBox, editor,
+    h("h3", { text: "Pending changes" }), applies, pendingBox, editor,
     h("h3", { text: "Events" }), h("div", { class: "table-wrap" }, h("table", {},
       h("thead", {}, h("tr", {}, ["Type", "Reason", "Message", "Last seen"].map((t) => h("th", { scope: "col", text: t })))), events)),
     ...(auth.session.canConsole ? [h("h3", { text: "Serial console" }), consoleOut] : []));
@@ -127,6 +128,8 @@ export function vmView(main, ns, name) {
     const cond = condition(vm, "RestartRequired");
     required.hidden = !restartRequired(vm);
     required.textContent = cond ? `RestartRequired: ${cond.message || cond.reason || ""}` : "";
+    applies.replaceChildren("Restart approval: ", h("strong", { id: "approval", text: approvalOf(vm) }),
+      " · pending changes apply: ", h("span", { id: "applies-when", text: appliesWhen(vm) }));
     const pending = pendingOf(vm);
     if (!pending.length) pendingBox.replaceChildren(h("p", { id: "no-pending", class: "muted", text: "Nothing is waiting for a restart." }));
     else {
