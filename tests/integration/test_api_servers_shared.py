@@ -1,0 +1,247 @@
+"""Two ``vmplane apiserver`` processes over one etcd serve one API with one set of identities.
+
+Each API server has its own data directory (its own admin token) and port; the tokens and the
+serving CA they share come from the store. A kubeconfig from one works against the other with only
+its ``server`` changed; a token minted on one host is admitted (and, revoked, refused) by the other;
+a watch on either sees the writes made through both, in order, exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from etcd_support import EtcdCluster, free_port
+from test_api_support import CPU_HOTPLUG_VM
+
+from vmplane.cli.dev_cluster import read_ready_line
+from vmplane.client.config import read_kubeconfig
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.requires("kubectl", "etcd"),
+    pytest.mark.timeout(120),
+]
+VMPLANE = (sys.executable, "-m", "vmplane.cli.main")
+VMS = "/apis/kubevirt.io/v1/namespaces/default/virtualmachines"
+
+
+@dataclass
+class ApiServerProcess:
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    port: int
+    kubeconfig: Path
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+
+def start_apiserver(root: Path, name: str, store: str) -> ApiServerProcess:
+    data_dir, port = root / name, free_port()
+    with (root / f"{name}.log").open("ab") as log:
+        process = subprocess.Popen(
+            [
+                *VMPLANE,
+                "apiserver",
+                "--data-dir",
+                str(data_dir),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--store",
+                store,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    line = read_ready_line(process)
+    return ApiServerProcess(process, data_dir, port, Path(line.split("kubeconfig:", 1)[1].strip()))
+
+
+def stop_apiserver(server: ApiServerProcess) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+    server.process.wait(timeout=15)
+    if server.process.stdout is not None:
+        server.process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServerProcess, ApiServerProcess]]:
+    etcd = EtcdCluster(in_memory=True).start()
+    root = tmp_path_factory.mktemp("apiservers")
+    started: list[ApiServerProcess] = []
+    try:
+        started.append(start_apiserver(root, "a", etcd.url()))
+        started.append(start_apiserver(root, "b", etcd.url()))
+        yield started[0], started[1]
+    finally:
+        for server in started:
+            stop_apiserver(server)
+        etcd.stop()
+
+
+def pointed_at(kubeconfig: Path, server: ApiServerProcess, into: Path) -> Path:
+    """``kubeconfig`` with only its ``server`` URL changed to ``server``'s."""
+    original = read_kubeconfig(kubeconfig).server
+    into.write_text(kubeconfig.read_text().replace(original, server.server))
+    into.chmod(0o600)
+    return into
+
+
+def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", str(kubeconfig), "--request-timeout=10s", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+
+
+def eventually(check: Callable[[], bool], *, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_kubeconfig_from_one_api_server_works_against_the_other_with_only_its_server_changed(
+    servers: tuple[ApiServerProcess, ApiServerProcess], tmp_path: Path
+) -> None:
+    a, b = servers
+    a_at_b = pointed_at(a.kubeconfig, b, tmp_path / "a-at-b")
+    b_at_a = pointed_at(b.kubeconfig, a, tmp_path / "b-at-a")
+    for kubeconfig in (a_at_b, b_at_a):
+        got = kubectl(kubeconfig, "get", "namespaces", "-o", "name")
+        assert got.returncode == 0, got.stderr
+        assert "namespace/default" in got.stdout
+
+
+def test_the_second_api_server_serves_a_certificate_from_the_first_ones_ca(
+    servers: tuple[ApiServerProcess, ApiServerProcess],
+) -> None:
+    a, b = servers
+    assert (a.data_dir / "tls" / "ca.crt").read_bytes() == (b.data_dir / "tls" / "ca.crt").read_bytes()
+    assert not (b.data_dir / "tls" / "ca.key").exists(), "the CA key is kept in the store only"
+
+
+def test_a_token_minted_on_one_host_is_admitted_by_the_other_and_its_revoke_reaches_it(
+    servers: tuple[ApiServerProcess, ApiServerProcess], tmp_path: Path
+) -> None:
+    a, b = servers
+    made = subprocess.run(
+        [
+            *VMPLANE,
+            "token",
+            "create",
+            "--role",
+            "viewer",
+            "--data-dir",
+            str(a.data_dir),
+            "--server",
+            b.server,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    viewer = tmp_path / "viewer"
+    viewer.write_text(made.stdout)
+    viewer.chmod(0o600)
+    assert eventually(lambda: kubectl(viewer, "get", "vm").returncode == 0)
+    listed = subprocess.run(
+        [*VMPLANE, "token", "list", "--data-dir", str(a.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    token_id = next(line.split()[0] for line in listed.stdout.splitlines() if "viewer" in line)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vmplane.cli.main",
+            "token",
+            "revoke",
+            token_id,
+            "--data-dir",
+            str(a.data_dir),
+        ],
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    assert eventually(lambda: "Unauthorized" in kubectl(viewer, "get", "vm").stderr)
+
+
+class RawWatch:
+    """``?watch=1`` on one API server, its events gathered by a thread."""
+
+    def __init__(self, kubeconfig: Path, server: ApiServerProcess, since: str) -> None:
+        config = read_kubeconfig(kubeconfig)
+        assert config.ca_pem is not None
+        context = ssl.create_default_context(cadata=config.ca_pem.decode())
+        request = urllib.request.Request(
+            f"{server.server}{VMS}?watch=1&resourceVersion={since}&timeoutSeconds=60",
+            headers={"Authorization": f"Bearer {config.token}"},
+        )
+        self.response = urllib.request.urlopen(request, context=context, timeout=60)
+        self.events: list[tuple[str, str, str]] = []
+        self._closed = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for line in self.response:
+                event = json.loads(line)
+                metadata = event["object"]["metadata"]
+                self.events.append((event["type"], metadata["name"], metadata["resourceVersion"]))
+        except (AttributeError, OSError, ValueError):
+            if not self._closed.is_set():  # the stream broke under a reading test, not by close()
+                raise
+
+    def close(self) -> None:
+        self._closed.set()
+        self.response.close()
+
+
+def test_writes_through_both_are_seen_by_a_watch_on_each_in_order_exactly_once(
+    servers: tuple[ApiServerProcess, ApiServerProcess], tmp_path: Path
+) -> None:
+    a, b = servers
+    a_at_b = pointed_at(a.kubeconfig, b, tmp_path / "a-at-b")
+    listed = json.loads(kubectl(a.kubeconfig, "get", "--raw", VMS).stdout)
+    since = listed["metadata"]["resourceVersion"]
+    watches = [RawWatch(a.kubeconfig, a, since), RawWatch(a.kubeconfig, b, since)]
+    try:
+        acknowledged: list[tuple[str, str, str]] = []
+        for n in range(12):
+            through = a.kubeconfig if n % 2 == 0 else a_at_b
+            made = kubectl(
+                through, "create", "-o", "json", "-f", "-", stdin=CPU_HOTPLUG_VM.format(name=f"both-{n}")
+            )
+            assert made.returncode == 0, made.stderr
+            metadata = json.loads(made.stdout)["metadata"]
+            acknowledged.append(("ADDED", metadata["name"], metadata["resourceVersion"]))
+        assert eventually(lambda: all(len(w.events) >= len(acknowledged) for w in watches))
+        time.sleep(0.5)  # a duplicate would arrive now
+        for watch in watches:
+            assert watch.events == acknowledged
+    finally:
+        for watch in watches:
+            watch.close()
