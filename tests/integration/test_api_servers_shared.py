@@ -3,11 +3,14 @@
 Each API server has its own data directory (its own admin token) and port; the tokens and the
 serving CA they share come from the store. A kubeconfig from one works against the other with only
 its ``server`` changed; a token minted on one host is admitted (and, revoked, refused) by the other;
-a watch on either sees the writes made through both, in order, exactly once.
+a watch on either sees the writes made through both, in order, exactly once; with one stopped,
+kubectl against the other works and a client given both (further cluster entries) fails over.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import ssl
 import subprocess
@@ -20,11 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from etcd_support import EtcdCluster, free_port
 from test_api_support import CPU_HOTPLUG_VM
 
+from vmplane.api.resources import VIRTUAL_MACHINES
 from vmplane.cli.dev_cluster import read_ready_line
-from vmplane.client.config import read_kubeconfig
+from vmplane.client.config import https_client, read_kubeconfig
+from vmplane.server.kubeconfig import render_kubeconfig
 
 pytestmark = [
     pytest.mark.integration,
@@ -190,34 +196,39 @@ def test_a_token_minted_on_one_host_is_admitted_by_the_other_and_its_revoke_reac
 
 
 class RawWatch:
-    """``?watch=1`` on one API server, its events gathered by a thread."""
+    """``?watch=1`` on one API server, its events gathered by a thread until it is idle ``IDLE`` s.
+
+    The end is the read timeout, not a close from another thread (which would block on the read):
+    a duplicate or late event would arrive within the idle time and be counted.
+    """
+
+    IDLE = 8.0
 
     def __init__(self, kubeconfig: Path, server: ApiServerProcess, since: str) -> None:
         config = read_kubeconfig(kubeconfig)
         assert config.ca_pem is not None
         context = ssl.create_default_context(cadata=config.ca_pem.decode())
         request = urllib.request.Request(
-            f"{server.server}{VMS}?watch=1&resourceVersion={since}&timeoutSeconds=60",
+            f"{server.server}{VMS}?watch=1&resourceVersion={since}",
             headers={"Authorization": f"Bearer {config.token}"},
         )
-        self.response = urllib.request.urlopen(request, context=context, timeout=60)
+        self.response = urllib.request.urlopen(request, context=context, timeout=self.IDLE)
         self.events: list[tuple[str, str, str]] = []
-        self._closed = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
-        try:
+        with contextlib.suppress(TimeoutError), self.response:
             for line in self.response:
                 event = json.loads(line)
                 metadata = event["object"]["metadata"]
                 self.events.append((event["type"], metadata["name"], metadata["resourceVersion"]))
-        except (AttributeError, OSError, ValueError):
-            if not self._closed.is_set():  # the stream broke under a reading test, not by close()
-                raise
 
-    def close(self) -> None:
-        self._closed.set()
-        self.response.close()
+    def finish(self) -> list[tuple[str, str, str]]:
+        """Every event, once the stream has been idle for ``IDLE`` seconds."""
+        self._reader.join(timeout=60)
+        assert not self._reader.is_alive(), "the watch never went idle"
+        return self.events
 
 
 def test_writes_through_both_are_seen_by_a_watch_on_each_in_order_exactly_once(
@@ -228,20 +239,46 @@ def test_writes_through_both_are_seen_by_a_watch_on_each_in_order_exactly_once(
     listed = json.loads(kubectl(a.kubeconfig, "get", "--raw", VMS).stdout)
     since = listed["metadata"]["resourceVersion"]
     watches = [RawWatch(a.kubeconfig, a, since), RawWatch(a.kubeconfig, b, since)]
-    try:
-        acknowledged: list[tuple[str, str, str]] = []
-        for n in range(12):
-            through = a.kubeconfig if n % 2 == 0 else a_at_b
-            made = kubectl(
-                through, "create", "-o", "json", "-f", "-", stdin=CPU_HOTPLUG_VM.format(name=f"both-{n}")
-            )
-            assert made.returncode == 0, made.stderr
-            metadata = json.loads(made.stdout)["metadata"]
-            acknowledged.append(("ADDED", metadata["name"], metadata["resourceVersion"]))
-        assert eventually(lambda: all(len(w.events) >= len(acknowledged) for w in watches))
-        time.sleep(0.5)  # a duplicate would arrive now
-        for watch in watches:
-            assert watch.events == acknowledged
-    finally:
-        for watch in watches:
-            watch.close()
+    acknowledged: list[tuple[str, str, str]] = []
+    for n in range(12):
+        through = a.kubeconfig if n % 2 == 0 else a_at_b
+        made = kubectl(
+            through, "create", "-o", "json", "-f", "-", stdin=CPU_HOTPLUG_VM.format(name=f"both-{n}")
+        )
+        assert made.returncode == 0, made.stderr
+        metadata = json.loads(made.stdout)["metadata"]
+        acknowledged.append(("ADDED", metadata["name"], metadata["resourceVersion"]))
+    for watch in watches:
+        assert watch.finish() == acknowledged
+
+
+def test_with_one_api_server_stopped_kubectl_against_the_other_works_and_clients_fail_over(
+    servers: tuple[ApiServerProcess, ApiServerProcess], tmp_path: Path
+) -> None:
+    """Runs last: it stops the first API server."""
+    a, b = servers
+    admin = read_kubeconfig(a.kubeconfig)
+    assert admin.token is not None
+    both = tmp_path / "both"
+    both.write_text(
+        render_kubeconfig(
+            server=a.server, token=admin.token, ca_pem=admin.ca_pem, fallback_servers=[b.server]
+        )
+    )
+    both.chmod(0o600)
+    stop_apiserver(a)
+    got = kubectl(pointed_at(a.kubeconfig, b, tmp_path / "a-at-b"), "get", "vm", "-o", "name")
+    assert got.returncode == 0, got.stderr
+
+    async def through_the_client() -> list[str]:
+        client = https_client(read_kubeconfig(both))
+        try:
+            vm = yaml.safe_load(CPU_HOTPLUG_VM.format(name="after-failover"))
+            vm["metadata"]["namespace"] = "default"
+            await client.create(VIRTUAL_MACHINES, vm)
+            listed = await client.list(VIRTUAL_MACHINES, "default")
+            return [item["metadata"]["name"] for item in listed.items]
+        finally:
+            await client.close()
+
+    assert "after-failover" in asyncio.run(asyncio.wait_for(through_the_client(), 30))
