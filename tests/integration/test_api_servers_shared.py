@@ -10,25 +10,29 @@ kubectl against the other works and a client given both (further cluster entries
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import ssl
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from etcd_support import EtcdCluster, free_port
+from apiservers_support import (
+    VMPLANE,
+    VMS,
+    ApiServerProcess,
+    RawWatch,
+    kubectl,
+    pointed_at,
+    start_apiserver,
+    stop_apiserver,
+)
+from etcd_support import EtcdCluster
 from test_api_support import CPU_HOTPLUG_VM
 
 from vmplane.api.resources import VIRTUAL_MACHINES
-from vmplane.cli.dev_cluster import read_ready_line
 from vmplane.client.config import https_client, read_kubeconfig
 from vmplane.server.kubeconfig import render_kubeconfig
 
@@ -37,49 +41,6 @@ pytestmark = [
     pytest.mark.requires("kubectl", "etcd"),
     pytest.mark.timeout(120),
 ]
-VMPLANE = (sys.executable, "-m", "vmplane.cli.main")
-VMS = "/apis/kubevirt.io/v1/namespaces/default/virtualmachines"
-
-
-@dataclass
-class ApiServerProcess:
-    process: subprocess.Popen[bytes]
-    data_dir: Path
-    port: int
-    kubeconfig: Path
-
-    @property
-    def server(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-
-def start_apiserver(root: Path, name: str, store: str) -> ApiServerProcess:
-    data_dir, port = root / name, free_port()
-    with (root / f"{name}.log").open("ab") as log:
-        process = subprocess.Popen(
-            [
-                *VMPLANE,
-                "apiserver",
-                "--data-dir",
-                str(data_dir),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--store",
-                store,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-    line = read_ready_line(process)
-    return ApiServerProcess(process, data_dir, port, Path(line.split("kubeconfig:", 1)[1].strip()))
-
-
-def stop_apiserver(server: ApiServerProcess) -> None:
-    if server.process.poll() is None:
-        server.process.terminate()
-    server.process.wait(timeout=15)
-    if server.process.stdout is not None:
-        server.process.stdout.close()
 
 
 @pytest.fixture(scope="module")
@@ -95,24 +56,6 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServe
         for server in started:
             stop_apiserver(server)
         etcd.stop()
-
-
-def pointed_at(kubeconfig: Path, server: ApiServerProcess, into: Path) -> Path:
-    """``kubeconfig`` with only its ``server`` URL changed to ``server``'s."""
-    original = read_kubeconfig(kubeconfig).server
-    into.write_text(kubeconfig.read_text().replace(original, server.server))
-    into.chmod(0o600)
-    return into
-
-
-def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), "--request-timeout=10s", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
 
 
 def eventually(check: Callable[[], bool], *, timeout: float = 10.0) -> bool:
@@ -193,42 +136,6 @@ def test_a_token_minted_on_one_host_is_admitted_by_the_other_and_its_revoke_reac
         check=True,
     )
     assert eventually(lambda: "Unauthorized" in kubectl(viewer, "get", "vm").stderr)
-
-
-class RawWatch:
-    """``?watch=1`` on one API server, its events gathered by a thread until it is idle ``IDLE`` s.
-
-    The end is the read timeout, not a close from another thread (which would block on the read):
-    a duplicate or late event would arrive within the idle time and be counted.
-    """
-
-    IDLE = 8.0
-
-    def __init__(self, kubeconfig: Path, server: ApiServerProcess, since: str) -> None:
-        config = read_kubeconfig(kubeconfig)
-        assert config.ca_pem is not None
-        context = ssl.create_default_context(cadata=config.ca_pem.decode())
-        request = urllib.request.Request(
-            f"{server.server}{VMS}?watch=1&resourceVersion={since}",
-            headers={"Authorization": f"Bearer {config.token}"},
-        )
-        self.response = urllib.request.urlopen(request, context=context, timeout=self.IDLE)
-        self.events: list[tuple[str, str, str]] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        with contextlib.suppress(TimeoutError), self.response:
-            for line in self.response:
-                event = json.loads(line)
-                metadata = event["object"]["metadata"]
-                self.events.append((event["type"], metadata["name"], metadata["resourceVersion"]))
-
-    def finish(self) -> list[tuple[str, str, str]]:
-        """Every event, once the stream has been idle for ``IDLE`` seconds."""
-        self._reader.join(timeout=60)
-        assert not self._reader.is_alive(), "the watch never went idle"
-        return self.events
 
 
 def test_writes_through_both_are_seen_by_a_watch_on_each_in_order_exactly_once(
