@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,7 @@ pytestmark = [
     pytest.mark.requires("kubectl", "etcd"),
     pytest.mark.timeout(180),
 ]
+log = logging.getLogger(__name__)
 BURST = 12.0  # seconds of writes; the leader is killed a third of the way in
 RESUME = 15.0
 
@@ -60,29 +62,29 @@ def setup(
 
 
 async def write_burst(kubeconfig: Path, prefix: str, killed: asyncio.Event) -> tuple[set[str], float]:
-    """Create VMs until BURST is over; the names acknowledged and the longest stall after the kill."""
+    """Create VMs for BURST seconds; the names acknowledged and the longest time between two
+    acknowledgements around the kill (a failed or slow write both count)."""
     client = https_client(read_kubeconfig(kubeconfig))
     acknowledged: set[str] = set()
-    stall, failing_since = 0.0, None
-    deadline = time.monotonic() + BURST
+    stall = 0.0
+    last_ack = time.monotonic()
+    deadline = last_ack + BURST
     n = 0
     try:
-        while time.monotonic() < deadline or failing_since is not None:
+        while time.monotonic() < deadline and time.monotonic() - last_ack < 2 * RESUME:
             vm = yaml.safe_load(CPU_HOTPLUG_VM.format(name=f"{prefix}-{n}"))
             vm["metadata"]["namespace"] = "default"
             n += 1
             try:
                 await asyncio.wait_for(client.create(VIRTUAL_MACHINES, vm), 20)
             except (UnavailableError, StoreError, TimeoutError):
-                failing_since = failing_since or time.monotonic()
-                if time.monotonic() - failing_since > 2 * RESUME:
-                    break
                 await asyncio.sleep(0.1)
                 continue
             acknowledged.add(vm["metadata"]["name"])
-            if failing_since is not None and killed.is_set():
-                stall = max(stall, time.monotonic() - failing_since)
-            failing_since = None
+            now = time.monotonic()
+            if killed.is_set():
+                stall = max(stall, now - last_ack)
+            last_ack = now
     finally:
         await client.close()
     return acknowledged, stall
@@ -91,7 +93,6 @@ async def write_burst(kubeconfig: Path, prefix: str, killed: asyncio.Event) -> t
 def test_writes_resume_and_nothing_acknowledged_is_lost_when_the_etcd_leader_is_killed(
     setup: tuple[EtcdCluster, ApiServerProcess, ApiServerProcess],
     tmp_path: Path,
-    record_property: Callable[[str, object], None],
 ) -> None:
     etcd, a, b = setup
     a_at_b = pointed_at(a.kubeconfig, b, tmp_path / "a-at-b")
@@ -117,8 +118,11 @@ def test_writes_resume_and_nothing_acknowledged_is_lost_when_the_etcd_leader_is_
     results = asyncio.run(burst())
     acknowledged = set().union(*(names for names, _ in results))
     assert all(len(names) > 0 for names, _ in results)
-    record_property("stalls_seconds", [round(stall, 2) for _, stall in results])
-    record_property("acknowledged", len(acknowledged))
+    log.info(
+        "acknowledged %d creates; longest stall per API server: %s s",
+        len(acknowledged),
+        [round(stall, 2) for _, stall in results],
+    )
     for _, stall in results:
         assert stall <= RESUME, f"writes stalled {stall:.1f} s after the leader was killed"
     final = json.loads(kubectl(a_at_b, "get", "--raw", VMS).stdout)["items"]
