@@ -218,6 +218,8 @@ def _apiserver(args: argparse.Namespace) -> int:
                 plane=lambda _s: plane,
                 on_ready=ready,
                 open_store=open_store,
+                # API servers over one etcd share its tokens and serving CA.
+                shared_identity=args.store is not None,
             )
         )
     except (OSError, ValueError, StoreError) as err:

@@ -6,6 +6,10 @@ with its own data directory and node identity), every one a separate ``vmplane``
 
 A controller that loses its leadership exits (as kube-controller-manager does) and is started again,
 as a service manager would: ``supervise`` runs that in a background thread.
+
+With ``--store etcd`` (``store="etcd"``) a 3-member etcd cluster on loopback is started first and
+two API servers run over it, sharing tokens and serving CA through the store; every other process's
+kubeconfig names the second API server as its fallback.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vmplane.cli.local_etcd import LocalEtcd
 from vmplane.client.config import read_kubeconfig
 from vmplane.server.authz import Role
 from vmplane.server.kubeconfig import render_kubeconfig
@@ -57,6 +62,11 @@ class LocalCluster:
     #: QEMU run as root, this must be searchable by QEMU's user (pytest's temporary dirs are not).
     guest_root: Path | None = None
     port: int = field(default_factory=_free_port)
+    #: ``etcd``: a 3-member etcd on loopback under ``DIR/etcd`` and a second API server over it
+    #: (``apiserver2`` on ``port2``); None: one API server on SQLite.
+    store: str | None = None
+    port2: int = field(default_factory=_free_port)
+    etcd: LocalEtcd | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     admin_kubeconfig: Path | None = None
     #: Each controller's and agent's ``/metrics`` port (name -> port), kept across its restarts.
@@ -81,16 +91,29 @@ class LocalCluster:
         self.processes[name] = process
         return process
 
-    def start_apiserver(self) -> Path:
-        """Start (or restart, on the same port and data) the API server; its admin kubeconfig."""
+    def start_apiserver(self, name: str = "apiserver") -> Path:
+        """Start (or restart, on the same port and data) an API server; its admin kubeconfig.
+
+        ``apiserver2`` exists only over etcd; ``admin_kubeconfig`` is the first one's."""
+        port = self.port if name == "apiserver" else self.port2
+        store = ("--store", self.etcd.url) if self.etcd is not None else ()
         process = self._spawn(
-            "apiserver",
-            *("apiserver", "--data-dir", str(self.api_dir), "--listen", f"127.0.0.1:{self.port}"),
+            name,
+            *("apiserver", "--data-dir", str(self.root / name), "--listen", f"127.0.0.1:{port}"),
+            *store,
             "--log-level",
             "debug",
         )
-        self.admin_kubeconfig = Path(read_ready_line(process).split("kubeconfig:", 1)[1].strip())
-        return self.admin_kubeconfig
+        kubeconfig = Path(read_ready_line(process).split("kubeconfig:", 1)[1].strip())
+        if name == "apiserver":
+            self.admin_kubeconfig = kubeconfig
+        return kubeconfig
+
+    @property
+    def servers(self) -> list[str]:
+        """Every API server's URL, the first one's first."""
+        ports = [self.port, self.port2] if self.etcd is not None else [self.port]
+        return [f"https://127.0.0.1:{port}" for port in ports]
 
     def kubeconfig_for(self, name: str, role: Role, *, node: str | None = None) -> Path:
         """A kubeconfig with a new token of ``role`` (minted in the API server's data directory)."""
@@ -98,7 +121,12 @@ class LocalCluster:
         admin = read_kubeconfig(self.admin_kubeconfig)
         _, token = create_token(self.api_dir, role, node=node)
         path = self.root / f"{name}.kubeconfig"
-        _private_write(path, render_kubeconfig(server=admin.server, token=token, ca_pem=admin.ca_pem))
+        # Over etcd the token reaches the second API server through the store; the client fails
+        # over to it when the first is down.
+        text = render_kubeconfig(
+            server=admin.server, token=token, ca_pem=admin.ca_pem, fallback_servers=self.servers[1:]
+        )
+        _private_write(path, text)
         return path
 
     def _metrics_listen(self, name: str) -> tuple[str, str]:
@@ -135,7 +163,12 @@ class LocalCluster:
 
     def start(self, *, controllers: int = 2, nodes: tuple[str, ...] = NODES) -> Path:
         """The whole cluster: API server, ``controllers`` controllers, one agent per node."""
+        if self.store == "etcd":
+            self.etcd = LocalEtcd(root=self.root / "etcd")
+            self.etcd.start()
         kubeconfig = self.start_apiserver()
+        if self.etcd is not None:
+            self.start_apiserver("apiserver2")
         for index in range(controllers):
             self.start_controller(f"controller{index + 1}")
         for node in nodes:
@@ -177,12 +210,14 @@ class LocalCluster:
             _close(process)
 
     def stop_all(self) -> None:
-        """Agents and controllers first, the API server last."""
+        """Agents and controllers first, then the API servers, etcd last."""
         self._stopping.set()
         if self._supervisor is not None:
             self._supervisor.join(timeout=10)
-        for name in sorted(self.processes, key=lambda n: n == "apiserver"):
+        for name in sorted(self.processes, key=lambda n: n.startswith("apiserver")):
             self.stop(name)
+        if self.etcd is not None:
+            self.etcd.stop()
 
     def log(self, name: str) -> str:
         return (self.root / "logs" / f"{name}.log").read_text(errors="replace")
@@ -224,11 +259,21 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--dir", type=Path, required=True, help="where the processes keep their state")
     parser.add_argument("--hypervisor", default="simulated", choices=["simulated", "qemu"])
+    parser.add_argument(
+        "--store",
+        default="sqlite",
+        choices=["sqlite", "etcd"],
+        help="etcd: a 3-member etcd cluster on loopback and two API servers over it (needs etcd on PATH)",
+    )
     parser.set_defaults(func=_dev_cluster)
 
 
 def _dev_cluster(args: argparse.Namespace) -> int:
-    cluster = LocalCluster(root=args.dir.absolute(), hypervisor=args.hypervisor)
+    cluster = LocalCluster(
+        root=args.dir.absolute(),
+        hypervisor=args.hypervisor,
+        store="etcd" if args.store == "etcd" else None,
+    )
     args.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     stop = False
 

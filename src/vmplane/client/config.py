@@ -1,6 +1,9 @@
 """Building a RestObjectClient: from a kubeconfig (HTTPS, always TLS), or for the in-process door.
 
 The kubeconfig is read as kubectl reads its current context: server, CA data and bearer token.
+Failover: every other cluster entry of the kubeconfig whose CA data is the current cluster's is
+another API server of the same control plane (API servers over one etcd share one serving CA), and
+the client fails over to them in the file's order. kubectl ignores those entries.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class Kubeconfig:
     server: str
     token: str | None
     ca_pem: bytes | None
+    #: Other API servers of the same control plane, tried in order when ``server`` cannot be reached.
+    fallback_servers: tuple[str, ...] = ()
 
 
 def read_kubeconfig(path: Path) -> Kubeconfig:
@@ -46,7 +51,22 @@ def read_kubeconfig(path: Path) -> Kubeconfig:
     if not server.startswith("https://"):
         raise KubeconfigError(f"kubeconfig {path}: the server must be https://, got {server!r}")
     ca = cluster.get("certificate-authority-data")
-    return Kubeconfig(server=server, token=user.get("token"), ca_pem=base64.b64decode(ca) if ca else None)
+    fallbacks = tuple(
+        str(other["cluster"]["server"])
+        for other in doc["clusters"]
+        if isinstance(other, dict)
+        and isinstance(other.get("cluster"), dict)
+        and other["cluster"] is not cluster
+        and ca
+        and other["cluster"].get("certificate-authority-data") == ca
+        and str(other["cluster"].get("server", "")).startswith("https://")
+    )
+    return Kubeconfig(
+        server=server,
+        token=user.get("token"),
+        ca_pem=base64.b64decode(ca) if ca else None,
+        fallback_servers=fallbacks,
+    )
 
 
 def https_client(config: Kubeconfig) -> RestObjectClient:
@@ -54,7 +74,10 @@ def https_client(config: Kubeconfig) -> RestObjectClient:
     context = ssl.create_default_context(cadata=config.ca_pem.decode() if config.ca_pem else None)
     connector = aiohttp.TCPConnector(ssl=context, limit=0)
     return RestObjectClient(
-        session=aiohttp.ClientSession(connector=connector), base_url=config.server, token=config.token
+        session=aiohttp.ClientSession(connector=connector),
+        base_url=config.server,
+        token=config.token,
+        fallback_urls=config.fallback_servers,
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 
 import aiohttp
@@ -76,10 +76,24 @@ def _split(resource: str) -> tuple[str, str]:
 class RestObjectClient:
     """An ObjectClient speaking HTTP(S) to one API server as one identity (its bearer token)."""
 
-    def __init__(self, *, session: aiohttp.ClientSession, base_url: str, token: str | None) -> None:
-        """``session`` is owned by this client (``close`` closes it); its connector picks the door."""
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        token: str | None,
+        fallback_urls: Sequence[str] = (),
+    ) -> None:
+        """``session`` is owned by this client (``close`` closes it); its connector picks the door.
+
+        ``fallback_urls``: other API servers of the same control plane. A request that cannot connect
+        is sent to the next one at once (nothing reached the first, so even a create is safe to
+        send again); one that fails after connecting raises ``UnavailableError`` as before, and the
+        next request goes to the next server. The client stays on whichever server last answered.
+        """
         self._session = session
-        self._base = base_url.rstrip("/")
+        self._bases = [url.rstrip("/") for url in (base_url, *fallback_urls)]
+        self._current = 0
         self._headers = {"Accept": "application/json"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
@@ -124,14 +138,23 @@ class RestObjectClient:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = content_type
-        try:
-            async with self._session.request(
-                method, self._base + path, data=data, params=params, headers=headers
-            ) as response:
-                raw = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, OSError) as err:
-            raise UnavailableError(0, "ServiceUnavailable", f"{method} {path}: {err}") from err
+        for _ in self._bases:
+            base = self._bases[self._current]
+            try:
+                async with self._session.request(
+                    method, base + path, data=data, params=params, headers=headers
+                ) as response:
+                    raw = await response.read()
+                    status = response.status
+                break
+            except aiohttp.ClientConnectorError as err:
+                self._fail_over(base)
+                refused: Exception = err
+            except (aiohttp.ClientError, OSError) as err:
+                self._fail_over(base)
+                raise UnavailableError(0, "ServiceUnavailable", f"{method} {path}: {err}") from err
+        else:
+            raise UnavailableError(0, "ServiceUnavailable", f"{method} {path}: {refused}") from refused
         decoded = json.loads(raw) if raw.strip() else {}
         if status >= 400:
             raise error_for(status, decoded if isinstance(decoded, dict) else {})
@@ -172,9 +195,10 @@ class RestObjectClient:
             **_selectors(label_selector, field_selector),
         }
         path = await self._path(resource, namespace)
+        base = self._bases[self._current]
         try:
             async with self._session.get(
-                self._base + path,
+                base + path,
                 params=params,
                 headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
@@ -186,7 +210,14 @@ class RestObjectClient:
                     if line.strip():
                         yield _event(json.loads(line))
         except (aiohttp.ClientError, OSError) as err:
+            # The caller watches again from its last revision: on the next server.
+            self._fail_over(base)
             raise UnavailableError(0, "ServiceUnavailable", f"watch {path}: {err}") from err
+
+    def _fail_over(self, base: str) -> None:
+        """Move on from ``base`` (unless a concurrent request has already moved on from it)."""
+        if self._bases[self._current] == base:
+            self._current = (self._current + 1) % len(self._bases)
 
     async def create(self, resource: str, obj: JsonObject) -> JsonObject:
         namespace = obj.get("metadata", {}).get("namespace") or None

@@ -41,7 +41,8 @@ from vmplane.server.protobuf_responses import protobuf_responses
 from vmplane.server.registry import Registry
 from vmplane.server.reviews import add_review_routes
 from vmplane.server.security import TlsFiles, ensure_self_signed, load_or_create_token, server_ssl_context
-from vmplane.server.tokens import Authenticate, TokenAuthenticator, seed_admin_token, single_token
+from vmplane.server.shared_identity import SharedTokens, mirror_file_tokens, shared_tls
+from vmplane.server.tokens import Authenticate, TokenAuthenticator, either, seed_admin_token, single_token
 from vmplane.server.ui import SessionStore, add_ui_routes, is_console_path
 from vmplane.store.base import AlreadyExistsError, JsonObject, Store, StoreError
 from vmplane.store.sqlite import SqliteStore
@@ -383,6 +384,7 @@ async def run_server(
     limits: ConnectionLimits | None = None,
     metrics: Metrics | None = None,
     open_store: Callable[[Path], Awaitable[Store]] | None = None,
+    shared_identity: bool = False,
 ) -> None:
     """Serve until SIGTERM/SIGINT, with the control plane ``plane`` builds on the store running alongside.
 
@@ -391,6 +393,9 @@ async def run_server(
     If the plane's ``run`` ends with an error, the server stops and the error is re-raised.
     ``limits``: header and idle timeouts and the connection cap (see ``server.connections``).
     ``metrics``: where this process's metrics go (a new registry when None), served at ``/metrics``.
+    ``shared_identity``: the store is shared with other API servers (etcd): admit the tokens of the
+    store too, publish this data directory's to it, and serve a certificate from the store's CA
+    (see ``server.shared_identity``).
     """
     limits = limits or ConnectionLimits()
     metrics = metrics or Metrics()
@@ -398,7 +403,6 @@ async def run_server(
     os.chmod(data_dir, 0o700)  # tightened if it existed: it holds the store, token and TLS keys
     token = load_or_create_token(data_dir)
     seed_admin_token(data_dir, token)
-    tls = _tls_for(data_dir, listen, tls_cert, tls_key)
     store = (
         await open_store(data_dir)
         if open_store is not None
@@ -407,8 +411,23 @@ async def run_server(
     runner: web.AppRunner | None = None
     listener: asyncio.Server | None = None
     tasks: list[asyncio.Task[None]] = []
+    identity_tasks: list[asyncio.Task[None]] = []
     door = InProcessDoor()
+    authenticate: Authenticate = TokenAuthenticator(data_dir).authenticate
     try:
+        tls = (
+            await shared_tls(store, data_dir, listen.host)
+            if shared_identity and tls_cert is None and tls_key is None
+            else _tls_for(data_dir, listen, tls_cert, tls_key)
+        )
+        if shared_identity:
+            shared = SharedTokens(store)
+            identity_tasks = [
+                asyncio.create_task(shared.run()),
+                asyncio.create_task(mirror_file_tokens(store, data_dir)),
+            ]
+            await shared.wait_synced()
+            authenticate = either(authenticate, shared.authenticate)
         await bootstrap(store)
         built = plane(store) if plane is not None else None
         if built is not None:
@@ -416,7 +435,7 @@ async def run_server(
         app = create_app(
             store=store,
             registry=built.registry if built is not None else default_registry(),
-            authenticate=door.authenticate(TokenAuthenticator(data_dir).authenticate),
+            authenticate=door.authenticate(authenticate),
             settings=settings,
             extra_routes=built.add_routes if built is not None else None,
             metrics=metrics,
@@ -473,9 +492,9 @@ async def run_server(
             if task is not stopper and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
-        for task in tasks:
+        for task in [*tasks, *identity_tasks]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *identity_tasks, return_exceptions=True)
         if listener is not None:
             listener.close()
         await door.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -13,14 +14,26 @@ __all__ = ["KUBECONFIG_NAME", "render_kubeconfig", "write_kubeconfig"]
 KUBECONFIG_NAME = "kubeconfig"
 
 
-def render_kubeconfig(*, server: str, token: str, ca_pem: bytes | None) -> str:
-    cluster: dict[str, str] = {"server": server}
-    if ca_pem is not None:
-        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+def render_kubeconfig(
+    *, server: str, token: str, ca_pem: bytes | None, fallback_servers: Sequence[str] = ()
+) -> str:
+    """A kubeconfig for ``server``; ``fallback_servers`` become further cluster entries with the same
+    CA, which vmplane's clients fail over to (``client.config``) and kubectl ignores."""
+
+    def cluster_of(url: str) -> dict[str, str]:
+        cluster = {"server": url}
+        if ca_pem is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+        return cluster
+
+    clusters = [{"name": "vmplane", "cluster": cluster_of(server)}]
+    clusters += [
+        {"name": f"vmplane-{n}", "cluster": cluster_of(url)} for n, url in enumerate(fallback_servers, 2)
+    ]
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "vmplane", "cluster": cluster}],
+        "clusters": clusters,
         "users": [{"name": "vmplane", "user": {"token": token}}],
         "contexts": [
             {"name": "vmplane", "context": {"cluster": "vmplane", "user": "vmplane", "namespace": "default"}}

@@ -26,7 +26,9 @@ __all__ = [
     "TlsFiles",
     "ensure_self_signed",
     "is_loopback",
+    "issue_server_cert",
     "load_or_create_token",
+    "new_ca",
     "server_ssl_context",
 ]
 
@@ -88,12 +90,8 @@ def _sans(host: str) -> list[x509.GeneralName]:
     return names
 
 
-def ensure_self_signed(data_dir: Path, host: str) -> TlsFiles:
-    """A CA and a server certificate for ``host`` under ``<data-dir>/tls``, made once."""
-    tls_dir = data_dir / "tls"
-    files = TlsFiles(cert=tls_dir / "server.crt", key=tls_dir / "server.key", ca=tls_dir / "ca.crt")
-    if files.cert.exists() and files.key.exists() and files.ca is not None and files.ca.exists():
-        return files
+def new_ca() -> tuple[bytes, bytes]:
+    """A fresh serving CA: its certificate and its private key, both PEM."""
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vmplane-ca")])
@@ -111,11 +109,23 @@ def ensure_self_signed(data_dir: Path, host: str) -> TlsFiles:
         )
         .sign(ca_key, hashes.SHA256())
     )
+    return ca_cert.public_bytes(serialization.Encoding.PEM), _key_pem(ca_key)
+
+
+def issue_server_cert(data_dir: Path, host: str, ca_cert_pem: bytes, ca_key_pem: bytes) -> TlsFiles:
+    """A server certificate for ``host`` signed by the given CA, written under ``<data-dir>/tls``."""
+    tls_dir = data_dir / "tls"
+    files = TlsFiles(cert=tls_dir / "server.crt", key=tls_dir / "server.key", ca=tls_dir / "ca.crt")
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
+    ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ValueError("the serving CA key is not an EC key")
+    now = dt.datetime.now(dt.UTC)
     server_key = ec.generate_private_key(ec.SECP256R1())
     server_cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vmplane")]))
-        .issuer_name(ca_name)
+        .issuer_name(ca_cert.subject)
         .public_key(server_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
@@ -127,10 +137,21 @@ def ensure_self_signed(data_dir: Path, host: str) -> TlsFiles:
     )
     tls_dir.mkdir(parents=True, exist_ok=True)
     _write_private(files.key, _key_pem(server_key))
-    _write_private(tls_dir / "ca.key", _key_pem(ca_key))
     files.cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    (tls_dir / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    (tls_dir / "ca.crt").write_bytes(ca_cert_pem)
     return files
+
+
+def ensure_self_signed(data_dir: Path, host: str) -> TlsFiles:
+    """A CA and a server certificate for ``host`` under ``<data-dir>/tls``, made once."""
+    tls_dir = data_dir / "tls"
+    files = TlsFiles(cert=tls_dir / "server.crt", key=tls_dir / "server.key", ca=tls_dir / "ca.crt")
+    if files.cert.exists() and files.key.exists() and files.ca is not None and files.ca.exists():
+        return files
+    ca_cert_pem, ca_key_pem = new_ca()
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    _write_private(tls_dir / "ca.key", ca_key_pem)
+    return issue_server_cert(data_dir, host, ca_cert_pem, ca_key_pem)
 
 
 def server_ssl_context(files: TlsFiles) -> ssl.SSLContext:

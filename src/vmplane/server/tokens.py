@@ -32,7 +32,10 @@ __all__ = [
     "TokenError",
     "TokenRecord",
     "create_token",
+    "digest_of",
+    "either",
     "list_tokens",
+    "presented_token",
     "revoke_token",
     "seed_admin_token",
     "single_token",
@@ -61,7 +64,8 @@ class TokenRecord:
         return user_for(Role(self.role), node=self.node, uid=self.id)
 
 
-def _digest(token: str) -> str:
+def digest_of(token: str) -> str:
+    """What is kept of a token: its SHA-256, hex."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -132,7 +136,7 @@ def seed_admin_token(data_dir: Path, token: str) -> None:
     a revoke of it sticks across restarts, while a token file made anew (or a token file created by
     ``vmplane token create`` before the first start) still gets its admin."""
     marker = data_dir / ".admin-seeded"
-    digest = _digest(token)
+    digest = digest_of(token)
     with _locked(data_dir) as path:
         if marker.exists() and marker.read_text().strip() == digest:
             return
@@ -162,7 +166,7 @@ def create_token(data_dir: Path, role: Role, *, node: str | None = None) -> tupl
             role=role.value,
             node=node if role is Role.NODE else None,
             created=_now(),
-            sha256=_digest(token),
+            sha256=digest_of(token),
         )
         _write(path, [*records, record])
     return record, token
@@ -207,11 +211,11 @@ class TokenAuthenticator:
 
     def authenticate(self, authorization: str | None) -> User | None:
         """The identity of an ``Authorization: Bearer <token>`` header, or None."""
-        presented = _presented(authorization)
+        presented = presented_token(authorization)
         if presented is None:
             return None
         self._refresh()
-        digest = _digest(presented).encode()
+        digest = digest_of(presented).encode()
         found: TokenRecord | None = None
         for record in self._records:  # every record compared, in constant time each
             if hmac.compare_digest(digest, record.sha256.encode()):
@@ -219,7 +223,8 @@ class TokenAuthenticator:
         return found.user if found is not None else None
 
 
-def _presented(authorization: str | None) -> str | None:
+def presented_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
     scheme, _, presented = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         return None
@@ -229,12 +234,21 @@ def _presented(authorization: str | None) -> str | None:
 def single_token(token: str) -> Authenticate:
     """Admit one token, as admin (embedded servers and tests)."""
     admin = user_for(Role.ADMIN)
-    expected = _digest(token).encode()
+    expected = digest_of(token).encode()
 
     def authenticate(authorization: str | None) -> User | None:
-        presented = _presented(authorization)
+        presented = presented_token(authorization)
         if presented is None:
             return None
-        return admin if hmac.compare_digest(_digest(presented).encode(), expected) else None
+        return admin if hmac.compare_digest(digest_of(presented).encode(), expected) else None
+
+    return authenticate
+
+
+def either(first: Authenticate, second: Authenticate) -> Authenticate:
+    """Admit whom ``first`` admits, else whom ``second`` does."""
+
+    def authenticate(authorization: str | None) -> User | None:
+        return first(authorization) or second(authorization)
 
     return authenticate
