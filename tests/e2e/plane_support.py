@@ -83,6 +83,14 @@ def install_images(guest_dir: Path) -> Path:
     return base
 
 
+def kill_recorded_guests(guest_dir: Path) -> None:
+    """SIGKILL every QEMU whose pidfile lies under ``guest_dir`` (one node's, or several nodes' below
+    it): QEMU outlives its agent on purpose, so a test that stops agents must end their guests."""
+    for pidfile in guest_dir.glob("**/machines/*/qemu/qemu.pid"):
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
 def parse_status(line: str) -> Status:
     return dict(token.split("=", 1) for token in line.split()[1:] if "=" in token)
 
@@ -183,9 +191,7 @@ class Plane:
 
     def kill_guests(self) -> None:
         """SIGKILL every QEMU recorded under the guest directory, then remove it (teardown)."""
-        for pidfile in (self.guest_dir / "machines").glob("*/qemu/qemu.pid"):
-            with contextlib.suppress(ValueError, OSError):
-                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        kill_recorded_guests(self.guest_dir)
         shutil.rmtree(self.guest_dir, ignore_errors=True)
 
     def cluster(self) -> Cluster:

@@ -17,7 +17,15 @@ import aiohttp
 import pytest
 import yaml
 from kubernetes import client, config
-from plane_support import GUEST_IMAGE, SCRATCH_IMAGE, Cluster, guest_cmdline, install_images, reachable_dir
+from plane_support import (
+    GUEST_IMAGE,
+    SCRATCH_IMAGE,
+    Cluster,
+    guest_cmdline,
+    install_images,
+    kill_recorded_guests,
+    reachable_dir,
+)
 
 from vmplane.api.node_annotations import CONSOLE_CERT_SHA256, CONSOLE_ENDPOINT
 from vmplane.cli.dev_cluster import LocalCluster
@@ -109,6 +117,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         yield cluster
     finally:
         cluster.stop_all()
+        kill_recorded_guests(guests)
         shutil.rmtree(guests, ignore_errors=True)
 
 
