@@ -325,9 +325,12 @@ class NodeHost:
         clock: Callable[[], datetime] = utc_now,
         hypervisor: Callable[[OnChange], Hypervisor] | None = None,
         console: ConsoleServing | None = None,
+        fence_timeout: float | None = None,
     ) -> None:
         """With the QEMU driver this resolves who QEMU runs as and prepares the guest directory, raising
-        ``guestfs.GuestSetupError`` (one line saying what to do) if either is impossible."""
+        ``guestfs.GuestSetupError`` (one line saying what to do) if either is impossible.
+        ``fence_timeout``: the agent's own (``vmplane agent``, which knows no grace period); default
+        the one of ``options.node_health``."""
         self._options = options
         self.client = client
         paths = HostPaths(options.guest_root, host_disk_dirs=options.allowed_host_dirs)
@@ -358,7 +361,7 @@ class NodeHost:
             node_taints=options.node_taints,
             heartbeat_interval=options.node_status_interval,
             capacity=None if qemu else SIMULATED_CAPACITY,
-            fence_timeout=options.node_health.fence_timeout,
+            fence_timeout=options.node_health.fence_timeout if fence_timeout is None else fence_timeout,
             host=facts,
         )
 

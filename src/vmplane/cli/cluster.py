@@ -29,9 +29,11 @@ from vmplane.app import (
     PlaneOptions,
     namespaced_resources,
 )
+from vmplane.cli.health_flags import add_fence_timeout_flag, add_node_monitor_flags, health_from
 from vmplane.cli.store_flags import add_store_flags, opener_from
 from vmplane.client.config import KubeconfigError, https_client, read_kubeconfig
 from vmplane.controller.leader import LeaderConfig, LeaderElector
+from vmplane.controller.node_health import HealthConfig
 from vmplane.server.app import ListenAddress, run_server
 from vmplane.server.kinds import default_registry
 from vmplane.store.base import StoreError
@@ -73,6 +75,8 @@ def register(subparsers: Any) -> None:
     )
     ctl.add_argument("--identity", default=None, help="leader-election identity (default: HOST_UUID)")
     ctl.add_argument("--crash-backoff", type=float, default=10.0, help="seconds before restarting a guest")
+    add_node_monitor_flags(ctl)
+    add_fence_timeout_flag(ctl, help_end="the agents' value, which the fencing deadline counts on")
     _log_level(ctl)
     ctl.set_defaults(func=_controller)
 
@@ -96,6 +100,7 @@ def register(subparsers: Any) -> None:
         default=DEFAULT_HEARTBEAT_INTERVAL,
         help="seconds between renewals of the Node's Lease (default: %(default)s)",
     )
+    add_fence_timeout_flag(agent, help_end="shorter than the controllers' grace period")
     agent.add_argument("--host-disk-dir", action="append", type=Path, default=[], metavar="DIR")
     agent.add_argument(
         "--console-listen",
@@ -189,12 +194,15 @@ def _apiserver(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _controllers(args: argparse.Namespace) -> int:
+async def _controllers(args: argparse.Namespace, health: HealthConfig) -> int:
     client = https_client(read_kubeconfig(args.kubeconfig))
 
     async def lead() -> None:
         controllers = Controllers(
-            client, crash_backoff=args.crash_backoff, namespaced=namespaced_resources(default_registry())
+            client,
+            crash_backoff=args.crash_backoff,
+            node_health=health,
+            namespaced=namespaced_resources(default_registry()),
         )
         await controllers.start()
         try:
@@ -217,7 +225,12 @@ async def _controllers(args: argparse.Namespace) -> int:
 def _controller(args: argparse.Namespace) -> int:
     _logging(args)
     try:
-        return _run(_controllers(args))
+        health = health_from(args)
+    except ValueError as err:
+        print(f"vmplane controller: {err}", file=sys.stderr)
+        return 2
+    try:
+        return _run(_controllers(args, health))
     except KubeconfigError as err:
         print(f"vmplane controller: {err}", file=sys.stderr)
         return 2
@@ -228,7 +241,7 @@ async def _node_agent(args: argparse.Namespace, options: PlaneOptions) -> int:
     client = https_client(kubeconfig)
     try:
         console = ConsoleServing(kubeconfig=kubeconfig, listen=ListenAddress.parse(args.console_listen))
-        host = NodeHost(client, options, console=console)
+        host = NodeHost(client, options, console=console, fence_timeout=args.node_fence_timeout)
         await host.start()
         try:
             await asyncio.Event().wait()
@@ -242,6 +255,8 @@ async def _node_agent(args: argparse.Namespace, options: PlaneOptions) -> int:
 def _agent(args: argparse.Namespace) -> int:
     _logging(args)
     try:
+        if not args.node_fence_timeout > 0:
+            raise ValueError(f"--node-fence-timeout must be positive, got {args.node_fence_timeout}")
         options = PlaneOptions(
             data_dir=args.data_dir,
             hypervisor=args.hypervisor,
