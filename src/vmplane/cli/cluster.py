@@ -241,7 +241,9 @@ async def _node_agent(args: argparse.Namespace, options: PlaneOptions) -> int:
     client = https_client(kubeconfig)
     try:
         console = ConsoleServing(kubeconfig=kubeconfig, listen=ListenAddress.parse(args.console_listen))
-        host = NodeHost(client, options, console=console, fence_timeout=args.node_fence_timeout)
+        host = NodeHost(
+            client, options, console=console, fence_timeout=args.node_fence_timeout, fence_watchdog=True
+        )
         await host.start()
         try:
             await asyncio.Event().wait()
