@@ -31,6 +31,7 @@ from vmplane.agent.machine import HostPaths
 from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL, HostFacts, host_facts, qemu_runtime_version
 from vmplane.agent.qemu import QemuHypervisor
 from vmplane.agent.qemu.machine_types import FALLBACK_MACHINE_TYPES, MachineTypesError, q35_machine_types
+from vmplane.agent.qemu.watchdog import FenceWatchdog
 from vmplane.agent.scheduler import Scheduler
 from vmplane.agent.scheduling import Taint
 from vmplane.agent.simulated import SIMULATED_CAPACITY, SimulatedHypervisor
@@ -347,9 +348,15 @@ class NodeHost:
         clock: Callable[[], datetime] = utc_now,
         hypervisor: Callable[[OnChange], Hypervisor] | None = None,
         console: ConsoleServing | None = None,
+        fence_timeout: float | None = None,
+        fence_watchdog: bool = False,
     ) -> None:
         """With the QEMU driver this resolves who QEMU runs as and prepares the guest directory, raising
-        ``guestfs.GuestSetupError`` (one line saying what to do) if either is impossible."""
+        ``guestfs.GuestSetupError`` (one line saying what to do) if either is impossible.
+        ``fence_timeout``: the agent's own (``vmplane agent``, which knows no grace period); default
+        the one of ``options.node_health``. ``fence_watchdog`` (QEMU only): a detached watchdog stops the
+        guests when this process stops renewing, even if it is killed (``agent.qemu.watchdog``);
+        ``vmplane serve`` has none, as its controllers die with it and fail nothing over."""
         self._options = options
         self.client = client
         paths = HostPaths(options.guest_root, host_disk_dirs=options.allowed_host_dirs)
@@ -365,6 +372,7 @@ class NodeHost:
         self._console_runner: web.AppRunner | None = None
         if self._console is not None:
             facts = self._bind_console(self._console, facts)
+        timeout = options.node_health.fence_timeout if fence_timeout is None else fence_timeout
         self.agent = NodeAgent(
             client=client,
             hypervisor=hypervisor or self._hypervisor,
@@ -380,9 +388,16 @@ class NodeHost:
             node_taints=options.node_taints,
             heartbeat_interval=options.node_status_interval,
             capacity=None if qemu else SIMULATED_CAPACITY,
-            fence_timeout=options.node_health.fence_timeout,
+            fence_timeout=timeout,
             host=facts,
         )
+        self._watchdog = (
+            FenceWatchdog(guest_root=options.guest_root, machines_dir=options.machines_dir, timeout=timeout)
+            if qemu and fence_watchdog
+            else None
+        )
+        if self._watchdog is not None:
+            self.agent.on_renewed = self._watchdog.beat
 
     def _bind_console(self, console: ConsoleServing, facts: HostFacts) -> HostFacts:
         """Bind the console port now (the Node must say where it is) and make its certificate."""
@@ -417,6 +432,8 @@ class NodeHost:
                 self._console_runner, self._console_socket, ssl_context=server_ssl_context(self._console_tls)
             )
             await site.start()
+        if self._watchdog is not None:
+            self._watchdog.start()
         await self.agent.start()
 
     async def stop(self) -> None:

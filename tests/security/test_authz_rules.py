@@ -130,6 +130,8 @@ CASES: list[tuple[Any, ...]] = [
     ),
     ("controllers-create-events", CONTROLLERS, EVENT, True),
     ("controllers-read-nodes", CONTROLLERS, node("list", ""), True),
+    ("controllers-taint-nodes", CONTROLLERS, node("update", "node01"), True),
+    ("controllers-update-node-conditions", CONTROLLERS, node("update", "node01", "status"), True),
     ("controllers-cannot-delete-node", CONTROLLERS, node("delete", "node01")),
     ("controllers-cannot-delete-kubevirt", CONTROLLERS, KUBEVIRT_CR),
 ]

@@ -48,3 +48,31 @@ def test_serve_refuses_a_fence_timeout_not_shorter_than_the_grace_period(
     )
     assert code == 2
     assert "must be positive and shorter than the node monitor grace period" in capsys.readouterr().err
+
+
+def test_controller_refuses_a_fence_timeout_not_shorter_than_the_grace_period(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(
+        [
+            "controller",
+            *("--kubeconfig", str(tmp_path / "kubeconfig")),
+            *("--node-monitor-grace-period", "6", "--node-fence-timeout", "6"),
+        ]
+    )
+    assert code == 2
+    assert "must be positive and shorter than the node monitor grace period" in capsys.readouterr().err
+
+
+def test_agent_refuses_a_fence_timeout_that_is_not_positive(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(
+        [
+            "agent",
+            *("--kubeconfig", str(tmp_path / "kubeconfig"), "--node", "node01"),
+            *("--data-dir", str(tmp_path / "data"), "--node-fence-timeout", "0"),
+        ]
+    )
+    assert code == 2
+    assert "--node-fence-timeout must be positive" in capsys.readouterr().err

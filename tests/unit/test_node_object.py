@@ -10,7 +10,7 @@ import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vmplane.agent.node import (
     KUBELET_VERSION,
@@ -19,6 +19,7 @@ from vmplane.agent.node import (
     host_facts,
     lease_object,
     node_object,
+    register_node,
     renew_heartbeat,
     renew_lease,
 )
@@ -282,3 +283,31 @@ def test_a_renewed_lease_takes_the_owner_of_a_node_registered_again() -> None:
 def test_allocatable_is_computed_from_any_quantity() -> None:
     allocatable = _node(capacity={"cpu": "4", "memory": "8Gi"})["status"]["allocatable"]
     assert allocatable == {"cpu": "3900m", "memory": f"{8388608 - 262144}Ki"}
+
+
+class RacingClient(StoreObjectClient):
+    """Another writer (the node lifecycle controller) changes the Node just before the agent's first
+    update of it."""
+
+    raced = False
+
+    async def update(
+        self, resource: str, obj: dict[str, Any], *, subresource: Literal["", "status", "finalize"] = ""
+    ) -> dict[str, Any]:
+        if resource == NODES and not self.raced:
+            self.raced = True
+            current = await self.store.get(NODES, "", obj["metadata"]["name"])
+            taint = {"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}
+            await self.store.update(NODES, {**current, "spec": {**current["spec"], "taints": [taint]}})
+        return await super().update(resource, obj, subresource=subresource)
+
+
+def test_a_restarted_agent_registers_although_the_node_changes_under_it() -> None:
+    async def scenario() -> dict[str, Any]:
+        store = MemoryStore()
+        await store.create(NODES, _node())
+        await register_node(RacingClient(store), _node(labels={"restarted": "yes"}))
+        return await store.get(NODES, "", "node01")
+
+    node = run_in_virtual_time(scenario())
+    assert node["metadata"]["labels"]["restarted"] == "yes"

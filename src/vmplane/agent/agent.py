@@ -80,6 +80,10 @@ __all__ = ["DEFAULT_GRACE_PERIOD", "MACHINE_FINALIZER", "EventSink", "NodeAgent"
 log = logging.getLogger(__name__)
 
 
+def _ignore_renewal(sent: float) -> None:
+    return None
+
+
 def _ignore_hotplug(kind: str, succeeded: bool, seconds: float) -> None:
     """The default ``NodeAgent.on_hotplug``: nothing is counted."""
 
@@ -166,6 +170,8 @@ class NodeAgent:
         #: Told each in-place operation's name, whether it succeeded and how long it took (the
         #: composition root points it at ``metrics.Metrics.hotplug``).
         self.on_hotplug: Callable[[str, bool, float], None] = _ignore_hotplug
+        #: Told when each successful Lease renewal was sent (the QEMU host's fence watchdog).
+        self.on_renewed: Callable[[float], None] = _ignore_renewal
         informers = informers or SharedInformerFactory(client)
         # Only this node's VMIs, as a kubelet watches only its pods.
         self.vmis = informers.informer(
@@ -189,11 +195,15 @@ class NodeAgent:
             ),
             heartbeat_interval=heartbeat_interval,
             clock=clock,
-            on_renewed=lambda sent: self.fence.renewed(sent),
+            on_renewed=self._renewed,
             # At least three renewals per fence timeout, so one slow write never fences a live node.
             lease_interval=min(DEFAULT_LEASE_INTERVAL, fence_timeout / 3),
         )
         self.fence = Fence(timeout=fence_timeout, stop_guests=self._stop_guests, resume=self._resume)
+
+    def _renewed(self, sent: float) -> None:
+        self.fence.renewed(sent)
+        self.on_renewed(sent)
 
     def _machine_changed(self, machine: str) -> None:
         self.controller.queue.add(vmi_key_of(machine))

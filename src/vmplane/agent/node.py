@@ -42,7 +42,7 @@ from vmplane.client.base import ObjectClient, UnavailableError
 from vmplane.reconcile.factory import SharedInformerFactory
 from vmplane.reconcile.informer import Key
 from vmplane.reconcile.loop import Controller, Result
-from vmplane.store.base import AlreadyExistsError, JsonObject, NotFoundError
+from vmplane.store.base import AlreadyExistsError, ConflictError, JsonObject, NotFoundError
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
@@ -71,6 +71,8 @@ DEFAULT_HEARTBEAT_INTERVAL = 10.0
 KUBELET_VERSION = f"v{__version__}-vmplane"
 #: How often the node's Lease is renewed (a kubelet's: a quarter of the lease duration).
 DEFAULT_LEASE_INTERVAL = 10.0
+# Registration reads and merges again this many times when the Node changes under it.
+_REGISTER_ATTEMPTS = 5
 #: Where node Leases live, and how long one holds without renewal (a kubelet's defaults).
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION_SECONDS = 40
@@ -320,17 +322,28 @@ async def register_node(client: ObjectClient, node: JsonObject) -> None:
     with contextlib.suppress(AlreadyExistsError):
         await client.create(NODES, node)
         return
-    current: dict[str, Any] = await client.get(NODES, "", name)
-    metadata = {**current["metadata"], "labels": node["metadata"]["labels"]}
-    if node["metadata"].get("annotations"):
-        metadata["annotations"] = {**(metadata.get("annotations") or {}), **node["metadata"]["annotations"]}
-    spec = {**(current.get("spec") or {}), **node["spec"]}
-    if "taints" not in node["spec"]:
-        spec.pop("taints", None)
-    updated = await client.update(NODES, {**current, "metadata": metadata, "spec": spec})
-    with contextlib.suppress(NotFoundError):
-        status = renew_heartbeat(current, node)
-        await client.update(NODES, {**updated, "status": status}, subresource="status")
+    # The node lifecycle controller may write the Node meanwhile (its taints, its conditions): read
+    # again and merge again, as a kubelet's registration retries on a conflict.
+    for attempt in range(_REGISTER_ATTEMPTS):
+        current: dict[str, Any] = await client.get(NODES, "", name)
+        metadata = {**current["metadata"], "labels": node["metadata"]["labels"]}
+        if node["metadata"].get("annotations"):
+            metadata["annotations"] = {
+                **(metadata.get("annotations") or {}),
+                **node["metadata"]["annotations"],
+            }
+        spec = {**(current.get("spec") or {}), **node["spec"]}
+        if "taints" not in node["spec"]:
+            spec.pop("taints", None)
+        try:
+            updated = await client.update(NODES, {**current, "metadata": metadata, "spec": spec})
+            with contextlib.suppress(NotFoundError):
+                status = renew_heartbeat(current, node)
+                await client.update(NODES, {**updated, "status": status}, subresource="status")
+            return
+        except ConflictError:
+            if attempt == _REGISTER_ATTEMPTS - 1:
+                raise
 
 
 def _monotonic() -> float:

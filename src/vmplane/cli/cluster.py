@@ -33,9 +33,11 @@ from vmplane.app import (
     report_controllers,
     report_node,
 )
+from vmplane.cli.health_flags import add_fence_timeout_flag, add_node_monitor_flags, health_from
 from vmplane.cli.store_flags import add_store_flags, opener_from
 from vmplane.client.config import Kubeconfig, KubeconfigError, https_client, read_kubeconfig
 from vmplane.controller.leader import LeaderConfig, LeaderElector
+from vmplane.controller.node_health import HealthConfig
 from vmplane.metrics import Metrics
 from vmplane.server.app import ListenAddress, run_server
 from vmplane.server.kinds import default_registry
@@ -86,6 +88,8 @@ def register(subparsers: Any) -> None:
         default=None,
         help="where the /metrics certificate is made (default: a private temporary directory)",
     )
+    add_node_monitor_flags(ctl)
+    add_fence_timeout_flag(ctl, help_end="the agents' value, which the fencing deadline counts on")
     _log_level(ctl)
     ctl.set_defaults(func=_controller)
 
@@ -109,6 +113,7 @@ def register(subparsers: Any) -> None:
         default=DEFAULT_HEARTBEAT_INTERVAL,
         help="seconds between renewals of the Node's Lease (default: %(default)s)",
     )
+    add_fence_timeout_flag(agent, help_end="shorter than the controllers' grace period")
     agent.add_argument("--host-disk-dir", action="append", type=Path, default=[], metavar="DIR")
     agent.add_argument(
         "--console-listen",
@@ -228,13 +233,16 @@ def _apiserver(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _controllers(args: argparse.Namespace, cert_dir: Path) -> int:
+async def _controllers(args: argparse.Namespace, cert_dir: Path, health: HealthConfig) -> int:
     kubeconfig = read_kubeconfig(args.kubeconfig)
     metrics = Metrics()
 
     async def lead() -> None:
         controllers = Controllers(
-            client, crash_backoff=args.crash_backoff, namespaced=namespaced_resources(default_registry())
+            client,
+            crash_backoff=args.crash_backoff,
+            node_health=health,
+            namespaced=namespaced_resources(default_registry()),
         )
         report_controllers(metrics, controllers)
         await controllers.start()
@@ -260,10 +268,11 @@ async def _controllers(args: argparse.Namespace, cert_dir: Path) -> int:
 def _controller(args: argparse.Namespace) -> int:
     _logging(args)
     try:
+        health = health_from(args)
         if args.cert_dir is not None:
-            return _run(_controllers(args, args.cert_dir))
+            return _run(_controllers(args, args.cert_dir, health))
         with tempfile.TemporaryDirectory(prefix="vmplane-controller-") as cert_dir:
-            return _run(_controllers(args, Path(cert_dir)))
+            return _run(_controllers(args, Path(cert_dir), health))
     except (KubeconfigError, ValueError, OSError) as err:
         print(f"vmplane controller: {err}", file=sys.stderr)
         return 2
@@ -274,7 +283,9 @@ async def _node_agent(args: argparse.Namespace, options: PlaneOptions) -> int:
     client = https_client(kubeconfig)
     try:
         console = ConsoleServing(kubeconfig=kubeconfig, listen=ListenAddress.parse(args.console_listen))
-        host = NodeHost(client, options, console=console)
+        host = NodeHost(
+            client, options, console=console, fence_timeout=args.node_fence_timeout, fence_watchdog=True
+        )
         metrics = Metrics()
         report_node(metrics, host)
         server = await _serving_metrics(metrics, args, kubeconfig, options.data_dir / "metrics")
@@ -292,6 +303,8 @@ async def _node_agent(args: argparse.Namespace, options: PlaneOptions) -> int:
 def _agent(args: argparse.Namespace) -> int:
     _logging(args)
     try:
+        if not args.node_fence_timeout > 0:
+            raise ValueError(f"--node-fence-timeout must be positive, got {args.node_fence_timeout}")
         options = PlaneOptions(
             data_dir=args.data_dir,
             hypervisor=args.hypervisor,

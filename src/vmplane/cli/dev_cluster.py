@@ -61,6 +61,10 @@ class LocalCluster:
     #: Where each agent keeps its guests (``GUEST_ROOT/NODE``); None: in its data directory. With
     #: QEMU run as root, this must be searchable by QEMU's user (pytest's temporary dirs are not).
     guest_root: Path | None = None
+    #: ``--node-monitor-grace-period`` of the controllers and ``--node-fence-timeout`` of the
+    #: controllers and agents (None: their defaults, 40 s and 30 s).
+    grace_period: float | None = None
+    fence_timeout: float | None = None
     port: int = field(default_factory=_free_port)
     #: ``etcd``: a 3-member etcd on loopback under ``DIR/etcd`` and a second API server over it
     #: (``apiserver2`` on ``port2``); None: one API server on SQLite.
@@ -145,7 +149,13 @@ class LocalCluster:
             name,
             *("controller", "--kubeconfig", str(kubeconfig), "--identity", name, "--crash-backoff", "0.5"),
             *self._metrics_listen(name),
+            *self._flag("--node-monitor-grace-period", self.grace_period),
+            *self._flag("--node-fence-timeout", self.fence_timeout),
         )
+
+    @staticmethod
+    def _flag(name: str, value: float | None) -> tuple[str, ...]:
+        return () if value is None else (name, str(value))
 
     def start_agent(
         self, node: str, *, labels: str = "", taints: str = "", status_interval: float = 10.0
@@ -159,6 +169,7 @@ class LocalCluster:
             *("--node-status-interval", str(status_interval)),
             *self._metrics_listen(node),
             *(("--guest-dir", str(self.guest_root / node)) if self.guest_root is not None else ()),
+            *self._flag("--node-fence-timeout", self.fence_timeout),
         )
 
     def start(self, *, controllers: int = 2, nodes: tuple[str, ...] = NODES) -> Path:

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "vmplane.cli.serve",
     "vmplane.cli.cluster",
     "vmplane.cli.dev_cluster",
+    "vmplane.cli.fence_watchdog",
     "vmplane.cli.kubeconfig",
     "vmplane.cli.vm_commands",
     "vmplane.cli.guest_commands",

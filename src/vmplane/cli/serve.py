@@ -15,8 +15,8 @@ import yaml
 from vmplane.agent.guestfs import GuestSetupError
 from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL
 from vmplane.app import ControlPlane, PlaneOptions
+from vmplane.cli.health_flags import add_fence_timeout_flag, add_node_monitor_flags, health_from
 from vmplane.cli.store_flags import add_store_flags, opener_from
-from vmplane.controller.node_health import HealthConfig
 from vmplane.server.app import ListenAddress, run_server
 from vmplane.server.connections import ConnectionLimits
 from vmplane.server.context import ServerSettings
@@ -102,20 +102,8 @@ def register(subparsers: Any) -> None:
         default=10.0,
         help="seconds before restarting a failed guest, doubling per failure",
     )
-    parser.add_argument(
-        "--node-monitor-grace-period",
-        type=float,
-        default=40.0,
-        help="seconds without a Lease renewal after which a node is Ready=Unknown and tainted unreachable "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--node-fence-timeout",
-        type=float,
-        default=30.0,
-        help="seconds without a Lease renewal after which the agent stops its guests itself; must be "
-        "shorter than the grace period (default: %(default)s)",
-    )
+    add_node_monitor_flags(parser)
+    add_fence_timeout_flag(parser, help_end="shorter than the grace period")
     parser.add_argument(
         "--host-disk-dir",
         action="append",
@@ -163,9 +151,7 @@ def _serve(args: argparse.Namespace) -> int:
         listen = ListenAddress.parse(args.listen)
         labels = dict(_label(text) for text in args.node_label)
         open_store = opener_from(args)
-        health = HealthConfig(
-            grace_period=args.node_monitor_grace_period, fence_timeout=args.node_fence_timeout
-        )
+        health = health_from(args)
     except ValueError as err:
         print(f"vmplane serve: {err}", file=sys.stderr)
         return 2

@@ -189,7 +189,9 @@ ROLE_RULES: Mapping[str, tuple[Rule, ...]] = {
         _rule({"update"}, {""}, {"namespaces/finalize", "namespaces/status"}),
         # Leader election, and the node lifecycle controller's taints and conditions.
         _rule({"create", "update", "patch"}, {"coordination.k8s.io"}, {"leases"}),
-        _rule({"update", "patch"}, {""}, {"nodes/status"}),
+        # The unreachable taints are in the Node's spec, its conditions in its status (as
+        # kube-controller-manager's node-controller role).
+        _rule({"update", "patch"}, {""}, {"nodes", "nodes/status"}),
     ),
     NODES_GROUP: (
         _rule(READ_VERBS, {""}, {"nodes", "namespaces", "events", "pods"}),
