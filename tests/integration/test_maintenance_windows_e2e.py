@@ -59,7 +59,12 @@ def pending_vms(cluster: Cluster, group: str, count: int, approval: str) -> dict
         cluster.create_vm(VM.format(name=name, group=group, priority=i, approval=approval))
     uids = {}
     for name in names:
-        cluster.wait("virtualmachines", name, lambda o: printable(o) == "Running")
+        # Ready, not only Running: a window's count of VMs down starts from every VM up.
+        cluster.wait(
+            "virtualmachines",
+            name,
+            lambda o: printable(o) == "Running" and ((o or {}).get("status") or {}).get("ready") is True,
+        )
         vmi = cluster.wait("virtualmachineinstances", name, lambda o: condition(o, "Ready") is not None)
         assert vmi is not None
         uids[name] = vmi["metadata"]["uid"]
