@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,7 @@ async def test_a_failed_commit_fails_its_batch_and_the_writes_after_it_then_the_
         real_commit = GroupCommitter._commit
         failing = True
 
-        def commit_once_failing(self: GroupCommitter, writes: list[Write]) -> tuple[int, int]:
+        def commit_once_failing(self: GroupCommitter, writes: list[Write]) -> tuple[int, int, float]:
             nonlocal failing
             if failing:
                 failing = False
@@ -51,4 +53,44 @@ async def test_a_failed_commit_fails_its_batch_and_the_writes_after_it_then_the_
         event = await anext(watch)
         assert (event.object["metadata"]["name"], event.resource_version) == ("after", 2)
     finally:
+        await store.close()
+
+
+async def test_writes_refused_in_the_batch_that_takes_the_reset_are_still_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer takes the writes decided on top of a failed batch together with the loop's reset."""
+    store = SqliteStore.open(tmp_path / "store.db")
+    entered, release, reset_queued = threading.Event(), threading.Event(), threading.Event()
+
+    def blocked_failing_commit(self: GroupCommitter, writes: list[Write]) -> tuple[int, int, float]:
+        entered.set()
+        release.wait(5)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    real_reset, real_deliver = GroupCommitter.reset, GroupCommitter._deliver
+
+    def reset(self: GroupCommitter) -> None:
+        real_reset(self)
+        reset_queued.set()
+
+    def deliver(writes: list[Write], callback: Callable[..., None], *args: object) -> None:
+        real_deliver(writes, callback, *args)
+        if args[-1] is True:  # the failed commit: hold the thread until the loop has queued its reset
+            reset_queued.wait(5)
+
+    monkeypatch.setattr(GroupCommitter, "_commit", blocked_failing_commit)
+    monkeypatch.setattr(GroupCommitter, "reset", reset)
+    monkeypatch.setattr(GroupCommitter, "_deliver", staticmethod(deliver))
+    try:
+        first = asyncio.ensure_future(store.create(RESOURCE, thing("first")))
+        await asyncio.to_thread(entered.wait, 5)
+        behind = [asyncio.ensure_future(store.create(RESOURCE, thing(f"behind-{i}"))) for i in range(3)]
+        await asyncio.sleep(0)
+        release.set()
+        results = await asyncio.wait_for(asyncio.gather(first, *behind, return_exceptions=True), 10)
+        assert all(isinstance(r, StoreError) for r in results)
+        assert reset_queued.is_set()
+    finally:
+        release.set()
         await store.close()

@@ -78,29 +78,36 @@ class _Stream:
     def __init__(self, ctx: ApiContext, target: Target, outbox: Outbox, table: bool) -> None:
         self.ctx, self.target, self.outbox, self.table = ctx, target, outbox, table
 
-    async def send(self, event_type: str, obj: JsonObject) -> None:
+    def send(self, event_type: str, obj: JsonObject) -> None:
+        """An event from the store's watch."""
+        self.outbox.offer(self._line(event_type, obj))
+
+    async def send_initial(self, item: CachedObject) -> None:
+        """An object of the watch's initial state, sent before the store's watch is read."""
+        line = (
+            self._line("ADDED", item.object)
+            if self.table
+            else b'{"type":"ADDED","object":' + item.raw + b"}\n"
+        )
+        await self.outbox.put(line)
+
+    def _line(self, event_type: str, obj: JsonObject) -> bytes:
         body: Any = obj
         if self.table and event_type in ("ADDED", "MODIFIED", "DELETED"):
             rv = obj.get("metadata", {}).get("resourceVersion", "")
             body = build_table(
                 self.target.resource_type, [obj], now=self.ctx.clock(), list_metadata={"resourceVersion": rv}
             )
-        await self.outbox.put(dumps({"type": event_type, "object": body}) + b"\n")
+        return dumps({"type": event_type, "object": body}) + b"\n"
 
-    async def send_added(self, item: CachedObject) -> None:
-        if self.table:
-            await self.send("ADDED", item.object)
-        else:
-            await self.outbox.put(b'{"type":"ADDED","object":' + item.raw + b"}\n")
-
-    async def bookmark(self, resource_version: int, *, initial_events_end: bool = False) -> None:
+    def bookmark(self, resource_version: int, *, initial_events_end: bool = False) -> None:
         """A BOOKMARK at ``resource_version``; ``initial_events_end`` ends a watch-list's initial state."""
         resource_type = self.target.resource_type
         metadata: JsonObject = {"resourceVersion": str(resource_version)}
         if initial_events_end:
             metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
         obj = {"kind": resource_type.kind, "apiVersion": resource_type.api_version, "metadata": metadata}
-        await self.outbox.put(dumps({"type": "BOOKMARK", "object": obj}) + b"\n")
+        self.outbox.offer(dumps({"type": "BOOKMARK", "object": obj}) + b"\n")
 
 
 async def serve_watch(ctx: ApiContext, target: Target, request: web.Request) -> web.StreamResponse:
@@ -132,9 +139,9 @@ async def serve_watch(ctx: ApiContext, target: Target, request: web.Request) -> 
     events = ctx.store.watch(resource_type.store_resource, target.namespace, since=since)
     try:
         for item in initial:
-            await stream.send_added(item)
+            await stream.send_initial(item)
         if options.send_initial_events:
-            await stream.bookmark(since, initial_events_end=True)
+            stream.bookmark(since, initial_events_end=True)
         try:
             await _pump(
                 ctx, stream, events, since, selectors if filtering else None, matching, timeout, bookmarks
@@ -176,6 +183,7 @@ async def _pump(
     last_rv = since
     iterator = aiter(events)
     pending: asyncio.Task[WatchEvent] | None = None
+    stalled = asyncio.ensure_future(stream.outbox.stalled())
     try:
         while True:
             now = time.monotonic()
@@ -186,10 +194,14 @@ async def _pump(
                 wait = min(wait, max(0.0, next_bookmark - now))
             if pending is None:
                 pending = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait({pending}, timeout=wait)
+            done, _ = await asyncio.wait(
+                {pending, stalled}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stalled in done:
+                raise stalled.result()
             if not done:
                 if bookmarks and time.monotonic() >= next_bookmark:
-                    await stream.bookmark(last_rv)
+                    stream.bookmark(last_rv)
                     next_bookmark = time.monotonic() + interval
                 continue
             try:
@@ -201,9 +213,10 @@ async def _pump(
             last_rv = max(last_rv, event.resource_version)
             event_type = event.type if selectors is None else translate(event, selectors, matching)
             if event_type is not None:
-                await stream.send(event_type, event.object)
+                stream.send(event_type, event.object)
     finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
+        for task in (pending, stalled):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task

@@ -134,15 +134,22 @@ class GroupCommitter:
                     break
             writes: list[Write] = []
             refused: list[Write] = []
+            # The error the refused writes are refused for: a reset later in this batch ends the
+            # refusal for what follows it, not for what came before.
+            refused_for: BaseException | None = None
             for item in items:
                 if item is _RESET:
                     refusing = None
                 elif item is _STOP:
                     stop = True
                 elif isinstance(item, Write):
-                    (refused if refusing is not None else writes).append(item)
-            if refused and refusing is not None:
-                self._deliver(refused, self._failed, refused, refusing, False)
+                    if refusing is not None:
+                        refused.append(item)
+                        refused_for = refusing
+                    else:
+                        writes.append(item)
+            if refused_for is not None:
+                self._deliver(refused, self._failed, refused, refused_for, False)
             if writes:
                 started = time.perf_counter()
                 try:
