@@ -29,8 +29,8 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from vmplane.server.app import bootstrap, create_app
-from vmplane.server.kinds import default_registry
+from vmplane.apiserver.app import bootstrap, create_app
+from vmplane.apiserver.kinds import default_registry
 from vmplane.store.base import Store
 from vmplane.store.sqlite import SqliteStore
 

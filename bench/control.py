@@ -38,7 +38,7 @@ from typing import Any
 import aiohttp
 from fleet import TARGETS, Observer, Target, start_api_alone
 
-from vmplane.server.app import ListenAddress, run_server
+from vmplane.apiserver.app import ListenAddress, run_server
 from vmplane.store.sqlite import SqliteStore
 
 VMS = "/apis/kubevirt.io/v1/namespaces/default/virtualmachines"

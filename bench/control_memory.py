@@ -23,8 +23,8 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 from control import MB, VMS, vm_manifest
 
+from vmplane.apiserver.app import bootstrap, create_app
 from vmplane.app import ControlPlane, PlaneOptions
-from vmplane.server.app import bootstrap, create_app
 from vmplane.store.sqlite import SqliteStore
 
 VMIS = "/apis/kubevirt.io/v1/namespaces/default/virtualmachineinstances"

@@ -2,10 +2,10 @@
 
 vmplane's pydantic models carry the wire shape but not upstream's prose; ``kubectl explain`` should
 read what KubeVirt users read. This script keeps only the descriptions of the definitions and fields
-vmplane models, and writes them as data (``src/vmplane/server/upstream_descriptions.json``).
+vmplane models, and writes them as data (``src/vmplane/apiserver/upstream_descriptions.json``).
 
 Usage: python scripts/upstream_descriptions.py SWAGGER_JSON COMMIT > OUT, where OUT is
-src/vmplane/server/upstream_descriptions.json and SWAGGER_JSON is
+src/vmplane/apiserver/upstream_descriptions.json and SWAGGER_JSON is
 ``api/openapi-spec/swagger.json`` of kubevirt/kubevirt at COMMIT.
 """
 

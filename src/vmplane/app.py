@@ -25,19 +25,27 @@ from aiohttp import web
 from vmplane import __version__
 from vmplane.agent.agent import NodeAgent
 from vmplane.agent.console import QemuConsoleLogs, QemuGuestStreams
-from vmplane.agent.guestfs import GuestUser, default_guest_dir, guest_user, prepare_guest_dir
-from vmplane.agent.hypervisor import Hypervisor, OnChange
-from vmplane.agent.machine import HostPaths
 from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL, HostFacts, host_facts, qemu_runtime_version
-from vmplane.agent.qemu import QemuHypervisor
-from vmplane.agent.qemu.machine_types import FALLBACK_MACHINE_TYPES, MachineTypesError, q35_machine_types
-from vmplane.agent.qemu.watchdog import FenceWatchdog
-from vmplane.agent.scheduler import Scheduler
-from vmplane.agent.scheduling import Taint
-from vmplane.agent.simulated import SIMULATED_CAPACITY, SimulatedHypervisor
-from vmplane.agent.volumes import QemuVolumePreparer
 from vmplane.api.kubevirt import KubeVirtConfiguration
 from vmplane.api.resources import CONTROLLER_REVISIONS, KUBEVIRTS, VIRTUAL_MACHINE_INSTANCES
+from vmplane.api.scheduling import Taint
+from vmplane.apiserver.app import ListenAddress
+from vmplane.apiserver.authz import Role, User, node_user, user_for
+from vmplane.apiserver.console import ConsoleLog, ConsoleSource, add_console_routes
+from vmplane.apiserver.context import ApiContext
+from vmplane.apiserver.door import InProcessDoor
+from vmplane.apiserver.guest_subresources import add_guest_operation_routes
+from vmplane.apiserver.node_console import (
+    PROXY_USER_NAME,
+    DelegatedAuthenticator,
+    NodeConsoleProxy,
+    node_console_app,
+)
+from vmplane.apiserver.registry import Registry
+from vmplane.apiserver.security import TlsFiles, ensure_self_signed, server_ssl_context
+from vmplane.apiserver.streams import StreamBridge, add_stream_routes
+from vmplane.apiserver.subresources import add_subresource_routes
+from vmplane.apiserver.typed_kinds import typed_registry
 from vmplane.client.base import ObjectClient
 from vmplane.client.config import Kubeconfig
 from vmplane.controller.kubevirt_status import KubeVirtStatusController
@@ -45,26 +53,18 @@ from vmplane.controller.manager import SIZING_RESOURCES, ControllerManager
 from vmplane.controller.node_health import HealthConfig
 from vmplane.controller.vm import cluster_configuration
 from vmplane.demo import install_demo
+from vmplane.host.paths import HostPaths
+from vmplane.host.volumes import QemuVolumePreparer
+from vmplane.hypervisor.base import Hypervisor, OnChange
+from vmplane.hypervisor.guestfs import GuestUser, default_guest_dir, guest_user, prepare_guest_dir
+from vmplane.hypervisor.qemu import QemuHypervisor
+from vmplane.hypervisor.qemu.machine_types import FALLBACK_MACHINE_TYPES, MachineTypesError, q35_machine_types
+from vmplane.hypervisor.qemu.watchdog import FenceWatchdog
+from vmplane.hypervisor.simulated import SIMULATED_CAPACITY, SimulatedHypervisor
 from vmplane.metrics import FleetCollector, Metrics
 from vmplane.reconcile.events import EventRecorder
 from vmplane.reconcile.factory import SharedInformerFactory
-from vmplane.server.app import ListenAddress
-from vmplane.server.authz import Role, User, node_user, user_for
-from vmplane.server.console import ConsoleLog, ConsoleSource, add_console_routes
-from vmplane.server.context import ApiContext
-from vmplane.server.door import InProcessDoor
-from vmplane.server.guest_subresources import add_guest_operation_routes
-from vmplane.server.node_console import (
-    PROXY_USER_NAME,
-    DelegatedAuthenticator,
-    NodeConsoleProxy,
-    node_console_app,
-)
-from vmplane.server.registry import Registry
-from vmplane.server.security import TlsFiles, ensure_self_signed, server_ssl_context
-from vmplane.server.streams import StreamBridge, add_stream_routes
-from vmplane.server.subresources import add_subresource_routes
-from vmplane.server.typed_kinds import typed_registry
+from vmplane.scheduler.scheduler import Scheduler
 from vmplane.store.base import JsonObject, Store
 from vmplane.store.etcd import EtcdStore
 from vmplane.store.etcd_client import EtcdConfig, parse_store_url
@@ -94,7 +94,7 @@ def utc_now() -> datetime:
 class PlaneOptions:
     """How ``vmplane serve`` runs guests on this host.
 
-    ``guest_dir``: QEMU's machines, volumes and images (``agent.guestfs`` has the layout and why it is
+    ``guest_dir``: QEMU's machines, volumes and images (``hypervisor.guestfs`` has the layout and why it is
     not inside the 0700 data directory); default ``/var/lib/vmplane`` as root, else
     ``<data_dir>/guests``.
     ``host_disk_dirs``: where ``hostDisk`` paths may point (default ``<guest_dir>/hostdisks``).
@@ -330,7 +330,7 @@ def report_node(metrics: Metrics, host: NodeHost) -> None:
 @dataclass(frozen=True, slots=True)
 class ConsoleServing:
     """Where a separate agent serves its guests' consoles to the API server, and how it checks who
-    asks (``server.node_console``): the API server of ``kubeconfig`` vouches for its proxy token."""
+    asks (``apiserver.node_console``): the API server of ``kubeconfig`` vouches for its proxy token."""
 
     kubeconfig: Kubeconfig
     listen: ListenAddress = field(default_factory=lambda: ListenAddress("127.0.0.1", 0))
@@ -355,7 +355,7 @@ class NodeHost:
         ``guestfs.GuestSetupError`` (one line saying what to do) if either is impossible.
         ``fence_timeout``: the agent's own (``vmplane agent``, which knows no grace period); default
         the one of ``options.node_health``. ``fence_watchdog`` (QEMU only): a detached watchdog stops the
-        guests when this process stops renewing, even if it is killed (``agent.qemu.watchdog``);
+        guests when this process stops renewing, even if it is killed (``hypervisor.qemu.watchdog``);
         ``vmplane serve`` has none, as its controllers die with it and fail nothing over."""
         self._options = options
         self.client = client

@@ -14,9 +14,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from vmplane.agent.machine import HostPaths
 from vmplane.api.resources import VIRTUAL_MACHINES
 from vmplane.client.base import ObjectClient
+from vmplane.host.paths import HostPaths
 from vmplane.store.base import AlreadyExistsError
 
 __all__ = ["DEMO_IMAGE", "demo_vm", "install_demo"]

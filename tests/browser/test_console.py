@@ -22,9 +22,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from vmplane.apiserver.authz import Role
+from vmplane.apiserver.tokens import create_token
 from vmplane.app import ControlPlane, PlaneOptions
-from vmplane.server.authz import Role
-from vmplane.server.tokens import create_token
 from vmplane.store.base import Store
 
 pytestmark = pytest.mark.requires("browser")

@@ -17,9 +17,9 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from window_support import VM, WindowPlane, Windows, window_body
 
+from vmplane.apiserver.authz import Role
+from vmplane.apiserver.tokens import create_token
 from vmplane.rollout.restarts import format_time
-from vmplane.server.authz import Role
-from vmplane.server.tokens import create_token
 
 pytestmark = pytest.mark.requires("browser")
 

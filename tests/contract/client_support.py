@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmplane.apiserver.app import ListenAddress, run_server
+from vmplane.apiserver.authz import Role, user_for
+from vmplane.apiserver.door import InProcessDoor
+from vmplane.apiserver.tokens import create_token
 from vmplane.app import ApiServerPlane, PlaneOptions
 from vmplane.client.base import ObjectClient
 from vmplane.client.config import Kubeconfig, https_client, read_kubeconfig
-from vmplane.server.app import ListenAddress, run_server
-from vmplane.server.authz import Role, user_for
-from vmplane.server.door import InProcessDoor
-from vmplane.server.tokens import create_token
 
 
 class _CapturingPlane(ApiServerPlane):

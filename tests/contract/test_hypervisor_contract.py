@@ -33,8 +33,7 @@ import pytest
 import pytest_asyncio
 from plane_support import reachable_dir, reachable_guest
 
-from vmplane.agent.guestfs import guest_user, hand_over
-from vmplane.agent.hypervisor import (
+from vmplane.hypervisor.base import (
     DiskSpec,
     HotplugError,
     Hypervisor,
@@ -46,9 +45,10 @@ from vmplane.agent.hypervisor import (
     NicSpec,
     UnplugTimeoutError,
 )
-from vmplane.agent.qemu import QemuHypervisor
-from vmplane.agent.qemu.naming import run_files
-from vmplane.agent.simulated import SimulatedHypervisor
+from vmplane.hypervisor.guestfs import guest_user, hand_over
+from vmplane.hypervisor.qemu import QemuHypervisor
+from vmplane.hypervisor.qemu.naming import run_files
+from vmplane.hypervisor.simulated import SimulatedHypervisor
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)]
 

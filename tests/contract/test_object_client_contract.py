@@ -15,8 +15,8 @@ import pytest
 from client_support import RunningApi, running_api
 
 from vmplane.api.resources import NODES
+from vmplane.apiserver.authz import Role
 from vmplane.client.base import ForbiddenError, InvalidError, ObjectClient
-from vmplane.server.authz import Role
 from vmplane.store.base import AlreadyExistsError, ConflictError, JsonObject, NotFoundError, WatchEvent
 
 pytestmark = pytest.mark.timeout(60)

@@ -23,10 +23,10 @@ import yaml
 from kubernetes import config
 from plane_support import GUEST_IMAGE, SCRATCH_IMAGE, Cluster, guest_cmdline, install_images, reachable_dir
 
-from vmplane.agent.qemu.process import proc_starttime
-from vmplane.agent.qemu.records import MachineRecord, read_record
-from vmplane.agent.qemu.watchdog import WATCHDOG_FILE
 from vmplane.cli.dev_cluster import LocalCluster
+from vmplane.hypervisor.qemu.process import proc_starttime
+from vmplane.hypervisor.qemu.records import MachineRecord, read_record
+from vmplane.hypervisor.qemu.watchdog import WATCHDOG_FILE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.requires("qemu"), pytest.mark.timeout(300)]
 # Longer than an agent restart takes on a loaded machine (stop, a new interpreter, the first renewal).

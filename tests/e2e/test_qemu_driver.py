@@ -27,8 +27,7 @@ import pytest
 import pytest_asyncio
 from plane_support import reachable_dir, reachable_guest
 
-from vmplane.agent.guestfs import guest_user, hand_over
-from vmplane.agent.hypervisor import (
+from vmplane.hypervisor.base import (
     DiskSpec,
     HypervisorError,
     KernelBoot,
@@ -37,8 +36,9 @@ from vmplane.agent.hypervisor import (
     NicSpec,
     UnplugTimeoutError,
 )
-from vmplane.agent.qemu import QemuHypervisor
-from vmplane.agent.qemu.naming import run_files
+from vmplane.hypervisor.guestfs import guest_user, hand_over
+from vmplane.hypervisor.qemu import QemuHypervisor
+from vmplane.hypervisor.qemu.naming import run_files
 
 GUEST = Path(__file__).resolve().parents[2] / "guest" / "out"
 MiB = 1 << 20

@@ -18,10 +18,10 @@ from typing import Any
 import yaml
 from kubernetes import client, config, watch
 
-from vmplane.agent.hypervisor import Hypervisor, OnChange
-from vmplane.agent.simulated import SimulatedHost, SimulatedHypervisor
+from vmplane.apiserver.app import ListenAddress, run_server
 from vmplane.app import ControlPlane, PlaneOptions
-from vmplane.server.app import ListenAddress, run_server
+from vmplane.hypervisor.base import Hypervisor, OnChange
+from vmplane.hypervisor.simulated import SimulatedHost, SimulatedHypervisor
 from vmplane.store.base import Store
 
 GROUP, VERSION = "kubevirt.io", "v1"

@@ -17,12 +17,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from vmplane.agent.agent import MACHINE_FINALIZER, NodeAgent
-from vmplane.agent.hypervisor import Hypervisor, MachineState, OnChange
-from vmplane.agent.machine import HostPaths, machine_name
-from vmplane.agent.scheduler import Scheduler
-from vmplane.agent.simulated import HotplugKind, SimulatedHost, SimulatedHypervisor
+from vmplane.agent.agent import NodeAgent
+from vmplane.agent.machine import machine_name
 from vmplane.api.defaults import initial_cpu_topology, initial_memory_status
+from vmplane.api.ownership import MACHINE_FINALIZER
 from vmplane.api.resources import EVENTS, NODES, VIRTUAL_MACHINE_INSTANCES
 from vmplane.api.vmi import (
     CPUTopology,
@@ -31,7 +29,11 @@ from vmplane.api.vmi import (
     VirtualMachineInstanceStatus,
     VMIPhase,
 )
+from vmplane.host.paths import HostPaths
+from vmplane.hypervisor.base import Hypervisor, MachineState, OnChange
+from vmplane.hypervisor.simulated import HotplugKind, SimulatedHost, SimulatedHypervisor
 from vmplane.rollout.observed import observed_from_status
+from vmplane.scheduler.scheduler import Scheduler
 from vmplane.store.base import JsonObject, NotFoundError, Store
 from vmplane.store.sqlite import SqliteStore
 from vmplane.testing.builders import container_disk, disk, interface, network, pvc, vm_spec

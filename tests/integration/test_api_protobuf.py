@@ -12,9 +12,9 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from test_api_support import ApiServer, api_server
 
-from vmplane.server.openapi_protobuf import MESSAGES as OPENAPI_MESSAGES
-from vmplane.server.protobuf import MEDIA_TYPE as PROTOBUF
-from vmplane.server.protobuf import MessageClasses, encode_object
+from vmplane.apiserver.openapi_protobuf import MESSAGES as OPENAPI_MESSAGES
+from vmplane.apiserver.protobuf import MEDIA_TYPE as PROTOBUF
+from vmplane.apiserver.protobuf import MessageClasses, encode_object
 
 pytestmark = [pytest.mark.integration, pytest.mark.requires("kubectl"), pytest.mark.timeout(120)]
 __all__ = ["api_server"]

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from test_api_support import ApiServer, api_server
 
-from vmplane.server.protobuf import MAGIC, decode_object
-from vmplane.server.protobuf import MEDIA_TYPE as PROTOBUF
+from vmplane.apiserver.protobuf import MAGIC, decode_object
+from vmplane.apiserver.protobuf import MEDIA_TYPE as PROTOBUF
 
 pytestmark = [pytest.mark.integration, pytest.mark.requires("kubectl"), pytest.mark.timeout(120)]
 __all__ = ["api_server"]

@@ -33,8 +33,8 @@ from etcd_support import EtcdCluster
 from test_api_support import CPU_HOTPLUG_VM
 
 from vmplane.api.resources import VIRTUAL_MACHINES
+from vmplane.apiserver.kubeconfig import render_kubeconfig
 from vmplane.client.config import https_client, read_kubeconfig
-from vmplane.server.kubeconfig import render_kubeconfig
 
 pytestmark = [
     pytest.mark.integration,

@@ -15,8 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from rollout_support import Cluster, InProcessServer, condition, printable
 
-from vmplane.server.authz import Role
-from vmplane.server.tokens import create_token
+from vmplane.apiserver.authz import Role
+from vmplane.apiserver.tokens import create_token
 
 VM = """\
 apiVersion: kubevirt.io/v1

@@ -27,14 +27,15 @@ from typing import Any
 import pytest_asyncio
 
 from vmplane.agent.agent import NodeAgent
-from vmplane.agent.hypervisor import Hypervisor, MachineState, OnChange
-from vmplane.agent.machine import HostPaths, machine_name
-from vmplane.agent.scheduler import Scheduler
-from vmplane.agent.simulated import SimulatedHost, SimulatedHypervisor
+from vmplane.agent.machine import machine_name
 from vmplane.api.resources import KUBEVIRTS, NODES, VIRTUAL_MACHINE_INSTANCES, VIRTUAL_MACHINES
 from vmplane.controller.manager import ControllerManager
 from vmplane.controller.node_health import HealthConfig
+from vmplane.host.paths import HostPaths
+from vmplane.hypervisor.base import Hypervisor, MachineState, OnChange
+from vmplane.hypervisor.simulated import SimulatedHost, SimulatedHypervisor
 from vmplane.reconcile.events import EventRecorder
+from vmplane.scheduler.scheduler import Scheduler
 from vmplane.store.base import JsonObject, NotFoundError, Store
 from vmplane.store.sqlite import SqliteStore
 from vmplane.testing.builders import container_disk, disk, interface, network, vm_spec

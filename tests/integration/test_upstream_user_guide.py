@@ -30,8 +30,8 @@ import yaml
 from test_api_support import ApiServer, start_server, stop_server
 
 from vmplane.api.kubevirt import KubeVirtConfiguration
-from vmplane.server.registry import ResourceType
-from vmplane.server.typed_kinds import typed_registry
+from vmplane.apiserver.registry import ResourceType
+from vmplane.apiserver.typed_kinds import typed_registry
 from vmplane.store.base import JsonObject
 
 pytestmark = [pytest.mark.integration, pytest.mark.requires("kubectl"), pytest.mark.timeout(300)]

@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vmplane.server.list_history import list_at
-from vmplane.server.watch_cache import WatchCaches
+from vmplane.apiserver.list_history import list_at
+from vmplane.apiserver.watch_cache import WatchCaches
 from vmplane.store.base import AlreadyExistsError, ExpiredError, NotFoundError
 from vmplane.testing.memory_store import MemoryStore
 

@@ -8,8 +8,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vmplane.server.protobuf import ProtobufError, decode_object, encode_object
-from vmplane.server.status import ApiError
+from vmplane.apiserver.protobuf import ProtobufError, decode_object, encode_object
+from vmplane.apiserver.status import ApiError
 
 _NAMESPACE = encode_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}})
 

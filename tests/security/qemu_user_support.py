@@ -10,7 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from vmplane.agent.guestfs import GuestUser, guest_user
+from vmplane.hypervisor.guestfs import GuestUser, guest_user
 
 __all__ = ["REPO", "qemu_user"]
 

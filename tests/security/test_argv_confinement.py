@@ -31,11 +31,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from spec_checks_support import vmi_manifest
 
-from vmplane.agent.hypervisor import HypervisorError, MachineSpec
-from vmplane.agent.machine import HostPaths, MachineSpecError, machine_spec
-from vmplane.agent.qemu import QemuHypervisor, naming
-from vmplane.agent.qemu.argv import MAX_ROOT_PORTS, SANDBOX, boot_root_ports, build_argv
+from vmplane.agent.machine import machine_spec
 from vmplane.api.vmi import VirtualMachineInstance
+from vmplane.host.paths import HostPaths, MachineSpecError
+from vmplane.hypervisor.base import HypervisorError, MachineSpec
+from vmplane.hypervisor.qemu import QemuHypervisor, naming
+from vmplane.hypervisor.qemu.argv import MAX_ROOT_PORTS, SANDBOX, boot_root_ports, build_argv
 
 FLAGS = {"-nodefaults", "-no-user-config", "-S"}
 VALUED = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vmplane.server.authz import Attributes, Role, authorize, user_for
+from vmplane.apiserver.authz import Attributes, Role, authorize, user_for
 
 VIEWER = user_for(Role.VIEWER)
 NODE01 = user_for(Role.NODE, node="node01")

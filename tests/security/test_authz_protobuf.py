@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vmplane.server.protobuf import ProtobufError, decode_object, encode_object, is_protobuf
+from vmplane.apiserver.protobuf import ProtobufError, decode_object, encode_object, is_protobuf
 
 #: ``kubectl auth can-i update vmi/x`` (namespace default), as kubectl 1.32.4 sent it here.
 KUBECTL_CAN_I_UPDATE_VMI = bytes.fromhex(

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from vmplane.server.authz import Attributes, Decision, Role, User, authorize, forbidden_message, user_for
-from vmplane.server.request_info import node_name_written, request_attributes
+from vmplane.apiserver.authz import Attributes, Decision, Role, User, authorize, forbidden_message, user_for
+from vmplane.apiserver.request_info import node_name_written, request_attributes
 
 ADMIN = user_for(Role.ADMIN)
 VIEWER = user_for(Role.VIEWER)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vmplane.server.authz import Role
-from vmplane.server.tokens import (
+from vmplane.apiserver.authz import Role
+from vmplane.apiserver.tokens import (
     TOKENS_NAME,
     TokenAuthenticator,
     TokenError,

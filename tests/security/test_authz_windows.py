@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from authz_support import AuthzServer, Identity, authz_server
 
-from vmplane.server.authz import (
+from vmplane.apiserver.authz import (
     ROLE_RULES,
     WINDOW_NEEDS_RESTART,
     Attributes,

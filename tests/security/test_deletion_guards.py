@@ -8,8 +8,8 @@ import json
 import pytest
 from test_api_support import USER_GUIDE_VM, ApiServer, api_server
 
-from vmplane.server.deletion_guards import deletion_refusal
-from vmplane.server.kinds import default_registry
+from vmplane.apiserver.deletion_guards import deletion_refusal
+from vmplane.apiserver.kinds import default_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.requires("kubectl"), pytest.mark.timeout(120)]
 __all__ = ["api_server"]

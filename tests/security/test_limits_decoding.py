@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from limits_support import VM_NAMESPACE_PATH, LimitsServer, nested_json, nested_yaml, serving, vm
 
-from vmplane.server.decoders import MAX_DEPTH
+from vmplane.apiserver.decoders import MAX_DEPTH
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from vmplane.api.metadata_validation import (
     metadata_causes,
     qualified_name_errors,
 )
-from vmplane.server import decoders
-from vmplane.server.status import ApiError
+from vmplane.apiserver import decoders
+from vmplane.apiserver.status import ApiError
 
 
 def _nested_json(depth: int) -> str:

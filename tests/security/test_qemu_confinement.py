@@ -25,14 +25,15 @@ import pytest_asyncio
 from qemu_user_support import qemu_user
 
 from plane_support import GUEST, reachable_dir, reachable_guest  # isort: skip
-from vmplane.agent.guestfs import GuestUser, prepare_guest_dir
-from vmplane.agent.hypervisor import HypervisorError, KernelBoot, MachineSpec
-from vmplane.agent.machine import HostPaths, machine_spec
-from vmplane.agent.qemu import QemuHypervisor
-from vmplane.agent.qemu.argv import SANDBOX
-from vmplane.agent.qemu.naming import run_files
-from vmplane.agent.volumes import QemuVolumePreparer
+from vmplane.agent.machine import machine_spec
 from vmplane.api.vmi import VirtualMachineInstance
+from vmplane.host.paths import HostPaths
+from vmplane.host.volumes import QemuVolumePreparer
+from vmplane.hypervisor.base import HypervisorError, KernelBoot, MachineSpec
+from vmplane.hypervisor.guestfs import GuestUser, prepare_guest_dir
+from vmplane.hypervisor.qemu import QemuHypervisor
+from vmplane.hypervisor.qemu.argv import SANDBOX
+from vmplane.hypervisor.qemu.naming import run_files
 
 pytestmark = [pytest.mark.e2e, pytest.mark.requires("qemu"), pytest.mark.asyncio(loop_scope="module")]
 

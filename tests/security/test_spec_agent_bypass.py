@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from spec_checks_support import crafted_vmi, files_under, vmi_spec
 
-from vmplane.agent.machine import HostPaths, MachineSpecError, VolumeError, machine_spec
-from vmplane.agent.volumes import QemuVolumePreparer
+from vmplane.agent.machine import machine_spec
+from vmplane.host.paths import HostPaths, MachineSpecError, VolumeError
+from vmplane.host.volumes import QemuVolumePreparer
 
 pytestmark = pytest.mark.requires("qemu")
 

@@ -27,16 +27,17 @@ import pytest_asyncio
 from plane_support import reachable_dir
 from spec_checks_support import NS, files_under, vmi_spec
 
-from vmplane.agent.agent import MACHINE_FINALIZER, NodeAgent
-from vmplane.agent.guestfs import guest_user
-from vmplane.agent.hypervisor import Hypervisor, OnChange
-from vmplane.agent.machine import HostPaths
-from vmplane.agent.qemu import QemuHypervisor
-from vmplane.agent.scheduler import Scheduler
-from vmplane.agent.volumes import QemuVolumePreparer
+from vmplane.agent.agent import NodeAgent
 from vmplane.api.defaults import initial_cpu_topology, initial_memory_status
+from vmplane.api.ownership import MACHINE_FINALIZER
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
 from vmplane.api.vmi import VirtualMachineInstanceSpec, VirtualMachineInstanceStatus, VMIPhase
+from vmplane.host.paths import HostPaths
+from vmplane.host.volumes import QemuVolumePreparer
+from vmplane.hypervisor.base import Hypervisor, OnChange
+from vmplane.hypervisor.guestfs import guest_user
+from vmplane.hypervisor.qemu import QemuHypervisor
+from vmplane.scheduler.scheduler import Scheduler
 from vmplane.store.base import JsonObject, NotFoundError
 from vmplane.store.sqlite import SqliteStore
 from vmplane.testing.store_client import StoreObjectClient

@@ -20,7 +20,7 @@ from vmplane.agent.hotplug import (
     differing_fields,
     operations,
 )
-from vmplane.agent.hypervisor import (
+from vmplane.hypervisor.base import (
     DiskSpec,
     Hypervisor,
     MachineSpec,

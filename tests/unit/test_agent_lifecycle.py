@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vmplane.agent.hypervisor import MachineState, ObservedMachine
 from vmplane.agent.lifecycle import GuestStep, lifecycle_plan
 from vmplane.api.guest_ops import PAUSE_ANNOTATION, GuestAction
+from vmplane.hypervisor.base import MachineState, ObservedMachine
 
 RUNNING = ObservedMachine(name="m", state=MachineState.RUNNING)
 PAUSED = ObservedMachine(name="m", state=MachineState.RUNNING, paused=True)

@@ -8,21 +8,13 @@ from typing import Any
 
 import pytest
 
-from vmplane.agent.agent import MACHINE_FINALIZER
-from vmplane.agent.hypervisor import DiskSpec, KernelBoot, NicSpec
-from vmplane.agent.machine import (
-    DirectoryVolumeResolver,
-    HostPaths,
-    MachineSpecError,
-    VolumeError,
-    interface_mac,
-    machine_name,
-    machine_spec,
-    vmi_key_of,
-)
+from vmplane.agent.machine import interface_mac, machine_name, machine_spec, vmi_key_of
 from vmplane.api.domain import Interface
+from vmplane.api.ownership import MACHINE_FINALIZER
 from vmplane.api.vmi import VirtualMachineInstance, VirtualMachineInstanceSpec
 from vmplane.controller.boot import MACHINE_FINALIZER as CONTROLLER_FINALIZER
+from vmplane.host.paths import DirectoryVolumeResolver, HostPaths, MachineSpecError, VolumeError
+from vmplane.hypervisor.base import DiskSpec, KernelBoot, NicSpec
 from vmplane.testing.builders import container_disk, disk, interface, network, pvc, vm_spec
 
 GiB = 1 << 30

@@ -8,16 +8,6 @@ from typing import Any
 import pytest
 
 from vmplane.agent.hotplug import SetMemory, SetSockets
-from vmplane.agent.hypervisor import (
-    DiskSpec,
-    MachineSpec,
-    MachineState,
-    NicSpec,
-    ObservedDisk,
-    ObservedMachine,
-    ObservedNic,
-)
-from vmplane.agent.machine import MachineSpecError
 from vmplane.agent.plan import (
     DEFAULT_GRACE_PERIOD,
     LOST_MACHINE,
@@ -30,6 +20,16 @@ from vmplane.agent.plan import (
     decide,
 )
 from vmplane.api.vmi import HotplugFailure, VirtualMachineInstance, VMIPhase
+from vmplane.host.paths import MachineSpecError
+from vmplane.hypervisor.base import (
+    DiskSpec,
+    MachineSpec,
+    MachineState,
+    NicSpec,
+    ObservedDisk,
+    ObservedMachine,
+    ObservedNic,
+)
 from vmplane.rollout.fields import CPU_SOCKETS, MEMORY_GUEST
 from vmplane.testing.builders import vm_spec
 

@@ -1,4 +1,4 @@
-"""``agent.scheduling``: the Kubernetes scheduler's filters and messages, table-driven."""
+"""``scheduler.scheduling``: the Kubernetes scheduler's filters and messages, table-driven."""
 
 from __future__ import annotations
 
@@ -6,20 +6,19 @@ from typing import Any
 
 import pytest
 
-from vmplane.agent.scheduling import (
+from vmplane.api.guest_resources import Resources, guest_request
+from vmplane.api.scheduling import Affinity, Taint, Toleration
+from vmplane.api.vmi import VirtualMachineInstanceSpec
+from vmplane.scheduler.scheduling import (
     AFFINITY_MISMATCH,
     NO_NODES,
     UNSCHEDULABLE_NODE,
     NodeInfo,
-    Taint,
     choose_node,
     fits,
     tolerates,
     unschedulable_message,
 )
-from vmplane.api.guest_resources import Resources, guest_request
-from vmplane.api.scheduling import Affinity, Toleration
-from vmplane.api.vmi import VirtualMachineInstanceSpec
 from vmplane.testing.builders import vm_spec
 
 BASE = {"kubevirt.io/schedulable": "true", "kubernetes.io/hostname": "n1"}

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from vmplane.agent.hypervisor import (
+from vmplane.hypervisor.base import (
     DiskSpec,
     HotplugError,
     HypervisorError,
@@ -16,7 +16,7 @@ from vmplane.agent.hypervisor import (
     NicSpec,
     UnplugTimeoutError,
 )
-from vmplane.agent.simulated import SimulatedHost, SimulatedHypervisor
+from vmplane.hypervisor.simulated import SimulatedHost, SimulatedHypervisor
 from vmplane.testing.clock import run_in_virtual_time
 
 GiB = 1 << 30

@@ -7,15 +7,6 @@ from typing import Any
 
 import pytest
 
-from vmplane.agent.hypervisor import (
-    DiskSpec,
-    MachineSpec,
-    MachineState,
-    NicSpec,
-    ObservedDisk,
-    ObservedMachine,
-    ObservedNic,
-)
 from vmplane.agent.status import machine_status, phase_status
 from vmplane.api.meta import Condition
 from vmplane.api.quantity import Quantity
@@ -25,6 +16,15 @@ from vmplane.api.vmi import (
     VirtualMachineInstance,
     VirtualMachineInstanceStatus,
     VMIPhase,
+)
+from vmplane.hypervisor.base import (
+    DiskSpec,
+    MachineSpec,
+    MachineState,
+    NicSpec,
+    ObservedDisk,
+    ObservedMachine,
+    ObservedNic,
 )
 from vmplane.rollout.failures import failed_hotplugs
 from vmplane.rollout.fields import CPU_SOCKETS, MEMORY_GUEST, interface_path, volume_path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vmplane.agent.scheduling import Taint
+from vmplane.api.scheduling import Taint
 from vmplane.cli.cluster import parse_labels, parse_taints
 
 

@@ -13,10 +13,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
-from vmplane.server.app import bootstrap, create_app
-from vmplane.server.console import _tail_offset, add_console_routes
-from vmplane.server.context import ApiContext
-from vmplane.server.kinds import default_registry
+from vmplane.apiserver.app import bootstrap, create_app
+from vmplane.apiserver.console import _tail_offset, add_console_routes
+from vmplane.apiserver.context import ApiContext
+from vmplane.apiserver.kinds import default_registry
 from vmplane.testing.memory_store import MemoryStore
 
 pytestmark = pytest.mark.timeout(30)

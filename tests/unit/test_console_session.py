@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from vmplane.server.app import bootstrap, create_app
-from vmplane.server.authz import Role
-from vmplane.server.kinds import default_registry
-from vmplane.server.tokens import TokenAuthenticator, create_token, revoke_token
-from vmplane.server.ui import SessionStore
+from vmplane.apiserver.app import bootstrap, create_app
+from vmplane.apiserver.authz import Role
+from vmplane.apiserver.kinds import default_registry
+from vmplane.apiserver.tokens import TokenAuthenticator, create_token, revoke_token
+from vmplane.apiserver.ui import SessionStore
 from vmplane.testing.memory_store import MemoryStore
 
 pytestmark = pytest.mark.timeout(30)

@@ -1,4 +1,4 @@
-"""``agent.qemu.watchdog``: when the fence watchdog stops the guests, and which processes it stops."""
+"""``hypervisor.qemu.watchdog``: when the fence watchdog stops the guests, and which processes it stops."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from vmplane.agent.hypervisor import MachineSpec, MachineState
-from vmplane.agent.qemu.records import MachineRecord
-from vmplane.agent.qemu.watchdog import Verdict, read_heartbeat, targets, verdict, write_heartbeat
+from vmplane.hypervisor.base import MachineSpec, MachineState
+from vmplane.hypervisor.qemu.records import MachineRecord
+from vmplane.hypervisor.qemu.watchdog import Verdict, read_heartbeat, targets, verdict, write_heartbeat
 
 SPEC = MachineSpec(name="ns_vm", uuid="u", sockets=1, max_sockets=1, memory_bytes=1 << 30)
 

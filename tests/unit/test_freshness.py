@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from vmplane.server.freshness import too_large, wait_for_revision
-from vmplane.server.status import ApiError
+from vmplane.apiserver.freshness import too_large, wait_for_revision
+from vmplane.apiserver.status import ApiError
 from vmplane.testing.memory_store import MemoryStore
 
 

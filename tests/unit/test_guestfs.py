@@ -1,4 +1,4 @@
-"""Who QEMU runs as and whether it can reach its guest directory (``agent.guestfs``)."""
+"""Who QEMU runs as and whether it can reach its guest directory (``hypervisor.guestfs``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vmplane.agent.guestfs import (
+from vmplane.hypervisor.guestfs import (
     CREATE_USER_COMMAND,
     QEMU_USER,
     GuestDirError,

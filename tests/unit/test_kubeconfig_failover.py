@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from vmplane.apiserver.kubeconfig import render_kubeconfig
 from vmplane.client.config import read_kubeconfig
-from vmplane.server.kubeconfig import render_kubeconfig
 
 CA = b"-----BEGIN CERTIFICATE-----\nfake\n-----END CERTIFICATE-----\n"
 

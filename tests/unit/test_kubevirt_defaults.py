@@ -9,7 +9,7 @@ import pytest
 
 from vmplane.api.errors import InvalidObjectError
 from vmplane.api.kubevirt_defaults import default_kubevirt
-from vmplane.server.typed_kinds import KubeVirtAdmitter
+from vmplane.apiserver.typed_kinds import KubeVirtAdmitter
 
 #: The user guide's command: kubectl patch kv kubevirt --type=json -p '[...]'.
 USER_GUIDE_PATCH = [

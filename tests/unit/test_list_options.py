@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vmplane.server.list_options import list_options
-from vmplane.server.status import ApiError
+from vmplane.apiserver.list_options import list_options
+from vmplane.apiserver.status import ApiError
 
 REFUSED = [
     (

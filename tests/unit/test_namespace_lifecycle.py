@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from vmplane.api.errors import InvalidObjectError
+from vmplane.apiserver.namespaces import NamespaceAdmitter, finalizer_causes
 from vmplane.controller.namespace_lifecycle import CONDITION_TYPES, decide, with_failures
-from vmplane.server.namespaces import NamespaceAdmitter, finalizer_causes
 
 VMS = "virtualmachines.kubevirt.io"
 VMIS = "virtualmachineinstances.kubevirt.io"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from vmplane.server.node_columns import NODE_COLUMNS, node_roles, node_status
+from vmplane.apiserver.node_columns import NODE_COLUMNS, node_roles, node_status
 
 
 def _node(

@@ -23,8 +23,8 @@ from vmplane.agent.node import (
     renew_heartbeat,
     renew_lease,
 )
-from vmplane.agent.scheduling import Taint
 from vmplane.api.resources import LEASES, NODES
+from vmplane.api.scheduling import Taint
 from vmplane.testing.clock import START, run_in_virtual_time
 from vmplane.testing.memory_store import MemoryStore
 from vmplane.testing.store_client import StoreObjectClient

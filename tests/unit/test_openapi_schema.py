@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from vmplane.api.kubevirt import KubeVirtConfiguration
-from vmplane.server.openapi import OpenApiDocs
-from vmplane.server.openapi_schema import kubernetes_schema
-from vmplane.server.typed_kinds import typed_registry
+from vmplane.apiserver.openapi import OpenApiDocs
+from vmplane.apiserver.openapi_schema import kubernetes_schema
+from vmplane.apiserver.typed_kinds import typed_registry
 from vmplane.store.base import JsonObject
 
 

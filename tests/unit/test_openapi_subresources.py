@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from vmplane.api.guest_ops import AGENT_QUERIES, GuestAction
-from vmplane.server import console, streams, subresources
-from vmplane.server.kinds import default_registry
-from vmplane.server.openapi import OpenApiDocs
-from vmplane.server.openapi_subresources import GROUP_VERSION_PATH, SUBRESOURCES
+from vmplane.apiserver import console, streams, subresources
+from vmplane.apiserver.kinds import default_registry
+from vmplane.apiserver.openapi import OpenApiDocs
+from vmplane.apiserver.openapi_subresources import GROUP_VERSION_PATH, SUBRESOURCES
 
 DOCS = OpenApiDocs(default_registry())
 VM_ACTIONS = {sub.action for sub in SUBRESOURCES if sub.resource == "virtualmachines"}

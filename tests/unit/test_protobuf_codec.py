@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 import yaml
 
-from vmplane.server.openapi_protobuf import MEDIA_TYPE as OPENAPI_PROTOBUF
-from vmplane.server.openapi_protobuf import MESSAGES as OPENAPI_MESSAGES
-from vmplane.server.openapi_protobuf import choose_media_type, encode_document
-from vmplane.server.protobuf import MessageClasses, ProtobufError, decode_object, encode_object
-from vmplane.server.protobuf_messages import MESSAGES
-from vmplane.server.status import ApiError
+from vmplane.apiserver.openapi_protobuf import MEDIA_TYPE as OPENAPI_PROTOBUF
+from vmplane.apiserver.openapi_protobuf import MESSAGES as OPENAPI_MESSAGES
+from vmplane.apiserver.openapi_protobuf import choose_media_type, encode_document
+from vmplane.apiserver.protobuf import MessageClasses, ProtobufError, decode_object, encode_object
+from vmplane.apiserver.protobuf_messages import MESSAGES
+from vmplane.apiserver.status import ApiError
 
 #: ``kubectl create namespace capture``, as kubectl 1.32.4 sent it here (``-v=9``).
 KUBECTL_CREATE_NAMESPACE = bytes.fromhex(

@@ -7,8 +7,8 @@ import json
 import pytest
 from aiohttp import web
 
-from vmplane.server.protobuf import MEDIA_TYPE, decode_object
-from vmplane.server.protobuf_responses import prefers_protobuf, reencoded
+from vmplane.apiserver.protobuf import MEDIA_TYPE, decode_object
+from vmplane.apiserver.protobuf_responses import prefers_protobuf, reencoded
 
 NAMESPACE = {
     "apiVersion": "v1",

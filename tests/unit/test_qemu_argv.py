@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vmplane.agent.hypervisor import DiskSpec, KernelBoot, MachineSpec, NicSpec
-from vmplane.agent.qemu.argv import DIMM_SLOTS, MAX_ROOT_PORTS, build_argv
+from vmplane.hypervisor.base import DiskSpec, KernelBoot, MachineSpec, NicSpec
+from vmplane.hypervisor.qemu.argv import DIMM_SLOTS, MAX_ROOT_PORTS, build_argv
 
 RUN = Path("/run/vmplane/vm1")
 MiB = 1 << 20

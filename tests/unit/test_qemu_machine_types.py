@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vmplane.agent.qemu.machine_types import MachineTypesError, parse_machine_help, q35_machine_types
+from vmplane.hypervisor.qemu.machine_types import MachineTypesError, parse_machine_help, q35_machine_types
 
 CAPTURED = (Path(__file__).parents[1] / "data" / "qemu-7.2-machine-help.txt").read_text()
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from vmplane.agent.hypervisor import MachineState, ObservedDisk, ObservedNic
-from vmplane.agent.qemu import naming
-from vmplane.agent.qemu.observe import STATUS_TABLE, exit_outcome, observed_machine, peripheral_types
+from vmplane.hypervisor.base import MachineState, ObservedDisk, ObservedNic
+from vmplane.hypervisor.qemu import naming
+from vmplane.hypervisor.qemu.observe import STATUS_TABLE, exit_outcome, observed_machine, peripheral_types
 
 MiB = 1 << 20
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from vmplane.agent.qemu import naming
-from vmplane.agent.qemu.plans import (
+from vmplane.hypervisor.qemu import naming
+from vmplane.hypervisor.qemu.plans import (
     CpuSlot,
     Dimm,
     MemoryPlan,

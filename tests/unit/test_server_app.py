@@ -12,10 +12,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from vmplane.api.errors import CauseType, FieldCause, InvalidObjectError
-from vmplane.server.app import bootstrap, create_app
-from vmplane.server.context import ServerSettings
-from vmplane.server.kinds import default_registry
-from vmplane.server.registry import Admitted, FieldValidation, Operation
+from vmplane.apiserver.app import bootstrap, create_app
+from vmplane.apiserver.context import ServerSettings
+from vmplane.apiserver.kinds import default_registry
+from vmplane.apiserver.registry import Admitted, FieldValidation, Operation
 from vmplane.testing.memory_store import MemoryStore
 
 pytestmark = pytest.mark.timeout(30)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from vmplane.server.app import bootstrap, create_app
-from vmplane.server.kinds import default_registry
+from vmplane.apiserver.app import bootstrap, create_app
+from vmplane.apiserver.kinds import default_registry
 from vmplane.testing.memory_store import MemoryStore
 
 pytestmark = pytest.mark.timeout(30)

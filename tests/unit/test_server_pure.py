@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from vmplane.api import fieldpath
-from vmplane.server import discovery, openapi, paging, patch, routing, selectors, tables
-from vmplane.server.context import wants_table
-from vmplane.server.kinds import default_registry
-from vmplane.server.status import ApiError
+from vmplane.apiserver import discovery, openapi, paging, patch, routing, selectors, tables
+from vmplane.apiserver.context import wants_table
+from vmplane.apiserver.kinds import default_registry
+from vmplane.apiserver.status import ApiError
 
 REGISTRY = default_registry()
 

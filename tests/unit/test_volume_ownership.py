@@ -1,4 +1,4 @@
-"""QemuVolumePreparer hands every file it makes to QEMU's user (``agent.guestfs``), with the real qemu-img."""
+"""QemuVolumePreparer hands every file it makes to QEMU's user (``hypervisor.guestfs``), with real qemu-img."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from vmplane.agent.guestfs import GuestUser
-from vmplane.agent.machine import HostPaths, machine_spec
-from vmplane.agent.volumes import QemuVolumePreparer
+from vmplane.agent.machine import machine_spec
 from vmplane.api.vmi import VirtualMachineInstance
+from vmplane.host.paths import HostPaths
+from vmplane.host.volumes import QemuVolumePreparer
+from vmplane.hypervisor.guestfs import GuestUser
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img is not installed")
 

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from pycdlib.pycdlib import PyCdlib
 
-from vmplane.agent.cidata import NoCloudData, nocloud_data, seed_image
-from vmplane.agent.machine import HostPaths, VolumeError, machine_spec
-from vmplane.agent.volumes import QemuVolumePreparer
+from vmplane.agent.machine import machine_spec
 from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.api.volumes import CloudInitNoCloud
+from vmplane.host.cidata import NoCloudData, nocloud_data, seed_image
+from vmplane.host.paths import HostPaths, VolumeError
+from vmplane.host.volumes import QemuVolumePreparer
 
 pytestmark = pytest.mark.requires("qemu")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from vmplane.server.watch_cache import WatchCaches
+from vmplane.apiserver.watch_cache import WatchCaches
 from vmplane.store import watching
 from vmplane.store.base import JsonObject, StoreError, WatchEvent
 from vmplane.testing.memory_store import MemoryStore
@@ -111,7 +111,7 @@ async def test_snapshot_is_unchanged_by_later_writes(store: MemoryStore, caches:
 async def test_cache_lists_again_when_its_watch_expires(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="vmplane.server.watch_cache")
+    caplog.set_level(logging.INFO, logger="vmplane.apiserver.watch_cache")
     monkeypatch.setattr(watching, "LIVE_QUEUE_LIMIT", 3)
     small = MemoryStore(history=5)
     caches = WatchCaches(store=small, wait_timeout=5)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from vmplane.server.watch_outbox import Outbox, SlowWatcherError
+from vmplane.apiserver.watch_outbox import Outbox, SlowWatcherError
 
 LIMIT = 100
 GRACE = 0.2

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, assert_never
+from typing import Protocol, assert_never
 
 from vmplane.agent.fencing import DEFAULT_FENCE_TIMEOUT, Fence
 from vmplane.agent.hotplug import (
@@ -31,17 +31,8 @@ from vmplane.agent.hotplug import (
     SetMemory,
     SetSockets,
 )
-from vmplane.agent.hypervisor import (
-    Hypervisor,
-    HypervisorError,
-    MachineNotFoundError,
-    MachineSpec,
-    MachineState,
-    ObservedMachine,
-    OnChange,
-)
 from vmplane.agent.lifecycle import LifecyclePlan, lifecycle_plan, perform
-from vmplane.agent.machine import MachineSpecError, VolumeResolver, machine_name, machine_spec, vmi_key_of
+from vmplane.agent.machine import machine_name, machine_spec, vmi_key_of
 from vmplane.agent.node import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_LEASE_INTERVAL,
@@ -62,20 +53,31 @@ from vmplane.agent.plan import (
     decide,
     decide_sync,
 )
-from vmplane.agent.scheduling import Taint
 from vmplane.agent.status import machine_status, phase_status
+from vmplane.api.events import EventSink
 from vmplane.api.guest_ops import done_annotations
 from vmplane.api.ownership import MACHINE_FINALIZER  # held on every VMI until its machine is stopped
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
+from vmplane.api.scheduling import Taint
 from vmplane.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus, VMIPhase
 from vmplane.client.base import ObjectClient
+from vmplane.host.paths import MachineSpecError, VolumeResolver
+from vmplane.hypervisor.base import (
+    Hypervisor,
+    HypervisorError,
+    MachineNotFoundError,
+    MachineSpec,
+    MachineState,
+    ObservedMachine,
+    OnChange,
+)
 from vmplane.reconcile.events import EventRecorder
 from vmplane.reconcile.factory import SharedInformerFactory
 from vmplane.reconcile.informer import Key
 from vmplane.reconcile.loop import Controller, Result
 from vmplane.store.base import JsonObject, NotFoundError
 
-__all__ = ["DEFAULT_GRACE_PERIOD", "MACHINE_FINALIZER", "EventSink", "NodeAgent", "VolumePreparer"]
+__all__ = ["DEFAULT_GRACE_PERIOD", "NodeAgent", "VolumePreparer"]
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +91,6 @@ def _ignore_hotplug(kind: str, succeeded: bool, seconds: float) -> None:
 
 
 _LIVE = (MachineState.STARTING, MachineState.RUNNING)
-
-
-class EventSink(Protocol):
-    """Where the agent reports what happened (``reconcile.events.EventRecorder``)."""
-
-    async def record(self, obj: dict[str, Any], *, type: str, reason: str, message: str) -> None:
-        """Record one event about ``obj``."""
-        ...
 
 
 class VolumePreparer(Protocol):

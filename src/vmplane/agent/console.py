@@ -1,7 +1,7 @@
 """Where a VMI's serial console log is on this host, and its serial and VNC sockets.
 
 ``QemuHypervisor`` sends each guest's serial port to ``<machines>/<machine>/qemu/console.log`` (the machine
-directory is named by ``agent.qemu.naming.run_dir_name`` of ``machine.machine_name(ns, name)``). The
+directory is named by ``hypervisor.qemu.naming.run_dir_name`` of ``machine.machine_name(ns, name)``). The
 file lives as long as the machine's run directory: a restarted VMI starts a new log.
 """
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from vmplane.agent.hypervisor import HypervisorError
 from vmplane.agent.machine import machine_name
-from vmplane.agent.qemu import naming
+from vmplane.hypervisor.base import HypervisorError
+from vmplane.hypervisor.qemu import naming
 
 __all__ = ["PortForwarder", "QemuConsoleLogs", "QemuGuestStreams"]
 

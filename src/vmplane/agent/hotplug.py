@@ -15,8 +15,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from vmplane.agent.hypervisor import DiskSpec, MachineSpec, NicSpec, ObservedMachine
 from vmplane.api.quantity import Quantity
+from vmplane.hypervisor.base import DiskSpec, MachineSpec, NicSpec, ObservedMachine
 from vmplane.rollout.fields import CPU_SOCKETS, MEMORY_GUEST, LiveKind, interface_path, volume_path
 
 __all__ = [

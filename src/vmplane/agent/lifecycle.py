@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from vmplane.agent.hypervisor import Hypervisor, MachineState, ObservedMachine
 from vmplane.api.guest_ops import PAUSE_ANNOTATION, GuestAction, pending_requests
+from vmplane.hypervisor.base import Hypervisor, MachineState, ObservedMachine
 
 __all__ = ["STEP_MESSAGES", "GuestStep", "LifecyclePlan", "lifecycle_plan", "perform"]
 

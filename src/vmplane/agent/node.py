@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from vmplane import __version__
-from vmplane.agent.scheduling import SCHEDULABLE_LABEL, Taint
 from vmplane.api.node_annotations import CONSOLE_CERT_SHA256, CONSOLE_ENDPOINT
 from vmplane.api.quantity import Quantity, QuantityError
 from vmplane.api.resources import LEASES, NODES
+from vmplane.api.scheduling import SCHEDULABLE_LABEL, Taint
 from vmplane.client.base import ObjectClient, UnavailableError
 from vmplane.reconcile.factory import SharedInformerFactory
 from vmplane.reconcile.informer import Key
@@ -105,7 +105,7 @@ class HostFacts:
     architecture: str
     container_runtime_version: str
     #: Where this agent serves its guests' consoles to the API server, and its certificate's SHA-256
-    #: (published as Node annotations; see ``server.node_console``); empty when it serves none.
+    #: (published as Node annotations; see ``apiserver.node_console``); empty when it serves none.
     console_endpoint: str = ""
     console_cert_sha256: str = ""
     console_port: int = 0

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from vmplane.agent.hotplug import Operation, operations
-from vmplane.agent.hypervisor import MachineSpec, MachineState, ObservedMachine
-from vmplane.agent.machine import MachineSpecError
 from vmplane.agent.status import FINAL_PHASES, machine_status, phase_status
 from vmplane.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus, VMIPhase
+from vmplane.host.paths import MachineSpecError
+from vmplane.hypervisor.base import MachineSpec, MachineState, ObservedMachine
 from vmplane.rollout.failures import failed_hotplugs
 
 __all__ = [

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from vmplane.agent.hotplug import differing_fields
-from vmplane.agent.hypervisor import MachineSpec, MachineState, ObservedMachine
 from vmplane.api.guest_ops import PAUSED, PAUSED_BY_USER
 from vmplane.api.meta import Condition
 from vmplane.api.quantity import Quantity
@@ -28,6 +27,7 @@ from vmplane.api.vmi import (
     VMIPhase,
     VolumeStatus,
 )
+from vmplane.hypervisor.base import MachineSpec, MachineState, ObservedMachine
 from vmplane.rollout.conditions import merge_conditions
 from vmplane.rollout.failures import encode_failures
 from vmplane.rollout.fields import (

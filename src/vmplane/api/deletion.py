@@ -4,7 +4,7 @@ A delete with ``propagationPolicy: Orphan`` (or the older ``orphanDependents: tr
 with the ``orphan`` finalizer, ``Foreground`` with ``foregroundDeletion``; the garbage collector
 (``controller/garbage_collector.py``) does the work each finalizer stands for and then removes it.
 ``Background`` (the default) removes the owner at once and lets the collector delete its dependents.
-Both the API's delete (``server/deletes.py``) and the collector's own deletes use
+Both the API's delete (``apiserver/deletes.py``) and the collector's own deletes use
 ``finalizers_for_deletion``, as kube-apiserver's ``deletionFinalizersForGarbageCollection`` is used.
 """
 

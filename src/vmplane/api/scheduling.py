@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from vmplane.api.model import WireModel
 
 __all__ = [
+    "NOT_READY_TAINT",
+    "SCHEDULABLE_LABEL",
+    "UNREACHABLE_TAINT",
+    "UNSCHEDULABLE_TAINT",
     "Affinity",
     "LabelSelector",
     "LabelSelectorRequirement",
@@ -18,9 +24,46 @@ __all__ = [
     "PodAffinityTerm",
     "PodAntiAffinity",
     "PreferredSchedulingTerm",
+    "Taint",
+    "TaintEffect",
     "Toleration",
     "WeightedPodAffinityTerm",
 ]
+
+
+TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+#: The label virt-handler puts on nodes that can run VMIs; every launcher Pod selects it.
+SCHEDULABLE_LABEL = "kubevirt.io/schedulable"
+
+
+@dataclass(frozen=True, slots=True)
+class Taint:
+    """A node taint (``spec.taints[]``)."""
+
+    key: str
+    value: str = ""
+    effect: TaintEffect = "NoSchedule"
+
+    def to_wire(self) -> dict[str, str]:
+        """As in a Node's ``spec.taints``."""
+        wire = {"key": self.key, "effect": self.effect}
+        if self.value:
+            wire["value"] = self.value
+        return wire
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> Taint:
+        """From a Node's ``spec.taints[]`` entry."""
+        return cls(
+            key=obj.get("key", ""), value=obj.get("value", "") or "", effect=obj.get("effect", "NoSchedule")
+        )
+
+
+# What the node lifecycle controller and ``kubectl cordon`` put on nodes (TaintNodesByCondition).
+UNSCHEDULABLE_TAINT = Taint("node.kubernetes.io/unschedulable")
+NOT_READY_TAINT = Taint("node.kubernetes.io/not-ready")
+UNREACHABLE_TAINT = Taint("node.kubernetes.io/unreachable")
 
 
 class NodeSelectorRequirement(WireModel):

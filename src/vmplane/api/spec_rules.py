@@ -4,7 +4,7 @@ Names become file names and QEMU ids, claim names become files under the namespa
 directory, the machine type becomes ``-machine``, the CPU model ``-cpu``, the firmware UUID ``-uuid``:
 each is held to the upstream rule (``api.names``) here, and the node agent checks the same rules
 again for an object that never went through admission. Machine types are an allowlist read from the
-QEMU binary by the composition root (``agent.qemu.machine_types``) and injected, so admission stays
+QEMU binary by the composition root (``hypervisor.qemu.machine_types``) and injected, so admission stays
 pure; without one only the shape of a q35 machine name is checked.
 """
 

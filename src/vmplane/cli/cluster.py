@@ -20,9 +20,11 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from vmplane.agent.guestfs import GuestSetupError
 from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL
-from vmplane.agent.scheduling import Taint
+from vmplane.api.scheduling import Taint
+from vmplane.apiserver.app import ListenAddress, run_server
+from vmplane.apiserver.kinds import default_registry
+from vmplane.apiserver.metrics_serving import MetricsServer
 from vmplane.app import (
     ApiServerPlane,
     ConsoleServing,
@@ -38,10 +40,8 @@ from vmplane.cli.store_flags import add_store_flags, opener_from
 from vmplane.client.config import Kubeconfig, KubeconfigError, https_client, read_kubeconfig
 from vmplane.controller.leader import LeaderConfig, LeaderElector
 from vmplane.controller.node_health import HealthConfig
+from vmplane.hypervisor.guestfs import GuestSetupError
 from vmplane.metrics import Metrics
-from vmplane.server.app import ListenAddress, run_server
-from vmplane.server.kinds import default_registry
-from vmplane.server.metrics_serving import MetricsServer
 from vmplane.store.base import StoreError
 
 __all__ = ["parse_labels", "parse_taints", "register"]

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vmplane.apiserver.authz import Role
+from vmplane.apiserver.kubeconfig import render_kubeconfig
+from vmplane.apiserver.tokens import create_token
 from vmplane.cli.local_etcd import LocalEtcd
 from vmplane.client.config import read_kubeconfig
-from vmplane.server.authz import Role
-from vmplane.server.kubeconfig import render_kubeconfig
-from vmplane.server.tokens import create_token
 
 __all__ = ["LocalCluster", "read_ready_line", "register"]
 

@@ -1,5 +1,5 @@
 """``vmplane fence-watchdog``: the detached process ``vmplane agent --hypervisor qemu`` starts so its
-guests are fenced even when the agent itself is killed (``agent.qemu.watchdog``)."""
+guests are fenced even when the agent itself is killed (``hypervisor.qemu.watchdog``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vmplane.agent.qemu.watchdog import watch
+from vmplane.hypervisor.qemu.watchdog import watch
 
 __all__ = ["register"]
 

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vmplane.apiserver.kubeconfig import KUBECONFIG_NAME
 from vmplane.cli.serve import default_data_dir
-from vmplane.server.kubeconfig import KUBECONFIG_NAME
 
 __all__ = ["register"]
 

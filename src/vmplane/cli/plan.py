@@ -27,13 +27,13 @@ from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration, RolloutStrateg
 from vmplane.api.validation import validate_vm
 from vmplane.api.vm import PendingChange, VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstanceStatus
+from vmplane.apiserver.typed_kinds import LIVE_CHANGES_ANNOTATION
 from vmplane.cli.client import ApiClient, ApiError, load_client_config
 from vmplane.cli.flags import add_connection_flags, add_output_flag
 from vmplane.cli.render import LiveRow, changes_document, print_changes, print_document
 from vmplane.rollout.effective import EffectiveSpec
 from vmplane.rollout.plan import Plan, plan, vm_path
 from vmplane.rollout.vm_effective import vm_effective
-from vmplane.server.typed_kinds import LIVE_CHANGES_ANNOTATION
 
 __all__ = ["register"]
 

@@ -12,14 +12,14 @@ from typing import Any
 
 import yaml
 
-from vmplane.agent.guestfs import GuestSetupError
 from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL
+from vmplane.apiserver.app import ListenAddress, run_server
+from vmplane.apiserver.connections import ConnectionLimits
+from vmplane.apiserver.context import ServerSettings
 from vmplane.app import ControlPlane, PlaneOptions
 from vmplane.cli.health_flags import add_fence_timeout_flag, add_node_monitor_flags, health_from
 from vmplane.cli.store_flags import add_store_flags, opener_from
-from vmplane.server.app import ListenAddress, run_server
-from vmplane.server.connections import ConnectionLimits
-from vmplane.server.context import ServerSettings
+from vmplane.hypervisor.guestfs import GuestSetupError
 from vmplane.store.base import StoreError
 
 __all__ = ["default_data_dir", "register"]

@@ -16,11 +16,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from vmplane.apiserver.authz import Role
+from vmplane.apiserver.kubeconfig import KUBECONFIG_NAME, render_kubeconfig
+from vmplane.apiserver.tokens import TokenError, create_token, list_tokens, revoke_token
 from vmplane.cli.client import ApiError, load_client_config
 from vmplane.cli.serve import default_data_dir
-from vmplane.server.authz import Role
-from vmplane.server.kubeconfig import KUBECONFIG_NAME, render_kubeconfig
-from vmplane.server.tokens import TokenError, create_token, list_tokens, revoke_token
 
 __all__ = ["register"]
 

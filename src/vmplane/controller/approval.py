@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from vmplane.api.events import EventSink
 from vmplane.api.maintenance import MaintenanceWindow
 from vmplane.api.meta import Condition
 from vmplane.api.ownership import controller_of
@@ -19,7 +20,6 @@ from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.client.base import ObjectClient
 from vmplane.controller.restart_request import restart_vm
-from vmplane.controller.vm import EventSink
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Result
 from vmplane.rollout.approval import RESTART_SCHEDULED, approval_decision

@@ -15,12 +15,12 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from vmplane.api.events import EventSink
 from vmplane.api.maintenance import MaintenanceWindow, MaintenanceWindowStatus
 from vmplane.api.resources import MAINTENANCE_WINDOWS
 from vmplane.client.base import ObjectClient
 from vmplane.controller.approval import state_of
 from vmplane.controller.restart_request import restart_vm
-from vmplane.controller.vm import EventSink
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Result
 from vmplane.rollout.conditions import merge_conditions

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from vmplane.api.events import EventSink
 from vmplane.api.resources import (
     CLUSTER_INSTANCETYPES,
     CLUSTER_PREFERENCES,
@@ -31,7 +32,7 @@ from vmplane.controller.maintenance import MaintenanceReconciler
 from vmplane.controller.namespace import NamespaceReconciler
 from vmplane.controller.node_health import HealthConfig
 from vmplane.controller.node_lifecycle import NodeLifecycleController
-from vmplane.controller.vm import EventSink, VMReconciler
+from vmplane.controller.vm import VMReconciler
 from vmplane.reconcile.factory import SharedInformerFactory
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Controller

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from vmplane.api.events import EventSink
 from vmplane.api.resources import LEASES, NODES, VIRTUAL_MACHINE_INSTANCES
 from vmplane.client.base import ObjectClient
 from vmplane.controller.node_health import (
@@ -26,7 +27,6 @@ from vmplane.controller.node_health import (
     unreachable_node,
     unreachable_vmi,
 )
-from vmplane.controller.vm import EventSink
 from vmplane.reconcile.factory import SharedInformerFactory
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Controller, Result

@@ -15,8 +15,8 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
 
+from vmplane.api.events import EventSink
 from vmplane.api.guest_resources import Resources, allocatable_of, cpu_allocation_ratio, requested_by_node
 from vmplane.api.instancetype_refs import Lookup
 from vmplane.api.kubevirt import KubeVirtConfiguration, configuration_of
@@ -55,14 +55,6 @@ log = logging.getLogger(__name__)
 
 VM_GROUP = "kubevirt.io"
 VM_KIND = "VirtualMachine"
-
-
-class EventSink(Protocol):
-    """Where the controller reports what happened (``reconcile.events.EventRecorder``)."""
-
-    async def record(self, obj: dict[str, Any], *, type: str, reason: str, message: str) -> None:
-        """Record one event about ``obj``."""
-        ...
 
 
 def cluster_configuration(kubevirts: Informer) -> KubeVirtConfiguration:

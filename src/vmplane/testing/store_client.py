@@ -11,11 +11,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Literal
 
+from vmplane.apiserver.listing import Selectors, selected
+from vmplane.apiserver.patch import json_patch, merge_patch
+from vmplane.apiserver.selectors import parse_field_selector, parse_label_selector
+from vmplane.apiserver.watch import translate
 from vmplane.client.base import Patch, PatchType
-from vmplane.server.listing import Selectors, selected
-from vmplane.server.patch import json_patch, merge_patch
-from vmplane.server.selectors import parse_field_selector, parse_label_selector
-from vmplane.server.watch import translate
 from vmplane.store.base import JsonObject, ListResult, Store, WatchEvent
 
 __all__ = ["StoreObjectClient"]

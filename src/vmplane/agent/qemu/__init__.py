@@ -1,7 +1,0 @@
-"""The QEMU driver: runs machines as QEMU processes and hotplugs them in place over QMP."""
-
-from vmplane.agent.qemu.accel import AccelProbe, probe_accel
-from vmplane.agent.qemu.argv import build_argv
-from vmplane.agent.qemu.driver import QemuHypervisor
-
-__all__ = ["AccelProbe", "QemuHypervisor", "build_argv", "probe_accel"]

@@ -1,6 +1,0 @@
-"""The web console at ``/ui/``: its page and assets, and the sessions that sign a browser in."""
-
-from vmplane.server.ui.routes import UI_PREFIX, add_ui_routes, is_console_path
-from vmplane.server.ui.sessions import SessionStore
-
-__all__ = ["UI_PREFIX", "SessionStore", "add_ui_routes", "is_console_path"]
