@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client
 from rollout_support import Cluster, InProcessServer, condition, printable
 
 VM = """\
@@ -96,7 +97,8 @@ def test_created_vm_reaches_running(cluster: Cluster, strategy: str) -> None:
     vmi = cluster.get("virtualmachineinstances", f"create-{strategy.lower()}")
     assert vmi is not None
     assert vmi["status"]["phase"] == "Running"
-    assert vmi["status"]["nodeName"] == "node01"
+    node = client.CoreV1Api(cluster.api).read_node(vmi["status"]["nodeName"])
+    assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
 
 
 LIVE_CHANGES = {
