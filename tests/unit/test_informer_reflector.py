@@ -110,7 +110,7 @@ async def test_a_410_makes_the_informer_list_again_and_drop_what_is_gone() -> No
     client = ScriptedClient(store, ["gone"])
     informer = Informer(client, NODES, backoff=FAST)
     changes: list[Key] = []
-    informer.on_change(lambda key, _obj: changes.append(key))
+    informer.on_change(changes.append)
     informer.start()
     await until(client, lambda: informer.lists == 2)
     assert informer.get("", "a") is not None

@@ -1,4 +1,4 @@
-"""QemuVolumePreparer hands every file it makes to QEMU's user (``hypervisor.guestfs``), with real qemu-img."""
+"""QemuVolumePreparer hands every file it makes to QEMU's user (``hypervisor.guestfs``), real qemu-img."""
 
 from __future__ import annotations
 

@@ -202,8 +202,9 @@ class NodeAgent:
     def _machine_changed(self, machine: str) -> None:
         self.controller.queue.add(vmi_key_of(machine))
 
-    def _vmi_changed(self, key: Key, obj: JsonObject | None) -> None:
+    def _vmi_changed(self, key: Key) -> None:
         # A deleted VMI may leave a machine behind; any other is ours only once bound to this node.
+        obj = self.vmis.get(*key)
         if obj is None or (obj.get("status") or {}).get("nodeName") == self._node:
             self.controller.queue.add(key)
 

@@ -389,8 +389,8 @@ class NodeRegistration:
         self.controller: Controller[Key] = Controller(name="node-registration", reconciler=self, workers=1)
         self.nodes.on_change(self._changed)
 
-    def _changed(self, key: Key, obj: JsonObject | None) -> None:
-        if key == self._key and obj is None:
+    def _changed(self, key: Key) -> None:
+        if key == self._key and self.nodes.get(*key) is None:
             self.controller.queue.add(key)
 
     async def start(self) -> None:

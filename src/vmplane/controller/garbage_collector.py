@@ -55,11 +55,11 @@ class GarbageCollector:
             name="garbage-collector", reconciler=self, workers=workers
         )
         for resource, informer in self._informers.items():
-            informer.on_change(self._observer(resource))
+            informer.on_change(self._observer(resource, informer))
 
-    def _observer(self, resource: str) -> Callable[[Key, JsonObject | None], None]:
-        def observe(key: Key, obj: JsonObject | None) -> None:
-            self._observe(ItemKey(resource, *key), obj)
+    def _observer(self, resource: str, informer: Informer) -> Callable[[Key], None]:
+        def observe(key: Key) -> None:
+            self._observe(ItemKey(resource, *key), informer.get(*key))
 
         return observe
 

@@ -126,10 +126,10 @@ class KubeVirtStatusController:
         self.kubevirts.on_change(self._enqueue)
         self.nodes.on_change(self._enqueue_every_kubevirt)
 
-    def _enqueue(self, key: Key, _obj: JsonObject | None) -> None:
+    def _enqueue(self, key: Key) -> None:
         self.controller.queue.add(key)
 
-    def _enqueue_every_kubevirt(self, _key: Key, _obj: JsonObject | None) -> None:
+    def _enqueue_every_kubevirt(self, _key: Key) -> None:
         for kubevirt in self.kubevirts.list():
             meta = kubevirt["metadata"]
             self.controller.queue.add((meta.get("namespace", ""), meta["name"]))
@@ -141,7 +141,7 @@ class KubeVirtStatusController:
         for informer in (self.kubevirts, self.nodes):
             await informer.wait_synced()
         self.controller.start()
-        self._enqueue_every_kubevirt(("", ""), None)
+        self._enqueue_every_kubevirt(("", ""))
 
     async def stop(self) -> None:
         await self.controller.stop()

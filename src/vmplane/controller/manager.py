@@ -109,7 +109,7 @@ class ControllerManager:
             ),
             workers=1,
         )
-        self.namespaces.on_change(lambda key, _obj: self.namespace_controller.queue.add(key))
+        self.namespaces.on_change(self.namespace_controller.queue.add)
         self.node_lifecycle = NodeLifecycleController(
             client=client, vmis=self.vmis, events=events, clock=clock, config=node_health, informers=informers
         )
@@ -162,13 +162,13 @@ class ControllerManager:
         self.window_controller: Controller[Key] = Controller(
             name="maintenance-window-controller", reconciler=self.maintenance, workers=1
         )
-        self.vms.on_change(lambda key, _obj: self.approval_controller.queue.add(key))
-        self.vmis.on_change(lambda key, _obj: self.approval_controller.queue.add(key))
+        self.vms.on_change(self.approval_controller.queue.add)
+        self.vmis.on_change(self.approval_controller.queue.add)
         self.windows.on_change(self._window_changed)
         for informer in (self.vms, self.vmis):
-            informer.on_change(lambda _key, _obj: self._enqueue_every_window())
+            informer.on_change(lambda _key: self._enqueue_every_window())
 
-    def _window_changed(self, key: Key, _obj: JsonObject | None) -> None:
+    def _window_changed(self, key: Key) -> None:
         self.window_controller.queue.add(key)
         for vm in self.vms.list():
             meta = vm["metadata"]
@@ -178,15 +178,15 @@ class ControllerManager:
         for key in self.maintenance.window_keys():
             self.window_controller.queue.add(key)
 
-    def _enqueue(self, key: Key, _obj: JsonObject | None) -> None:
+    def _enqueue(self, key: Key) -> None:
         self.controller.queue.add(key)
 
-    def _enqueue_every_vm(self, _key: Key, _obj: JsonObject | None) -> None:
+    def _enqueue_every_vm(self, _key: Key) -> None:
         for vm in self.vms.list():
             meta = vm["metadata"]
             self.controller.queue.add((meta.get("namespace", ""), meta["name"]))
 
-    def _enqueue_vms_on_node(self, key: Key, _obj: JsonObject | None) -> None:
+    def _enqueue_vms_on_node(self, key: Key) -> None:
         for vmi in self.vmis.list():
             if (vmi.get("status") or {}).get("nodeName") == key[1]:
                 meta = vmi["metadata"]

@@ -66,16 +66,16 @@ class NodeLifecycleController:
         self._vmis = vmis
         self._seen: dict[str, RenewalSeen] = {}
         self.controller: Controller[Key] = Controller(name="node-lifecycle", reconciler=self, workers=1)
-        self.nodes.on_change(lambda key, _obj: self.controller.queue.add(("", key[1])))
+        self.nodes.on_change(lambda key: self.controller.queue.add(("", key[1])))
         self.leases.on_change(self._lease_changed)
         vmis.on_change(self._vmi_changed)
 
-    def _lease_changed(self, key: Key, _obj: JsonObject | None) -> None:
+    def _lease_changed(self, key: Key) -> None:
         if key[0] == NODE_LEASE_NAMESPACE:
             self.controller.queue.add(("", key[1]))
 
-    def _vmi_changed(self, _key: Key, obj: JsonObject | None) -> None:
-        node = ((obj or {}).get("status") or {}).get("nodeName")
+    def _vmi_changed(self, key: Key) -> None:
+        node = ((self._vmis.get(*key) or {}).get("status") or {}).get("nodeName")
         if node:
             self.controller.queue.add(("", node))
 

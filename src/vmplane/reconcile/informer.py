@@ -8,8 +8,9 @@ version is no longer retained) or another error makes it list again. Every retry
 are logged and counted (``errors``), lists counted (``lists``), and ``synced`` says whether the
 first list has filled the cache.
 
-Handlers receive the object's key (and the cached object, or None once deleted), never the event, so
-everything downstream is level-triggered.
+Handlers receive the object's key alone, as client-go's work queues do, never the event or the object:
+whatever they need they read from the cache (``get``, None once deleted), so everything downstream is
+level-triggered and nothing holds an object the cache has moved past.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class Informer:
         self._field_selector = field_selector
         self._backoff = backoff
         self._cache: dict[Key, JsonObject] = {}
-        self._handlers: list[Callable[[Key, JsonObject | None], None]] = []
+        self._handlers: list[Callable[[Key], None]] = []
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         #: How many lists this informer made, and how many errors it met (logged, then retried).
@@ -81,8 +82,8 @@ class Informer:
     def synced(self) -> bool:
         return self._synced.is_set()
 
-    def on_change(self, handler: Callable[[Key, JsonObject | None], None]) -> None:
-        """Call ``handler(key, object_or_None_if_deleted)`` after every cache change."""
+    def on_change(self, handler: Callable[[Key], None]) -> None:
+        """Call ``handler(key)`` after every change of that key in the cache."""
         self._handlers.append(handler)
 
     def get(self, namespace: str, name: str) -> JsonObject | None:
@@ -111,9 +112,9 @@ class Informer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _emit(self, key: Key, obj: JsonObject | None) -> None:
+    def _emit(self, key: Key) -> None:
         for handler in self._handlers:
-            handler(key, obj)
+            handler(key)
 
     async def _relist(self) -> None:
         listed = await self._client.list(
@@ -123,14 +124,14 @@ class Informer:
         fresh = {key_of(o): o for o in listed.items}
         for key in [k for k in self._cache if k not in fresh]:
             del self._cache[key]
-            self._emit(key, None)
+            self._emit(key)
         for key, obj in fresh.items():
             old = self._cache.get(key)
             self._cache[key] = obj
             if old is None or old["metadata"].get("resourceVersion") != obj["metadata"].get(
                 "resourceVersion"
             ):
-                self._emit(key, obj)
+                self._emit(key)
         self.resource_version = listed.resource_version
         self._synced.set()
 
@@ -148,10 +149,10 @@ class Informer:
             key = key_of(event.object)
             if event.type == "DELETED":
                 self._cache.pop(key, None)
-                self._emit(key, None)
+                self._emit(key)
             else:
                 self._cache[key] = event.object
-                self._emit(key, event.object)
+                self._emit(key)
 
     async def _run(self) -> None:
         must_list, failures = True, 0

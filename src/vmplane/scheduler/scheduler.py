@@ -71,15 +71,16 @@ class Scheduler:
         self.vmis.on_change(self._vmi_changed)
         self.nodes.on_change(self._nodes_changed)
 
-    def _vmi_changed(self, key: Key, obj: JsonObject | None) -> None:
+    def _vmi_changed(self, key: Key) -> None:
+        obj = self.vmis.get(*key)
         if obj is None or not _unbound(obj):
             self._assumed.pop(key, None)
         if _unbound(obj):
             self.controller.queue.add(key)
         elif obj is None or (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-            self._nodes_changed(key, obj)  # room freed on a node
+            self._nodes_changed(key)  # room freed on a node
 
-    def _nodes_changed(self, _key: Key, _obj: JsonObject | None) -> None:
+    def _nodes_changed(self, _key: Key) -> None:
         for vmi in self.vmis.list():
             if _unbound(vmi):
                 self.controller.queue.add(key_of(vmi))
