@@ -3,15 +3,17 @@
 The same test functions run here against ``vmplane apiserver``, two leader-elected ``vmplane
 controller`` and three ``vmplane agent`` processes (simulated hypervisor, loopback), so Stage and
 LiveUpdate, RestartRequired, revert, restart, cluster defaults and dry run are proven on the
-separate-process topology as well as on ``vmplane serve``. Left out: the three tests that inject
-failures into the in-process plane (a failed hotplug, the hypervisor process's death, a control-plane
-restart), which the cluster's own suites cover by killing processes (test_cluster_processes,
-test_cluster_node_loss).
+separate-process topology as well as on ``vmplane serve``: once on SQLite, and once over a 3-member
+etcd with two API servers, driven through the second while the controllers may watch the first.
+Left out: the three tests that inject failures into the in-process plane (a failed hotplug, the
+hypervisor process's death, a control-plane restart), which the cluster's own suites cover by killing
+processes (test_cluster_processes, test_cluster_node_loss, test_api_servers_etcd_leader).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import config
@@ -46,12 +48,13 @@ __all__ = [
     "test_the_same_change_is_staged_under_stage",
 ]
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.requires("etcd"), pytest.mark.timeout(240)]
 
 
-@pytest.fixture(scope="module")
-def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(root=tmp_path_factory.mktemp("cluster"))
+@pytest.fixture(scope="module", params=["sqlite", "etcd"])
+def local(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    store = None if request.param == "sqlite" else request.param
+    cluster = LocalCluster(root=tmp_path_factory.mktemp(f"cluster-{request.param}"), store=store)
     try:
         cluster.start()
         yield cluster
@@ -59,10 +62,19 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         cluster.stop_all()
 
 
-@pytest.fixture
-def cluster(local: LocalCluster) -> Iterator[Cluster]:
+def last_api_server(local: LocalCluster, into: Path) -> Path:
+    """The admin kubeconfig pointed at the cluster's last API server (the second one over etcd)."""
     assert local.admin_kubeconfig is not None
-    api = config.new_client_from_config(config_file=str(local.admin_kubeconfig))
+    text = local.admin_kubeconfig.read_text().replace(local.servers[0], local.servers[-1])
+    into.write_text(text)
+    into.chmod(0o600)
+    return into
+
+
+@pytest.fixture
+def cluster(local: LocalCluster, tmp_path: Path) -> Iterator[Cluster]:
+    kubeconfig = last_api_server(local, tmp_path / "kubeconfig")
+    api = config.new_client_from_config(config_file=str(kubeconfig))
     made = Cluster(api)
     yield made
     made.set_strategy(None)
