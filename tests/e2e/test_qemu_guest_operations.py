@@ -54,6 +54,9 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
 
 @pytest.fixture
 def console(plane: Plane) -> Iterator[ConsoleFollower]:
+    # The VMI may not exist yet (the VM controller creates it), and kubectl waits on a missing object
+    # only with --for=create.
+    plane.kubectl("wait", "vmi", NAME, "--for=create", f"--timeout={BOOT:.0f}s")
     plane.kubectl("wait", "vmi", NAME, "--for=jsonpath={.status.phase}=Running", f"--timeout={BOOT:.0f}s")
     follower = ConsoleFollower(plane, NAME).start()
     try:

@@ -44,6 +44,9 @@ def _table(output: str) -> list[list[str]]:
 
 
 def test_kubectl_get_node_shows_ready_roles_age_and_version(api_server: ApiServer) -> None:
+    # The agent registers its Node after the server is up.
+    api_server.kubectl("wait", "node/node01", "--for=create", "--timeout=30s")
+    api_server.kubectl("wait", "node/node01", "--for=condition=Ready", "--timeout=30s")
     header, row = _table(api_server.kubectl("get", "node").stdout)
     assert header == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
     assert (row[0], row[1], row[2], row[4]) == ("node01", "Ready", "<none>", "v0.1.0-vmplane")
