@@ -17,9 +17,9 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from window_support import VM, WindowPlane, Windows, window_body
 
+from vmplane.api.timestamps import timestamp
 from vmplane.apiserver.authz import Role
 from vmplane.apiserver.tokens import create_token
-from vmplane.rollout.restarts import format_time
 
 pytestmark = pytest.mark.requires("browser")
 
@@ -91,7 +91,7 @@ def test_the_fleet_page_lists_the_next_window_with_its_batches(browser: WebDrive
     wait_for(browser, lambda d: batch_rows(d) == expected, "the batches never showed")
     shows(browser, "#window-name", "nightly")
     end = plane.start + timedelta(hours=1)
-    summary = f"nightly: {format_time(plane.start)} to {format_time(end)}, at most 2 VM(s) down at a time"
+    summary = f"nightly: {timestamp(plane.start)} to {timestamp(end)}, at most 2 VM(s) down at a time"
     assert visible_text(browser, "#window-summary") == summary
 
 
@@ -106,7 +106,7 @@ def test_a_revert_removes_the_vm_from_the_batches_without_a_reload(browser: WebD
 def test_a_window_vm_says_which_window_applies_its_changes_and_when(browser: WebDriver, plane: Plane) -> None:
     browser.get(plane.url + "#/vm/default/wa")
     shows(browser, "#approval", "Window")
-    when = f"pending changes apply in MaintenanceWindow nightly starting {format_time(plane.start)}"
+    when = f"pending changes apply in MaintenanceWindow nightly starting {timestamp(plane.start)}"
     shows(browser, "#applies-when", f"{when} (Window approval)")
     vm = plane.cluster.get("virtualmachines", "wa")
     assert (condition(vm, "RestartScheduled") or {}).get("message") == when

@@ -11,16 +11,10 @@ from typing import Any
 
 import pytest
 
+from vmplane.api.timestamps import timestamp
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstance
-from vmplane.controller.run_strategy import (
-    RunAction,
-    RunConfig,
-    StartFailure,
-    backoff,
-    decide,
-    format_time,
-)
+from vmplane.controller.run_strategy import RunAction, RunConfig, StartFailure, backoff, decide
 from vmplane.testing.clock import START
 
 NOW = START
@@ -30,7 +24,7 @@ CONFIG = RunConfig(crash_backoff=10, max_backoff=300)
 def vm(strategy: str = "Always", *, deleting: bool = False, **status: Any) -> VirtualMachine:
     metadata: dict[str, Any] = {"name": "vm", "namespace": "ns", "uid": "vm-uid"}
     if deleting:
-        metadata["deletionTimestamp"] = format_time(NOW)
+        metadata["deletionTimestamp"] = timestamp(NOW)
     return VirtualMachine.model_validate(
         {
             "apiVersion": "kubevirt.io/v1",
@@ -45,7 +39,7 @@ def vm(strategy: str = "Always", *, deleting: bool = False, **status: Any) -> Vi
 def vmi(phase: str = "Running", *, uid: str = "vmi-1", deleting: bool = False) -> VirtualMachineInstance:
     metadata: dict[str, Any] = {"name": "vm", "namespace": "ns", "uid": uid}
     if deleting:
-        metadata["deletionTimestamp"] = format_time(NOW)
+        metadata["deletionTimestamp"] = timestamp(NOW)
     return VirtualMachineInstance.model_validate(
         {
             "apiVersion": "kubevirt.io/v1",

@@ -59,6 +59,7 @@ from vmplane.api.guest_ops import done_annotations
 from vmplane.api.ownership import MACHINE_FINALIZER  # held on every VMI until its machine is stopped
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
 from vmplane.api.scheduling import Taint
+from vmplane.api.timestamps import timestamp
 from vmplane.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus, VMIPhase
 from vmplane.client.base import ObjectClient
 from vmplane.host.paths import MachineSpecError, VolumeResolver
@@ -250,7 +251,7 @@ class NodeAgent:
             self.controller.queue.add(key)
 
     def _now(self) -> str:
-        return self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        return timestamp(self._clock())
 
     # -- the reconcile ---------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from vmplane.api.node_annotations import CONSOLE_CERT_SHA256, CONSOLE_ENDPOINT
 from vmplane.api.quantity import Quantity, QuantityError
 from vmplane.api.resources import LEASES, NODES
 from vmplane.api.scheduling import SCHEDULABLE_LABEL, Taint
+from vmplane.api.timestamps import micro_timestamp
 from vmplane.client.base import ObjectClient, UnavailableError
 from vmplane.reconcile.factory import SharedInformerFactory
 from vmplane.reconcile.informer import Key
@@ -431,7 +432,7 @@ class NodeRegistration:
             self._status_due = _monotonic() + self._interval
         if self._clock is not None:
             sent = _monotonic()
-            renew_time = self._clock().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            renew_time = micro_timestamp(self._clock())
             await renew_lease(self._client, lease_object(node=current, renew_time=renew_time))
             if self._on_renewed is not None:
                 self._on_renewed(sent)

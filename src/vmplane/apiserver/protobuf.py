@@ -20,6 +20,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
+from vmplane.api.timestamps import micro_timestamp, timestamp
 from vmplane.apiserver import decoders
 from vmplane.apiserver.protobuf_messages import KINDS, MESSAGES, SPECIAL, Field
 
@@ -130,7 +131,7 @@ def _time_to_json(message: Any, path: str, *, micro: bool) -> str | None:
         moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
     except (OverflowError, OSError, ValueError) as err:
         raise ProtobufError(f"{path}: not a time: {seconds}s {nanos}ns") from err
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+    return micro_timestamp(moment) if micro else timestamp(moment)
 
 
 def _special_to_json(type_name: str, message: Any, path: str) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from vmplane.api.timestamps import timestamp
 from vmplane.apiserver import status as st
 from vmplane.apiserver.access import node_binding, request_user
 from vmplane.apiserver.authz import NODES_GROUP, Attributes, authorize
@@ -97,7 +98,7 @@ def add_review_routes(app: web.Application, ctx: ApiContext) -> None:
         body = {
             "kind": "SelfSubjectReview",
             "apiVersion": "authentication.k8s.io/v1",
-            "metadata": {"creationTimestamp": ctx.clock().strftime("%Y-%m-%dT%H:%M:%SZ")},
+            "metadata": {"creationTimestamp": timestamp(ctx.clock())},
             "status": {"userInfo": user_info},
         }
         return json_response(body, status=201)

@@ -7,9 +7,10 @@ prints it for built-in kinds (``45s``, ``5m3s``, ``2d``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from vmplane.api import timestamps
 from vmplane.apiserver.registry import ResourceType, TableColumn
 from vmplane.store.base import JsonObject
 
@@ -63,10 +64,9 @@ def parse_timestamp(value: object) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return timestamps.parse_timestamp(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def age(obj: JsonObject, now: datetime) -> str:

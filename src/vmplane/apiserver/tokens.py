@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from vmplane.api.timestamps import timestamp
 from vmplane.apiserver.authz import Role, User, user_for
 
 __all__ = [
@@ -70,7 +71,7 @@ def digest_of(token: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamp(datetime.now(UTC))
 
 
 def _parse(text: str) -> list[TokenRecord]:

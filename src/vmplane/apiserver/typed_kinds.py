@@ -22,6 +22,7 @@ from vmplane.api.maintenance import MaintenanceWindow, window_causes
 from vmplane.api.model import WireModel
 from vmplane.api.ownership import MACHINE_FINALIZER, controller_of
 from vmplane.api.spec_rules import spec_field_causes
+from vmplane.api.timestamps import timestamp
 from vmplane.api.validation import validate_metadata, validate_vm, validate_vmi_spec, volume_path_causes
 from vmplane.api.vm import VirtualMachine, VirtualMachineStatus
 from vmplane.api.vmi import VirtualMachineInstance
@@ -172,7 +173,7 @@ class VMAdmitter:
         desired = vm_effective(vm, config, self.cluster.lookup).effective
         if vmi is not None and not vmi.metadata.deletion_timestamp and desired is not None:
             rollout = plan(running=vmi.spec, desired=desired, observed=vmi.status, config=config)
-        now = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = timestamp(self.clock())
         live = [
             {"path": vm_path(c.path), "running": c.running, "desired": c.desired, "kind": c.kind.value}
             for c in (rollout.live if rollout is not None else ())

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from vmplane.api.errors import CauseType, FieldCause, InvalidObjectError
 from vmplane.api.metadata_validation import metadata_causes
+from vmplane.api.timestamps import timestamp
 from vmplane.apiserver import decoders, field_ownership, protobuf
 from vmplane.apiserver import patch as patches
 from vmplane.apiserver import status as st
@@ -84,7 +85,7 @@ def _admit(
 
 
 def _now_rfc3339(ctx: ApiContext) -> str:
-    return ctx.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamp(ctx.clock())
 
 
 def _manager(request: web.Request, opts: WriteOptions, options_kind: str) -> str:

@@ -16,6 +16,7 @@ from vmplane.api.maintenance import MaintenanceWindow
 from vmplane.api.meta import Condition
 from vmplane.api.ownership import controller_of
 from vmplane.api.resources import VIRTUAL_MACHINES
+from vmplane.api.timestamps import timestamp
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.client.base import ObjectClient
@@ -24,7 +25,7 @@ from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Result
 from vmplane.rollout.approval import RESTART_SCHEDULED, approval_decision
 from vmplane.rollout.conditions import merge_conditions
-from vmplane.rollout.restarts import VMState, format_time, vm_state
+from vmplane.rollout.restarts import VMState, vm_state
 from vmplane.store.base import ConflictError, NotFoundError
 
 __all__ = ["ApprovalReconciler", "state_of"]
@@ -89,7 +90,7 @@ class ApprovalReconciler:
                 reason="AutomaticRestart",
                 message=f"restarting to apply pending changes: {', '.join(state.pending)}",
             )
-        await self._write_condition(raw, decision.scheduled, format_time(now))
+        await self._write_condition(raw, decision.scheduled, timestamp(now))
         # The condition names a next start, which moves once that start has passed.
         return Result(requeue_after=self._poll if decision.scheduled is not None else None)
 

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from vmplane import __version__
 from vmplane.api.resources import KUBEVIRTS, NODES
+from vmplane.api.timestamps import timestamp
 from vmplane.client.base import ObjectClient
 from vmplane.reconcile.factory import SharedInformerFactory
 from vmplane.reconcile.informer import Key
@@ -158,7 +159,7 @@ class KubeVirtStatusController:
         status = kubevirt_status(
             kubevirt=kubevirt,
             ready=ready_nodes(self.nodes.list()),
-            now=self._clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            now=timestamp(self._clock()),
             architecture=self._architecture,
         )
         if status != kubevirt.get("status"):

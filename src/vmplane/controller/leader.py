@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vmplane.api.resources import LEASES
+from vmplane.api.timestamps import micro_timestamp
 from vmplane.client.base import ObjectClient
 from vmplane.store.base import AlreadyExistsError, JsonObject, NotFoundError, StoreError
 
 __all__ = ["LeaderConfig", "LeaderElector", "may_acquire"]
 
 log = logging.getLogger(__name__)
-MICRO_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ class LeaderElector:
         self.is_leader = False
 
     def _lease(self, previous: JsonObject | None) -> JsonObject:
-        now = self._wall().strftime(MICRO_TIME)
+        now = micro_timestamp(self._wall())
         old = _spec(previous)
         taking_over = old.get("holderIdentity") != self._config.identity
         spec = {

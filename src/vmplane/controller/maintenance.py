@@ -18,13 +18,13 @@ from datetime import datetime
 from vmplane.api.events import EventSink
 from vmplane.api.maintenance import MaintenanceWindow, MaintenanceWindowStatus
 from vmplane.api.resources import MAINTENANCE_WINDOWS
+from vmplane.api.timestamps import timestamp
 from vmplane.client.base import ObjectClient
 from vmplane.controller.approval import state_of
 from vmplane.controller.restart_request import restart_vm
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Result
 from vmplane.rollout.conditions import merge_conditions
-from vmplane.rollout.restarts import format_time
 from vmplane.rollout.windows import step_window
 from vmplane.store.base import NotFoundError
 
@@ -69,10 +69,10 @@ class MaintenanceReconciler:
         previous = window.status or MaintenanceWindowStatus()
         status = previous.model_copy(
             update={
-                "next_start": format_time(step.next_start),
+                "next_start": timestamp(step.next_start),
                 "run": step.run,
                 "conditions": merge_conditions(
-                    previous.conditions or (), step.conditions(), now=format_time(now)
+                    previous.conditions or (), step.conditions(), now=timestamp(now)
                 ),
             }
         )

@@ -14,6 +14,7 @@ from typing import Any
 
 from vmplane.api.deletion import NAMESPACE_FINALIZER
 from vmplane.api.resources import NAMESPACES
+from vmplane.api.timestamps import timestamp
 from vmplane.client.base import ObjectClient
 from vmplane.controller.namespace_lifecycle import decide, with_failures
 from vmplane.reconcile.informer import Informer, Key
@@ -83,7 +84,7 @@ class NamespaceReconciler:
         except NotFoundError:
             return
         status = current.get("status") if isinstance(current.get("status"), dict) else {}
-        now = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = timestamp(self._clock())
         written = _with_times(conditions, (status or {}).get("conditions") or (), now)
         if written != (status or {}).get("conditions"):
             new_status: JsonObject = {**(status or {}), "conditions": written}

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from vmplane.api.ownership import MACHINE_FINALIZER
+from vmplane.api.timestamps import timestamp
 
 __all__ = [
     "NODE_STATUS_UNKNOWN",
@@ -109,7 +110,7 @@ def judge(renewal: RenewalSeen, now: float, config: HealthConfig) -> NodeVerdict
 
 
 def _stamp(now: datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamp(now)
 
 
 def unreachable_node(node: Mapping[str, Any], now: datetime) -> dict[str, Any]:

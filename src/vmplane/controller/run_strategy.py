@@ -34,24 +34,14 @@ from typing import Any
 
 from vmplane.api.lifecycle import effective_run_strategy, wants_restart_after
 from vmplane.api.ownership import ORPHAN_FINALIZER
+from vmplane.api.timestamps import parse_timestamp, timestamp
 from vmplane.api.vm import RunStrategy, VirtualMachine, VirtualMachineStatus
 from vmplane.api.vmi import VirtualMachineInstance, VMIPhase
 
-__all__ = ["RunAction", "RunConfig", "RunDecision", "StartFailure", "decide", "format_time", "parse_time"]
+__all__ = ["RunAction", "RunConfig", "RunDecision", "StartFailure", "decide"]
 
 FINAL_PHASES = (VMIPhase.SUCCEEDED, VMIPhase.FAILED)
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _STARTS_WITHOUT_VMI = (RunStrategy.ALWAYS, RunStrategy.RERUN_ON_FAILURE, RunStrategy.ONCE)
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 to the second in UTC, as Kubernetes writes timestamps."""
-    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
-
-
-def parse_time(text: str) -> datetime:
-    """The inverse of ``format_time``."""
-    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +68,14 @@ class StartFailure:
         return cls(
             consecutive_fail_count=int(wire.get("consecutiveFailCount", 0)),
             last_failed_vmi_uid=wire.get("lastFailedVMIUID"),
-            retry_after=parse_time(retry) if retry else datetime.min.replace(tzinfo=UTC),
+            retry_after=parse_timestamp(retry) if retry else datetime.min.replace(tzinfo=UTC),
         )
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "consecutiveFailCount": self.consecutive_fail_count,
             "lastFailedVMIUID": self.last_failed_vmi_uid,
-            "retryAfterTimestamp": format_time(self.retry_after),
+            "retryAfterTimestamp": timestamp(self.retry_after),
         }
 
     def after(self, vmi_uid: str | None, *, config: RunConfig, now: datetime) -> StartFailure:

@@ -28,19 +28,13 @@ from vmplane.api.ownership import (
     controller_reference,
 )
 from vmplane.api.resources import CONTROLLER_REVISIONS, VIRTUAL_MACHINE_INSTANCES, VIRTUAL_MACHINES
+from vmplane.api.timestamps import timestamp
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstance, VMIPhase
 from vmplane.client.base import ObjectClient
 from vmplane.controller.boot import boot_objects, revision_prefix
 from vmplane.controller.instancetypes import store_snapshots, unsized_message
-from vmplane.controller.run_strategy import (
-    FINAL_PHASES,
-    RunAction,
-    RunConfig,
-    RunDecision,
-    decide,
-    format_time,
-)
+from vmplane.controller.run_strategy import FINAL_PHASES, RunAction, RunConfig, RunDecision, decide
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Result
 from vmplane.rollout.effective import EffectiveSpec
@@ -123,7 +117,7 @@ class VMReconciler:
             raw_vmi, vmi = started, VirtualMachineInstance.model_validate(started)
         rollout = await self._rollout(vm, vmi, config, sized.effective)
         await self._report_pending(vm, rollout)
-        observation = Observation(vmi, rollout, decision.crash_looping, format_time(self._clock()))
+        observation = Observation(vmi, rollout, decision.crash_looping, timestamp(self._clock()))
         new_status = derive_status(vm.model_copy(update={"status": decision.status}), observation)
         if new_status != vm.status:
             await self._client.update(

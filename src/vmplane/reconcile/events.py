@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from vmplane.api.resources import EVENTS
+from vmplane.api.timestamps import timestamp
 from vmplane.client.base import ObjectClient
 from vmplane.store.base import AlreadyExistsError, ConflictError, JsonObject, NotFoundError
 
@@ -23,7 +24,7 @@ EventType = Literal["Normal", "Warning"]
 
 
 def _format(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamp(moment)
 
 
 class EventRecorder:

@@ -12,7 +12,8 @@ from datetime import datetime
 from vmplane.api.maintenance import MaintenanceWindow
 from vmplane.api.meta import Condition
 from vmplane.api.restart_approval import RestartApproval
-from vmplane.rollout.restarts import VMState, format_time, selects
+from vmplane.api.timestamps import timestamp
+from vmplane.rollout.restarts import VMState, selects
 from vmplane.rollout.windows import window_next_start
 
 __all__ = ["RESTART_SCHEDULED", "ApprovalDecision", "approval_decision"]
@@ -54,6 +55,6 @@ def approval_decision(vm: VMState, windows: Sequence[MaintenanceWindow], now: da
         type=RESTART_SCHEDULED,
         status="True",
         reason="MaintenanceWindow",
-        message=f"pending changes apply in MaintenanceWindow {name} starting {format_time(start)}",
+        message=f"pending changes apply in MaintenanceWindow {name} starting {timestamp(start)}",
     )
     return ApprovalDecision(restart=False, scheduled=condition)

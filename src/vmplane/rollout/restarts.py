@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 
 from vmplane.api.lifecycle import effective_run_strategy
@@ -26,10 +26,8 @@ __all__ = [
     "Gate",
     "VMState",
     "batches",
-    "format_time",
     "gate",
     "ordered",
-    "parse_time",
     "scaled_max_unavailable",
     "selector_matches",
     "selects",
@@ -41,15 +39,6 @@ __all__ = [
 GUEST_AGENT_CONDITION = "AgentConnected"
 _BUSY_CONDITIONS = (HOT_VCPU_CHANGE, HOT_MEMORY_CHANGE)
 _PERCENT = re.compile(r"^([0-9]+)%$")
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC, to the second, as Kubernetes timestamps are written."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from vmplane.api.maintenance import MaintenanceWindow, RunPhase
+from vmplane.api.timestamps import timestamp
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstance
-from vmplane.rollout.restarts import VMState, batches, format_time, scaled_max_unavailable, selects, vm_state
+from vmplane.rollout.restarts import VMState, batches, scaled_max_unavailable, selects, vm_state
 from vmplane.rollout.schedule import next_occurrence, occurrence_at
 from vmplane.rollout.windows import window_next_start
 
@@ -64,14 +65,14 @@ def window_plan(window: MaintenanceWindow, states: Sequence[VMState], now: datet
         else next_occurrence(schedule, start).end
     )
     run = window.status.run if window.status is not None else None
-    this_opening = run is not None and run.window_start == format_time(start)
+    this_opening = run is not None and run.window_start == timestamp(start)
     done = frozenset(run.restarted) if run is not None and this_opening else frozenset()
     halted = run is not None and this_opening and run.phase is RunPhase.HALTED
     selected = sum(1 for vm in states if selects(window.spec, vm))
     return {
         "window": window.metadata.name,
-        "start": format_time(start),
-        "end": format_time(end),
+        "start": timestamp(start),
+        "end": timestamp(end),
         "maxUnavailable": scaled_max_unavailable(window.spec.max_unavailable, selected),
         "halted": halted,
         "batches": [

@@ -21,16 +21,8 @@ from vmplane.api.maintenance import (
     WindowRun,
 )
 from vmplane.api.meta import Condition
-from vmplane.rollout.restarts import (
-    Gate,
-    VMState,
-    format_time,
-    gate,
-    parse_time,
-    scaled_max_unavailable,
-    selects,
-    waiting,
-)
+from vmplane.api.timestamps import parse_timestamp, timestamp
+from vmplane.rollout.restarts import Gate, VMState, gate, scaled_max_unavailable, selects, waiting
 from vmplane.rollout.schedule import Occurrence, next_occurrence, occurrence_at
 
 __all__ = ["HALTED", "WindowEvent", "WindowStep", "step_window", "window_next_start"]
@@ -79,7 +71,7 @@ def _gate_batch(
     """The run after checking the current batch's gate, its events, and the gate's deadline while waiting."""
     current = run.current
     assert current is not None
-    started, timeout = parse_time(current.started), spec.health_gate.timeout_seconds
+    started, timeout = parse_timestamp(current.started), spec.health_gate.timeout_seconds
     verdicts = [
         (m, gate(m, by_key.get(f"{m.namespace}/{m.name}"), started=started, now=now, timeout=timeout))
         for m in current.vms
@@ -103,7 +95,7 @@ def _gate_batch(
             update={
                 "phase": RunPhase.HALTED,
                 "failures": [*run.failures, *failures],
-                "finished": format_time(now),
+                "finished": timestamp(now),
             }
         )
         return halted, events, None
@@ -144,7 +136,7 @@ def _advance(
             return WindowStep(run, next_start, restart=again, events=tuple(events), wake_at=deadline)
     todo = waiting(spec, vms, set(run.restarted))
     if not todo:
-        completed = run.model_copy(update={"phase": RunPhase.COMPLETED, "finished": format_time(now)})
+        completed = run.model_copy(update={"phase": RunPhase.COMPLETED, "finished": timestamp(now)})
         done = WindowEvent(
             "Normal", "WindowCompleted", f"{run.batches_done} batches, {len(run.restarted)} VMs restarted"
         )
@@ -158,7 +150,7 @@ def _advance(
         return WindowStep(run, next_start, events=tuple(events), wake_at=occurrence.end)
     index = run.batches_done + 1
     members = [BatchMember(namespace=vm.namespace, name=vm.name, vmi_uid=vm.vmi_uid) for vm in batch]
-    started = run.model_copy(update={"current": Batch(index=index, started=format_time(now), vms=members)})
+    started = run.model_copy(update={"current": Batch(index=index, started=timestamp(now), vms=members)})
     message = f"batch {index}: restarting {', '.join(vm.key for vm in batch)}"
     return WindowStep(
         started,
@@ -182,18 +174,18 @@ def step_window(window: MaintenanceWindow, vms: Sequence[VMState], now: datetime
             closed = run.model_copy(
                 update={
                     "phase": RunPhase.CLOSED if left else RunPhase.COMPLETED,
-                    "finished": format_time(now),
+                    "finished": timestamp(now),
                 }
             )
             event = WindowEvent("Normal", "WindowClosed", f"closed with {len(run.restarted)} VMs restarted")
             return WindowStep(closed, upcoming.start, events=(event,), wake_at=upcoming.start)
         return WindowStep(run, upcoming.start, wake_at=upcoming.start)
     events: list[WindowEvent] = []
-    if run is None or run.window_start != format_time(occurrence.start):
+    if run is None or run.window_start != timestamp(occurrence.start):
         run = WindowRun(
-            window_start=format_time(occurrence.start),
-            window_end=format_time(occurrence.end),
-            started=format_time(now),
+            window_start=timestamp(occurrence.start),
+            window_end=timestamp(occurrence.end),
+            started=timestamp(now),
         )
         events.append(WindowEvent("Normal", "WindowOpened", f"open until {run.window_end}"))
     if run.phase is not RunPhase.RUNNING:
@@ -213,7 +205,7 @@ def window_next_start(window: MaintenanceWindow, now: datetime) -> datetime:
     run = window.status.run if window.status is not None else None
     finished = (
         run is not None
-        and run.window_start == format_time(occurrence.start)
+        and run.window_start == timestamp(occurrence.start)
         and run.phase is not RunPhase.RUNNING
     )
     return next_occurrence(schedule, occurrence.end).start if finished else occurrence.start

@@ -26,6 +26,7 @@ from vmplane.api.kubevirt import configuration_of
 from vmplane.api.meta import Condition
 from vmplane.api.ownership import MACHINE_FINALIZER
 from vmplane.api.resources import KUBEVIRTS, NODES, VIRTUAL_MACHINE_INSTANCES
+from vmplane.api.timestamps import timestamp
 from vmplane.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus, VMIPhase
 from vmplane.client.base import ObjectClient
 from vmplane.reconcile.events import EventRecorder
@@ -129,7 +130,7 @@ class Scheduler:
         else:
             condition = Condition(type=POD_SCHEDULED, status="True")
             update = {"node_name": node, "phase": VMIPhase.SCHEDULED}
-        now = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = timestamp(self._clock())
         others = [c for c in status.conditions or () if c.type != POD_SCHEDULED]
         conditions = merge_conditions(status.conditions or (), [*others, condition], now=now)
         new_status = status.model_copy(update={**update, "conditions": conditions})

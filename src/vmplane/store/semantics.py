@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import gc
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
+from vmplane.api.timestamps import timestamp
 from vmplane.store.base import ConflictError, InvalidObjectError, JsonObject, WatchEventType
 
 __all__ = [
@@ -27,7 +28,6 @@ __all__ = [
     "decode_request",
     "deleted",
     "encode",
-    "format_time",
     "request_version",
     "updated",
 ]
@@ -65,13 +65,6 @@ class Change(NamedTuple):
 def encode(obj: JsonObject) -> str:
     """The compact JSON text a backend stores and replays."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with second precision, as Kubernetes writes timestamps; naive means UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def decode_request(obj: object) -> tuple[ObjectKey, JsonObject]:
@@ -143,7 +136,7 @@ def created(obj: JsonObject, *, revision: int, uid: str, now: datetime) -> JsonO
     ``status`` is kept as sent: which resources ignore status on create is an API-layer decision.
     """
     metadata = _without_server_fields(obj["metadata"])
-    metadata.update(uid=uid, resourceVersion=str(revision), generation=1, creationTimestamp=format_time(now))
+    metadata.update(uid=uid, resourceVersion=str(revision), generation=1, creationTimestamp=timestamp(now))
     return {**obj, "metadata": metadata}
 
 
@@ -208,7 +201,7 @@ def deleted(old: JsonObject, *, expected: int | None, revision: int, now: dateti
         # Generation is deliberately not bumped here (Kubernetes does bump it for finalizer-only
         # deletions): in vmplane generation tracks spec changes only, which is what the rollout
         # planner compares against observedGeneration.
-        metadata.update(deletionTimestamp=format_time(now), deletionGracePeriodSeconds=0)
+        metadata.update(deletionTimestamp=timestamp(now), deletionGracePeriodSeconds=0)
         metadata["resourceVersion"] = str(revision)
         marked = {**old, "metadata": metadata}
         if _is_namespace(old):
