@@ -21,6 +21,7 @@ from rollout_support import Cluster, InProcessServer, condition, printable
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from test_api_support import SMALL_VM
 
 from vmplane.apiserver.authz import Role
 from vmplane.apiserver.tokens import create_token
@@ -30,22 +31,6 @@ from vmplane.store.base import Store
 pytestmark = pytest.mark.requires("browser")
 
 SCREENSHOTS = "VMPLANE_SCREENSHOTS"
-
-VM = """\
-apiVersion: kubevirt.io/v1
-kind: VirtualMachine
-metadata:
-  name: {name}
-spec:
-  runStrategy: Always
-  template:
-    spec:
-      domain:
-        cpu: {{sockets: 1, cores: 1, threads: 1}}
-        memory: {{guest: 1Gi}}
-        devices: {{}}
-      terminationGracePeriodSeconds: 0
-"""
 
 
 @dataclass
@@ -87,7 +72,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     cluster = Cluster(server.api())
     try:
         for name in ("web", "db"):
-            cluster.create_vm(VM.format(name=name))
+            cluster.create_vm(SMALL_VM.format(name=name, run_strategy="Always"))
         for name in ("web", "db"):
             cluster.wait("virtualmachines", name, lambda o: printable(o) == "Running")
         yield Plane(server, cluster)

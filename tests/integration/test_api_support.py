@@ -212,6 +212,24 @@ class LineReader:
                 return line
 
 
+#: The smallest VM the API accepts and the simulated hypervisor runs: no disks, no NICs.
+SMALL_VM = """\
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata:
+  name: {name}
+spec:
+  runStrategy: {run_strategy}
+  template:
+    spec:
+      domain:
+        cpu: {{sockets: 1, cores: 1, threads: 1}}
+        memory: {{guest: 1Gi}}
+        devices: {{}}
+      terminationGracePeriodSeconds: 0
+"""
+
+
 USER_GUIDE_VM = """\
 apiVersion: kubevirt.io/v1
 kind: VirtualMachine

@@ -8,27 +8,11 @@ import sys
 
 import pytest
 import yaml
-from test_api_support import ApiServer, api_server
+from test_api_support import SMALL_VM, ApiServer, api_server
 
 __all__ = ["api_server"]
 
 pytestmark = pytest.mark.requires("kubectl")
-
-VM = """\
-apiVersion: kubevirt.io/v1
-kind: VirtualMachine
-metadata:
-  name: {name}
-spec:
-  runStrategy: {run_strategy}
-  template:
-    spec:
-      domain:
-        cpu: {{sockets: 1, cores: 1, threads: 1}}
-        memory: {{guest: 1Gi}}
-        devices: {{}}
-      terminationGracePeriodSeconds: 0
-"""
 
 
 def vmplane(server: ApiServer, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -46,14 +30,14 @@ def vmplane(server: ApiServer, *args: str, check: bool = True) -> subprocess.Com
 
 
 def test_start_with_wait_brings_a_halted_vm_to_running(api_server: ApiServer) -> None:
-    api_server.kubectl("apply", "-f", "-", stdin=VM.format(name="cli-start", run_strategy="Halted"))
+    api_server.kubectl("apply", "-f", "-", stdin=SMALL_VM.format(name="cli-start", run_strategy="Halted"))
     vmplane(api_server, "start", "cli-start", "--wait", "--timeout", "60")
     status = api_server.kubectl("get", "vm", "cli-start", "-o", "jsonpath={.status.printableStatus}").stdout
     assert status == "Running"
 
 
 def test_stop_with_wait_leaves_no_vmi(api_server: ApiServer) -> None:
-    api_server.kubectl("apply", "-f", "-", stdin=VM.format(name="cli-stop", run_strategy="Always"))
+    api_server.kubectl("apply", "-f", "-", stdin=SMALL_VM.format(name="cli-stop", run_strategy="Always"))
     api_server.kubectl(
         "wait", "vm", "cli-stop", "--for=jsonpath={.status.printableStatus}=Running", "--timeout=60s"
     )
@@ -62,14 +46,14 @@ def test_stop_with_wait_leaves_no_vmi(api_server: ApiServer) -> None:
 
 
 def test_restart_of_a_halted_vm_fails_with_upstreams_message(api_server: ApiServer) -> None:
-    api_server.kubectl("apply", "-f", "-", stdin=VM.format(name="cli-halted", run_strategy="Halted"))
+    api_server.kubectl("apply", "-f", "-", stdin=SMALL_VM.format(name="cli-halted", run_strategy="Halted"))
     result = vmplane(api_server, "restart", "cli-halted", check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == "error: RunStategy Halted does not support manual restart requests"
 
 
 def test_pending_lists_changes_and_revert_clears_them(api_server: ApiServer) -> None:
-    api_server.kubectl("apply", "-f", "-", stdin=VM.format(name="cli-pending", run_strategy="Always"))
+    api_server.kubectl("apply", "-f", "-", stdin=SMALL_VM.format(name="cli-pending", run_strategy="Always"))
     api_server.kubectl(
         "wait", "vm", "cli-pending", "--for=jsonpath={.status.printableStatus}=Running", "--timeout=60s"
     )
@@ -102,12 +86,14 @@ def test_pending_lists_changes_and_revert_clears_them(api_server: ApiServer) -> 
 
 
 def test_plan_against_the_server_shows_pending_changes_without_storing(api_server: ApiServer) -> None:
-    api_server.kubectl("apply", "-f", "-", stdin=VM.format(name="cli-plan", run_strategy="Always"))
+    api_server.kubectl("apply", "-f", "-", stdin=SMALL_VM.format(name="cli-plan", run_strategy="Always"))
     api_server.kubectl(
         "wait", "vm", "cli-plan", "--for=jsonpath={.status.printableStatus}=Running", "--timeout=60s"
     )
     manifest = api_server.home / "plan.yaml"
-    manifest.write_text(VM.format(name="cli-plan", run_strategy="Always").replace("sockets: 1", "sockets: 2"))
+    manifest.write_text(
+        SMALL_VM.format(name="cli-plan", run_strategy="Always").replace("sockets: 1", "sockets: 2")
+    )
     before = api_server.revision()
     output = vmplane(api_server, "plan", "-f", str(manifest)).stdout
     assert "spec.template.spec.domain.cpu.sockets" in output
@@ -122,7 +108,7 @@ def test_unknown_vm_is_one_clear_error_line(api_server: ApiServer) -> None:
 
 
 def _pending_vm(server: ApiServer, name: str, namespace: str = "default") -> None:
-    manifest = VM.format(name=name, run_strategy="Always").replace(
+    manifest = SMALL_VM.format(name=name, run_strategy="Always").replace(
         f"name: {name}", f"name: {name}\n  namespace: {namespace}"
     )
     server.kubectl("apply", "-f", "-", stdin=manifest)
@@ -162,7 +148,7 @@ def test_plan_from_a_file_uses_the_manifests_namespace(api_server: ApiServer) ->
     _pending_vm(api_server, "cli-plan-ns", namespace="cli-ns")
     manifest = api_server.home / "plan-ns.yaml"
     manifest.write_text(
-        VM.format(name="cli-plan-ns", run_strategy="Always")
+        SMALL_VM.format(name="cli-plan-ns", run_strategy="Always")
         .replace("name: cli-plan-ns", "name: cli-plan-ns\n  namespace: cli-ns")
         .replace("sockets: 1", "sockets: 2")
     )
@@ -174,7 +160,7 @@ def test_plan_from_a_file_uses_the_manifests_namespace(api_server: ApiServer) ->
 def test_plan_from_a_file_refuses_a_conflicting_namespace_flag(api_server: ApiServer) -> None:
     manifest = api_server.home / "plan-conflict.yaml"
     manifest.write_text(
-        VM.format(name="x", run_strategy="Always").replace("name: x", "name: x\n  namespace: a")
+        SMALL_VM.format(name="x", run_strategy="Always").replace("name: x", "name: x\n  namespace: a")
     )
     result = vmplane(api_server, "plan", "-f", str(manifest), "-n", "b", check=False)
     assert result.returncode == 2

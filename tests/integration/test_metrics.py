@@ -14,25 +14,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from rollout_support import Cluster, InProcessServer, condition, printable
+from test_api_support import SMALL_VM
 
 from vmplane.apiserver.authz import Role
 from vmplane.apiserver.tokens import create_token
-
-VM = """\
-apiVersion: kubevirt.io/v1
-kind: VirtualMachine
-metadata:
-  name: {name}
-spec:
-  runStrategy: Always
-  template:
-    spec:
-      domain:
-        cpu: {{sockets: 1, cores: 1, threads: 1}}
-        memory: {{guest: 1Gi}}
-        devices: {{}}
-      terminationGracePeriodSeconds: 0
-"""
 
 
 @dataclass(frozen=True)
@@ -85,8 +70,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     try:
         token = (server.data_dir / "token").read_text().strip()
         cluster.set_strategy("LiveUpdate")
-        cluster.create_vm(VM.format(name="web"))
-        cluster.create_vm(VM.format(name="gone"))
+        cluster.create_vm(SMALL_VM.format(name="web", run_strategy="Always"))
+        cluster.create_vm(SMALL_VM.format(name="gone", run_strategy="Always"))
         for name in ("web", "gone"):
             cluster.wait("virtualmachines", name, lambda o: printable(o) == "Running")
         cluster.patch_vm("web", {"spec": {"template": {"spec": {"domain": {"cpu": {"sockets": 2}}}}}})

@@ -9,28 +9,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_api_support import ApiServer, api_server
+from test_api_support import SMALL_VM, ApiServer, api_server
 
 __all__ = ["api_server"]
 
 pytestmark = pytest.mark.requires("kubectl")
 
 HOLD = "example.com/hold"
-VM = """\
-apiVersion: kubevirt.io/v1
-kind: VirtualMachine
-metadata:
-  name: {name}
-spec:
-  runStrategy: Always
-  template:
-    spec:
-      domain:
-        cpu: {{sockets: 1, cores: 1, threads: 1}}
-        memory: {{guest: 1Gi}}
-        devices: {{}}
-      terminationGracePeriodSeconds: 0
-"""
 NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n"
 
 
@@ -39,7 +24,9 @@ def _namespace(server: ApiServer, name: str) -> None:
 
 
 def _running_vm(server: ApiServer, namespace: str, name: str = "demo") -> None:
-    server.kubectl("-n", namespace, "apply", "-f", "-", stdin=VM.format(name=name))
+    server.kubectl(
+        "-n", namespace, "apply", "-f", "-", stdin=SMALL_VM.format(name=name, run_strategy="Always")
+    )
     server.kubectl(
         "-n",
         namespace,
@@ -113,7 +100,13 @@ def test_creating_a_vm_in_a_terminating_namespace_is_refused(api_server: ApiServ
     _terminating_namespace(api_server, "gc-refuse")
     try:
         result = api_server.kubectl(
-            "-n", "gc-refuse", "create", "-f", "-", stdin=VM.format(name="late"), check=False
+            "-n",
+            "gc-refuse",
+            "create",
+            "-f",
+            "-",
+            stdin=SMALL_VM.format(name="late", run_strategy="Always"),
+            check=False,
         )
         status, body, _ = api_server.request(
             "POST",

@@ -9,6 +9,7 @@ import json
 
 import pytest
 from authz_support import AuthzServer, Identity, authz_server, wait_until
+from test_api_support import SMALL_VM
 
 __all__ = ["authz_server"]
 
@@ -16,21 +17,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.requires("kubectl")]
 
 NS = "/apis/kubevirt.io/v1/namespaces/default"
 SUBRESOURCES = "/apis/subresources.kubevirt.io/v1/namespaces/default"
-VM = """\
-apiVersion: kubevirt.io/v1
-kind: VirtualMachine
-metadata:
-  name: {name}
-spec:
-  runStrategy: {run_strategy}
-  template:
-    spec:
-      domain:
-        cpu: {{sockets: 1, cores: 1, threads: 1}}
-        memory: {{guest: 1Gi}}
-        devices: {{}}
-      terminationGracePeriodSeconds: 0
-"""
 LABEL_PATCH = {"metadata": {"labels": {"touched": "yes"}}}
 
 
@@ -52,7 +38,7 @@ def node02(authz_server: AuthzServer) -> Identity:
 @pytest.fixture(scope="module")
 def halted_vm(authz_server: AuthzServer) -> str:
     result = authz_server.kubectl(
-        authz_server.admin, "apply", "-f", "-", stdin=VM.format(name="halted", run_strategy="Halted")
+        authz_server.admin, "apply", "-f", "-", stdin=SMALL_VM.format(name="halted", run_strategy="Halted")
     )
     assert result.returncode == 0, result.stderr
     return "halted"
@@ -67,7 +53,7 @@ def _vmi_node(server: AuthzServer, name: str) -> str | None:
 def bound_vmi(authz_server: AuthzServer) -> str:
     """A VMI the scheduler bound to node01 (the simulated hypervisor runs it)."""
     result = authz_server.kubectl(
-        authz_server.admin, "apply", "-f", "-", stdin=VM.format(name="bound", run_strategy="Always")
+        authz_server.admin, "apply", "-f", "-", stdin=SMALL_VM.format(name="bound", run_strategy="Always")
     )
     assert result.returncode == 0, result.stderr
     wait_until(lambda: _vmi_node(authz_server, "bound") == "node01", what="VMI bound to node01")
@@ -93,7 +79,7 @@ def test_viewer_watches_vms(authz_server: AuthzServer, viewer: Identity, halted_
 
 def test_viewer_cannot_create_a_vm(authz_server: AuthzServer, viewer: Identity) -> None:
     result = authz_server.kubectl(
-        viewer, "create", "-f", "-", stdin=VM.format(name="v", run_strategy="Halted")
+        viewer, "create", "-f", "-", stdin=SMALL_VM.format(name="v", run_strategy="Halted")
     )
     assert result.returncode != 0
     assert (
@@ -315,7 +301,7 @@ def test_deleted_node_is_registered_again_and_scheduling_works(authz_server: Aut
         what="node01 registered again",
     )
     result = authz_server.kubectl(
-        admin, "apply", "-f", "-", stdin=VM.format(name="after", run_strategy="Always")
+        admin, "apply", "-f", "-", stdin=SMALL_VM.format(name="after", run_strategy="Always")
     )
     assert result.returncode == 0, result.stderr
     wait_until(
