@@ -28,6 +28,7 @@ __all__ = [
     "decode_object",
     "duplicate_warnings",
     "media_types",
+    "optional_json",
     "parse_write_options",
 ]
 
@@ -82,6 +83,17 @@ def parse_write_options(query: Mapping[str, str], dry_run_values: list[str]) -> 
 def decode_object(body: bytes, content_type: str) -> JsonObject:
     """A JSON or YAML object body; anything else is 400 BadRequest (duplicate keys ignored)."""
     return decode_body(body, content_type, "Ignore")[0]
+
+
+def optional_json(body: bytes) -> Any:
+    """A subresource request's optional JSON body (``{"dryRun": [...]}`` and the like): None when
+    empty, 400 when malformed."""
+    if not body.strip():
+        return None
+    try:
+        return decoders.load_json(body)
+    except decoders.BodyError as err:
+        raise st.bad_request(f"malformed JSON body: {err}") from err
 
 
 def media_types(*, protobuf_kind: bool) -> list[str]:

@@ -28,8 +28,8 @@ from vmplane.api.guest_ops import (
 )
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
 from vmplane.api.vmi import VirtualMachineInstance
-from vmplane.apiserver import decoders
 from vmplane.apiserver import status as st
+from vmplane.apiserver.bodies import optional_json
 from vmplane.apiserver.context import ApiContext
 from vmplane.apiserver.registry import ResourceType
 from vmplane.store.base import ConflictError, NotFoundError
@@ -68,7 +68,7 @@ class _GuestOperations:
         action = _ACTIONS.get(request.match_info["action"])
         if action is None:
             raise st.path_not_found()
-        dry_run = _dry_run(await _json_body(request))
+        dry_run = _dry_run(optional_json(await request.read()))
         token = uuid.uuid4().hex
         for _ in range(self._ctx.settings.max_conflict_retries):
             try:
@@ -112,18 +112,6 @@ class _GuestOperations:
         await self._ctx.store.update(
             VIRTUAL_MACHINE_INSTANCES, {**raw, "metadata": {**metadata, "annotations": annotations}}
         )
-
-
-async def _json_body(request: web.Request) -> Any:
-    if not request.can_read_body:
-        return None
-    body = await request.read()
-    if not body.strip():
-        return None
-    try:
-        return decoders.load_json(body)
-    except decoders.BodyError as err:
-        raise st.bad_request(f"malformed JSON body: {err}") from err
 
 
 def add_guest_operation_routes(app: web.Application, ctx: ApiContext) -> None:

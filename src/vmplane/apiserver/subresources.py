@@ -19,8 +19,8 @@ from vmplane.api.resources import CONTROLLER_REVISIONS, VIRTUAL_MACHINE_INSTANCE
 from vmplane.api.validation import validate_vm
 from vmplane.api.vm import ChangeSource, VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstance
-from vmplane.apiserver import decoders
 from vmplane.apiserver import status as st
+from vmplane.apiserver.bodies import optional_json
 from vmplane.apiserver.context import ApiContext, json_response
 from vmplane.apiserver.registry import ResourceType
 from vmplane.apiserver.typed_kinds import ClusterView
@@ -59,7 +59,7 @@ class _Subresources:
         action = request.match_info["action"]
         if action not in _ACTIONS:
             raise st.path_not_found()
-        body = await _json_body(request)
+        body = optional_json(await request.read())
         for _ in range(self._ctx.settings.max_conflict_retries):
             try:
                 return await self._act(action, namespace, name, body)
@@ -155,18 +155,6 @@ class _Subresources:
         booted = (boot.get("data") or {}).get("spec") or {}
         keys = {ChangeSource.INSTANCETYPE: "instancetype", ChangeSource.PREFERENCE: "preference"}
         return {keys[source]: booted.get(keys[source]) for source in sources}
-
-
-async def _json_body(request: web.Request) -> Any:
-    if not request.can_read_body:
-        return None
-    body = await request.read()
-    if not body.strip():
-        return None
-    try:
-        return decoders.load_json(body)
-    except decoders.BodyError as err:
-        raise st.bad_request(f"malformed JSON body: {err}") from err
 
 
 def add_subresource_routes(
