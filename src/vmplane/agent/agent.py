@@ -24,6 +24,7 @@ from vmplane.agent.fencing import DEFAULT_FENCE_TIMEOUT, Fence
 from vmplane.agent.hotplug import (
     AttachDisk,
     AttachNic,
+    ChangeMedium,
     DetachDisk,
     DetachNic,
     Operation,
@@ -386,7 +387,7 @@ class NodeAgent:
                 continue  # e.g. the plug half of a volume swap whose unplug failed
             started = time.monotonic()
             try:
-                if isinstance(op, AttachDisk) and self._preparer is not None:
+                if isinstance(op, AttachDisk | ChangeMedium) and self._preparer is not None:
                     await self._preparer.prepare(vmi, desired)
                 await self._apply(machine, op)
             except MachineNotFoundError:
@@ -416,6 +417,8 @@ class NodeAgent:
                 await hv.attach_disk(machine, disk)
             case DetachDisk(device=device):
                 await hv.detach_disk(machine, device, timeout=timeout)
+            case ChangeMedium(disk=disk):
+                await hv.change_medium(machine, disk)
             case AttachNic(nic=nic):
                 await hv.attach_nic(machine, nic)
             case DetachNic(device=device):
