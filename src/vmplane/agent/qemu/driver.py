@@ -55,10 +55,10 @@ from vmplane.agent.qemu.argv import (
     DIMM_SLOTS,
     NIC_DRIVERS,
     blockdev_node,
-    scsi_hotplug_device,
     build_argv,
     disk_device,
     nic_device,
+    scsi_hotplug_device,
 )
 from vmplane.agent.qemu.machine import QemuMachine
 from vmplane.agent.qemu.machine_types import MachineTypesError, q35_machine_types
