@@ -283,3 +283,34 @@ def test_a_paused_machine_is_running_with_the_paused_condition_until_it_resumes(
         now=LATER,
     )
     assert "Paused" not in conditions(resumed)
+
+
+def test_a_hotplugged_volume_in_the_guest_is_ready_as_upstream_says_it() -> None:
+    data = DiskSpec("data", "/data.qcow2", bus="scsi", hotpluggable=True)
+    desired = replace(DESIRED, disks=(*DESIRED.disks, data))
+    observed = replace(OBSERVED, disks=(*OBSERVED.disks, ObservedDisk("data", "/data.qcow2")))
+    entries = {v.name: v for v in derive(observed, desired=desired).volume_status or ()}
+    assert entries["data"].to_wire() == {
+        "name": "data",
+        "target": "sda",
+        "phase": "Ready",
+        "reason": "VolumeReady",
+        "message": "Successfully attach hotplugged volume data to VM",
+        "hotplugVolume": {},
+    }
+    assert entries["root"].to_wire() == {"name": "root", "target": "vda", "phase": "Ready"}
+
+
+def test_an_empty_cdrom_drive_has_no_volume_status() -> None:
+    empty = DiskSpec("cd", "", bus="sata", cdrom=True)
+    desired = replace(DESIRED, disks=(*DESIRED.disks, empty))
+    observed = replace(OBSERVED, disks=(*OBSERVED.disks, ObservedDisk("cd", "", cdrom=True)))
+    assert [v.name for v in derive(observed, desired=desired).volume_status or ()] == ["root"]
+
+
+def test_an_ejecting_cdrom_medium_is_detaching() -> None:
+    empty = DiskSpec("cd", "", bus="sata", cdrom=True)
+    desired = replace(DESIRED, disks=(*DESIRED.disks, empty))
+    observed = replace(OBSERVED, disks=(*OBSERVED.disks, ObservedDisk("cd", "/iso.qcow2", cdrom=True)))
+    entries = {v.name: v.phase for v in derive(observed, desired=desired).volume_status or ()}
+    assert entries["cd"] == "Detaching"
