@@ -65,6 +65,7 @@ from vmplane.server.security import TlsFiles, ensure_self_signed, server_ssl_con
 from vmplane.server.streams import StreamBridge, add_stream_routes
 from vmplane.server.subresources import add_subresource_routes
 from vmplane.server.typed_kinds import typed_registry
+from vmplane.server.volume_subresources import add_volume_routes
 from vmplane.store.base import JsonObject, Store
 from vmplane.store.etcd import EtcdStore
 from vmplane.store.etcd_client import EtcdConfig, parse_store_url
@@ -230,6 +231,7 @@ class ApiServerPlane:
 
     def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
         """The ``subresources.kubevirt.io`` routes."""
+        add_volume_routes(app, ctx)  # before the {action} routes, which 404 actions they do not know
         add_subresource_routes(app, ctx, self._cluster)
         bridge = StreamBridge(ctx, self._streams) if self._streams is not None else None
         add_console_routes(app, ctx, self._console, self._proxy, bridge)
