@@ -217,3 +217,35 @@ def test_vmplane_addvolume_refuses_a_hostile_volume_name_before_asking(server: A
     result = _vmplane(server, "addvolume", "cli-vmi", "--volume-name", "x/../../y")
     assert result.returncode == 1
     assert result.stderr.startswith("error: --volume-name: invalid value 'x/../../y'")
+
+
+def test_vm_removevolume_unplugs_it_and_drops_it_from_the_template(server: ApiServer) -> None:
+    _running(server, "vm", "unpersist")
+    server.request("PUT", f"{ROOT}/virtualmachines/unpersist/addvolume", body=SCSI_DISK)
+    _ready(server, "unpersist", "data")
+    status, _, _ = server.request(
+        "PUT", f"{ROOT}/virtualmachines/unpersist/removevolume", body={"name": "data"}
+    )
+    assert status == 202
+    _eventually("data gone", lambda: _volume_status(server, "unpersist", "data") is None)
+    vm = _get(server, "vm", "unpersist") or {}
+    assert [v["name"] for v in vm["spec"]["template"]["spec"]["volumes"]] == ["root"]
+
+
+def test_vm_removevolume_of_a_boot_volume_is_upstreams_conflict(server: ApiServer) -> None:
+    _running(server, "vm", "keep-root")
+    status, reply, _ = server.request(
+        "PUT", f"{ROOT}/virtualmachines/keep-root/removevolume", body={"name": "root"}
+    )
+    assert (status, reply["message"]) == (
+        409,
+        "Unable to remove volume [root] because it is not hotpluggable",
+    )
+
+
+def test_a_hostile_disk_in_addvolume_is_refused_naming_the_field(server: ApiServer) -> None:
+    _running(server, "vmi", "bad-disk")
+    body = {**SCSI_DISK, "disk": {"disk": {"bus": "virtio", "pciAddress": "0000:00:01.0,addr=1"}}}
+    status, reply, _ = server.request("PUT", f"{ROOT}/virtualmachineinstances/bad-disk/addvolume", body=body)
+    assert 400 <= status < 500
+    assert "pciAddress" in reply["message"]

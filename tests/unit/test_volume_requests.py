@@ -57,6 +57,10 @@ REFUSED_BODIES = {
     ),
     "disk-of-another-name": (_add(disk={"name": "other", "disk": {}}), "disk.name: 'other'"),
     "bad-serial": (_add(disk={"disk": {}, "serial": "a b"}), "disk.serial must be made up of"),
+    "pci-address": (
+        _add(disk={"disk": {"pciAddress": "0000:00:01.0,addr=1"}}),
+        "disk.disk.pciAddress: Invalid value: '0000:00:01.0,addr=1'",
+    ),
     "unknown-field": (_add(sneaky=1), "sneaky: Extra inputs are not permitted"),
     "wrong-dry-run": (_add(dryRun=["Some"]), 'dryRun: the only supported value is ["All"]'),
 }

@@ -116,6 +116,12 @@ def decode_add(body: Any) -> tuple[AddVolumeOptions, bool]:
         )
     for message in names.serial_errors("disk.serial", opts.disk.serial or ""):
         raise VolumeRequestError(message)
+    if opts.disk.disk is not None and opts.disk.disk.pci_address is not None:
+        # The agent puts a hot-plugged disk on a free root port of its choosing.
+        raise VolumeRequestError(
+            f"disk.disk.pciAddress: Invalid value: {opts.disk.disk.pci_address!r}: "
+            "a hot-plugged disk's PCI address is not chosen by the request"
+        )
     return opts, _dry_run(opts.dry_run)
 
 

@@ -28,6 +28,7 @@ from aiohttp import web
 from vmplane.api.errors import InvalidObjectError
 from vmplane.api.ownership import controller_of
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES, VIRTUAL_MACHINES
+from vmplane.api.spec_rules import spec_field_causes
 from vmplane.api.validation import validate_vmi_spec, volume_path_causes
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstance, VirtualMachineInstanceSpec, VMIPhase
@@ -162,7 +163,11 @@ class _VolumeRequests:
         except InvalidObjectError as err:
             raise st.invalid(self._vm_type, name, err.causes) from err
         if not wanted.dry_run:
-            await self._ctx.store.update(VIRTUAL_MACHINES, {**admitted.object, "status": raw.get("status")})
+            # The status stays the stored one: this writes the spec only.
+            updated = {k: v for k, v in admitted.object.items() if k != "status"}
+            if "status" in raw:
+                updated["status"] = raw["status"]
+            await self._ctx.store.update(VIRTUAL_MACHINES, updated)
 
     async def _update_vmi(self, raw: JsonObject, wanted: _Request, *, skip_done: bool) -> None:
         """Apply ``wanted`` to a running VMI; ``skip_done``: a VMI that has it already (the VM controller
@@ -184,7 +189,11 @@ class _VolumeRequests:
             await self._ctx.store.update(VIRTUAL_MACHINE_INSTANCES, {**raw, "spec": spec.to_wire()})
 
     def _check_vmi_spec(self, name: str, spec: VirtualMachineInstanceSpec) -> None:
-        causes = validate_vmi_spec(spec, prefix="spec") + volume_path_causes(spec, prefix="spec")
+        causes = (
+            validate_vmi_spec(spec, prefix="spec")
+            + volume_path_causes(spec, prefix="spec")
+            + spec_field_causes(spec, prefix="spec")
+        )
         if causes:
             raise st.invalid(self._vmi_type, name, causes)
 
