@@ -57,6 +57,7 @@ REFUSED_BODIES = {
     ),
     "disk-of-another-name": (_add(disk={"name": "other", "disk": {}}), "disk.name: 'other'"),
     "bad-serial": (_add(disk={"disk": {}, "serial": "a b"}), "disk.serial must be made up of"),
+    "sata-bus": (_add(disk={"disk": {"bus": "sata"}}), "disk.disk.bus: Unsupported value: 'sata'"),
     "pci-address": (
         _add(disk={"disk": {"pciAddress": "0000:00:01.0,addr=1"}}),
         "disk.disk.pciAddress: Invalid value: '0000:00:01.0,addr=1'",
@@ -107,6 +108,10 @@ ADD_CONFLICTS = {
     "same-volume-name": (
         _add(name="data"),
         "Unable to add volume [data] because volume with that name already exists",
+    ),
+    "a-new-cdrom-drive": (
+        _add(name="cd2", disk={"cdrom": {"bus": "sata"}}),
+        "Unable to add volume [cd2] because a CD-ROM drive cannot be hot-plugged",
     ),
     "same-claim": (
         _add(volumeSource={"persistentVolumeClaim": {"claimName": "data-claim"}}),

@@ -22,6 +22,7 @@ from vmplane.api.vmi import VirtualMachineInstanceSpec
 from vmplane.api.volumes import DataVolumeSource, PersistentVolumeClaimSource, Volume
 
 __all__ = [
+    "HOTPLUG_BUSES",
     "AddVolumeOptions",
     "HotplugVolumeSource",
     "RemoveVolumeOptions",
@@ -32,6 +33,10 @@ __all__ = [
     "has_volume",
     "remove_volume",
 ]
+
+
+#: The buses a disk can be hot-plugged on (a CD-ROM drive is the boot's: only its medium is added).
+HOTPLUG_BUSES = ("scsi", "virtio")
 
 
 class VolumeRequestError(Exception):
@@ -116,6 +121,13 @@ def decode_add(body: Any) -> tuple[AddVolumeOptions, bool]:
         )
     for message in names.serial_errors("disk.serial", opts.disk.serial or ""):
         raise VolumeRequestError(message)
+    for kind, target in (("disk", opts.disk.disk), ("lun", opts.disk.lun)):
+        bus = target.bus if target is not None else None
+        if bus is not None and bus not in HOTPLUG_BUSES:
+            raise VolumeRequestError(
+                f"disk.{kind}.bus: Unsupported value: {bus!r}: a hot-plugged disk's bus is one of "
+                + ", ".join(HOTPLUG_BUSES)
+            )
     if opts.disk.disk is not None and opts.disk.disk.pci_address is not None:
         # The agent puts a hot-plugged disk on a free root port of its choosing.
         raise VolumeRequestError(
@@ -184,6 +196,12 @@ def add_volume(spec: VirtualMachineInstanceSpec, opts: AddVolumeOptions) -> Virt
             f"Unable to add volume [{opts.name}] because disk with that name already exists", code=409
         )
     assert opts.disk is not None
+    if drive is None and opts.disk.cdrom is not None:
+        raise VolumeRequestError(
+            f"Unable to add volume [{opts.name}] because a CD-ROM drive cannot be hot-plugged: "
+            "give the VM an empty cdrom disk of that name and add the medium to it",
+            code=409,
+        )
     if drive is None:
         disks.append(opts.disk.model_copy(update={"name": opts.name}))
     devices = spec.domain.devices.model_copy(update={"disks": disks})
