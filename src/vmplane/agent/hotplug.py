@@ -4,9 +4,9 @@
 what the hypervisor reports. Only what can change in place is compared: sockets, memory, disks whose
 volume is hotpluggable, the media of CD-ROM drives, NICs (present or not, and their link).
 Operations are a tagged union (one frozen dataclass per driver call, ``Operation``), so the agent's
-``match`` over them is checked for exhaustiveness by mypy. Every operation names the VMI spec path it serves (``rollout.fields``), the
-same path a failed hotplug is recorded under, so a failed operation is recorded and skipped per path
-until the spec and the guest agree again.
+``match`` over them is checked for exhaustiveness by mypy. Every operation names the VMI spec path it
+serves (``rollout.fields``), the same path a failed hotplug is recorded under, so a failed operation
+is recorded and skipped per path until the spec and the guest agree again.
 """
 
 from __future__ import annotations
