@@ -249,3 +249,47 @@ def test_a_hostile_disk_in_addvolume_is_refused_naming_the_field(server: ApiServ
     status, reply, _ = server.request("PUT", f"{ROOT}/virtualmachineinstances/bad-disk/addvolume", body=body)
     assert 400 <= status < 500
     assert "pciAddress" in reply["message"]
+
+
+def test_a_cdrom_medium_added_by_a_vm_edit_under_stage_is_staged(server: ApiServer) -> None:
+    _running(server, "vm", "staged-cd")
+    volume = {"name": "cd", "persistentVolumeClaim": {"claimName": "iso", "hotpluggable": True}}
+    patch = [{"op": "add", "path": "/spec/template/spec/volumes/-", "value": volume}]
+    server.kubectl("patch", "vm", "staged-cd", "--type", "json", "-p", json.dumps(patch))
+    vm = _eventually(
+        "RestartRequired",
+        lambda: (v := _get(server, "vm", "staged-cd")) is not None
+        and v["status"].get("pendingChanges")
+        and v,
+    )
+    assert [(p["path"], p["reason"]) for p in vm["status"]["pendingChanges"]] == [
+        ("spec.template.spec.volumes[name=cd]", "StagedByStrategy")
+    ]
+    assert "RestartRequired" in {c["type"] for c in vm["status"]["conditions"]}
+    assert _volume_status(server, "staged-cd", "cd") is None
+
+
+def test_addvolume_on_a_vmi_that_is_not_running_is_upstreams_conflict(server: ApiServer) -> None:
+    server.kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=VMI.format(name="not-yet").replace(
+            "spec:\n", "spec:\n  nodeSelector:\n    nowhere: 'true'\n", 1
+        ),
+    )
+    status, reply, _ = server.request(
+        "PUT", f"{ROOT}/virtualmachineinstances/not-yet/addvolume", body=SCSI_DISK
+    )
+    assert (status, reply["message"]) == (409, "VMI is not running")
+
+
+def test_a_dry_run_vm_addvolume_changes_neither_the_vm_nor_its_vmi(server: ApiServer) -> None:
+    _running(server, "vm", "dry-vm")
+    body = {**SCSI_DISK, "dryRun": ["All"]}
+    status, _, _ = server.request("PUT", f"{ROOT}/virtualmachines/dry-vm/addvolume", body=body)
+    assert status == 202
+    vm = _get(server, "vm", "dry-vm") or {}
+    vmi = _get(server, "vmi", "dry-vm") or {}
+    assert [v["name"] for v in vm["spec"]["template"]["spec"]["volumes"]] == ["root"]
+    assert [v["name"] for v in vmi["spec"]["volumes"]] == ["root"]
