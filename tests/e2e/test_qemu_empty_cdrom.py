@@ -85,6 +85,8 @@ def test_a_medium_inserted_under_live_update_is_seen_by_the_guest(env: Env) -> N
     env.console.wait(lambda s: s["media"] == medium("iso-a"), CHANGE)
     print(f"CD-ROM insert: PATCH to guest {time.monotonic() - started:.2f}s")
     assert env.volume_status()["cdrom"]["phase"] == "Ready"
+    # The agent made the claim's image on the host before it went into the drive.
+    assert (env.plane.guest_dir / "volumes" / "default" / "claims" / "iso-a.qcow2").is_file()
 
 
 def test_a_changed_medium_is_seen_by_the_guest(env: Env) -> None:
