@@ -16,7 +16,7 @@ from vmplane.agent.hypervisor import (
     ObservedMachine,
     ObservedNic,
 )
-from vmplane.agent.status import machine_status, phase_status
+from vmplane.agent.status import attached_to_node, machine_status, phase_status
 from vmplane.api.meta import Condition
 from vmplane.api.quantity import Quantity
 from vmplane.api.vmi import (
@@ -314,3 +314,15 @@ def test_an_ejecting_cdrom_medium_is_detaching() -> None:
     observed = replace(OBSERVED, disks=(*OBSERVED.disks, ObservedDisk("cd", "/iso.qcow2", cdrom=True)))
     entries = {v.name: v.phase for v in derive(observed, desired=desired).volume_status or ()}
     assert entries["cd"] == "Detaching"
+
+
+def test_a_pending_volume_whose_image_is_ready_is_attached_to_node() -> None:
+    desired = replace(DESIRED, disks=(*DESIRED.disks, DiskSpec("data", "/data.qcow2", hotpluggable=True)))
+    pending = derive(desired=desired)
+    phases = {v.name: v.phase for v in attached_to_node(pending, "data").volume_status or ()}
+    assert phases == {"root": "Ready", "data": "AttachedToNode"}
+
+
+def test_only_a_pending_volume_becomes_attached_to_node() -> None:
+    status = derive()
+    assert attached_to_node(status, "root") == status

@@ -64,7 +64,7 @@ from vmplane.agent.plan import (
     decide_sync,
 )
 from vmplane.agent.scheduling import Taint
-from vmplane.agent.status import machine_status, phase_status
+from vmplane.agent.status import attached_to_node, machine_status, phase_status
 from vmplane.api.guest_ops import done_annotations
 from vmplane.api.ownership import MACHINE_FINALIZER  # held on every VMI until its machine is stopped
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
@@ -336,7 +336,7 @@ class NodeAgent:
             assert plan.in_flight is not None
             raw = await self._write(vmi, raw, plan.in_flight)
             vmi = VirtualMachineInstance.model_validate(raw)
-            await self._perform(vmi, raw, machine, plan.desired, plan.operations, failures)
+            vmi, raw = await self._perform(vmi, raw, machine, plan.desired, plan.operations, failures)
         elif plan.desired is None:
             log.warning("%s/%s: the spec cannot run here; hot-plugging nothing", *vmi_key_of(machine))
         observed = await self._observe(machine)
@@ -380,8 +380,9 @@ class NodeAgent:
         desired: MachineSpec,
         pending: Sequence[Operation],
         failures: dict[str, str],
-    ) -> None:
-        """Apply ``pending`` in order, recording each outcome as an event and each failure in ``failures``."""
+    ) -> tuple[VirtualMachineInstance, JsonObject]:
+        """Apply ``pending`` in order, recording each outcome as an event and each failure in ``failures``;
+        returns the VMI as last written (a volume's ``AttachedToNode`` phase once its image is ready)."""
         for op in pending:
             if op.path in failures:
                 continue  # e.g. the plug half of a volume swap whose unplug failed
@@ -389,13 +390,16 @@ class NodeAgent:
             try:
                 if isinstance(op, AttachDisk | ChangeMedium) and self._preparer is not None:
                     await self._preparer.prepare(vmi, desired)
+                    if vmi.status is not None:
+                        raw = await self._write(vmi, raw, attached_to_node(vmi.status, op.disk.name))
+                        vmi = VirtualMachineInstance.model_validate(raw)
                 await self._apply(machine, op)
             except MachineNotFoundError:
-                return
+                return vmi, raw
             except (HypervisorError, MachineSpecError, OSError) as err:  # the preparer's too
                 now = await self._observe(machine)
                 if now is None or now.state is not MachineState.RUNNING:
-                    return  # the machine ended meanwhile: that is not a failed hotplug
+                    return vmi, raw  # the machine ended meanwhile: that is not a failed hotplug
                 self.on_hotplug(op.name, False, time.monotonic() - started)
                 failures[op.path] = str(err)
                 message = f"{op.path}: {op.before} -> {op.after} failed: {err}"
@@ -405,6 +409,7 @@ class NodeAgent:
             elapsed = (time.monotonic() - started) * 1000
             message = f"{op.path}: {op.before} -> {op.after} in {elapsed:.0f} ms"
             await self._events.record(raw, type="Normal", reason="HotplugApplied", message=message)
+        return vmi, raw
 
     async def _apply(self, machine: str, op: Operation) -> None:
         hv, timeout = self.hypervisor, self._unplug_timeout

@@ -40,9 +40,11 @@ from vmplane.rollout.fields import (
 from vmplane.rollout.observed import HOT_INTERFACE_CHANGE, HOT_MEMORY_CHANGE, HOT_VCPU_CHANGE
 
 __all__ = [
+    "ATTACHED_TO_NODE",
     "FINAL_PHASES",
     "HOTPLUG_FAILED",
     "READY",
+    "attached_to_node",
     "machine_status",
     "phase_status",
     "running_differences",
@@ -98,6 +100,8 @@ def _conditions(
     return conditions
 
 
+#: Upstream's phase of a hot-plugged volume whose image is ready on the node, not yet in the guest.
+ATTACHED_TO_NODE = "AttachedToNode"
 #: Upstream's reason and message for a hot-plugged volume that reached the guest.
 VOLUME_READY = "VolumeReady"
 VOLUME_READY_MESSAGE = "Successfully attach hotplugged volume {name} to VM"
@@ -155,6 +159,16 @@ def _volumes(
             )
             volumes.append(VolumeStatus(**common, phase="Ready", **ready))
     return volumes
+
+
+def attached_to_node(status: VirtualMachineInstanceStatus, name: str) -> VirtualMachineInstanceStatus:
+    """``status`` with the pending volume ``name`` in phase ``AttachedToNode``: the agent prepared its
+    image on this host and is about to plug it (upstream's phase once the volume reaches the node)."""
+    volumes = [
+        v.model_copy(update={"phase": ATTACHED_TO_NODE}) if v.name == name and v.phase == "Pending" else v
+        for v in status.volume_status or ()
+    ]
+    return status.model_copy(update={"volume_status": volumes or None})
 
 
 def _memory(
