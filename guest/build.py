@@ -6,7 +6,8 @@ Run as ``python guest/build.py --out guest/out``. It downloads Debian's stock ke
 ``dpkg-deb``, and writes:
 
 * ``<out>/vmlinuz``: the Debian kernel, unchanged;
-* ``<out>/initrd.img``: a gzip'd cpio (newc) with busybox, the virtio modules and their dependencies,
+* ``<out>/initrd.img``: a gzip'd cpio (newc) with busybox, the virtio, SCSI, SATA and CD-ROM modules
+  and their dependencies,
   and an ``/init`` that starts a shell on the serial port (for interactive consoles) and a web
   server on port 80 of its first NIC (10.0.2.15, for port-forward), onlines
   hot-plugged CPUs and memory and prints a status line to the serial
@@ -35,8 +36,9 @@ __all__ = ["CMDLINE", "MODULES", "build"]
 #: removable again; ``quiet`` keeps kernel messages from splitting the status lines.
 CMDLINE = "console=ttyS0 quiet loglevel=3 memhp_default_state=online_movable panic=0"
 
-#: Modules loaded by /init, in this order after their dependencies.
-MODULES = ("virtio_pci", "virtio_blk", "virtio_net")
+#: Modules loaded by /init, in this order after their dependencies: virtio disks and NICs, SCSI disks
+#: on virtio-scsi (``sda``), and CD-ROM drives on SATA or SCSI (``sr0``).
+MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "virtio_scsi", "sd_mod", "ahci", "sr_mod")
 
 STATUS_PREFIX = "VMPLANE-STATUS"
 
@@ -71,11 +73,18 @@ while true; do
   vcpus=$(grep -c '^processor' /proc/cpuinfo)
   mem=$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)
   blk=""
+  media=""
   for d in /sys/block/*; do
     [ -e "$d" ] || continue
     d=${d##*/}
     case "$d" in loop*|ram*) continue;; esac
     blk="${blk:+$blk,}$d"
+    # A CD-ROM drive's medium: its size in 512-byte sectors once a read of it succeeds, "-" when it
+    # holds none. The open makes the kernel notice a changed medium (sr does not poll by default).
+    case "$d" in sr*)
+      if dd if=/dev/$d of=/dev/null bs=2048 count=1 2>/dev/null; then s=$(cat /sys/block/$d/size); else s=-; fi
+      media="${media:+$media,}$d:$s";;
+    esac
   done
   net=""
   carrier=""
@@ -87,7 +96,7 @@ while true; do
     net="${net:+$net,}$i"
     carrier="${carrier:+$carrier,}$i:$(cat /sys/class/net/$i/carrier 2>/dev/null || echo -)"
   done
-  now="vcpus=$vcpus memtotal_kb=$mem blk=${blk:--} net=${net:--} carrier=${carrier:--}"
+  now="vcpus=$vcpus memtotal_kb=$mem blk=${blk:--} net=${net:--} carrier=${carrier:--} media=${media:--}"
   n=$((n + 1))
   if [ "$now" != "$last" ] || [ "$n" -ge 4 ]; then
     read up rest < /proc/uptime

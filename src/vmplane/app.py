@@ -46,6 +46,7 @@ from vmplane.apiserver.security import TlsFiles, ensure_self_signed, server_ssl_
 from vmplane.apiserver.streams import StreamBridge, add_stream_routes
 from vmplane.apiserver.subresources import add_subresource_routes
 from vmplane.apiserver.typed_kinds import typed_registry
+from vmplane.apiserver.volume_subresources import add_volume_routes
 from vmplane.client.base import ObjectClient
 from vmplane.client.config import Kubeconfig
 from vmplane.controller.kubevirt_status import KubeVirtStatusController
@@ -230,6 +231,7 @@ class ApiServerPlane:
 
     def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
         """The ``subresources.kubevirt.io`` routes."""
+        add_volume_routes(app, ctx)  # before the {action} routes, which 404 actions they do not know
         add_subresource_routes(app, ctx, self._cluster)
         bridge = StreamBridge(ctx, self._streams) if self._streams is not None else None
         add_console_routes(app, ctx, self._console, self._proxy, bridge)

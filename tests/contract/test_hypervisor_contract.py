@@ -397,18 +397,57 @@ async def test_attach_and_detach_a_disk(harness: Harness, machine: str) -> None:
     await harness.guest(machine, lambda s: listed(s, "blk") == [])
 
 
+async def test_attach_and_detach_a_scsi_disk(harness: Harness, machine: str) -> None:
+    path = harness.image("lun")
+    await harness.hv.attach_disk(machine, DiskSpec("lun", path, bus="scsi"))
+    assert [(d.name, d.path) for d in (await harness.hv.observe(machine)).disks] == [("lun", path)]
+    await harness.guest(machine, lambda s: listed(s, "blk") == ["sda"])
+    await harness.hv.detach_disk(machine, "lun", timeout=10)
+    assert (await harness.hv.observe(machine)).disks == ()
+    await harness.guest(machine, lambda s: listed(s, "blk") == [])
+
+
 @pytest.mark.parametrize(
     "disk",
     [
         pytest.param(DiskSpec("cd", "/nonexistent.iso", format="raw", bus="sata", cdrom=True), id="cdrom"),
         pytest.param(DiskSpec("sata", "/nonexistent.qcow2", bus="sata"), id="sata"),
-        pytest.param(DiskSpec("scsi", "/nonexistent.qcow2", bus="scsi"), id="scsi"),
     ],
 )
-async def test_only_virtio_disks_hotplug(harness: Harness, machine: str, disk: DiskSpec) -> None:
-    with pytest.raises(HotplugError):
+async def test_cdrom_drives_and_sata_disks_do_not_hotplug(
+    harness: Harness, machine: str, disk: DiskSpec
+) -> None:
+    with pytest.raises(HotplugError, match="cannot be hot-plugged"):
         await harness.hv.attach_disk(machine, disk)
     assert (await harness.hv.observe(machine)).disks == ()
+
+
+async def test_a_cdrom_medium_is_inserted_changed_and_ejected(harness: Harness, machine: str) -> None:
+    empty = DiskSpec("cd", "", bus="sata", cdrom=True, readonly=True)
+    name = f"{NAME}-cd"
+    await harness.hv.start(harness.spec(name, disks=(empty,), nics=()))
+    try:
+        await harness.booted(name)
+        await harness.guest(name, lambda s: s["media"] == "sr0:-")
+        for image in ("iso-a", "iso-b"):
+            disk = replace(empty, path=harness.image(image))
+            await harness.hv.change_medium(name, disk)
+            await harness.hv.change_medium(name, disk)  # it holds that medium already: a no-op
+            assert [(d.name, d.path, d.cdrom) for d in (await harness.hv.observe(name)).disks] == [
+                ("cd", disk.path, True)
+            ]
+            await harness.guest(name, lambda s: s["media"] == f"sr0:{64 * MiB // 512}")
+        await harness.hv.change_medium(name, empty)
+        assert [(d.path, d.cdrom) for d in (await harness.hv.observe(name)).disks] == [("", True)]
+        await harness.guest(name, lambda s: s["media"] == "sr0:-")
+    finally:
+        await harness.hv.stop(name, grace_period=0)
+        await harness.hv.forget(name)
+
+
+async def test_a_medium_for_a_drive_that_is_not_there_is_refused(harness: Harness, machine: str) -> None:
+    with pytest.raises(HotplugError, match="no CD-ROM drive"):
+        await harness.hv.change_medium(machine, DiskSpec("cd", harness.image("iso"), cdrom=True))
 
 
 # -- NICs -----------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from vmplane.agent.agent import NodeAgent
+from vmplane.agent.agent import NodeAgent, VolumePreparer
 from vmplane.agent.machine import machine_name
 from vmplane.api.defaults import initial_cpu_topology, initial_memory_status
 from vmplane.api.ownership import MACHINE_FINALIZER
@@ -30,7 +30,7 @@ from vmplane.api.vmi import (
     VMIPhase,
 )
 from vmplane.host.paths import HostPaths
-from vmplane.hypervisor.base import Hypervisor, MachineState, OnChange
+from vmplane.hypervisor.base import Hypervisor, MachineSpec, MachineState, OnChange
 from vmplane.hypervisor.simulated import HotplugKind, SimulatedHost, SimulatedHypervisor
 from vmplane.rollout.observed import observed_from_status
 from vmplane.scheduler.scheduler import Scheduler
@@ -70,7 +70,7 @@ class Harness:
     def hv(self) -> SimulatedHypervisor:
         return self.drivers[-1]
 
-    async def start_agent(self, **labels: str) -> NodeAgent:
+    async def start_agent(self, preparer: VolumePreparer | None = None, **labels: str) -> NodeAgent:
         self.agent = NodeAgent(
             client=StoreObjectClient(self.store),
             hypervisor=self._driver,
@@ -80,6 +80,7 @@ class Harness:
             node_labels=labels,
             capacity={"cpu": "4", "memory": "8Gi"},
             unplug_timeout=0.3,
+            preparer=preparer,
         )
         await self.agent.start()
         return self.agent
@@ -382,6 +383,49 @@ async def test_a_hotpluggable_disk_is_attached_and_detached(harness: Harness) ->
     await harness.wait("disks", lambda obj: obj is not None and volume_phase(obj, "data") is None)
     observed = await harness.hv.observe(machine_name(NS, "disks"))
     assert [d.name for d in observed.disks] == ["root"]
+
+
+@dataclass
+class RecordingPreparer:
+    """The agent's volume preparer as far as this test needs it: it records what it was asked to
+    prepare (the simulated host has no files to make)."""
+
+    prepared: list[tuple[str, ...]] = field(default_factory=list)
+
+    async def prepare(self, vmi: VirtualMachineInstance, spec: MachineSpec) -> None:
+        self.prepared.append(tuple(d.name for d in spec.disks))
+
+    async def release(self, vmi: VirtualMachineInstance) -> None:
+        del vmi
+
+
+async def test_a_hotplugged_volume_is_attached_to_node_once_prepared_then_ready(harness: Harness) -> None:
+    assert harness.agent is not None
+    await harness.agent.stop()
+    preparer = RecordingPreparer()
+    await harness.start_agent(preparer)
+    await harness.running("staged", base_spec())
+
+    def add(spec: dict[str, Any]) -> None:
+        spec["domain"]["devices"]["disks"].append(disk("data", bus="scsi").to_wire())
+        spec["volumes"].append(pvc("data", hotpluggable=True).to_wire())
+
+    since = await harness.store.current_revision()
+    await harness.edit("staged", add)
+    # Every revision since the edit comes through the watch, so the short-lived phase is seen.
+    phases: list[str | None] = []
+    async with asyncio.timeout(DEADLINE):
+        events = harness.store.watch(VMIS, NS, since=since)
+        async with contextlib.aclosing(events):  # type: ignore[type-var]
+            async for event in events:
+                if event.object["metadata"]["name"] == "staged":
+                    phase = volume_phase(event.object, "data")
+                    if phase != (phases[-1] if phases else None):
+                        phases.append(phase)
+                    if phase == "Ready":
+                        break
+    assert phases == ["Pending", "AttachedToNode", "Ready"]
+    assert ("root", "data") in preparer.prepared
 
 
 async def test_a_nic_is_hotplugged_relinked_and_unplugged(harness: Harness) -> None:

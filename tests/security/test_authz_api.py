@@ -118,6 +118,21 @@ def test_viewer_cannot_start_or_stop_a_vm(
     )
 
 
+@pytest.mark.parametrize("resource", ["virtualmachines", "virtualmachineinstances"])
+@pytest.mark.parametrize("action", ["addvolume", "removevolume"])
+def test_viewer_cannot_hotplug_volumes(
+    authz_server: AuthzServer, viewer: Identity, halted_vm: str, resource: str, action: str
+) -> None:
+    body = {"name": "data"}
+    status, reply = authz_server.request(
+        viewer, "PUT", f"{SUBRESOURCES}/{resource}/{halted_vm}/{action}", body=body
+    )
+    assert _is_forbidden(status, reply)
+    assert f'cannot update resource "{resource}/{action}" in API group "subresources.kubevirt.io"' in str(
+        reply["message"]
+    )
+
+
 # -- node --------------------------------------------------------------------------------------------
 
 

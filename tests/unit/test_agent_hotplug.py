@@ -11,6 +11,7 @@ from vmplane.agent.hotplug import (
     AGENT_OPERATIONS,
     AttachDisk,
     AttachNic,
+    ChangeMedium,
     DetachDisk,
     DetachNic,
     Operation,
@@ -37,6 +38,9 @@ ROOT = DiskSpec("root", "/v/root.qcow2")
 DATA = DiskSpec("data", "/v/data.qcow2", hotpluggable=True)
 DEFAULT = NicSpec("default", "02:00:00:00:00:01")
 BLUE = NicSpec("blue", "02:00:00:00:00:02")
+EMPTY_CD = DiskSpec("cd", "", bus="sata", cdrom=True, readonly=True)
+ISO = replace(EMPTY_CD, path="/v/iso.qcow2", hotpluggable=True)
+SCSI = DiskSpec("lun", "/v/lun.qcow2", bus="scsi", hotpluggable=True)
 
 DESIRED = MachineSpec(
     name="ns_vm", uuid="u", sockets=1, max_sockets=4, memory_bytes=GiB, disks=(ROOT,), nics=(DEFAULT,)
@@ -98,6 +102,31 @@ CASES = {
             (AttachDisk, volume_path("data"), "/v/data.qcow2", "/v/other.qcow2"),
         ],
     ),
+    "cdrom-insert-changes-the-medium-of-the-plugged-drive": (
+        want(disks=(ROOT, ISO)),
+        have(disks=(*OBSERVED.disks, ObservedDisk("cd", "", cdrom=True))),
+        [(ChangeMedium, volume_path("cd"), "absent", ISO.path)],
+    ),
+    "cdrom-media-change-is-one-operation-not-an-unplug": (
+        want(disks=(ROOT, replace(ISO, path="/v/other.qcow2"))),
+        have(disks=(*OBSERVED.disks, ObservedDisk("cd", ISO.path, cdrom=True))),
+        [(ChangeMedium, volume_path("cd"), ISO.path, "/v/other.qcow2")],
+    ),
+    "cdrom-eject-leaves-the-drive-empty": (
+        want(disks=(ROOT, EMPTY_CD)),
+        have(disks=(*OBSERVED.disks, ObservedDisk("cd", ISO.path, cdrom=True))),
+        [(ChangeMedium, volume_path("cd"), ISO.path, "absent")],
+    ),
+    "cdrom-with-its-medium-in-sync": (
+        want(disks=(ROOT, ISO)),
+        have(disks=(*OBSERVED.disks, ObservedDisk("cd", ISO.path, cdrom=True))),
+        [],
+    ),
+    "scsi-disk-attach": (
+        want(disks=(ROOT, SCSI)),
+        have(),
+        [(AttachDisk, volume_path("lun"), "absent", SCSI.path)],
+    ),
     "boot-disk-path-is-not-compared": (want(disks=(replace(ROOT, path="/elsewhere"),)), have(), []),
     "nic-attach": (
         want(nics=(DEFAULT, BLUE)),
@@ -157,6 +186,13 @@ def test_operations_carry_exactly_what_the_driver_call_needs() -> None:
     assert by_kind[AttachNic].nic == BLUE
     link = by_kind[SetLink]
     assert (link.device, link.link_up) == ("default", False)
+
+
+def test_an_eject_carries_the_empty_drive() -> None:
+    observed = have(disks=(*OBSERVED.disks, ObservedDisk("cd", ISO.path, cdrom=True)))
+    (op,) = operations(want(disks=(ROOT, EMPTY_CD)), observed)
+    assert isinstance(op, ChangeMedium)
+    assert op.disk.empty
 
 
 def test_every_live_field_family_has_its_agent_operations() -> None:

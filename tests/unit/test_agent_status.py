@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from vmplane.agent.status import machine_status, phase_status
+from vmplane.agent.status import attached_to_node, machine_status, phase_status
 from vmplane.api.meta import Condition
 from vmplane.api.quantity import Quantity
 from vmplane.api.vmi import (
@@ -283,3 +283,46 @@ def test_a_paused_machine_is_running_with_the_paused_condition_until_it_resumes(
         now=LATER,
     )
     assert "Paused" not in conditions(resumed)
+
+
+def test_a_hotplugged_volume_in_the_guest_is_ready_as_upstream_says_it() -> None:
+    data = DiskSpec("data", "/data.qcow2", bus="scsi", hotpluggable=True)
+    desired = replace(DESIRED, disks=(*DESIRED.disks, data))
+    observed = replace(OBSERVED, disks=(*OBSERVED.disks, ObservedDisk("data", "/data.qcow2")))
+    entries = {v.name: v for v in derive(observed, desired=desired).volume_status or ()}
+    assert entries["data"].to_wire() == {
+        "name": "data",
+        "target": "sda",
+        "phase": "Ready",
+        "reason": "VolumeReady",
+        "message": "Successfully attach hotplugged volume data to VM",
+        "hotplugVolume": {},
+    }
+    assert entries["root"].to_wire() == {"name": "root", "target": "vda", "phase": "Ready"}
+
+
+def test_an_empty_cdrom_drive_has_no_volume_status() -> None:
+    empty = DiskSpec("cd", "", bus="sata", cdrom=True)
+    desired = replace(DESIRED, disks=(*DESIRED.disks, empty))
+    observed = replace(OBSERVED, disks=(*OBSERVED.disks, ObservedDisk("cd", "", cdrom=True)))
+    assert [v.name for v in derive(observed, desired=desired).volume_status or ()] == ["root"]
+
+
+def test_an_ejecting_cdrom_medium_is_detaching() -> None:
+    empty = DiskSpec("cd", "", bus="sata", cdrom=True)
+    desired = replace(DESIRED, disks=(*DESIRED.disks, empty))
+    observed = replace(OBSERVED, disks=(*OBSERVED.disks, ObservedDisk("cd", "/iso.qcow2", cdrom=True)))
+    entries = {v.name: v.phase for v in derive(observed, desired=desired).volume_status or ()}
+    assert entries["cd"] == "Detaching"
+
+
+def test_a_pending_volume_whose_image_is_ready_is_attached_to_node() -> None:
+    desired = replace(DESIRED, disks=(*DESIRED.disks, DiskSpec("data", "/data.qcow2", hotpluggable=True)))
+    pending = derive(desired=desired)
+    phases = {v.name: v.phase for v in attached_to_node(pending, "data").volume_status or ()}
+    assert phases == {"root": "Ready", "data": "AttachedToNode"}
+
+
+def test_only_a_pending_volume_becomes_attached_to_node() -> None:
+    status = derive()
+    assert attached_to_node(status, "root") == status

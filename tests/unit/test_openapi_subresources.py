@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from vmplane.api.guest_ops import AGENT_QUERIES, GuestAction
-from vmplane.apiserver import console, streams, subresources
+from vmplane.apiserver import console, streams, subresources, volume_subresources
 from vmplane.apiserver.kinds import default_registry
 from vmplane.apiserver.openapi import OpenApiDocs
 from vmplane.apiserver.openapi_subresources import GROUP_VERSION_PATH, SUBRESOURCES
@@ -16,13 +16,14 @@ VMI_ACTIONS = {sub.action for sub in SUBRESOURCES if sub.resource == "virtualmac
 
 
 def test_the_table_lists_every_routed_subresource() -> None:
-    assert set(subresources._ACTIONS) == VM_ACTIONS
+    assert set(subresources._ACTIONS) | set(volume_subresources.VOLUME_ACTIONS) == VM_ACTIONS
     assert console.CONSOLE_PATH in {sub.path for sub in SUBRESOURCES}
     assert streams.VNC_PATH in {sub.path for sub in SUBRESOURCES}
 
 
 def test_the_table_lists_every_guest_operation_and_agent_query() -> None:
-    assert {a.value for a in GuestAction} | AGENT_QUERIES | {"console", "vnc"} == VMI_ACTIONS
+    volumes = set(volume_subresources.VOLUME_ACTIONS)
+    assert {a.value for a in GuestAction} | AGENT_QUERIES | {"console", "vnc"} | volumes == VMI_ACTIONS
 
 
 def test_openapi_v2_has_each_subresource_operation() -> None:

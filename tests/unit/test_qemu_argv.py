@@ -170,8 +170,9 @@ def test_kernel_boot(boot: KernelBoot | None, expected: dict[str, list[str]]) ->
 @pytest.mark.parametrize(
     ("changes", "ports"),
     [
-        pytest.param({"spare_root_ports": 0}, 0, id="none"),
-        pytest.param({}, 8, id="default-spares"),
+        # Every guest has the SCSI controller disks hot-plug to, on a port of its own.
+        pytest.param({"spare_root_ports": 0}, 1, id="none"),
+        pytest.param({}, 8 + 1, id="default-spares"),
         pytest.param(
             {
                 "spare_root_ports": 2,

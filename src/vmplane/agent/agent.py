@@ -24,6 +24,7 @@ from vmplane.agent.fencing import DEFAULT_FENCE_TIMEOUT, Fence
 from vmplane.agent.hotplug import (
     AttachDisk,
     AttachNic,
+    ChangeMedium,
     DetachDisk,
     DetachNic,
     Operation,
@@ -53,7 +54,7 @@ from vmplane.agent.plan import (
     decide,
     decide_sync,
 )
-from vmplane.agent.status import machine_status, phase_status
+from vmplane.agent.status import attached_to_node, machine_status, phase_status
 from vmplane.api.events import EventSink
 from vmplane.api.guest_ops import done_annotations
 from vmplane.api.ownership import MACHINE_FINALIZER  # held on every VMI until its machine is stopped
@@ -331,7 +332,7 @@ class NodeAgent:
             assert plan.in_flight is not None
             raw = await self._write(vmi, raw, plan.in_flight)
             vmi = VirtualMachineInstance.model_validate(raw)
-            await self._perform(vmi, raw, machine, plan.desired, plan.operations, failures)
+            vmi, raw = await self._perform(vmi, raw, machine, plan.desired, plan.operations, failures)
         elif plan.desired is None:
             log.warning("%s/%s: the spec cannot run here; hot-plugging nothing", *vmi_key_of(machine))
         observed = await self._observe(machine)
@@ -375,22 +376,26 @@ class NodeAgent:
         desired: MachineSpec,
         pending: Sequence[Operation],
         failures: dict[str, str],
-    ) -> None:
-        """Apply ``pending`` in order, recording each outcome as an event and each failure in ``failures``."""
+    ) -> tuple[VirtualMachineInstance, JsonObject]:
+        """Apply ``pending`` in order, recording each outcome as an event and each failure in ``failures``;
+        returns the VMI as last written (a volume's ``AttachedToNode`` phase once its image is ready)."""
         for op in pending:
             if op.path in failures:
                 continue  # e.g. the plug half of a volume swap whose unplug failed
             started = time.monotonic()
             try:
-                if isinstance(op, AttachDisk) and self._preparer is not None:
+                if isinstance(op, AttachDisk | ChangeMedium) and self._preparer is not None:
                     await self._preparer.prepare(vmi, desired)
+                    if vmi.status is not None:
+                        raw = await self._write(vmi, raw, attached_to_node(vmi.status, op.disk.name))
+                        vmi = VirtualMachineInstance.model_validate(raw)
                 await self._apply(machine, op)
             except MachineNotFoundError:
-                return
+                return vmi, raw
             except (HypervisorError, MachineSpecError, OSError) as err:  # the preparer's too
                 now = await self._observe(machine)
                 if now is None or now.state is not MachineState.RUNNING:
-                    return  # the machine ended meanwhile: that is not a failed hotplug
+                    return vmi, raw  # the machine ended meanwhile: that is not a failed hotplug
                 self.on_hotplug(op.name, False, time.monotonic() - started)
                 failures[op.path] = str(err)
                 message = f"{op.path}: {op.before} -> {op.after} failed: {err}"
@@ -400,6 +405,7 @@ class NodeAgent:
             elapsed = (time.monotonic() - started) * 1000
             message = f"{op.path}: {op.before} -> {op.after} in {elapsed:.0f} ms"
             await self._events.record(raw, type="Normal", reason="HotplugApplied", message=message)
+        return vmi, raw
 
     async def _apply(self, machine: str, op: Operation) -> None:
         hv, timeout = self.hypervisor, self._unplug_timeout
@@ -412,6 +418,8 @@ class NodeAgent:
                 await hv.attach_disk(machine, disk)
             case DetachDisk(device=device):
                 await hv.detach_disk(machine, device, timeout=timeout)
+            case ChangeMedium(disk=disk):
+                await hv.change_medium(machine, disk)
             case AttachNic(nic=nic):
                 await hv.attach_nic(machine, nic)
             case DetachNic(device=device):

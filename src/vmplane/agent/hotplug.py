@@ -2,11 +2,11 @@
 
 ``desired`` is the ``MachineSpec`` of the VMI spec as it is now (``machine.machine_spec``), ``observed``
 what the hypervisor reports. Only what can change in place is compared: sockets, memory, disks whose
-volume is hotpluggable, NICs (present or not, and their link). Operations are a tagged union (one
-frozen dataclass per driver call, ``Operation``), so the agent's ``match`` over them is checked for
-exhaustiveness by mypy. Every operation names the VMI spec path it serves (``rollout.fields``), the
-same path a failed hotplug is recorded under, so a failed operation is recorded and skipped per path
-until the spec and the guest agree again.
+volume is hotpluggable, the media of CD-ROM drives, NICs (present or not, and their link).
+Operations are a tagged union (one frozen dataclass per driver call, ``Operation``), so the agent's
+``match`` over them is checked for exhaustiveness by mypy. Every operation names the VMI spec path it
+serves (``rollout.fields``), the same path a failed hotplug is recorded under, so a failed operation
+is recorded and skipped per path until the spec and the guest agree again.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ __all__ = [
     "AGENT_OPERATIONS",
     "AttachDisk",
     "AttachNic",
+    "ChangeMedium",
     "DetachDisk",
     "DetachNic",
     "Operation",
@@ -85,6 +86,18 @@ class DetachDisk:
 
 
 @dataclass(frozen=True, slots=True)
+class ChangeMedium:
+    """Insert, change or eject (``disk.empty``) the medium of a CD-ROM drive that stays plugged."""
+
+    name: ClassVar[str] = "change_medium"
+    kind: ClassVar[LiveKind] = LiveKind.DISK
+    path: str
+    before: str
+    after: str
+    disk: DiskSpec
+
+
+@dataclass(frozen=True, slots=True)
 class AttachNic:
     name: ClassVar[str] = "attach_nic"
     kind: ClassVar[LiveKind] = LiveKind.INTERFACE
@@ -115,7 +128,7 @@ class SetLink:
     link_up: bool
 
 
-Operation = SetSockets | SetMemory | AttachDisk | DetachDisk | AttachNic | DetachNic | SetLink
+Operation = SetSockets | SetMemory | AttachDisk | DetachDisk | ChangeMedium | AttachNic | DetachNic | SetLink
 
 #: What the agent does to a guest for each live field family. Placement has no operation: a live
 #: placement change binds the VMI's next start, and the running guest stays where it is.
@@ -123,7 +136,7 @@ AGENT_OPERATIONS: Mapping[LiveKind, tuple[type[Operation], ...]] = {
     LiveKind.CPU: (SetSockets,),
     LiveKind.MEMORY: (SetMemory,),
     LiveKind.PLACEMENT: (),
-    LiveKind.DISK: (AttachDisk, DetachDisk),
+    LiveKind.DISK: (AttachDisk, DetachDisk, ChangeMedium),
     LiveKind.INTERFACE: (AttachNic, DetachNic, SetLink),
 }
 
@@ -136,22 +149,41 @@ def _link(up: bool) -> str:
     return "up" if up else "down"
 
 
-def _disk_ops(desired: MachineSpec, observed: ObservedMachine) -> tuple[list[DetachDisk], list[AttachDisk]]:
+def _medium(path: str) -> str:
+    return path or ABSENT
+
+
+def _disk_ops(
+    desired: MachineSpec, observed: ObservedMachine
+) -> tuple[list[DetachDisk], list[AttachDisk | ChangeMedium]]:
     have = {d.name: d for d in observed.disks}
     want = {d.name: d for d in desired.disks}
     detach: list[DetachDisk] = []
-    attach: list[AttachDisk] = []
+    other: list[AttachDisk | ChangeMedium] = []
+    for name, disk in want.items():
+        present = have.get(name)
+        # A CD-ROM drive stays plugged (IDE and SCSI CD-ROM drives are not unplugged) while its
+        # medium comes and goes, as upstream's inject/eject; the drive itself is the boot's.
+        if disk.cdrom and present is not None and present.cdrom and present.path != disk.path:
+            other.append(
+                ChangeMedium(volume_path(name), _medium(present.path), _medium(disk.path), disk=disk)
+            )
     for name, present in have.items():
-        moved = name in want and want[name].hotpluggable and want[name].path != present.path
-        if name not in want or moved:
+        wanted = want.get(name)
+        if wanted is not None and wanted.cdrom and present.cdrom:
+            continue
+        moved = wanted is not None and wanted.hotpluggable and wanted.path != present.path
+        if wanted is None or moved:
             detach.append(DetachDisk(volume_path(name), present.path, ABSENT, device=name))
     for name, disk in want.items():
         # A disk that is not hotpluggable is never plugged in place: it came with the boot, or the
         # planner kept its change pending.
+        if disk.cdrom and name in have and have[name].cdrom:
+            continue
         if disk.hotpluggable and (name not in have or have[name].path != disk.path):
             before = have[name].path if name in have else ABSENT
-            attach.append(AttachDisk(volume_path(name), before, disk.path, disk=disk))
-    return detach, attach
+            other.append(AttachDisk(volume_path(name), before, disk.path, disk=disk))
+    return detach, other
 
 
 def _nic_ops(

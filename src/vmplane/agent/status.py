@@ -40,9 +40,11 @@ from vmplane.rollout.fields import (
 from vmplane.rollout.observed import HOT_INTERFACE_CHANGE, HOT_MEMORY_CHANGE, HOT_VCPU_CHANGE
 
 __all__ = [
+    "ATTACHED_TO_NODE",
     "FINAL_PHASES",
     "HOTPLUG_FAILED",
     "READY",
+    "attached_to_node",
     "machine_status",
     "phase_status",
     "running_differences",
@@ -98,24 +100,75 @@ def _conditions(
     return conditions
 
 
+#: Upstream's phase of a hot-plugged volume whose image is ready on the node, not yet in the guest.
+ATTACHED_TO_NODE = "AttachedToNode"
+#: Upstream's reason and message for a hot-plugged volume that reached the guest.
+VOLUME_READY = "VolumeReady"
+VOLUME_READY_MESSAGE = "Successfully attach hotplugged volume {name} to VM"
+_TARGET_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd"}
+
+
+def _targets(desired: MachineSpec | None) -> dict[str, str]:
+    """Each disk's target as libvirt (and so upstream's volumeStatus) names it: ``vd<letter>`` for virtio,
+    ``sd<letter>`` for SATA and SCSI, lettered in the order of the disks of the same prefix."""
+    counts: dict[str, int] = {}
+    targets: dict[str, str] = {}
+    for disk in desired.disks if desired is not None else ():
+        prefix = _TARGET_PREFIX[disk.bus if not disk.cdrom or disk.bus != "virtio" else "sata"]
+        index = counts.get(prefix, 0)
+        counts[prefix] = index + 1
+        letters = ""
+        while True:  # a, ..., z, aa, ab, ... as libvirt letters them
+            letters = chr(ord("a") + index % 26) + letters
+            index = index // 26 - 1
+            if index < 0:
+                break
+        targets[disk.name] = prefix + letters
+    return targets
+
+
 def _volumes(
     desired: MachineSpec | None, observed: ObservedMachine, failures: Mapping[str, str], in_flight: set[str]
 ) -> list[VolumeStatus]:
-    have = {d.name for d in observed.disks}
-    wanted = [d.name for d in desired.disks] if desired is not None else []
-    names = wanted + sorted(have - set(wanted))
+    """One entry per volume (an empty CD-ROM drive has none), with upstream's phases: ``Pending`` until
+    the guest has it, ``Ready``, ``Detaching`` while it is unplugged (or ejected), ``Failed``."""
+    have = {d.name: d for d in observed.disks}
+    want = {d.name: d for d in desired.disks} if desired is not None else {}
+    targets = _targets(desired)
+    names = list(want) + sorted(set(have) - set(want))
     volumes = []
     for name in names:
         field = volume_path(name)
+        wanted, present = want.get(name), have.get(name)
+        hotplug: dict[str, str] | None = {} if wanted is not None and wanted.hotpluggable else None
+        common = {"name": name, "target": targets.get(name), "hotplug_volume": hotplug}
         if field in failures:
             volumes.append(
-                VolumeStatus(name=name, phase="Failed", reason=HOTPLUG_FAILED, message=failures[field])
+                VolumeStatus(**common, phase="Failed", reason=HOTPLUG_FAILED, message=failures[field])
             )
         elif field in in_flight:
-            volumes.append(VolumeStatus(name=name, phase="Detaching" if name in have else "Pending"))
-        elif name in have:
-            volumes.append(VolumeStatus(name=name, phase="Ready"))
+            leaving = present is not None and bool(present.path) and (wanted is None or wanted.empty)
+            volumes.append(
+                VolumeStatus(**common, phase="Detaching" if leaving or wanted is None else "Pending")
+            )
+        elif present is not None and (present.path or not present.cdrom):
+            ready = (
+                {"reason": VOLUME_READY, "message": VOLUME_READY_MESSAGE.format(name=name)}
+                if hotplug is not None
+                else {}
+            )
+            volumes.append(VolumeStatus(**common, phase="Ready", **ready))
     return volumes
+
+
+def attached_to_node(status: VirtualMachineInstanceStatus, name: str) -> VirtualMachineInstanceStatus:
+    """``status`` with the pending volume ``name`` in phase ``AttachedToNode``: the agent prepared its
+    image on this host and is about to plug it (upstream's phase once the volume reaches the node)."""
+    volumes = [
+        v.model_copy(update={"phase": ATTACHED_TO_NODE}) if v.name == name and v.phase == "Pending" else v
+        for v in status.volume_status or ()
+    ]
+    return status.model_copy(update={"volume_status": volumes or None})
 
 
 def _memory(

@@ -3,9 +3,9 @@
 KubeVirt's virt-api documents its subresources (``v1Start``, ``v1Console``, ...) beside the kinds; a
 client generated from the document, or a user reading it, finds there what vmplane serves. This is
 the table of those paths; a unit test holds it to the routes :mod:`vmplane.apiserver.subresources`,
-:mod:`vmplane.apiserver.console`, :mod:`vmplane.apiserver.streams` and
-:mod:`vmplane.apiserver.guest_subresources` register. Port-forward (``portforward/{port}``) is a
-websocket per port, listed by neither.
+:mod:`vmplane.apiserver.console`, :mod:`vmplane.apiserver.streams`,
+:mod:`vmplane.apiserver.guest_subresources` and :mod:`vmplane.apiserver.volume_subresources` register.
+Port-forward (``portforward/{port}``) is a websocket per port, listed by neither.
 """
 
 from __future__ import annotations
@@ -123,6 +123,39 @@ SUBRESOURCES: Final = (
         "v1SoftReboot",
         "Ask the VirtualMachineInstance's guest to reboot itself (ctrl-alt-delete without a guest agent).",
         202,
+    ),
+    *(
+        Subresource(
+            resource,
+            action,
+            "put",
+            operation_id,
+            description,
+            202,
+        )
+        for resource in ("virtualmachines", "virtualmachineinstances")
+        for action, operation_id, description in (
+            (
+                "addvolume",
+                "v1AddVolume" if resource == "virtualmachineinstances" else "v1VMAddVolume",
+                "Hot-plug a volume (body: AddVolumeOptions, a persistentVolumeClaim or dataVolume source) "
+                + (
+                    "into the running VirtualMachineInstance."
+                    if resource == "virtualmachineinstances"
+                    else "into the VirtualMachine's template and its running VirtualMachineInstance."
+                ),
+            ),
+            (
+                "removevolume",
+                "v1RemoveVolume" if resource == "virtualmachineinstances" else "v1VMRemoveVolume",
+                "Unplug a hot-plugged volume (body: RemoveVolumeOptions) "
+                + (
+                    "from the running VirtualMachineInstance."
+                    if resource == "virtualmachineinstances"
+                    else "from the VirtualMachine's template and its running VirtualMachineInstance."
+                ),
+            ),
+        )
     ),
     *(
         Subresource(

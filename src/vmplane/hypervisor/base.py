@@ -179,6 +179,10 @@ class Hypervisor(Protocol):
         """Hotplug a block device."""
         ...
 
+    async def change_medium(self, name: str, disk: DiskSpec) -> None:
+        """Put ``disk``'s medium into its plugged CD-ROM drive (``disk.empty``: eject, leaving it empty)."""
+        ...
+
     async def detach_disk(self, name: str, disk_name: str, *, timeout: float) -> None:
         """Unplug a block device and wait for the guest to release it (UnplugTimeoutError if not)."""
         ...

@@ -394,13 +394,30 @@ class SimulatedHypervisor:
         self.host.notify(name)
 
     async def attach_disk(self, name: str, disk: DiskSpec) -> None:
-        """Plug a virtio disk on a spare root port; a no-op if it is there already."""
+        """Plug a virtio disk on a spare root port, or a scsi disk on the SCSI controller; a no-op if
+        it is there already. As QEMU: CD-ROM drives and SATA disks are the boot's."""
         machine = self._running(name)
         self._check(name, "disk")
-        if disk.bus != "virtio" or disk.cdrom:
-            raise HotplugError(f"{name}: only virtio disks can be hot-plugged ({disk.name} is {disk.bus})")
+        if disk.cdrom or disk.bus not in ("virtio", "scsi"):
+            kind = "CD-ROM drives" if disk.cdrom else f"{disk.bus} disks"
+            raise HotplugError(
+                f"{name}: {kind} cannot be hot-plugged ({disk.name}; virtio and scsi disks can)"
+            )
         self._plug_check(machine, name, f"disk-{disk.name}", present=disk.name in machine.disks)
         if disk.name in machine.disks:
+            return
+        await self._delay()
+        machine.disks[disk.name] = disk
+        self.host.notify(name)
+
+    async def change_medium(self, name: str, disk: DiskSpec) -> None:
+        """Insert, change or eject the medium of a plugged CD-ROM drive; a no-op if it holds it already."""
+        machine = self._running(name)
+        self._check(name, "disk")
+        present = machine.disks.get(disk.name)
+        if present is None or not present.cdrom:
+            raise HotplugError(f"{name}: no CD-ROM drive {disk.name} to change the medium of")
+        if present.path == disk.path:
             return
         await self._delay()
         machine.disks[disk.name] = disk

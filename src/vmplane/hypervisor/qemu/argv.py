@@ -7,8 +7,10 @@ Every guest boots with its hotplug headroom, whatever the rollout strategy (docs
   goes in the first field and free sockets are plugged later by ``query-hotpluggable-cpus`` slots.
 * Memory: ``-m <boot>,slots=DIMM_SLOTS,maxmem=<max>`` so pc-dimm devices can be added up to ``max``.
 * PCIe: q35's root complex refuses hotplug, so every PCIe device sits on its own ``pcie-root-port``
-  (``rp<N>``, slot N+1 of ``pcie.0``): one per boot-time virtio disk, NIC and SCSI controller, plus
+  (``rp<N>``, slot N+1 of ``pcie.0``): one per boot-time virtio disk, NIC and the SCSI controller, plus
   ``spare_root_ports`` free ones for hotplug.
+* SCSI: every guest boots with a virtio-scsi controller (``scsi0``, as upstream's hotplug controller),
+  so a ``scsi`` disk can be hot-plugged to it without a root port of its own.
 
 Guests start paused (``-S``): the driver connects QMP, applies what the command line cannot say (a
 NIC booted with its link down) and then sends ``cont``.
@@ -50,6 +52,7 @@ __all__ = [
     "build_argv",
     "disk_device",
     "nic_device",
+    "scsi_hotplug_device",
 ]
 
 MIB = 1 << 20
@@ -93,9 +96,8 @@ def _on_root_port(disk: DiskSpec) -> bool:
 
 
 def boot_root_ports(spec: MachineSpec) -> int:
-    """Root ports taken at boot: one per virtio disk and NIC, one for a SCSI controller if needed."""
-    scsi = any(d.bus == "scsi" for d in spec.disks)
-    return sum(_on_root_port(d) for d in spec.disks) + len(spec.nics) + int(scsi)
+    """Root ports taken at boot: one per virtio disk and NIC, one for the SCSI controller."""
+    return sum(_on_root_port(d) for d in spec.disks) + len(spec.nics) + 1
 
 
 def _smp(spec: MachineSpec) -> list[str]:
@@ -165,6 +167,19 @@ def disk_device(
     return device
 
 
+def scsi_hotplug_device(disk: DiskSpec) -> dict[str, object]:
+    """The ``device_add`` options of a SCSI disk hot-plugged to ``scsi0``; QEMU picks a free target."""
+    device: dict[str, object] = {
+        "driver": "scsi-hd",
+        "id": naming.disk_device_id(disk.name),
+        "drive": naming.drive_node(disk.name),
+        "bus": "scsi0.0",
+    }
+    if disk.serial is not None:
+        device["serial"] = disk.serial
+    return device
+
+
 def nic_device(nic: NicSpec, port: str) -> dict[str, object]:
     """The ``-device``/``device_add`` options of a NIC on root port ``port``."""
     if nic.model not in NIC_DRIVERS:
@@ -189,9 +204,14 @@ def _devices(spec: MachineSpec) -> list[str]:
     argv: list[str] = []
     for index in range(total_ports):
         argv += _root_port(index)
-    ports = iter(naming.root_port_id(i) for i in range(total_ports))
-    if any(d.bus == "scsi" for d in spec.disks):
-        argv += ["-device", _json({"driver": "virtio-scsi-pci", "id": "scsi0", "bus": next(ports)})]
+    # The SCSI controller takes the last of the boot's ports, so the boot's disks and NICs keep the
+    # addresses they had before every guest had one; it precedes the disks that sit on its bus.
+    controller = boot_root_ports(spec) - 1
+    argv += [
+        "-device",
+        _json({"driver": "virtio-scsi-pci", "id": "scsi0", "bus": naming.root_port_id(controller)}),
+    ]
+    ports = iter(naming.root_port_id(i) for i in range(total_ports) if i != controller)
     sata = scsi = 0
     for disk in spec.disks:
         if not disk.empty:

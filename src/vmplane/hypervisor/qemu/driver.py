@@ -49,7 +49,7 @@ from vmplane.hypervisor.guestfs import (
     privilege_argv,
     unsearchable,
 )
-from vmplane.hypervisor.qemu import naming, plans
+from vmplane.hypervisor.qemu import media, naming, plans
 from vmplane.hypervisor.qemu.accel import probe_accel
 from vmplane.hypervisor.qemu.argv import (
     DIMM_SLOTS,
@@ -58,6 +58,7 @@ from vmplane.hypervisor.qemu.argv import (
     build_argv,
     disk_device,
     nic_device,
+    scsi_hotplug_device,
 )
 from vmplane.hypervisor.qemu.machine import QemuMachine
 from vmplane.hypervisor.qemu.machine_types import MachineTypesError, q35_machine_types
@@ -371,21 +372,34 @@ class QemuHypervisor:
         return ports[0]
 
     async def attach_disk(self, name: str, disk: DiskSpec) -> None:
-        if disk.bus != "virtio" or disk.cdrom:
-            raise HotplugError(f"{name}: only virtio disks can be hot-plugged ({disk.name} is {disk.bus})")
+        # virtio-blk goes on a free root port; scsi on the virtio-scsi controller every guest boots
+        # with (QEMU picks a free target). CD-ROM drives are the boot's: only their media change.
+        if disk.cdrom or disk.bus not in ("virtio", "scsi"):
+            kind = "CD-ROM drives" if disk.cdrom else f"{disk.bus} disks"
+            raise HotplugError(
+                f"{name}: {kind} cannot be hot-plugged ({disk.name}; virtio and scsi disks can)"
+            )
         machine = self._running(name)
         device_id = naming.disk_device_id(disk.name)
         async with machine.lock:
             if await self._plugged(machine, device_id):
                 return
-            port = await self._free_port(machine)
+            if disk.bus == "virtio":
+                device = disk_device(disk, port=await self._free_port(machine), sata=None, scsi_lun=None)
+            else:
+                device = scsi_hotplug_device(disk)
             await machine.hotplug("blockdev-add", blockdev_node(disk))
             try:
-                await machine.hotplug("device_add", disk_device(disk, port=port, sata=None, scsi_lun=None))
+                await machine.hotplug("device_add", device)
             except HotplugError:
                 with contextlib.suppress(HypervisorError, ExecuteError):
                     await machine.execute("blockdev-del", {"node-name": naming.drive_node(disk.name)})
                 raise
+
+    async def change_medium(self, name: str, disk: DiskSpec) -> None:
+        machine = self._running(name)
+        async with machine.lock:
+            await media.change_medium(machine, disk)
 
     async def detach_disk(self, name: str, disk_name: str, *, timeout: float) -> None:
         await self._running(name).unplug(naming.disk_device_id(disk_name), timeout=timeout)

@@ -19,7 +19,14 @@ from typing import Any
 from vmplane.hypervisor.base import MachineState, ObservedDisk, ObservedMachine, ObservedNic
 from vmplane.hypervisor.qemu import naming
 
-__all__ = ["STATUS_TABLE", "exit_outcome", "observed_machine", "peripheral_types"]
+__all__ = [
+    "STATUS_TABLE",
+    "drive_of",
+    "exit_outcome",
+    "medium_path",
+    "observed_machine",
+    "peripheral_types",
+]
 
 QmpReply = Any
 
@@ -55,15 +62,25 @@ def _device_of(qdev: str) -> str:
     return qdev.removeprefix(_PERIPHERAL).split("/", 1)[0]
 
 
+def drive_of(entry: QmpReply) -> str:
+    """The device id a ``query-block`` entry belongs to."""
+    return _device_of(entry.get("qdev", ""))
+
+
+def medium_path(entry: QmpReply) -> str:
+    """The image file of a ``query-block`` entry; "" for a drive with no medium (an empty CD-ROM)."""
+    inserted = entry.get("inserted") or {}
+    return str((inserted.get("image") or {}).get("filename") or inserted.get("file", ""))
+
+
 def _disks(block: QmpReply, peripherals: Mapping[str, str]) -> tuple[ObservedDisk, ...]:
     disks = []
     for entry in block:
-        device = _device_of(entry.get("qdev", ""))
+        device = drive_of(entry)
         name = naming.disk_name_of(device)
         if name is None:
             continue
-        inserted = entry.get("inserted") or {}
-        path = (inserted.get("image") or {}).get("filename") or inserted.get("file", "")
+        path = medium_path(entry)
         disks.append(ObservedDisk(name=name, path=path, cdrom=peripherals.get(device) in _CDROM_DRIVERS))
     return tuple(sorted(disks, key=lambda d: d.name))
 
