@@ -8,7 +8,8 @@ Every guest boots with its hotplug headroom, whatever the rollout strategy (docs
 * Memory: ``-m <boot>,slots=DIMM_SLOTS,maxmem=<max>`` so pc-dimm devices can be added up to ``max``.
 * PCIe: q35's root complex refuses hotplug, so every PCIe device sits on its own ``pcie-root-port``
   (``rp<N>``, slot N+1 of ``pcie.0``): one per boot-time virtio disk, NIC and SCSI controller, plus
-  ``spare_root_ports`` free ones for hotplug.
+  ``spare_root_ports`` free ones for hotplug, and one for the virtio-serial controller whose port
+  ``org.qemu.guest_agent.0`` is the guest agent's channel (a unix socket in the run directory).
 
 Guests start paused (``-S``): the driver connects QMP, applies what the command line cannot say (a
 NIC booted with its link down) and then sends ``cont``.
@@ -62,6 +63,9 @@ _MAX_SOCKET_PATH = 107
 _SATA_PORTS = 6  # q35's built-in AHCI controller: ide.0 .. ide.5
 _MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", re.ASCII)
 
+#: The virtio-serial controller that carries the guest agent's channel.
+SERIAL_BUS = "virtio-serial0"
+
 #: ``-sandbox``: QEMU's seccomp filter, every optional deny on.
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
@@ -93,9 +97,10 @@ def _on_root_port(disk: DiskSpec) -> bool:
 
 
 def boot_root_ports(spec: MachineSpec) -> int:
-    """Root ports taken at boot: one per virtio disk and NIC, one for a SCSI controller if needed."""
+    """Root ports taken at boot: one per virtio disk and NIC, one for a SCSI controller if needed, and
+    the guest agent's virtio-serial controller (the last one, so disks and NICs keep their ports)."""
     scsi = any(d.bus == "scsi" for d in spec.disks)
-    return sum(_on_root_port(d) for d in spec.disks) + len(spec.nics) + int(scsi)
+    return sum(_on_root_port(d) for d in spec.disks) + len(spec.nics) + int(scsi) + 1
 
 
 def _smp(spec: MachineSpec) -> list[str]:
@@ -210,7 +215,15 @@ def _devices(spec: MachineSpec) -> list[str]:
     for nic in spec.nics:
         argv += ["-netdev", _json({"type": "user", "id": naming.netdev_id(nic.name)})]
         argv += ["-device", _json(nic_device(nic, next(ports)))]
-    return argv
+    argv += ["-device", _json({"driver": "virtio-serial-pci", "id": SERIAL_BUS, "bus": next(ports)})]
+    channel = {
+        "driver": "virtserialport",
+        "id": "guest-agent",
+        "bus": f"{SERIAL_BUS}.0",
+        "chardev": "guest-agent",
+        "name": naming.GUEST_AGENT_CHANNEL,
+    }
+    return [*argv, "-device", _json(channel)]
 
 
 def build_argv(
@@ -265,6 +278,9 @@ def build_argv(
         f"logfile={_opt(files['console'])},logappend=on",
         "-serial",
         "chardev:console",
+        # The guest agent's channel: a unix socket only the node agent connects to (never a TCP port).
+        "-chardev",
+        f"socket,id=guest-agent,path={_opt(files['guest-agent'])},server=on,wait=off",
         "-pidfile",
         str(files["pidfile"]),
         "-sandbox",
