@@ -50,7 +50,20 @@ LEGACY_KEYS = {
     "-chardev": {"id", "path", "server", "wait", "logfile", "logappend"},
     "-mon": {"chardev", "mode"},
 }
-DEVICE_KEYS = {"driver", "id", "bus", "chassis", "addr", "drive", "serial", "lun", "netdev", "mac", "chardev", "name"}
+DEVICE_KEYS = {
+    "driver",
+    "id",
+    "bus",
+    "chassis",
+    "addr",
+    "drive",
+    "serial",
+    "lun",
+    "netdev",
+    "mac",
+    "chardev",
+    "name",
+}
 BLOCKDEV_KEYS = {"driver", "node-name", "read-only", "file"}
 BARE = re.compile(r"[A-Za-z0-9._:-]*")
 

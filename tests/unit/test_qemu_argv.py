@@ -289,7 +289,9 @@ def test_an_empty_cdrom_drive_has_a_device_and_no_medium_node() -> None:
     assert not any("cdrom" in node for node in option(argv, "-blockdev"))
 
 
-def test_every_guest_gets_the_guest_agent_channel_on_a_virtio_serial_controller_of_its_own_root_port() -> None:
+def test_every_guest_gets_the_guest_agent_channel_on_a_virtio_serial_controller_of_its_own_root_port() -> (
+    None
+):
     devices = [json.loads(d) for d in option(build_argv(spec(), run_dir=RUN, accel="tcg"), "-device")]
     controller = next(d for d in devices if d["driver"] == "virtio-serial-pci")
     ports = {d["id"] for d in devices if d["driver"] == "pcie-root-port"}
