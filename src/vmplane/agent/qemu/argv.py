@@ -216,7 +216,7 @@ def _devices(spec: MachineSpec) -> list[str]:
         argv += ["-netdev", _json({"type": "user", "id": naming.netdev_id(nic.name)})]
         argv += ["-device", _json(nic_device(nic, next(ports)))]
     argv += ["-device", _json({"driver": "virtio-serial-pci", "id": SERIAL_BUS, "bus": next(ports)})]
-    channel = {
+    channel: dict[str, object] = {
         "driver": "virtserialport",
         "id": "guest-agent",
         "bus": f"{SERIAL_BUS}.0",
