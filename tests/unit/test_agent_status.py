@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from vmplane.agent.guest_info import GuestInterface
 from vmplane.agent.hypervisor import (
     DiskSpec,
     MachineSpec,
@@ -24,6 +25,7 @@ from vmplane.api.vmi import (
     MemoryStatus,
     VirtualMachineInstance,
     VirtualMachineInstanceStatus,
+    VMIInterfaceStatus,
     VMIPhase,
 )
 from vmplane.rollout.failures import failed_hotplugs
@@ -283,3 +285,34 @@ def test_a_paused_machine_is_running_with_the_paused_condition_until_it_resumes(
         now=LATER,
     )
     assert "Paused" not in conditions(resumed)
+
+
+def test_a_guest_agent_that_answers_sets_agent_connected() -> None:
+    status = machine_status(
+        vmi(), replace(OBSERVED, agent_connected=True), desired=DESIRED, failures={}, now=NOW
+    )
+    assert [(c.status, c.reason) for c in status.conditions or () if c.type == "AgentConnected"] == [
+        ("True", None)
+    ]
+
+
+def test_no_guest_agent_no_agent_connected_condition() -> None:
+    status = machine_status(vmi(), OBSERVED, desired=DESIRED, failures={}, now=NOW)
+    assert status.condition("AgentConnected") is None
+
+
+def test_the_guest_agents_addresses_join_the_nic_of_their_mac() -> None:
+    seen = GuestInterface(name="eth0", mac="02:00:00:00:00:01", ip_addresses=("10.0.2.15", "fe80::1"))
+    observed = replace(OBSERVED, agent_connected=True, guest_interfaces=(seen,))
+    status = machine_status(vmi(), observed, desired=DESIRED, failures={}, now=NOW)
+    assert status.interfaces == [
+        VMIInterfaceStatus(
+            name="default",
+            mac="02:00:00:00:00:01",
+            link_state="up",
+            info_source="domain, guest-agent",
+            interface_name="eth0",
+            ip_address="10.0.2.15",
+            ip_addresses=["10.0.2.15", "fe80::1"],
+        )
+    ]
