@@ -177,7 +177,7 @@ while true; do
       *'"guest-get-users"'*) answer '[]';;
       *'"guest-get-fsinfo"'*) answer "$(fsinfo)";;
       *'"guest-network-get-interfaces"'*) answer "$(interfaces)";;
-      *'"guest-shutdown"'*'"reboot"'*) sync; reboot -f;;
+      *'"guest-shutdown"'*'"reboot"'*) echo "VMPLANE-QGA guest-shutdown reboot" > /dev/ttyS0; sync; reboot -f;;
       *'"guest-shutdown"'*) sync; poweroff -f;;
       *) printf '{"error": {"class": "CommandNotFound", "desc": "not in the qga stub"}%s}\n' "${rid:+, \"id\": $rid}" >&3;;
     esac

@@ -427,11 +427,7 @@ class NodeHost:
         driver = self.agent.hypervisor
         if not isinstance(driver, QemuHypervisor):
             raise OSError("this node's hypervisor has no guest agents")
-        meta = vmi["metadata"]
-        try:
-            return await driver.guest_agent_query(machine_name(meta["namespace"], meta["name"]), what)
-        except HypervisorError as err:
-            raise OSError(str(err)) from err
+        return await _ask_guest_agent(driver, vmi, what)
 
     async def start(self) -> None:
         if self._console is not None and self._console_socket is not None and self._console_tls is not None:
@@ -487,11 +483,16 @@ class _LateForwarder:
         await self._driver().unforward_port(name, netdev, host_port)
 
     async def guest_agent_query(self, vmi: JsonObject, what: str) -> JsonObject:
-        meta = vmi["metadata"]
-        try:
-            return await self._driver().guest_agent_query(machine_name(meta["namespace"], meta["name"]), what)
-        except HypervisorError as err:
-            raise OSError(str(err)) from err
+        return await _ask_guest_agent(self._driver(), vmi, what)
+
+
+async def _ask_guest_agent(driver: QemuHypervisor, vmi: JsonObject, what: str) -> JsonObject:
+    """The guest agent of ``vmi``'s machine on this host (OSError when it does not answer)."""
+    meta = vmi["metadata"]
+    try:
+        return await driver.guest_agent_query(machine_name(meta["namespace"], meta["name"]), what)
+    except HypervisorError as err:
+        raise OSError(str(err)) from err
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,12 @@ itself read (its os-release, kernel, hostname, mounts).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from plane_support import Plane, condition, install_images, vm_manifest
+from plane_support import Plane, condition, install_images, uid, vm_manifest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.requires("qemu", "kubectl"), pytest.mark.timeout(600)]
 
@@ -92,3 +93,28 @@ def test_filesystemlist_answers_the_guests_root_mount(plane: Plane) -> None:
     items = _get(plane, "filesystemlist")["items"]
     root = next(i for i in items if i["mountPoint"] == "/")
     assert (root["fileSystemType"] in ("rootfs", "tmpfs", "ramfs"), root["totalBytes"] >= 0) == (True, True)
+
+
+def _log(plane: Plane) -> str:
+    return plane.vmplane("console", "--log", NAME).stdout
+
+
+def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(1.0)
+
+
+def test_soft_reboot_goes_through_the_guest_agent(plane: Plane) -> None:
+    cluster = plane.cluster()
+    before = cluster.get("virtualmachineinstances", NAME)
+    boots = _log(plane).count("VMPLANE-BOOTED")
+    assert plane.vmplane("soft-reboot", "vm", NAME).returncode == 0
+    # The stub writes this line to the serial console just before it reboots the guest.
+    _until(lambda: "VMPLANE-QGA guest-shutdown reboot" in _log(plane), 60, "the agent was not asked")
+    _until(lambda: _log(plane).count("VMPLANE-BOOTED") > boots, BOOT, "the guest did not boot again")
+    after = cluster.wait(
+        "virtualmachineinstances", NAME, lambda o: condition(o, "AgentConnected") is not None, BOOT
+    )
+    assert (uid(after or {}), (after or {})["status"]["phase"]) == (uid(before or {}), "Running")
