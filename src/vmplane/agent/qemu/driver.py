@@ -202,8 +202,9 @@ class QemuHypervisor:
         try:
             await machine.attach(connect_timeout=self._connect_timeout)
             # QEMU binds the socket under the umask; its 0700 directory already keeps others out.
-            with contextlib.suppress(OSError):
-                os.chmod(files["qmp"], 0o600)
+            for socket_file in (files["qmp"], files["guest-agent"]):
+                with contextlib.suppress(OSError):
+                    os.chmod(socket_file, 0o600)
             await machine.resume()
         except (HypervisorError, ExecuteError) as err:
             machine.kill()
