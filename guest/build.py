@@ -11,7 +11,7 @@ Run as ``python guest/build.py --out guest/out``. It downloads Debian's stock ke
   and an ``/init`` that starts a shell on the serial port (for interactive consoles) and a web
   server on port 80 of its first NIC (10.0.2.15, for port-forward), onlines
   hot-plugged CPUs and memory and prints a status line to the serial
-  console (see ``INIT_SCRIPT``);
+  console (see ``INIT_SCRIPT``), and ``/bin/qga-stub`` on the guest agent channel (``QGA_STUB``);
 * ``<out>/cmdline``: the recommended kernel command line (``CMDLINE``).
 
 Debian's kernel package ships no ``modules.dep`` (``depmod`` runs at install time, and ``kmod`` may be
@@ -37,8 +37,9 @@ __all__ = ["CMDLINE", "MODULES", "build"]
 CMDLINE = "console=ttyS0 quiet loglevel=3 memhp_default_state=online_movable panic=0"
 
 #: Modules loaded by /init, in this order after their dependencies: virtio disks and NICs, SCSI disks
-#: on virtio-scsi (``sda``), and CD-ROM drives on SATA or SCSI (``sr0``).
-MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "virtio_scsi", "sd_mod", "ahci", "sr_mod")
+#: on virtio-scsi (``sda``), CD-ROM drives on SATA or SCSI (``sr0``), and the virtio-serial console
+#: the guest agent's channel is on.
+MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "virtio_scsi", "sd_mod", "ahci", "sr_mod", "virtio_console")
 
 STATUS_PREFIX = "VMPLANE-STATUS"
 
@@ -58,6 +59,9 @@ if ip link set eth0 up 2>/dev/null; then
   ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2
 fi
 mkdir -p /www && echo "vmplane-guest" > /www/index.html && httpd -p 80 -h /www
+hostname vmplane-guest
+# A stub of qemu-guest-agent on the org.qemu.guest_agent.0 channel (respawned when it exits).
+(while true; do /bin/qga-stub; sleep 1; done) &
 # A shell on the serial port for interactive consoles (respawned when it exits).
 (while true; do setsid sh -c 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1'; done) &
 echo "VMPLANE-BOOTED"
@@ -105,6 +109,90 @@ while true; do
     n=0
   fi
   sleep 0.25
+done
+"""
+
+#: ``/etc/os-release`` of the test guest, which the guest agent stub reports.
+OS_RELEASE = """ID=vmplane-guest
+NAME="vmplane test guest"
+PRETTY_NAME="vmplane test guest (busybox)"
+VERSION="1"
+VERSION_ID="1"
+"""
+
+# A STUB of qemu-guest-agent, not qemu-guest-agent: Debian's build links glib and friends dynamically,
+# so the test guest runs this busybox script instead. It answers, one request per line, the commands
+# vmplane's node agent sends, with real values read in the guest (os-release, uname, hostname, date,
+# /proc/mounts with df, /sys/class/net with ip); any other command is CommandNotFound, as qemu-ga
+# answers. Answers echo the request's "id" and the sync answer starts with 0xFF, as qemu-ga's do.
+QGA_STUB = r"""#!/bin/busybox sh
+port=""
+for p in /sys/class/virtio-ports/*; do
+  [ "$(cat "$p/name" 2>/dev/null)" = org.qemu.guest_agent.0 ] && port="/dev/${p##*/}"
+done
+[ -c "$port" ] || { sleep 5; exit 1; }
+exec 3<>"$port"
+q() { printf '"%s"' "$(printf '%s' "$1" | tr -d '"\\')"; }
+answer() { printf '{"return": %s%s}\n' "$1" "${rid:+, \"id\": $rid}" >&3; }
+osinfo() {
+  . /etc/os-release
+  printf '{"id": %s, "name": %s, "pretty-name": %s, "version": %s, "version-id": %s, ' \
+    "$(q "$ID")" "$(q "$NAME")" "$(q "$PRETTY_NAME")" "$(q "$VERSION")" "$(q "$VERSION_ID")"
+  printf '"kernel-release": %s, "kernel-version": %s, "machine": %s}' \
+    "$(q "$(uname -r)")" "$(q "$(uname -v)")" "$(q "$(uname -m)")"
+}
+timezone() {
+  z=$(date +%z); s=${z%????}; h=${z#?}; m=${h#??}; h=${h%??}
+  off=$(( (${h#0} * 3600 + ${m#0} * 60) )); [ "$s" = - ] && off=$((-off))
+  printf '{"zone": %s, "offset": %d}' "$(q "$(date +%Z)")" "$off"
+}
+fsinfo() {
+  sep=""; printf '['
+  while read -r dev mnt type rest; do
+    case "$type" in proc|sysfs|devtmpfs|devpts|cgroup*|debugfs|tracefs|securityfs) continue;; esac
+    set -- $(df -k -P "$mnt" 2>/dev/null | sed -n '2p')
+    printf '%s{"name": %s, "mountpoint": %s, "type": %s, "total-bytes": %d, "used-bytes": %d, "disk": []}' \
+      "$sep" "$(q "$dev")" "$(q "$mnt")" "$(q "$type")" "$(( ${2:-0} * 1024 ))" "$(( ${3:-0} * 1024 ))"
+    sep=", "
+  done < /proc/mounts
+  printf ']'
+}
+interfaces() {
+  sep=""; printf '['
+  for i in /sys/class/net/*; do
+    i=${i##*/}; ips=""
+    for a in $(ip -o addr show dev "$i" | sed -n 's/.* inet6\{0,1\} \([^ ]*\).*/\1/p'); do
+      t=ipv4; case "$a" in *:*) t=ipv6;; esac
+      ips="${ips:+$ips, }{\"ip-address-type\": \"$t\", \"ip-address\": $(q "${a%/*}"), \"prefix\": ${a#*/}}"
+    done
+    printf '%s{"name": %s, "hardware-address": %s, "ip-addresses": [%s]}' \
+      "$sep" "$(q "$i")" "$(q "$(cat "/sys/class/net/$i/address")")" "$ips"
+    sep=", "
+  done
+  printf ']'
+}
+while true; do
+  while read -r line <&3; do
+    rid=$(printf '%s' "$line" | sed -n 's/.*"id": *\("[^"]*"\).*/\1/p')
+    case "$line" in
+      *'"guest-sync-delimited"'*|*'"guest-sync"'*)
+        sid=$(printf '%s' "$line" | sed -n 's/.*"arguments": *{ *"id": *\([0-9]*\).*/\1/p')
+        printf '\377' >&3; answer "${sid:-0}";;
+      *'"guest-ping"'*) answer '{}';;
+      *'"guest-info"'*)
+        answer '{"version": "vmplane-qga-stub", "supported_commands": [{"name": "guest-ping", "enabled": true}, {"name": "guest-get-osinfo", "enabled": true}]}';;
+      *'"guest-get-osinfo"'*) answer "$(osinfo)";;
+      *'"guest-get-host-name"'*) answer "{\"host-name\": $(q "$(hostname)")}";;
+      *'"guest-get-timezone"'*) answer "$(timezone)";;
+      *'"guest-get-users"'*) answer '[]';;
+      *'"guest-get-fsinfo"'*) answer "$(fsinfo)";;
+      *'"guest-network-get-interfaces"'*) answer "$(interfaces)";;
+      *'"guest-shutdown"'*'"reboot"'*) echo "VMPLANE-QGA guest-shutdown reboot" > /dev/ttyS0; sync; reboot -f;;
+      *'"guest-shutdown"'*) sync; poweroff -f;;
+      *) printf '{"error": {"class": "CommandNotFound", "desc": "not in the qga stub"}%s}\n' "${rid:+, \"id\": $rid}" >&3;;
+    esac
+  done
+  sleep 0.5  # no host end connected: reads see end of file until one is
 done
 """
 
@@ -239,6 +327,8 @@ def initramfs(busybox: bytes, modules: list[tuple[str, bytes]]) -> bytes:
         archive.file(f"lib/modules/{name}", image)
     archive.file("etc/modules.load", "".join(f"{name}\n" for name, _ in modules).encode())
     archive.file("init", INIT_SCRIPT.encode(), 0o755)
+    archive.file("bin/qga-stub", QGA_STUB.encode(), 0o755)
+    archive.file("etc/os-release", OS_RELEASE.encode())
     return gzip.compress(archive.finish(), compresslevel=6, mtime=0)
 
 

@@ -25,6 +25,7 @@ from aiohttp import web
 from vmplane import __version__
 from vmplane.agent.agent import NodeAgent
 from vmplane.agent.console import QemuConsoleLogs, QemuGuestStreams
+from vmplane.agent.machine import machine_name
 from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL, HostFacts, host_facts, qemu_runtime_version
 from vmplane.api.kubevirt import KubeVirtConfiguration
 from vmplane.api.resources import CONTROLLER_REVISIONS, KUBEVIRTS, VIRTUAL_MACHINE_INSTANCES
@@ -34,7 +35,7 @@ from vmplane.apiserver.authz import Role, User, node_user, user_for
 from vmplane.apiserver.console import ConsoleLog, ConsoleSource, add_console_routes
 from vmplane.apiserver.context import ApiContext
 from vmplane.apiserver.door import InProcessDoor
-from vmplane.apiserver.guest_subresources import add_guest_operation_routes
+from vmplane.apiserver.guest_subresources import GuestAgentQueries, add_guest_operation_routes
 from vmplane.apiserver.node_console import (
     PROXY_USER_NAME,
     DelegatedAuthenticator,
@@ -56,7 +57,7 @@ from vmplane.controller.vm import cluster_configuration
 from vmplane.demo import install_demo
 from vmplane.host.paths import HostPaths
 from vmplane.host.volumes import QemuVolumePreparer
-from vmplane.hypervisor.base import Hypervisor, OnChange
+from vmplane.hypervisor.base import Hypervisor, HypervisorError, OnChange
 from vmplane.hypervisor.guestfs import GuestUser, default_guest_dir, guest_user, prepare_guest_dir
 from vmplane.hypervisor.qemu import QemuHypervisor
 from vmplane.hypervisor.qemu.machine_types import FALLBACK_MACHINE_TYPES, MachineTypesError, q35_machine_types
@@ -211,8 +212,10 @@ class ApiServerPlane:
         proxy_consoles: bool = False,
         console: ConsoleSource | None = None,
         streams: QemuGuestStreams | None = None,
+        agents: GuestAgentQueries | None = None,
     ) -> None:
-        """``proxy_consoles``: this process keeps no guests; read consoles from the VMIs' nodes.
+        """``proxy_consoles``: this process keeps no guests; read consoles (and ask guest agents) on
+        the VMIs' nodes. ``agents``: this host's guest agents otherwise.
         ``console``: where console logs are read otherwise (default: QEMU's, none for simulated guests).
         ``streams``: this host's guests' serial ports, VNC displays and ports (the interactive console,
         ``vnc`` and ``portforward``); None where the guests run elsewhere."""
@@ -227,6 +230,7 @@ class ApiServerPlane:
         local = options.hypervisor == "qemu" and not proxy_consoles
         self._console = console or (QemuConsoleLogs(options.machines_dir) if local else None)
         self._streams = streams
+        self._agents = agents
         self._informers: SharedInformerFactory | None = None
 
     def add_routes(self, app: web.Application, ctx: ApiContext) -> None:
@@ -237,7 +241,10 @@ class ApiServerPlane:
         add_console_routes(app, ctx, self._console, self._proxy, bridge)
         if bridge is not None:
             add_stream_routes(app, ctx, bridge)
-        add_guest_operation_routes(app, ctx)
+        agents = self._agents
+        if agents is None and self._proxy is not None:
+            agents = _ProxiedGuestAgents(self._proxy, ctx.store)
+        add_guest_operation_routes(app, ctx, agents)
 
     def instrument(self, metrics: Metrics) -> None:
         """Nothing beyond the API's request metrics (``create_app``'s): no queues run here."""
@@ -419,11 +426,18 @@ class NodeHost:
     async def _vmi(self, namespace: str, name: str) -> JsonObject | None:
         return self.agent.vmis.get(namespace, name)
 
+    async def _agent_query(self, vmi: JsonObject, what: str) -> JsonObject:
+        driver = self.agent.hypervisor
+        if not isinstance(driver, QemuHypervisor):
+            raise OSError("this node's hypervisor has no guest agents")
+        return await _ask_guest_agent(driver, vmi, what)
+
     async def start(self) -> None:
         if self._console is not None and self._console_socket is not None and self._console_tls is not None:
             app = node_console_app(
                 respond=ConsoleLog(QemuConsoleLogs(self._options.machines_dir), self._vmi).respond,
                 lookup=self._vmi,
+                agent_query=self._agent_query,
                 allowed=DelegatedAuthenticator(
                     api_server=self._console.kubeconfig.server, ca_pem=self._console.kubeconfig.ca_pem
                 ),
@@ -471,6 +485,29 @@ class _LateForwarder:
     async def unforward_port(self, name: str, netdev: str, host_port: int) -> None:
         await self._driver().unforward_port(name, netdev, host_port)
 
+    async def guest_agent_query(self, vmi: JsonObject, what: str) -> JsonObject:
+        return await _ask_guest_agent(self._driver(), vmi, what)
+
+
+async def _ask_guest_agent(driver: QemuHypervisor, vmi: JsonObject, what: str) -> JsonObject:
+    """The guest agent of ``vmi``'s machine on this host (OSError when it does not answer)."""
+    meta = vmi["metadata"]
+    try:
+        return await driver.guest_agent_query(machine_name(meta["namespace"], meta["name"]), what)
+    except HypervisorError as err:
+        raise OSError(str(err)) from err
+
+
+@dataclass(frozen=True, slots=True)
+class _ProxiedGuestAgents:
+    """Guest agents asked on the VMI's node, through the node agent's console server."""
+
+    proxy: NodeConsoleProxy
+    store: Store
+
+    async def guest_agent_query(self, vmi: JsonObject, what: str) -> JsonObject:
+        return await self.proxy.guest_agent_query(self.store, vmi, what)
+
 
 class ControlPlane:
     """``vmplane serve``: the API's kinds, the controllers and this host's node agent in one process,
@@ -499,7 +536,9 @@ class ControlPlane:
         self._forwarder = _LateForwarder()
         qemu = options.hypervisor == "qemu"
         streams = QemuGuestStreams(options.machines_dir, self._forwarder) if qemu else None
-        self.api = ApiServerPlane(options, console=console, streams=streams)
+        self.api = ApiServerPlane(
+            options, console=console, streams=streams, agents=self._forwarder if qemu else None
+        )
         self.registry = self.api.registry
         # Built before ``run`` (the QEMU guest directory is checked at once, before the API listens).
         self._host_check = options.hypervisor == "qemu"

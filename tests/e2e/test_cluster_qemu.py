@@ -1,12 +1,14 @@
 """A real guest on an agent that is its own process: ``vmplane apiserver``, ``vmplane controller`` and
 ``vmplane agent --hypervisor qemu`` (node02) as separate processes. The API server reads the guest's
 console from the agent (which serves it to the API server alone); under LiveUpdate a vCPU is
-hotplugged into the running QEMU and the agent reports it from QEMU's own answer.
+hotplugged into the running QEMU and the agent reports it from QEMU's own answer. The API server asks
+the guest agent of a guest on node02 through that agent too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -157,4 +159,35 @@ def test_a_vcpu_is_hotplugged_into_a_qemu_guest_run_by_another_process(local: Lo
         assert hotplugged is not None
         assert hotplugged["metadata"]["uid"] == running["metadata"]["uid"]  # the same guest, changed live
     finally:
+        cluster.api.close()
+
+
+def test_guestosinfo_reaches_the_guest_agent_on_the_vmis_node(local: LocalCluster) -> None:
+    cluster = api(local)
+    name = "remote-agent"
+    try:
+        cluster.custom.create_namespaced_custom_object(
+            "kubevirt.io", "v1", "default", "virtualmachines", vm(name)
+        )
+        connected = cluster.wait(
+            "virtualmachineinstances",
+            name,
+            lambda o: any(
+                c.get("type") == "AgentConnected"
+                for c in ((o or {}).get("status") or {}).get("conditions") or []
+            ),
+            BOOT,
+        )
+        assert connected is not None
+        path = (
+            f"/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachineinstances/{name}/guestosinfo"
+        )
+        response = cluster.api.call_api(
+            path, "GET", auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True
+        )
+        assert json.loads(response.data)["hostname"] == "vmplane-guest"
+    finally:
+        cluster.custom.delete_namespaced_custom_object(
+            "kubevirt.io", "v1", "default", "virtualmachines", name
+        )
         cluster.api.close()

@@ -51,7 +51,20 @@ LEGACY_KEYS = {
     "-chardev": {"id", "path", "server", "wait", "logfile", "logappend"},
     "-mon": {"chardev", "mode"},
 }
-DEVICE_KEYS = {"driver", "id", "bus", "chassis", "addr", "drive", "serial", "lun", "netdev", "mac"}
+DEVICE_KEYS = {
+    "driver",
+    "id",
+    "bus",
+    "chassis",
+    "addr",
+    "drive",
+    "serial",
+    "lun",
+    "netdev",
+    "mac",
+    "chardev",
+    "name",
+}
 BLOCKDEV_KEYS = {"driver", "node-name", "read-only", "file"}
 BARE = re.compile(r"[A-Za-z0-9._:-]*")
 
@@ -206,7 +219,7 @@ def check_argv(argv: list[str], spec: MachineSpec, *, run_dir: Path, paths: Host
     nic_ids = {naming.nic_device_id(n.name) for n in spec.nics}
     nodes = {naming.drive_node(d.name) for d in spec.disks}
     netdevs = {naming.netdev_id(n.name) for n in spec.nics}
-    buses = ports | {"pcie.0", "scsi0.0"} | {f"ide.{i}" for i in range(6)}
+    buses = ports | {"pcie.0", "scsi0.0", "virtio-serial0.0"} | {f"ide.{i}" for i in range(6)}
     seen: dict[str, int] = {}
     for option, value in options(argv):
         seen[option] = seen.get(option, 0) + 1
@@ -217,8 +230,10 @@ def check_argv(argv: list[str], spec: MachineSpec, *, run_dir: Path, paths: Host
             obj = json.loads(value)
             if option == "-device":
                 assert set(obj) <= DEVICE_KEYS
-                assert obj["id"] in ports | disk_ids | nic_ids | {"scsi0"}
+                assert obj["id"] in ports | disk_ids | nic_ids | {"scsi0", "virtio-serial0", "guest-agent"}
                 assert obj.get("bus", "pcie.0") in buses
+                assert obj.get("chardev", "guest-agent") == "guest-agent"
+                assert obj.get("name", "org.qemu.guest_agent.0") == "org.qemu.guest_agent.0"
                 assert obj.get("drive", next(iter(nodes), None)) in nodes | {None}
                 assert obj.get("netdev", next(iter(netdevs), None)) in netdevs | {None}
             elif option == "-blockdev":
@@ -253,8 +268,8 @@ def check_argv(argv: list[str], spec: MachineSpec, *, run_dir: Path, paths: Host
     scsi = 1  # the SCSI controller every guest boots with, for hot-plugged scsi disks
     assert (
         seen["-device"]
-        == boot_root_ports(spec) + spec.spare_root_ports + len(spec.disks) + len(spec.nics) + scsi
-    )
+        == boot_root_ports(spec) + spec.spare_root_ports + len(spec.disks) + len(spec.nics) + scsi + 2
+    )  # + the guest agent's virtio-serial controller and its port
     assert seen.get("-kernel", 0) == (spec.kernel_boot is not None)
     assert seen["-sandbox"] == 1
 

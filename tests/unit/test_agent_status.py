@@ -15,6 +15,7 @@ from vmplane.api.vmi import (
     MemoryStatus,
     VirtualMachineInstance,
     VirtualMachineInstanceStatus,
+    VMIInterfaceStatus,
     VMIPhase,
 )
 from vmplane.hypervisor.base import (
@@ -26,6 +27,7 @@ from vmplane.hypervisor.base import (
     ObservedMachine,
     ObservedNic,
 )
+from vmplane.hypervisor.guest_info import GuestInterface
 from vmplane.rollout.failures import failed_hotplugs
 from vmplane.rollout.fields import CPU_SOCKETS, MEMORY_GUEST, interface_path, volume_path
 from vmplane.rollout.observed import observed_from_status
@@ -326,3 +328,34 @@ def test_a_pending_volume_whose_image_is_ready_is_attached_to_node() -> None:
 def test_only_a_pending_volume_becomes_attached_to_node() -> None:
     status = derive()
     assert attached_to_node(status, "root") == status
+
+
+def test_a_guest_agent_that_answers_sets_agent_connected() -> None:
+    status = machine_status(
+        vmi(), replace(OBSERVED, agent_connected=True), desired=DESIRED, failures={}, now=NOW
+    )
+    assert [(c.status, c.reason) for c in status.conditions or () if c.type == "AgentConnected"] == [
+        ("True", None)
+    ]
+
+
+def test_no_guest_agent_no_agent_connected_condition() -> None:
+    status = machine_status(vmi(), OBSERVED, desired=DESIRED, failures={}, now=NOW)
+    assert status.condition("AgentConnected") is None
+
+
+def test_the_guest_agents_addresses_join_the_nic_of_their_mac() -> None:
+    seen = GuestInterface(name="eth0", mac="02:00:00:00:00:01", ip_addresses=("10.0.2.15", "fe80::1"))
+    observed = replace(OBSERVED, agent_connected=True, guest_interfaces=(seen,))
+    status = machine_status(vmi(), observed, desired=DESIRED, failures={}, now=NOW)
+    assert status.interfaces == [
+        VMIInterfaceStatus(
+            name="default",
+            mac="02:00:00:00:00:01",
+            link_state="up",
+            info_source="domain, guest-agent",
+            interface_name="eth0",
+            ip_address="10.0.2.15",
+            ip_addresses=["10.0.2.15", "fe80::1"],
+        )
+    ]

@@ -134,6 +134,7 @@ def test_qemus_own_directory_holds_qmp_serial_vnc_console_log_and_pidfile_and_gu
         "socket,id=qmp,path=/r,,un/qemu/qmp.sock,server=on,wait=off",
         "socket,id=console,path=/r,,un/qemu/serial.sock,server=on,wait=off,"
         "logfile=/r,,un/qemu/console.log,logappend=on",
+        "socket,id=guest-agent,path=/r,,un/qemu/guest-agent.sock,server=on,wait=off",
     ]
     assert option(argv, "-vnc") == ["unix:/r,,un/qemu/vnc.sock"]
     assert option(argv, "-mon") == ["chardev=qmp,mode=control"]
@@ -170,9 +171,10 @@ def test_kernel_boot(boot: KernelBoot | None, expected: dict[str, list[str]]) ->
 @pytest.mark.parametrize(
     ("changes", "ports"),
     [
-        # Every guest has the SCSI controller disks hot-plug to, on a port of its own.
-        pytest.param({"spare_root_ports": 0}, 1, id="none"),
-        pytest.param({}, 8 + 1, id="default-spares"),
+        # Every guest has the SCSI controller disks hot-plug to and the guest agent's serial
+        # controller, each on a port of its own.
+        pytest.param({"spare_root_ports": 0}, 2, id="none"),
+        pytest.param({}, 8 + 2, id="default-spares"),
         pytest.param(
             {
                 "spare_root_ports": 2,
@@ -183,7 +185,8 @@ def test_kernel_boot(boot: KernelBoot | None, expected: dict[str, list[str]]) ->
                 ),
                 "nics": (NicSpec("n", "52:54:00:00:00:01"),),
             },
-            2 + 1 + 1 + 1,  # spares + virtio disk + scsi controller + NIC; the CD-ROM is on SATA
+            # spares + virtio disk + scsi controller + NIC + serial controller; the CD-ROM is on SATA
+            2 + 1 + 1 + 1 + 1,
             id="boot-devices-get-their-own",
         ),
     ],
@@ -286,3 +289,22 @@ def test_an_empty_cdrom_drive_has_a_device_and_no_medium_node() -> None:
     )
     assert device(argv, "disk-cdrom") == {"driver": "ide-cd", "id": "disk-cdrom", "bus": "ide.0"}
     assert not any("cdrom" in node for node in option(argv, "-blockdev"))
+
+
+def test_every_guest_gets_the_guest_agent_channel_on_a_virtio_serial_controller_of_its_own_root_port() -> (
+    None
+):
+    devices = [json.loads(d) for d in option(build_argv(spec(), run_dir=RUN, accel="tcg"), "-device")]
+    controller = next(d for d in devices if d["driver"] == "virtio-serial-pci")
+    ports = {d["id"] for d in devices if d["driver"] == "pcie-root-port"}
+    channel = next(d for d in devices if d["driver"] == "virtserialport")
+    assert (controller["bus"] in ports, channel) == (
+        True,
+        {
+            "driver": "virtserialport",
+            "id": "guest-agent",
+            "bus": f"{controller['id']}.0",
+            "chardev": "guest-agent",
+            "name": "org.qemu.guest_agent.0",
+        },
+    )

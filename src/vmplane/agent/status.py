@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from vmplane.agent.hotplug import differing_fields
-from vmplane.api.guest_ops import PAUSED, PAUSED_BY_USER
+from vmplane.api.guest_ops import AGENT_CONNECTED, PAUSED, PAUSED_BY_USER
 from vmplane.api.meta import Condition
 from vmplane.api.quantity import Quantity
 from vmplane.api.vmi import (
@@ -61,7 +61,7 @@ _PHASES = {
 }
 _HOT = {CPU_SOCKETS: HOT_VCPU_CHANGE, MEMORY_GUEST: HOT_MEMORY_CHANGE}
 # Conditions derived here; any other (PodScheduled, ...) is kept as it is.
-_OWNED = frozenset({READY, PAUSED, HOT_VCPU_CHANGE, HOT_MEMORY_CHANGE, HOT_INTERFACE_CHANGE})
+_OWNED = frozenset({READY, PAUSED, AGENT_CONNECTED, HOT_VCPU_CHANGE, HOT_MEMORY_CHANGE, HOT_INTERFACE_CHANGE})
 
 
 def _conditions(
@@ -82,6 +82,8 @@ def _conditions(
         conditions.append(
             Condition(type=PAUSED, status="True", reason=PAUSED_BY_USER, message="VMI was paused by user")
         )
+    if running and observed.agent_connected:
+        conditions.append(Condition(type=AGENT_CONNECTED, status="True"))  # as upstream: no reason
     for field, type_ in _HOT.items():
         if field in failures:
             conditions.append(
@@ -187,6 +189,34 @@ def _memory(
     )
 
 
+def _interfaces(observed: ObservedMachine) -> list[VMIInterfaceStatus]:
+    """The NICs QEMU has, each with what the guest agent reports for its MAC (upstream's
+    ``infoSource: domain, guest-agent``, first address in ``ipAddress``). Guest interfaces of no NIC
+    (bridges, tunnels) are left out: every entry keeps a ``name``, which the status's readers key on."""
+    by_mac = {g.mac: g for g in observed.guest_interfaces if g.mac}
+    interfaces = []
+    for nic in observed.nics:
+        link = "up" if nic.link_up else "down"
+        seen = by_mac.pop(nic.mac.lower(), None)
+        if seen is None:
+            interfaces.append(
+                VMIInterfaceStatus(name=nic.name, mac=nic.mac, link_state=link, info_source="domain")
+            )
+            continue
+        interfaces.append(
+            VMIInterfaceStatus(
+                name=nic.name,
+                mac=nic.mac,
+                link_state=link,
+                info_source="domain, guest-agent",
+                interface_name=seen.name,
+                ip_address=seen.ip_addresses[0] if seen.ip_addresses else None,
+                ip_addresses=list(seen.ip_addresses) or None,
+            )
+        )
+    return interfaces
+
+
 def running_differences(desired: MachineSpec | None, observed: ObservedMachine) -> set[str]:
     """The paths where a running guest lacks what its spec says (none unless it runs)."""
     if desired is None or observed.state is not MachineState.RUNNING:
@@ -252,12 +282,6 @@ def machine_status(
     conditions = merge_conditions(
         previous.conditions or (), kept + _conditions(observed, current_failures, in_flight), now=now
     )
-    interfaces = [
-        VMIInterfaceStatus(
-            name=n.name, mac=n.mac, link_state="up" if n.link_up else "down", info_source="domain"
-        )
-        for n in observed.nics
-    ]
     return previous.model_copy(
         update={
             "phase": phase,
@@ -268,7 +292,7 @@ def machine_status(
             ),
             "memory": _memory(vmi, previous.memory or MemoryStatus(), observed, differing),
             "volume_status": _volumes(desired, observed, current_failures, in_flight) or None,
-            "interfaces": interfaces or None,
+            "interfaces": _interfaces(observed) or None,
             "phase_transition_timestamps": _transition(previous, phase, now),
             "hotplug_failures": encode_failures(current_failures),
         }

@@ -7,14 +7,16 @@ the VMI's ``Paused`` condition (and the VM's ``printableStatus: Paused``) follow
 A body, if any, is upstream's ``PauseOptions``/``UnpauseOptions`` (``dryRun: ["All"]`` checks only).
 
 The guest-agent queries answer as upstream does when no agent is connected (409 ``VMI does not have
-guest agent connected``): vmplane adds no guest-agent channel yet, so no VMI reports ``AgentConnected``;
-one that claims it gets 501 rather than an answer made up.
+guest agent connected``); with the agent connected they ask it through ``GuestAgentQueries`` (the
+node agent's QEMU driver, in this process or on the VMI's node through ``server.node_console``) and
+answer upstream's ``VirtualMachineInstanceGuestAgentInfo``, ``...GuestOSUserList`` or
+``...FileSystemList``; a guest agent that stops answering meanwhile is 503.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -34,13 +36,21 @@ from vmplane.apiserver.context import ApiContext
 from vmplane.apiserver.registry import ResourceType
 from vmplane.store.base import ConflictError, NotFoundError
 
-__all__ = ["GUEST_OPERATION_PATH", "add_guest_operation_routes"]
+__all__ = ["GUEST_OPERATION_PATH", "GuestAgentQueries", "add_guest_operation_routes"]
 
 GUEST_OPERATION_PATH = (
     "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{name}/{action}"
 )
 _ACTIONS = {a.value: a for a in GuestAction}
 _REASONS = {409: "Conflict", 403: "Forbidden"}
+
+
+class GuestAgentQueries(Protocol):
+    """Asks a VMI's guest agent (``what``: ``guestosinfo``, ``userlist`` or ``filesystemlist``)."""
+
+    async def guest_agent_query(self, vmi: dict[str, Any], what: str) -> dict[str, Any]:
+        """The answer in upstream's shape; OSError when the agent cannot be reached or does not answer."""
+        ...
 
 
 def _dry_run(body: Any) -> bool:
@@ -57,8 +67,9 @@ def _dry_run(body: Any) -> bool:
 
 
 class _GuestOperations:
-    def __init__(self, ctx: ApiContext) -> None:
+    def __init__(self, ctx: ApiContext, agents: GuestAgentQueries | None) -> None:
         self._ctx = ctx
+        self._agents = agents
         vmi_type = ctx.registry.lookup("kubevirt.io", "v1", "virtualmachineinstances")
         assert vmi_type is not None
         self._vmi_type: ResourceType = vmi_type
@@ -90,9 +101,15 @@ class _GuestOperations:
             check_agent_query(VirtualMachineInstance.model_validate(raw))
         except GuestOpRefusedError as err:
             raise st.ApiError(code=err.code, reason=_REASONS[err.code], message=err.message) from err
-        raise st.ApiError(
-            code=501, reason="NotImplemented", message="vmplane does not query guest agents yet"
-        )
+        if self._agents is None:
+            raise st.ApiError(
+                code=501, reason="NotImplemented", message="this API server reaches no guest agents"
+            )
+        try:
+            answer = await self._agents.guest_agent_query(raw, request.match_info["action"])
+        except OSError as err:
+            raise st.ApiError(code=503, reason="ServiceUnavailable", message=str(err)) from err
+        return web.json_response(answer)
 
     async def _request(
         self, namespace: str, name: str, action: GuestAction, *, token: str, dry_run: bool
@@ -114,9 +131,11 @@ class _GuestOperations:
         )
 
 
-def add_guest_operation_routes(app: web.Application, ctx: ApiContext) -> None:
+def add_guest_operation_routes(
+    app: web.Application, ctx: ApiContext, agents: GuestAgentQueries | None = None
+) -> None:
     """Route the guest operations and agent queries (after the console and stream routes, whose GETs
-    share this path's shape, and before the catch-alls)."""
-    handlers = _GuestOperations(ctx)
+    share this path's shape, and before the catch-alls); ``agents`` answers the queries."""
+    handlers = _GuestOperations(ctx, agents)
     app.router.add_route("PUT", GUEST_OPERATION_PATH, handlers.handle)
     app.router.add_get(GUEST_OPERATION_PATH, handlers.query)

@@ -13,6 +13,7 @@ kube-apiserver; a check is remembered for ``REVIEW_TTL`` seconds.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import ssl
 import time
@@ -22,6 +23,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from vmplane.api.guest_ops import AGENT_QUERIES
 from vmplane.api.node_annotations import CONSOLE_CERT_SHA256, CONSOLE_ENDPOINT
 from vmplane.api.resources import NODES
 from vmplane.apiserver import status as st
@@ -36,6 +38,9 @@ __all__ = [
 
 PROXY_USER_NAME = "system:vmplane:console-proxy"
 NODE_CONSOLE_PATH = "/consoles/{namespace}/{name}"
+NODE_AGENT_PATH = "/guest-agents/{namespace}/{name}/{what}"
+_AGENT_QUERY_TIMEOUT = 15.0
+_AGENT_ANSWER_LIMIT = 4 << 20
 REVIEW_TTL = 60.0
 _ENDPOINT = re.compile(r"^https://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -43,6 +48,8 @@ _FORWARDED = ("follow", "tailLines")
 
 Respond = Callable[[web.Request, JsonObject], Awaitable[web.StreamResponse]]
 Lookup = Callable[[str, str], Awaitable[JsonObject | None]]
+#: Asks this node's guest agent of a VMI (OSError when it does not answer).
+AgentQuery = Callable[[JsonObject, str], Awaitable[JsonObject]]
 
 
 def _unavailable(message: str) -> st.ApiError:
@@ -56,7 +63,8 @@ class NodeConsoleProxy:
         #: Set once the API server has minted its proxy identity (before it serves requests).
         self.token: str | None = None
 
-    async def forward(self, request: web.Request, store: Store, vmi: JsonObject) -> web.StreamResponse:
+    async def _node(self, store: Store, vmi: JsonObject) -> tuple[str, str, str]:
+        """(node name, endpoint, certificate digest) of the VMI's node."""
         node_name = (vmi.get("status") or {}).get("nodeName")
         if not isinstance(node_name, str) or not node_name:
             raise _unavailable("the VMI is not bound to a node yet: it has no console")
@@ -70,6 +78,41 @@ class NodeConsoleProxy:
             isinstance(digest, str) and _SHA256.match(digest)
         ):
             raise _unavailable(f'node "{node_name}" serves no consoles')
+        return node_name, endpoint, digest
+
+    async def guest_agent_query(self, store: Store, vmi: JsonObject, what: str) -> JsonObject:
+        """Ask the guest agent of the VMI on its node (``what``: a guest-agent subresource).
+
+        OSError when the node or its guest agent does not answer; the node's answer is bounded in
+        size and time, since it carries what the guest wrote."""
+        node_name, endpoint, digest = await self._node(store, vmi)
+        meta = vmi["metadata"]
+        url = endpoint + NODE_AGENT_PATH.format(namespace=meta["namespace"], name=meta["name"], what=what)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        timeout = aiohttp.ClientTimeout(total=_AGENT_QUERY_TIMEOUT)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(url, headers=headers, ssl=aiohttp.Fingerprint(bytes.fromhex(digest))) as answer,
+            ):
+                body = await answer.content.read(_AGENT_ANSWER_LIMIT + 1)
+                if answer.status != 200:
+                    message = body[:512].decode(errors="replace")
+                    raise OSError(f'node "{node_name}" answered {answer.status}: {message}')
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise OSError(f'cannot reach the guest agent on node "{node_name}": {err}') from err
+        if len(body) > _AGENT_ANSWER_LIMIT:
+            raise OSError(f'node "{node_name}" answered more than {_AGENT_ANSWER_LIMIT} bytes')
+        try:
+            loaded = json.loads(body)
+        except ValueError as err:
+            raise OSError(f'node "{node_name}" answered no JSON') from err
+        if not isinstance(loaded, dict):
+            raise OSError(f'node "{node_name}" answered no JSON object')
+        return loaded
+
+    async def forward(self, request: web.Request, store: Store, vmi: JsonObject) -> web.StreamResponse:
+        node_name, endpoint, digest = await self._node(store, vmi)
         meta = vmi["metadata"]
         url = endpoint + NODE_CONSOLE_PATH.format(namespace=meta["namespace"], name=meta["name"])
         params = {k: request.query[k] for k in _FORWARDED if k in request.query}
@@ -137,9 +180,14 @@ class DelegatedAuthenticator:
 
 
 def node_console_app(
-    *, respond: Respond, lookup: Lookup, allowed: Callable[[str | None], Awaitable[bool]]
+    *,
+    respond: Respond,
+    lookup: Lookup,
+    allowed: Callable[[str | None], Awaitable[bool]],
+    agent_query: AgentQuery | None = None,
 ) -> web.Application:
-    """The agent's console server: ``GET /consoles/{namespace}/{name}`` for the API server alone."""
+    """The agent's console server for the API server alone: ``GET /consoles/{namespace}/{name}``,
+    and with ``agent_query`` ``GET /guest-agents/{namespace}/{name}/{what}``."""
 
     async def console(request: web.Request) -> web.StreamResponse:
         if not await allowed(request.headers.get("Authorization")):
@@ -151,6 +199,21 @@ def node_console_app(
             return web.json_response({"message": "no such VMI on this node"}, status=404)
         return await respond(request, vmi)
 
+    async def guest_agent(request: web.Request) -> web.StreamResponse:
+        if not await allowed(request.headers.get("Authorization")):
+            return web.json_response(
+                st.forbidden("only the API server may ask guest agents").status, status=403
+            )
+        what = request.match_info["what"]
+        vmi = await lookup(request.match_info["namespace"], request.match_info["name"])
+        if vmi is None or agent_query is None or what not in AGENT_QUERIES:
+            return web.json_response({"message": "no such VMI or query on this node"}, status=404)
+        try:
+            return web.json_response(await agent_query(vmi, what))
+        except OSError as err:
+            return web.json_response({"message": str(err)}, status=503)
+
     app = web.Application()
     app.router.add_get(NODE_CONSOLE_PATH, console)
+    app.router.add_get(NODE_AGENT_PATH, guest_agent)
     return app

@@ -40,8 +40,8 @@ from vmplane.api.volume_requests import (
     has_volume,
     remove_volume,
 )
-from vmplane.apiserver import decoders
 from vmplane.apiserver import status as st
+from vmplane.apiserver.bodies import optional_json
 from vmplane.apiserver.context import ApiContext
 from vmplane.apiserver.registry import ResourceType
 from vmplane.store.base import ConflictError, JsonObject, NotFoundError
@@ -99,7 +99,7 @@ class _VolumeRequests:
 
     async def _decode(self, request: web.Request) -> _Request:
         try:
-            return _decoded(request.match_info["action"], await _json_body(request))
+            return _decoded(request.match_info["action"], optional_json(await request.read()))
         except VolumeRequestError as err:
             raise _conflict(err) from err
 
@@ -196,18 +196,6 @@ class _VolumeRequests:
         )
         if causes:
             raise st.invalid(self._vmi_type, name, causes)
-
-
-async def _json_body(request: web.Request) -> Any:
-    if not request.can_read_body:
-        return None
-    body = await request.read()
-    if not body.strip():
-        return None
-    try:
-        return decoders.load_json(body)
-    except decoders.BodyError as err:
-        raise st.bad_request(f"malformed JSON body: {err}") from err
 
 
 def add_volume_routes(app: web.Application, ctx: ApiContext) -> None:

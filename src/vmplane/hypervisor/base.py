@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal, Protocol
 
+from vmplane.hypervisor.guest_info import GuestInterface
+
 __all__ = [
     "DiskSpec",
     "HotplugError",
@@ -154,6 +156,9 @@ class ObservedMachine:
     pending_unplugs: tuple[str, ...] = field(default=())
     #: The vCPUs are stopped on request (QMP ``stop``); the machine is still Running, as upstream's VMI.
     paused: bool = False
+    #: The guest agent answers on its channel, and the interfaces it reports.
+    agent_connected: bool = False
+    guest_interfaces: tuple[GuestInterface, ...] = ()
 
 
 class Hypervisor(Protocol):

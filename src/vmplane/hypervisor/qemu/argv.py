@@ -8,7 +8,8 @@ Every guest boots with its hotplug headroom, whatever the rollout strategy (docs
 * Memory: ``-m <boot>,slots=DIMM_SLOTS,maxmem=<max>`` so pc-dimm devices can be added up to ``max``.
 * PCIe: q35's root complex refuses hotplug, so every PCIe device sits on its own ``pcie-root-port``
   (``rp<N>``, slot N+1 of ``pcie.0``): one per boot-time virtio disk, NIC and the SCSI controller, plus
-  ``spare_root_ports`` free ones for hotplug.
+  ``spare_root_ports`` free ones for hotplug, and one for the virtio-serial controller whose port
+  ``org.qemu.guest_agent.0`` is the guest agent's channel (a unix socket in the run directory).
 * SCSI: every guest boots with a virtio-scsi controller (``scsi0``, as upstream's hotplug controller),
   so a ``scsi`` disk can be hot-plugged to it without a root port of its own.
 
@@ -65,6 +66,9 @@ _MAX_SOCKET_PATH = 107
 _SATA_PORTS = 6  # q35's built-in AHCI controller: ide.0 .. ide.5
 _MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", re.ASCII)
 
+#: The virtio-serial controller that carries the guest agent's channel.
+SERIAL_BUS = "virtio-serial0"
+
 #: ``-sandbox``: QEMU's seccomp filter, every optional deny on.
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
@@ -96,8 +100,9 @@ def _on_root_port(disk: DiskSpec) -> bool:
 
 
 def boot_root_ports(spec: MachineSpec) -> int:
-    """Root ports taken at boot: one per virtio disk and NIC, one for the SCSI controller."""
-    return sum(_on_root_port(d) for d in spec.disks) + len(spec.nics) + 1
+    """Root ports taken at boot: one per virtio disk and NIC, one for the SCSI controller, and the
+    guest agent's virtio-serial controller (the last one, so disks and NICs keep their ports)."""
+    return sum(_on_root_port(d) for d in spec.disks) + len(spec.nics) + 2
 
 
 def _smp(spec: MachineSpec) -> list[str]:
@@ -230,7 +235,15 @@ def _devices(spec: MachineSpec) -> list[str]:
     for nic in spec.nics:
         argv += ["-netdev", _json({"type": "user", "id": naming.netdev_id(nic.name)})]
         argv += ["-device", _json(nic_device(nic, next(ports)))]
-    return argv
+    argv += ["-device", _json({"driver": "virtio-serial-pci", "id": SERIAL_BUS, "bus": next(ports)})]
+    channel: dict[str, object] = {
+        "driver": "virtserialport",
+        "id": "guest-agent",
+        "bus": f"{SERIAL_BUS}.0",
+        "chardev": "guest-agent",
+        "name": naming.GUEST_AGENT_CHANNEL,
+    }
+    return [*argv, "-device", _json(channel)]
 
 
 def build_argv(
@@ -285,6 +298,9 @@ def build_argv(
         f"logfile={_opt(files['console'])},logappend=on",
         "-serial",
         "chardev:console",
+        # The guest agent's channel: a unix socket only the node agent connects to (never a TCP port).
+        "-chardev",
+        f"socket,id=guest-agent,path={_opt(files['guest-agent'])},server=on,wait=off",
         "-pidfile",
         str(files["pidfile"]),
         "-sandbox",

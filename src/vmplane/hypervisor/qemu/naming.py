@@ -15,6 +15,8 @@ from pathlib import Path
 __all__ = [
     "CONSOLE_LOG",
     "DIMM_PREFIX",
+    "GUEST_AGENT_CHANNEL",
+    "GUEST_AGENT_SOCKET",
     "MACHINE_RECORD",
     "PIDFILE",
     "QEMU_DIR",
@@ -44,6 +46,10 @@ CONSOLE_LOG = "console.log"
 #: The serial port's socket (what the guest writes also goes to the log) and the VNC server's.
 SERIAL_SOCKET = "serial.sock"
 VNC_SOCKET = "vnc.sock"
+#: The guest agent's virtio-serial channel (``org.qemu.guest_agent.0`` in the guest) on the host side.
+GUEST_AGENT_SOCKET = "guest-agent.sock"
+#: The channel's name in the guest, which qemu-guest-agent opens (``/dev/virtio-ports/<name>``).
+GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 PIDFILE = "qemu.pid"
 MACHINE_RECORD = "machine.json"
 STDERR_LOG = "qemu.stderr"
@@ -141,6 +147,7 @@ def run_files(run_dir: Path) -> dict[str, Path]:
         "console": qemu / CONSOLE_LOG,
         "serial": qemu / SERIAL_SOCKET,
         "vnc": qemu / VNC_SOCKET,
+        "guest-agent": qemu / GUEST_AGENT_SOCKET,
         "pidfile": qemu / PIDFILE,
         "record": run_dir / MACHINE_RECORD,
         "stderr": run_dir / STDERR_LOG,
