@@ -269,6 +269,10 @@ BAD_REQUESTS = [
 @pytest.fixture(scope="module")
 def fixed_vm(api_server: ApiServer) -> None:
     api_server.kubectl("apply", "-f", "-", stdin=CPU_HOTPLUG_VM.format(name="fixed"))
+    # Settled before the tests compare revisions: the VM controller writes the halted VM's status.
+    api_server.kubectl(
+        "wait", "vm", "fixed", "--for=jsonpath={.status.printableStatus}=Stopped", "--timeout=60s", timeout=90
+    )
 
 
 @pytest.mark.usefixtures("fixed_vm")
