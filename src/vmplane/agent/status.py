@@ -18,6 +18,7 @@ from vmplane.agent.hotplug import differing_fields
 from vmplane.agent.hypervisor import MachineSpec, MachineState, ObservedMachine
 from vmplane.api.guest_ops import PAUSED, PAUSED_BY_USER
 from vmplane.api.meta import Condition
+from vmplane.api.migratable import LIVE_MIGRATABLE, MigrationSupport, migratability
 from vmplane.api.quantity import Quantity
 from vmplane.api.vmi import (
     CPUTopology,
@@ -59,7 +60,7 @@ _PHASES = {
 }
 _HOT = {CPU_SOCKETS: HOT_VCPU_CHANGE, MEMORY_GUEST: HOT_MEMORY_CHANGE}
 # Conditions derived here; any other (PodScheduled, ...) is kept as it is.
-_OWNED = frozenset({READY, PAUSED, HOT_VCPU_CHANGE, HOT_MEMORY_CHANGE, HOT_INTERFACE_CHANGE})
+_OWNED = frozenset({READY, PAUSED, HOT_VCPU_CHANGE, HOT_MEMORY_CHANGE, HOT_INTERFACE_CHANGE, LIVE_MIGRATABLE})
 
 
 def _conditions(
@@ -177,8 +178,12 @@ def machine_status(
     desired: MachineSpec | None,
     failures: Mapping[str, str],
     now: str,
+    support: MigrationSupport = MigrationSupport(),  # noqa: B008 - frozen, shared safely
 ) -> VirtualMachineInstanceStatus:
     """The status that reports ``observed``: phase, topology, memory, volumes, interfaces, conditions.
+
+    ``LiveMigratable`` and ``migrationMethod`` say whether the guest can move from this node, whose
+    migration abilities are ``support`` (by default: none).
 
     ``desired`` is the machine of the VMI spec now (None if the spec cannot be translated: then nothing
     is in flight); where it differs from ``observed`` a hotplug is in flight (``HotVCPUChange``/
@@ -196,8 +201,11 @@ def machine_status(
     current_failures = {f: m for f, m in failures.items() if f in differing}
     in_flight = differing - set(current_failures)
     kept = [c for c in previous.conditions or () if c.type not in _OWNED]
+    movable = migratability(vmi.spec, dict(vmi.metadata.annotations or {}), support)
     conditions = merge_conditions(
-        previous.conditions or (), kept + _conditions(observed, current_failures, in_flight), now=now
+        previous.conditions or (),
+        [*kept, *_conditions(observed, current_failures, in_flight), movable.condition],
+        now=now,
     )
     interfaces = [
         VMIInterfaceStatus(
@@ -218,5 +226,6 @@ def machine_status(
             "interfaces": interfaces or None,
             "phase_transition_timestamps": _transition(previous, phase, now),
             "hotplug_failures": encode_failures(current_failures),
+            "migration_method": movable.method,
         }
     )
