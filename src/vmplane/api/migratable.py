@@ -23,8 +23,8 @@ __all__ = [
     "DISKS_NOT_LIVE_MIGRATABLE",
     "INTERFACE_NOT_LIVE_MIGRATABLE",
     "LIVE_MIGRATABLE",
-    "MigrationSupport",
     "Migratability",
+    "MigrationSupport",
     "eviction_strategy",
     "migratability",
 ]
