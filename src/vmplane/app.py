@@ -37,7 +37,12 @@ from vmplane.agent.scheduling import Taint
 from vmplane.agent.simulated import SIMULATED_CAPACITY, SimulatedHypervisor
 from vmplane.agent.volumes import QemuVolumePreparer
 from vmplane.api.kubevirt import KubeVirtConfiguration
-from vmplane.api.resources import CONTROLLER_REVISIONS, KUBEVIRTS, VIRTUAL_MACHINE_INSTANCES
+from vmplane.api.resources import (
+    CONTROLLER_REVISIONS,
+    KUBEVIRTS,
+    VIRTUAL_MACHINE_INSTANCE_MIGRATIONS,
+    VIRTUAL_MACHINE_INSTANCES,
+)
 from vmplane.client.base import ObjectClient
 from vmplane.client.config import Kubeconfig
 from vmplane.controller.kubevirt_status import KubeVirtStatusController
@@ -159,6 +164,7 @@ class InformerClusterView:
     def __init__(self, informers: SharedInformerFactory) -> None:
         self.kubevirts = informers.informer(KUBEVIRTS)
         self.vmis = informers.informer(VIRTUAL_MACHINE_INSTANCES)
+        self.migration_objects = informers.informer(VIRTUAL_MACHINE_INSTANCE_MIGRATIONS)
         # Instance types, preferences and their snapshots, which a VM's admission expands.
         self.sizing = {r: informers.informer(r) for r in (*SIZING_RESOURCES, CONTROLLER_REVISIONS)}
 
@@ -171,6 +177,9 @@ class InformerClusterView:
     def lookup(self, resource: str, namespace: str, name: str) -> JsonObject | None:
         informer = self.sizing.get(resource)
         return informer.get(namespace, name) if informer is not None else None
+
+    def migrations(self, namespace: str) -> list[JsonObject]:
+        return self.migration_objects.list(namespace)
 
 
 class _LateClusterView:
@@ -186,6 +195,9 @@ class _LateClusterView:
 
     def lookup(self, resource: str, namespace: str, name: str) -> JsonObject | None:
         return self.view.lookup(resource, namespace, name) if self.view is not None else None
+
+    def migrations(self, namespace: str) -> list[JsonObject]:
+        return self.view.migrations(namespace) if self.view is not None else []
 
 
 #: The API server's own identity on its in-process door (Kubernetes' loopback client is the same).

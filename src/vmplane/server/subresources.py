@@ -1,4 +1,5 @@
-"""``subresources.kubevirt.io/v1``: ``start``, ``stop``, ``restart`` (upstream rules) and ``revert``.
+"""``subresources.kubevirt.io/v1``: ``start``, ``stop``, ``restart``, ``migrate`` (upstream rules; migrate
+in ``migrate_subresource``) and ``revert``.
 
 start/stop/restart record what the user asked for (a run strategy and state-change requests) and
 return 202; the VM controller acts on them. ``revert`` writes the running values back into the VM
@@ -25,6 +26,7 @@ from vmplane.rollout.vm_effective import vm_effective
 from vmplane.server import decoders
 from vmplane.server import status as st
 from vmplane.server.context import ApiContext, json_response
+from vmplane.server.migrate_subresource import migrate
 from vmplane.server.registry import ResourceType
 from vmplane.server.typed_kinds import ClusterView
 from vmplane.store.base import ConflictError, JsonObject, NotFoundError
@@ -32,7 +34,7 @@ from vmplane.store.base import ConflictError, JsonObject, NotFoundError
 __all__ = ["SUBRESOURCE_PATH", "add_subresource_routes"]
 
 SUBRESOURCE_PATH = "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachines/{name}/{action}"
-_ACTIONS = ("start", "stop", "restart", "revert")
+_ACTIONS = ("start", "stop", "restart", "revert", "migrate")
 
 
 class _Subresources:
@@ -60,6 +62,8 @@ class _Subresources:
         if action not in _ACTIONS:
             raise st.path_not_found()
         body = await _json_body(request)
+        if action == "migrate":
+            return await migrate(self._ctx, namespace, name, body)
         for _ in range(self._ctx.settings.max_conflict_retries):
             try:
                 return await self._act(action, namespace, name, body)
@@ -172,7 +176,8 @@ async def _json_body(request: web.Request) -> Any:
 def add_subresource_routes(
     app: web.Application, ctx: ApiContext, cluster: ClusterView
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Route ``PUT .../virtualmachines/{name}/{start|stop|restart|revert}`` (register before catch-alls)."""
+    """Route ``PUT .../virtualmachines/{name}/{start|stop|restart|revert|migrate}`` (register before
+    catch-alls)."""
     handler = _Subresources(ctx, cluster).handle
     app.router.add_route("PUT", SUBRESOURCE_PATH, handler)
     return handler
