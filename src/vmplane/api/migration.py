@@ -85,22 +85,38 @@ class VirtualMachineInstanceMigrationState(WireModel):
     migration controller ``sourceNode``, ``targetNode``, ``migrationUid`` and ``abortRequested``.
     """
 
-    start_timestamp: str | None = None
-    end_timestamp: str | None = None
-    target_node_domain_ready_timestamp: str | None = None
-    target_node_domain_detected: bool | None = None
-    target_node_address: str | None = Field(
-        default=None, description="The address (host:port) the target's incoming QEMU listens on."
+    start_timestamp: str | None = Field(default=None, description="The time the migration action began")
+    end_timestamp: str | None = Field(default=None, description="The time the migration action ended")
+    target_node_domain_ready_timestamp: str | None = Field(
+        default=None, description="The timestamp at which the target node detects the domain is active"
     )
-    target_node: str | None = None
-    source_node: str | None = None
-    completed: bool | None = None
-    failed: bool | None = None
-    abort_requested: bool | None = None
-    abort_status: MigrationAbortStatus | None = None
-    failure_reason: str | None = None
-    migration_uid: str | None = None
-    mode: MigrationMode | None = None
+    target_node_domain_detected: bool | None = Field(
+        default=None, description="The Target Node has seen the Domain Start Event"
+    )
+    target_node_address: str | None = Field(
+        default=None,
+        description="The address of the target node to use for the migration (host:port of its incoming "
+        "QEMU)",
+    )
+    target_node: str | None = Field(default=None, description="The target node that the VMI is moving to")
+    source_node: str | None = Field(default=None, description="The source node that the VMI originated on")
+    completed: bool | None = Field(default=None, description="Indicates the migration completed")
+    failed: bool | None = Field(default=None, description="Indicates that the migration failed")
+    abort_requested: bool | None = Field(
+        default=None, description="Indicates that the migration has been requested to abort"
+    )
+    abort_status: MigrationAbortStatus | None = Field(
+        default=None, description="Indicates the final status of the live migration abortion"
+    )
+    failure_reason: str | None = Field(
+        default=None, description="Contains the reason why the migration failed"
+    )
+    migration_uid: str | None = Field(
+        default=None, description="The VirtualMachineInstanceMigration object associated with this migration"
+    )
+    mode: MigrationMode | None = Field(
+        default=None, description="Lets us know if the vmi is currently running pre or post copy migration"
+    )
 
 
 class VirtualMachineInstanceMigrationSpec(WireModel):
@@ -125,16 +141,27 @@ class VirtualMachineInstanceMigrationStatus(WireModel):
     """Written by the migration controller."""
 
     phase: MigrationPhase | None = None
-    conditions: list[Condition] | None = None
-    phase_transition_timestamps: list[dict[str, str]] | None = None
-    migration_state: VirtualMachineInstanceMigrationState | None = None
+    conditions: list[Condition] | None = Field(default=None, description="The migration's conditions.")
+    phase_transition_timestamps: list[dict[str, str]] | None = Field(
+        default=None,
+        description="PhaseTransitionTimestamp is the timestamp of when the last phase change occurred",
+    )
+    migration_state: VirtualMachineInstanceMigrationState | None = Field(
+        default=None, description="Represents the status of a live migration"
+    )
 
 
 class VirtualMachineInstanceMigration(WireModel):
     """A request to live-migrate one VMI; deleting it while in flight cancels the migration."""
 
-    api_version: Literal["kubevirt.io/v1"] = "kubevirt.io/v1"
-    kind: Literal["VirtualMachineInstanceMigration"] = "VirtualMachineInstanceMigration"
+    api_version: Literal["kubevirt.io/v1"] = Field(
+        default="kubevirt.io/v1",
+        description="APIVersion defines the versioned schema of this representation of an object.",
+    )
+    kind: Literal["VirtualMachineInstanceMigration"] = Field(
+        default="VirtualMachineInstanceMigration",
+        description="Kind is a string value representing the REST resource this object represents.",
+    )
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: VirtualMachineInstanceMigrationSpec = Field(default_factory=VirtualMachineInstanceMigrationSpec)
     status: VirtualMachineInstanceMigrationStatus | None = None
@@ -169,7 +196,11 @@ class MigrationConfiguration(WireModel):
         description="ParallelMigrationsPerCluster is the total number of concurrent live migrations "
         "allowed cluster-wide. Defaults to 5",
     )
-    allow_auto_converge: bool | None = None
+    allow_auto_converge: bool | None = Field(
+        default=None,
+        description="AllowAutoConverge allows the platform to compromise performance/availability of VMIs "
+        "to guarantee successful VMI live migrations. Defaults to false",
+    )
     bandwidth_per_migration: Quantity | None = Field(
         default=None,
         description="BandwidthPerMigration limits the amount of network bandwidth live migrations are "
@@ -195,11 +226,31 @@ class MigrationConfiguration(WireModel):
         description="ProgressTimeout is the maximum number of seconds a live migration is allowed to "
         "make no progress. Defaults to 150",
     )
-    unsafe_migration_override: bool | None = None
-    allow_post_copy: bool | None = None
-    allow_workload_disruption: bool | None = None
-    disable_tls: bool | None = Field(default=None, alias="disableTLS")
-    network: str | None = None
+    unsafe_migration_override: bool | None = Field(
+        default=None,
+        description="UnsafeMigrationOverride allows live migrations to occur even if the compatibility "
+        "check indicates the migration will be unsafe to the guest. Defaults to false",
+    )
+    allow_post_copy: bool | None = Field(
+        default=None,
+        description="AllowPostCopy enables post-copy live migrations. Defaults to false",
+    )
+    allow_workload_disruption: bool | None = Field(
+        default=None,
+        description="AllowWorkloadDisruption indicates that the migration shouldn't be canceled after "
+        "acceptableCompletionTime is exceeded. Defaults to false",
+    )
+    disable_tls: bool | None = Field(
+        default=None,
+        alias="disableTLS",
+        description="When set to true, DisableTLS will disable the additional layer of live migration "
+        "encryption provided by KubeVirt. Defaults to false",
+    )
+    network: str | None = Field(
+        default=None,
+        description="Network is the name of the CNI network to use for live migrations (kept: vmplane "
+        "migrates over each node's migration address).",
+    )
 
 
 @dataclass(frozen=True, slots=True)
