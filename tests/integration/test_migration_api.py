@@ -96,3 +96,20 @@ def test_deleting_a_migration_removes_it_from_the_list(api_server: ApiServer) ->
 def test_kubectl_explain_describes_the_migration_spec(api_server: ApiServer) -> None:
     explained = api_server.kubectl("explain", "vmim.spec.addedNodeSelector").stdout
     assert "restrict the set of allowed target nodes" in " ".join(explained.split())
+
+
+def test_the_kubevirt_object_takes_migration_limits(api_server: ApiServer) -> None:
+    patch = {"spec": {"configuration": {"migrations": {"parallelMigrationsPerCluster": 3}}}}
+    api_server.kubectl("patch", "kv", "kubevirt", "-n", "kubevirt", "--type=merge", "-p", json.dumps(patch))
+    limits = api_server.kubectl(
+        "get", "kv", "kubevirt", "-n", "kubevirt", "-o", "jsonpath={.spec.configuration.migrations}"
+    ).stdout
+    assert json.loads(limits) == {"parallelMigrationsPerCluster": 3}
+
+
+def test_a_migration_limit_below_one_is_refused_naming_the_field(api_server: ApiServer) -> None:
+    patch = {"spec": {"configuration": {"migrations": {"parallelOutboundMigrationsPerNode": 0}}}}
+    refused = api_server.kubectl(
+        "patch", "kv", "kubevirt", "-n", "kubevirt", "--type=merge", "-p", json.dumps(patch), check=False
+    )
+    assert "spec.configuration.migrations.parallelOutboundMigrationsPerNode" in refused.stderr
