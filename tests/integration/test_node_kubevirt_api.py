@@ -44,7 +44,13 @@ def _table(output: str) -> list[list[str]]:
 
 
 def test_kubectl_get_node_shows_ready_roles_age_and_version(api_server: ApiServer) -> None:
-    header, row = _table(api_server.kubectl("get", "node").stdout)
+    # The ready line comes before the node agent registers: wait for its first heartbeat.
+    deadline = time.monotonic() + 30
+    table = _table(api_server.kubectl("get", "node").stdout)
+    while time.monotonic() < deadline and (len(table) < 2 or table[1][1] != "Ready"):
+        time.sleep(0.2)
+        table = _table(api_server.kubectl("get", "node").stdout)
+    header, row = table
     assert header == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
     assert (row[0], row[1], row[2], row[4]) == ("node01", "Ready", "<none>", "v0.1.0-vmplane")
 
