@@ -6,6 +6,8 @@ condition is reported. Moving the guest is the migration controller's and the ag
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from test_api_support import ApiServer, api_server
@@ -113,3 +115,36 @@ def test_a_migration_limit_below_one_is_refused_naming_the_field(api_server: Api
         "patch", "kv", "kubevirt", "-n", "kubevirt", "--type=merge", "-p", json.dumps(patch), check=False
     )
     assert "spec.configuration.migrations.parallelOutboundMigrationsPerNode" in refused.stderr
+
+
+def vmplane(server: ApiServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vmplane.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=server.env(),
+        check=False,
+    )
+
+
+def test_cli_migrate_to_a_node_sets_its_hostname_selector(api_server: ApiServer) -> None:
+    running_vm(api_server, "mig-cli")
+    assert vmplane(api_server, "migrate", "mig-cli", "--node", "node02").returncode == 0
+    [migration] = migrations_of(api_server, "mig-cli")
+    assert migration["spec"] == {
+        "vmiName": "mig-cli",
+        "addedNodeSelector": {"kubernetes.io/hostname": "node02"},
+    }
+
+
+def test_cli_migrate_cancel_deletes_the_migration_in_flight(api_server: ApiServer) -> None:
+    running_vm(api_server, "mig-cancel")
+    vmplane(api_server, "migrate", "mig-cancel", "--selector", "zone=b")
+    assert vmplane(api_server, "migrate-cancel", "mig-cancel").returncode == 0
+    assert migrations_of(api_server, "mig-cancel") == []
+
+
+def test_cli_migrate_with_a_malformed_selector_fails_naming_it(api_server: ApiServer) -> None:
+    result = vmplane(api_server, "migrate", "mig-none", "--selector", "zone")
+    assert (result.returncode, result.stderr.strip()) == (1, "error: --selector 'zone': must be KEY=VALUE")
