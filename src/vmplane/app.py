@@ -28,7 +28,12 @@ from vmplane.agent.console import QemuConsoleLogs, QemuGuestStreams
 from vmplane.agent.machine import machine_name
 from vmplane.agent.node import DEFAULT_HEARTBEAT_INTERVAL, HostFacts, host_facts, qemu_runtime_version
 from vmplane.api.kubevirt import KubeVirtConfiguration
-from vmplane.api.resources import CONTROLLER_REVISIONS, KUBEVIRTS, VIRTUAL_MACHINE_INSTANCES
+from vmplane.api.resources import (
+    CONTROLLER_REVISIONS,
+    KUBEVIRTS,
+    VIRTUAL_MACHINE_INSTANCE_MIGRATIONS,
+    VIRTUAL_MACHINE_INSTANCES,
+)
 from vmplane.api.scheduling import Taint
 from vmplane.apiserver.app import ListenAddress
 from vmplane.apiserver.authz import Role, User, node_user, user_for
@@ -161,6 +166,7 @@ class InformerClusterView:
     def __init__(self, informers: SharedInformerFactory) -> None:
         self.kubevirts = informers.informer(KUBEVIRTS)
         self.vmis = informers.informer(VIRTUAL_MACHINE_INSTANCES)
+        self.migration_objects = informers.informer(VIRTUAL_MACHINE_INSTANCE_MIGRATIONS)
         # Instance types, preferences and their snapshots, which a VM's admission expands.
         self.sizing = {r: informers.informer(r) for r in (*SIZING_RESOURCES, CONTROLLER_REVISIONS)}
 
@@ -173,6 +179,9 @@ class InformerClusterView:
     def lookup(self, resource: str, namespace: str, name: str) -> JsonObject | None:
         informer = self.sizing.get(resource)
         return informer.get(namespace, name) if informer is not None else None
+
+    def migrations(self, namespace: str) -> list[JsonObject]:
+        return self.migration_objects.list(namespace)
 
 
 class _LateClusterView:
@@ -188,6 +197,9 @@ class _LateClusterView:
 
     def lookup(self, resource: str, namespace: str, name: str) -> JsonObject | None:
         return self.view.lookup(resource, namespace, name) if self.view is not None else None
+
+    def migrations(self, namespace: str) -> list[JsonObject]:
+        return self.view.migrations(namespace) if self.view is not None else []
 
 
 #: The API server's own identity on its in-process door (Kubernetes' loopback client is the same).

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from vmplane.agent.hotplug import differing_fields
 from vmplane.api.guest_ops import AGENT_CONNECTED, PAUSED, PAUSED_BY_USER
 from vmplane.api.meta import Condition
+from vmplane.api.migratable import LIVE_MIGRATABLE, MigrationSupport, migratability
 from vmplane.api.quantity import Quantity
 from vmplane.api.vmi import (
     CPUTopology,
@@ -61,7 +62,17 @@ _PHASES = {
 }
 _HOT = {CPU_SOCKETS: HOT_VCPU_CHANGE, MEMORY_GUEST: HOT_MEMORY_CHANGE}
 # Conditions derived here; any other (PodScheduled, ...) is kept as it is.
-_OWNED = frozenset({READY, PAUSED, AGENT_CONNECTED, HOT_VCPU_CHANGE, HOT_MEMORY_CHANGE, HOT_INTERFACE_CHANGE})
+_OWNED = frozenset(
+    {
+        READY,
+        PAUSED,
+        AGENT_CONNECTED,
+        HOT_VCPU_CHANGE,
+        HOT_MEMORY_CHANGE,
+        HOT_INTERFACE_CHANGE,
+        LIVE_MIGRATABLE,
+    }
+)
 
 
 def _conditions(
@@ -260,8 +271,12 @@ def machine_status(
     desired: MachineSpec | None,
     failures: Mapping[str, str],
     now: str,
+    support: MigrationSupport = MigrationSupport(),  # noqa: B008 - frozen, shared safely
 ) -> VirtualMachineInstanceStatus:
     """The status that reports ``observed``: phase, topology, memory, volumes, interfaces, conditions.
+
+    ``LiveMigratable`` and ``migrationMethod`` say whether the guest can move from this node, whose
+    migration abilities are ``support`` (by default: none).
 
     ``desired`` is the machine of the VMI spec now (None if the spec cannot be translated: then nothing
     is in flight); where it differs from ``observed`` a hotplug is in flight (``HotVCPUChange``/
@@ -279,8 +294,11 @@ def machine_status(
     current_failures = {f: m for f, m in failures.items() if f in differing}
     in_flight = differing - set(current_failures)
     kept = [c for c in previous.conditions or () if c.type not in _OWNED]
+    movable = migratability(vmi.spec, dict(vmi.metadata.annotations or {}), support)
     conditions = merge_conditions(
-        previous.conditions or (), kept + _conditions(observed, current_failures, in_flight), now=now
+        previous.conditions or (),
+        [*kept, *_conditions(observed, current_failures, in_flight), movable.condition],
+        now=now,
     )
     return previous.model_copy(
         update={
@@ -295,5 +313,6 @@ def machine_status(
             "interfaces": _interfaces(observed) or None,
             "phase_transition_timestamps": _transition(previous, phase, now),
             "hotplug_failures": encode_failures(current_failures),
+            "migration_method": movable.method,
         }
     )

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from vmplane.api.meta import Condition, ObjectMeta
+from vmplane.api.migration import MigrationConfiguration, MigrationLimits
 from vmplane.api.model import WireModel
 from vmplane.api.quantity import Quantity
 
@@ -77,6 +78,12 @@ class KubeVirtConfiguration(WireModel):
     machine_type: str | None = None
     architecture_configuration: ArchitectureConfiguration | None = None
     eviction_strategy: Literal["None", "LiveMigrate", "LiveMigrateIfPossible", "External"] | None = None
+    migrations: MigrationConfiguration | None = None
+
+    @property
+    def migration_limits(self) -> MigrationLimits:
+        """The migration limits in force (upstream's defaults where ``migrations`` sets none)."""
+        return MigrationLimits.of(self.migrations)
 
     @property
     def rollout_strategy(self) -> RolloutStrategy:

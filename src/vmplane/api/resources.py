@@ -16,10 +16,12 @@ __all__ = [
     "PREFERENCES",
     "VIRTUAL_MACHINES",
     "VIRTUAL_MACHINE_INSTANCES",
+    "VIRTUAL_MACHINE_INSTANCE_MIGRATIONS",
 ]
 
 VIRTUAL_MACHINES = "virtualmachines.kubevirt.io"
 VIRTUAL_MACHINE_INSTANCES = "virtualmachineinstances.kubevirt.io"
+VIRTUAL_MACHINE_INSTANCE_MIGRATIONS = "virtualmachineinstancemigrations.kubevirt.io"
 KUBEVIRTS = "kubevirts.kubevirt.io"
 CONTROLLER_REVISIONS = "controllerrevisions.apps"
 EVENTS = "events"

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from vmplane.api.domain import DomainSpec
 from vmplane.api.meta import Condition, ObjectMeta
+from vmplane.api.migration import VirtualMachineInstanceMigrationState
 from vmplane.api.model import WireModel
 from vmplane.api.quantity import Quantity
 from vmplane.api.scheduling import Affinity, Toleration
@@ -126,6 +127,14 @@ class VirtualMachineInstanceStatus(WireModel):
         description="vmplane: every live change the hypervisor refused, by VMI spec path, until the "
         "spec and the guest agree again. Written by the node agent; the HotVCPUChange, "
         "HotMemoryChange and HotInterfaceChange conditions and volumeStatus show the same.",
+    )
+    migration_state: VirtualMachineInstanceMigrationState | None = Field(
+        default=None, description="Represents the status of a live migration"
+    )
+    migration_method: Literal["BlockMigration", "LiveMigration"] | None = Field(
+        default=None,
+        description="Represents the method using which the vmi can be migrated: live migration or "
+        "block migration",
     )
 
     def condition(self, type_: str) -> Condition | None:

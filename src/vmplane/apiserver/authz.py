@@ -177,6 +177,8 @@ ROLE_RULES: Mapping[str, tuple[Rule, ...]] = {
                 "virtualmachines/status",
                 "virtualmachineinstances",
                 "virtualmachineinstances/status",
+                "virtualmachineinstancemigrations",
+                "virtualmachineinstancemigrations/status",
             },
         ),
         _rule({"get", "update", "patch"}, {_KV}, {"kubevirts/status"}),
@@ -195,7 +197,11 @@ ROLE_RULES: Mapping[str, tuple[Rule, ...]] = {
     ),
     NODES_GROUP: (
         _rule(READ_VERBS, {""}, {"nodes", "namespaces", "events", "pods"}),
-        _rule(READ_VERBS, {_KV}, {"virtualmachineinstances", "kubevirts", "virtualmachines"}),
+        _rule(
+            READ_VERBS,
+            {_KV},
+            {"virtualmachineinstances", "kubevirts", "virtualmachines", "virtualmachineinstancemigrations"},
+        ),
         _rule(READ_VERBS, {"coordination.k8s.io"}, {"leases"}),
         _rule({"create", "update", "patch"}, {""}, {"events"}),
         # Narrowed to the node's own objects by _node_restriction.

@@ -66,6 +66,15 @@ SUBRESOURCES: Final = (
     ),
     Subresource(
         "virtualmachines",
+        "migrate",
+        "put",
+        "v1Migrate",
+        "Migrate a running VirtualMachine to another node: a VirtualMachineInstanceMigration is "
+        'created (body MigrateOptions: {"addedNodeSelector": {...}, "dryRun": ["All"]}).',
+        202,
+    ),
+    Subresource(
+        "virtualmachines",
         "revert",
         "put",
         "v1Revert",

@@ -1,4 +1,5 @@
-"""``subresources.kubevirt.io/v1``: ``start``, ``stop``, ``restart`` (upstream rules) and ``revert``.
+"""``subresources.kubevirt.io/v1``: ``start``, ``stop``, ``restart``, ``migrate`` (upstream rules; migrate
+in ``migrate_subresource``) and ``revert``.
 
 start/stop/restart record what the user asked for (a run strategy and state-change requests) and
 return 202; the VM controller acts on them. ``revert`` writes the running values back into the VM
@@ -22,6 +23,7 @@ from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.apiserver import status as st
 from vmplane.apiserver.bodies import optional_json
 from vmplane.apiserver.context import ApiContext, json_response
+from vmplane.apiserver.migrate_subresource import migrate
 from vmplane.apiserver.registry import ResourceType
 from vmplane.apiserver.typed_kinds import ClusterView
 from vmplane.rollout.plan import TEMPLATE_SPEC_PREFIX, plan
@@ -32,7 +34,7 @@ from vmplane.store.base import ConflictError, JsonObject, NotFoundError
 __all__ = ["SUBRESOURCE_PATH", "add_subresource_routes"]
 
 SUBRESOURCE_PATH = "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachines/{name}/{action}"
-_ACTIONS = ("start", "stop", "restart", "revert")
+_ACTIONS = ("start", "stop", "restart", "revert", "migrate")
 
 
 class _Subresources:
@@ -60,6 +62,8 @@ class _Subresources:
         if action not in _ACTIONS:
             raise st.path_not_found()
         body = optional_json(await request.read())
+        if action == "migrate":
+            return await migrate(self._ctx, namespace, name, body)
         for _ in range(self._ctx.settings.max_conflict_retries):
             try:
                 return await self._act(action, namespace, name, body)
@@ -160,7 +164,8 @@ class _Subresources:
 def add_subresource_routes(
     app: web.Application, ctx: ApiContext, cluster: ClusterView
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Route ``PUT .../virtualmachines/{name}/{start|stop|restart|revert}`` (register before catch-alls)."""
+    """Route ``PUT .../virtualmachines/{name}/{start|stop|restart|revert|migrate}`` (register before
+    catch-alls)."""
     handler = _Subresources(ctx, cluster).handle
     app.router.add_route("PUT", SUBRESOURCE_PATH, handler)
     return handler

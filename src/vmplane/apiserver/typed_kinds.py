@@ -19,6 +19,7 @@ from vmplane.api.instancetype import VirtualMachineInstancetype, VirtualMachineP
 from vmplane.api.kubevirt import KubeVirt, KubeVirtConfiguration
 from vmplane.api.kubevirt_defaults import default_kubevirt
 from vmplane.api.maintenance import MaintenanceWindow, window_causes
+from vmplane.api.migration import VirtualMachineInstanceMigration
 from vmplane.api.model import WireModel
 from vmplane.api.ownership import MACHINE_FINALIZER, controller_of
 from vmplane.api.spec_rules import spec_field_causes
@@ -29,6 +30,7 @@ from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.apiserver.instancetype_kinds import instancetype_types
 from vmplane.apiserver.kinds import default_registry
 from vmplane.apiserver.maintenance_kind import maintenance_window_type
+from vmplane.apiserver.migration_kind import MigrationAdmitter, migration_type
 from vmplane.apiserver.registry import Admitted, Operation, Registry
 from vmplane.apiserver.registry import FieldValidation as FieldValidationName
 from vmplane.rollout.plan import plan, vm_path
@@ -64,6 +66,10 @@ class ClusterView(Protocol):
 
     def lookup(self, resource: str, namespace: str, name: str) -> JsonObject | None:
         """An instance type, preference or ControllerRevision by store resource ("" namespace: cluster)."""
+        ...
+
+    def migrations(self, namespace: str) -> list[JsonObject]:
+        """The VirtualMachineInstanceMigrations of the namespace."""
         ...
 
 
@@ -299,7 +305,7 @@ def typed_registry(
     allowed_host_dirs: tuple[str, ...] | None = None,
     machine_types: tuple[str, ...] | None = None,
 ) -> Registry:
-    """The default registry with the kubevirt.io/v1 kinds typed and admitted, vmplane.io's
+    """The default registry with the kubevirt.io/v1 kinds typed and admitted (migrations too), vmplane.io's
     MaintenanceWindow and the instancetype.kubevirt.io kinds.
 
     ``allowed_host_dirs``: the directories ``hostDisk`` paths must lie under (None: not checked).
@@ -318,6 +324,7 @@ def typed_registry(
         assert current is not None
         registry.register(dataclasses.replace(current, schema=_schema(model), admitter=admitter))
     registry.register(maintenance_window_type(_schema(MaintenanceWindow), MaintenanceWindowAdmitter()))
+    registry.register(migration_type(_schema(VirtualMachineInstanceMigration), MigrationAdmitter(cluster)))
     for resource_type in instancetype_types(
         _schema(VirtualMachineInstancetype), _schema(VirtualMachinePreference)
     ):

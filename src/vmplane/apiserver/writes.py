@@ -32,7 +32,7 @@ from vmplane.apiserver.registry import Admitted, Operation
 from vmplane.apiserver.routing import Target
 from vmplane.store.base import ConflictError, JsonObject, NotFoundError, StoreError
 
-__all__ = ["create", "current_object", "patch", "read_body", "update", "write_options"]
+__all__ = ["create", "create_object", "current_object", "patch", "read_body", "update", "write_options"]
 
 _CUSTOM_PATCH_TYPES = [patches.JSON_PATCH, patches.MERGE_PATCH, patches.APPLY]
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -115,6 +115,16 @@ async def _check_namespace(ctx: ApiContext, target: Target) -> None:
 async def create(ctx: ApiContext, target: Target, request: web.Request) -> web.Response:
     opts = write_options(request)
     obj, decode_warnings = _decode(target, request, await read_body(ctx, request), opts)
+    manager = _manager(request, opts, "CreateOptions")
+    stored, warnings = await create_object(ctx, target, obj, opts, manager=manager)
+    return json_response(stored, status=201, warnings=decode_warnings + warnings)
+
+
+async def create_object(
+    ctx: ApiContext, target: Target, obj: JsonObject, opts: WriteOptions, *, manager: str
+) -> tuple[JsonObject, list[str]]:
+    """Create ``obj`` as a POST would (generateName, checks, admission), for subresources that create
+    objects of another kind (a VM's ``migrate`` creates a migration). Returns it and the warnings."""
     metadata = obj.get("metadata") or {}
     generate_name = metadata.get("generateName")
     if not metadata.get("name") and generate_name:
@@ -131,10 +141,8 @@ async def create(ctx: ApiContext, target: Target, request: web.Request) -> web.R
         # apiserver's SimpleNameGenerator keeps at most 58 characters of the prefix.
         obj = {**obj, "metadata": {**metadata, "name": f"{generate_name[:_MAX_PREFIX]}{suffix}"}}
     obj = check_object(obj, target)
-    manager = _manager(request, opts, "CreateOptions")
     obj = field_ownership.recorded(target=target, live=None, new=obj, manager=manager, now=_now_rfc3339(ctx))
-    stored, warnings = await _create_checked(ctx, target, obj, opts)
-    return json_response(stored, status=201, warnings=decode_warnings + warnings)
+    return await _create_checked(ctx, target, obj, opts)
 
 
 async def _create_checked(

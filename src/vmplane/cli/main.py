@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "vmplane.cli.fence_watchdog",
     "vmplane.cli.kubeconfig",
     "vmplane.cli.vm_commands",
+    "vmplane.cli.migrate",
     "vmplane.cli.guest_commands",
     "vmplane.cli.volume_commands",
     "vmplane.cli.port_forward",
