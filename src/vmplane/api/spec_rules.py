@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator, Sequence
 
 from vmplane.api import names
-from vmplane.api.errors import FieldCause
+from vmplane.api.errors import CauseType, FieldCause
 from vmplane.api.quantity import Quantity
 from vmplane.api.vmi import VirtualMachineInstanceSpec
 
@@ -90,7 +90,28 @@ def _name_causes(spec: VirtualMachineInstanceSpec, prefix: str) -> Iterator[Fiel
             )
 
 
+def _pci_address_causes(spec: VirtualMachineInstanceSpec, prefix: str) -> Iterator[FieldCause]:
+    # Refused rather than ignored: the QEMU driver gives every boot-time device a root port of its
+    # own, so an address asked for would silently not be the one the guest sees.
+    devices = spec.domain.devices
+    placed = [
+        (f"disks[{i}].disk", d.disk.pci_address if d.disk else None)
+        for i, d in enumerate(devices.disks or ())
+    ]
+    placed += [(f"interfaces[{i}]", n.pci_address) for i, n in enumerate(devices.interfaces or ())]
+    for path, address in placed:
+        if address is not None:
+            field = f"{prefix}.domain.devices.{path}.pciAddress"
+            yield FieldCause(
+                field,
+                f"{field}: Forbidden: vmplane places every device on a PCIe root port of its choosing; "
+                "a chosen PCI address is not supported",
+                CauseType.FIELD_VALUE_FORBIDDEN,
+            )
+
+
 def _domain_causes(spec: VirtualMachineInstanceSpec, prefix: str) -> Iterator[FieldCause]:
+    yield from _pci_address_causes(spec, prefix)
     dom = spec.domain
     field = f"{prefix}.domain"
     if dom.memory is not None:
