@@ -39,6 +39,22 @@ class ApiServer:
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.home)}
 
+    def vmplane(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """``vmplane ARGS`` against this server (its kubeconfig); ``check``: fail the test on an error."""
+        result = subprocess.run(
+            [sys.executable, "-m", "vmplane.cli.main", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"vmplane {' '.join(args)} failed: {result.stderr}")
+        return result
+
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60, **env: str
     ) -> subprocess.CompletedProcess[str]:

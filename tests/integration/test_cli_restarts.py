@@ -4,8 +4,6 @@ with the MaintenanceWindow applied, listed and refused through unmodified kubect
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from test_api_support import ApiServer, api_server
@@ -44,20 +42,6 @@ spec:
 """
 
 
-def vmplane(server: ApiServer, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "vmplane.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=server.env(),
-        check=False,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"vmplane {' '.join(args)} failed: {result.stderr}")
-    return result
-
-
 def pending_vms(server: ApiServer, group: str, count: int, approval: str = "Window") -> list[str]:
     names = [f"{group}-{i}" for i in range(count)]
     for name in names:
@@ -88,7 +72,7 @@ def test_restarts_plan_lists_the_next_windows_batches_with_their_pending_changes
     listed = api_server.kubectl("get", "mw").stdout
     assert "weekend" in listed
     assert "Sat,Sun 02:00-05:00 Europe/Berlin" in listed
-    document = json.loads(vmplane(api_server, "restarts", "plan", "--window", "weekend", "-o", "json").stdout)
+    document = json.loads(api_server.vmplane("restarts", "plan", "--window", "weekend", "-o", "json").stdout)
     assert document["window"] == "weekend"
     assert document["maxUnavailable"] == 2
     assert [[entry["vm"] for entry in batch] for batch in document["batches"]] == [
@@ -96,13 +80,13 @@ def test_restarts_plan_lists_the_next_windows_batches_with_their_pending_changes
         ["default/plan-2"],
     ]
     assert document["batches"][0][0]["pendingChanges"] == ["spec.template.spec.domain.cpu.cores"]
-    table = vmplane(api_server, "restarts", "plan", "--window", "weekend").stdout
+    table = api_server.vmplane("restarts", "plan", "--window", "weekend").stdout
     assert "MaintenanceWindow weekend" in table
     assert "default/plan-2" in table
 
 
 def test_restarts_plan_of_an_unknown_window_fails_naming_it(api_server: ApiServer) -> None:
-    result = vmplane(api_server, "restarts", "plan", "--window", "nope", check=False)
+    result = api_server.vmplane("restarts", "plan", "--window", "nope", check=False)
     assert (result.returncode, result.stderr.strip()) == (1, 'error: MaintenanceWindow "nope" not found')
 
 
@@ -119,17 +103,8 @@ def test_restart_pending_restarts_every_pending_vm_in_gated_batches(api_server: 
         name: api_server.kubectl("get", "vmi", name, "-o", "jsonpath={.metadata.uid}").stdout
         for name in names
     }
-    result = vmplane(
-        api_server,
-        "restart",
-        "--pending",
-        "-l",
-        "group=roll",
-        "--max-unavailable",
-        "2",
-        "--wait",
-        "--timeout",
-        "60",
+    result = api_server.vmplane(
+        "restart", "--pending", "-l", "group=roll", "--max-unavailable", "2", "--wait", "--timeout", "60"
     )
     assert "Restarted 3 VM(s) in 2 batch(es) of at most 2" in result.stdout
     for name in names:
@@ -140,7 +115,7 @@ def test_restart_pending_restarts_every_pending_vm_in_gated_batches(api_server: 
 
 
 def test_restart_needs_a_vm_or_pending(api_server: ApiServer) -> None:
-    result = vmplane(api_server, "restart", check=False)
+    result = api_server.vmplane("restart", check=False)
     assert (result.returncode, result.stderr.strip()) == (
         1,
         "error: restart needs a VM or --pending (not both)",

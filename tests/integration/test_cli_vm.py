@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -15,23 +13,9 @@ __all__ = ["api_server"]
 pytestmark = pytest.mark.requires("kubectl")
 
 
-def vmplane(server: ApiServer, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "vmplane.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=server.env(),
-        check=False,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"vmplane {' '.join(args)} failed: {result.stderr}")
-    return result
-
-
 def test_start_with_wait_brings_a_halted_vm_to_running(api_server: ApiServer) -> None:
     api_server.kubectl("apply", "-f", "-", stdin=SMALL_VM.format(name="cli-start", run_strategy="Halted"))
-    vmplane(api_server, "start", "cli-start", "--wait", "--timeout", "60")
+    api_server.vmplane("start", "cli-start", "--wait", "--timeout", "60")
     status = api_server.kubectl("get", "vm", "cli-start", "-o", "jsonpath={.status.printableStatus}").stdout
     assert status == "Running"
 
@@ -41,13 +25,13 @@ def test_stop_with_wait_leaves_no_vmi(api_server: ApiServer) -> None:
     api_server.kubectl(
         "wait", "vm", "cli-stop", "--for=jsonpath={.status.printableStatus}=Running", "--timeout=60s"
     )
-    vmplane(api_server, "stop", "cli-stop", "--wait", "--timeout", "60")
+    api_server.vmplane("stop", "cli-stop", "--wait", "--timeout", "60")
     assert api_server.kubectl("get", "vmi", "cli-stop", check=False).returncode != 0
 
 
 def test_restart_of_a_halted_vm_fails_with_upstreams_message(api_server: ApiServer) -> None:
     api_server.kubectl("apply", "-f", "-", stdin=SMALL_VM.format(name="cli-halted", run_strategy="Halted"))
-    result = vmplane(api_server, "restart", "cli-halted", check=False)
+    result = api_server.vmplane("restart", "cli-halted", check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == "error: RunStategy Halted does not support manual restart requests"
 
@@ -67,10 +51,10 @@ def test_pending_lists_changes_and_revert_clears_them(api_server: ApiServer) -> 
         '{"spec":{"template":{"spec":{"hostname":"renamed"}}}}',
     )
     api_server.kubectl("wait", "vm", "cli-pending", "--for=condition=RestartRequired", "--timeout=60s")
-    table = vmplane(api_server, "pending", "cli-pending").stdout
+    table = api_server.vmplane("pending", "cli-pending").stdout
     assert "spec.template.spec.hostname" in table
     assert "NonLiveUpdatableChange" in table
-    vmplane(api_server, "revert", "cli-pending")
+    api_server.vmplane("revert", "cli-pending")
     generation = api_server.kubectl(
         "get", "vm", "cli-pending", "-o", "jsonpath={.metadata.generation}"
     ).stdout
@@ -82,7 +66,7 @@ def test_pending_lists_changes_and_revert_clears_them(api_server: ApiServer) -> 
         f"--for=jsonpath={{.status.observedGeneration}}={generation}",
         "--timeout=60s",
     )
-    assert "No changes" in vmplane(api_server, "pending", "cli-pending").stdout
+    assert "No changes" in api_server.vmplane("pending", "cli-pending").stdout
 
 
 def test_plan_against_the_server_shows_pending_changes_without_storing(api_server: ApiServer) -> None:
@@ -95,14 +79,14 @@ def test_plan_against_the_server_shows_pending_changes_without_storing(api_serve
         SMALL_VM.format(name="cli-plan", run_strategy="Always").replace("sockets: 1", "sockets: 2")
     )
     before = api_server.revision()
-    output = vmplane(api_server, "plan", "-f", str(manifest)).stdout
+    output = api_server.vmplane("plan", "-f", str(manifest)).stdout
     assert "spec.template.spec.domain.cpu.sockets" in output
     assert "StagedByStrategy" in output
     assert api_server.revision() == before
 
 
 def test_unknown_vm_is_one_clear_error_line(api_server: ApiServer) -> None:
-    result = vmplane(api_server, "pending", "no-such-vm", check=False)
+    result = api_server.vmplane("pending", "no-such-vm", check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == 'error: virtualmachines.kubevirt.io "no-such-vm" not found'
 
@@ -135,7 +119,7 @@ def test_pending_as_json_lists_every_change_unabridged(api_server: ApiServer) ->
         '{"spec":{"template":{"spec":{"hostname":"x"}}}}',
     )
     api_server.kubectl("wait", "vm", "cli-pending-json", "--for=condition=RestartRequired", "--timeout=60s")
-    document = json.loads(vmplane(api_server, "pending", "cli-pending-json", "-o", "json").stdout)
+    document = json.loads(api_server.vmplane("pending", "cli-pending-json", "-o", "json").stdout)
     assert document["name"] == "cli-pending-json"
     assert document["restartRequired"]["reason"] == "NonLiveUpdatableChange"
     [change] = [c for c in document["pending"] if c["path"] == "spec.template.spec.hostname"]
@@ -152,7 +136,7 @@ def test_plan_from_a_file_uses_the_manifests_namespace(api_server: ApiServer) ->
         .replace("name: cli-plan-ns", "name: cli-plan-ns\n  namespace: cli-ns")
         .replace("sockets: 1", "sockets: 2")
     )
-    document = yaml.safe_load(vmplane(api_server, "plan", "-f", str(manifest), "-o", "yaml").stdout)
+    document = yaml.safe_load(api_server.vmplane("plan", "-f", str(manifest), "-o", "yaml").stdout)
     assert (document["namespace"], document["exists"]) == ("cli-ns", True)
     assert [c["path"] for c in document["pending"]] == ["spec.template.spec.domain.cpu.sockets"]
 
@@ -162,6 +146,6 @@ def test_plan_from_a_file_refuses_a_conflicting_namespace_flag(api_server: ApiSe
     manifest.write_text(
         SMALL_VM.format(name="x", run_strategy="Always").replace("name: x", "name: x\n  namespace: a")
     )
-    result = vmplane(api_server, "plan", "-f", str(manifest), "-n", "b", check=False)
+    result = api_server.vmplane("plan", "-f", str(manifest), "-n", "b", check=False)
     assert result.returncode == 2
     assert 'the namespace from the provided object "a" does not match the namespace "b"' in result.stderr

@@ -8,8 +8,6 @@ endpoints; what the guest became is read back with kubectl (the VMI's ``Paused``
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -44,17 +42,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
         yield started
     finally:
         assert stop_server(started) == 0
-
-
-def _vmplane(server: ApiServer, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vmplane.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=server.env(),
-        check=False,
-    )
 
 
 def _get(server: ApiServer, kind: str, name: str) -> dict[str, Any]:
@@ -101,7 +88,7 @@ def _event_reasons(server: ApiServer, name: str) -> list[str]:
 
 def test_pause_sets_the_paused_condition_and_the_vm_prints_paused(server: ApiServer) -> None:
     _running_vm(server, "pausing")
-    done = _vmplane(server, "pause", "vm", "pausing")
+    done = server.vmplane("pause", "vm", "pausing", check=False)
     assert done.returncode == 0, done.stderr
     assert "VM pausing was scheduled to pause" in done.stdout
     paused = _eventually("Paused condition", lambda: _condition(_get(server, "vmi", "pausing"), "Paused"))
@@ -115,18 +102,18 @@ def test_pause_sets_the_paused_condition_and_the_vm_prints_paused(server: ApiSer
 
 def test_pausing_a_paused_vmi_is_refused_as_upstream(server: ApiServer) -> None:
     _running_vm(server, "twice")
-    assert _vmplane(server, "pause", "vmi", "twice").returncode == 0
+    assert server.vmplane("pause", "vmi", "twice", check=False).returncode == 0
     _eventually("Paused condition", lambda: _condition(_get(server, "vmi", "twice"), "Paused"))
-    again = _vmplane(server, "pause", "vmi", "twice")
+    again = server.vmplane("pause", "vmi", "twice", check=False)
     assert again.returncode == 1
     assert "VMI is already paused" in again.stderr
 
 
 def test_unpause_clears_the_paused_condition(server: ApiServer) -> None:
     _running_vm(server, "resuming")
-    assert _vmplane(server, "pause", "vm", "resuming").returncode == 0
+    assert server.vmplane("pause", "vm", "resuming", check=False).returncode == 0
     _eventually("Paused condition", lambda: _condition(_get(server, "vmi", "resuming"), "Paused"))
-    assert _vmplane(server, "unpause", "vm", "resuming").returncode == 0
+    assert server.vmplane("unpause", "vm", "resuming", check=False).returncode == 0
     _eventually("no Paused condition", lambda: _condition(_get(server, "vmi", "resuming"), "Paused") is None)
     _eventually(
         "printableStatus Running",
@@ -142,7 +129,7 @@ def test_unpausing_a_running_vmi_is_refused_as_upstream(server: ApiServer) -> No
 
 def test_reset_reboots_the_guest_in_the_same_vmi(server: ApiServer) -> None:
     uid = _running_vm(server, "resetting")["metadata"]["uid"]
-    assert _vmplane(server, "reset", "vm", "resetting").returncode == 0
+    assert server.vmplane("reset", "vm", "resetting", check=False).returncode == 0
     _eventually("a Reset event", lambda: "Reset" in _event_reasons(server, "resetting"))
     vmi = _get(server, "vmi", "resetting")
     assert (vmi["metadata"]["uid"], vmi["status"]["phase"]) == (uid, "Running")
@@ -150,13 +137,13 @@ def test_reset_reboots_the_guest_in_the_same_vmi(server: ApiServer) -> None:
 
 def test_soft_reboot_of_a_paused_vmi_is_refused_as_upstream(server: ApiServer) -> None:
     _running_vm(server, "soft")
-    assert _vmplane(server, "pause", "vm", "soft").returncode == 0
+    assert server.vmplane("pause", "vm", "soft", check=False).returncode == 0
     _eventually("Paused condition", lambda: _condition(_get(server, "vmi", "soft"), "Paused"))
-    refused = _vmplane(server, "soft-reboot", "vm", "soft")
+    refused = server.vmplane("soft-reboot", "vm", "soft", check=False)
     assert (refused.returncode, "VMI is paused" in refused.stderr) == (1, True)
-    assert _vmplane(server, "unpause", "vm", "soft").returncode == 0
+    assert server.vmplane("unpause", "vm", "soft", check=False).returncode == 0
     _eventually("no Paused condition", lambda: _condition(_get(server, "vmi", "soft"), "Paused") is None)
-    assert _vmplane(server, "soft-reboot", "vm", "soft").returncode == 0
+    assert server.vmplane("soft-reboot", "vm", "soft", check=False).returncode == 0
     _eventually("a SoftRebooted event", lambda: "SoftRebooted" in _event_reasons(server, "soft"))
 
 

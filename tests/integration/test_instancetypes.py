@@ -9,8 +9,6 @@ above it or under ``Stage``, cleared by switching back.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -49,20 +47,6 @@ spec:
 
 def _vm(name: str, instancetype: str, extra: str = "") -> str:
     return VM.format(name=name, instancetype=instancetype, extra=extra)
-
-
-def vmplane(server: ApiServer, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "vmplane.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=server.env(),
-        check=False,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"vmplane {' '.join(args)} failed: {result.stderr}")
-    return result
 
 
 def _get(server: ApiServer, *what: str) -> dict[str, Any]:
@@ -239,16 +223,8 @@ def test_default_cluster_instancetypes_and_preferences_are_installed(api_server:
 
 
 def test_create_vm_applies_a_vm_sized_by_a_default_instancetype(api_server: ApiServer) -> None:
-    created = vmplane(
-        api_server,
-        "create",
-        "vm",
-        "vm-created",
-        "--instancetype",
-        "u1.nano",
-        "--preference",
-        "linux",
-        "--apply",
+    created = api_server.vmplane(
+        "create", "vm", "vm-created", "--instancetype", "u1.nano", "--preference", "linux", "--apply"
     )
     assert created.stdout.strip() == "virtualmachine.kubevirt.io/vm-created created"
     domain = _running(api_server, "vm-created")["spec"]["domain"]
@@ -256,8 +232,7 @@ def test_create_vm_applies_a_vm_sized_by_a_default_instancetype(api_server: ApiS
 
 
 def test_create_vm_refuses_an_instancetype_below_the_preference_requirements(api_server: ApiServer) -> None:
-    result = vmplane(
-        api_server,
+    result = api_server.vmplane(
         "create",
         "vm",
         "vm-too-small",
@@ -274,13 +249,8 @@ def test_create_vm_refuses_an_instancetype_below_the_preference_requirements(api
 
 
 def test_create_vm_prints_what_kubectl_applies(api_server: ApiServer) -> None:
-    printed = vmplane(
-        api_server,
-        "create",
-        "vm",
-        "vm-printed",
-        "--instancetype",
-        "virtualmachineclusterinstancetype/u1.micro",
+    printed = api_server.vmplane(
+        "create", "vm", "vm-printed", "--instancetype", "virtualmachineclusterinstancetype/u1.micro"
     )
     assert "created" in api_server.kubectl("apply", "-f", "-", stdin=printed.stdout).stdout
     assert _running(api_server, "vm-printed")["spec"]["domain"]["memory"]["guest"] == "1Gi"
@@ -298,14 +268,14 @@ def test_pending_plan_and_revert_of_an_instancetype_switch(
         switched["metadata"].pop(key, None)
     manifest = tmp_path / "switched.json"
     manifest.write_text(json.dumps(switched))
-    planned = vmplane(api_server, "plan", "-f", str(manifest), "-o", "json")
+    planned = api_server.vmplane("plan", "-f", str(manifest), "-o", "json")
     assert {p["source"] for p in json.loads(planned.stdout)["pending"]} == {"instancetype"}
     _switch(api_server, "vm-sw-cli", "sw-medium")
     _until(api_server, ("vm", "vm-sw-cli"), lambda o: bool(_pending(o)))
-    shown = json.loads(vmplane(api_server, "pending", "vm-sw-cli", "-o", "json").stdout)
+    shown = json.loads(api_server.vmplane("pending", "vm-sw-cli", "-o", "json").stdout)
     memory = next(p for p in shown["pending"] if p["path"] == "spec.template.spec.domain.memory.guest")
     assert (memory["running"], memory["desired"], memory["source"]) == ("1Gi", "2Gi", "instancetype")
-    vmplane(api_server, "revert", "vm-sw-cli")
+    api_server.vmplane("revert", "vm-sw-cli")
     assert _get(api_server, "vm", "vm-sw-cli")["spec"]["instancetype"]["name"] == "sw-small"
     _until(api_server, ("vm", "vm-sw-cli"), lambda o: not _pending(o))
 

@@ -6,36 +6,19 @@ condition is reported. Moving the guest is the migration controller's and the ag
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
-from test_api_support import ApiServer, api_server
+from test_api_support import SMALL_VM, ApiServer, api_server
 
 __all__ = ["api_server"]
 
 pytestmark = pytest.mark.requires("kubectl")
 
-VM = """\
-apiVersion: kubevirt.io/v1
-kind: VirtualMachine
-metadata:
-  name: {name}
-spec:
-  runStrategy: {run_strategy}
-  template:
-    spec:
-      domain:
-        cpu: {{sockets: 1, cores: 1, threads: 1}}
-        memory: {{guest: 1Gi}}
-        devices: {{}}
-      terminationGracePeriodSeconds: 0
-"""
 ROOT = "/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachines"
 
 
 def running_vm(server: ApiServer, name: str) -> None:
-    server.kubectl("apply", "-f", "-", stdin=VM.format(name=name, run_strategy="Always"))
+    server.kubectl("apply", "-f", "-", stdin=SMALL_VM.format(name=name, run_strategy="Always"))
     server.kubectl("wait", "vmi", name, "--for=condition=LiveMigratable", "--timeout=60s")
 
 
@@ -69,7 +52,7 @@ def test_a_second_migrate_while_one_is_in_flight_is_refused(api_server: ApiServe
 
 
 def test_migrate_of_a_vm_without_a_vmi_is_not_found(api_server: ApiServer) -> None:
-    api_server.kubectl("apply", "-f", "-", stdin=VM.format(name="mig-halted", run_strategy="Halted"))
+    api_server.kubectl("apply", "-f", "-", stdin=SMALL_VM.format(name="mig-halted", run_strategy="Halted"))
     status, body, _ = api_server.request("PUT", f"{ROOT}/mig-halted/migrate", body={})
     assert (status, body["reason"]) == (404, "NotFound")
 
@@ -117,20 +100,9 @@ def test_a_migration_limit_below_one_is_refused_naming_the_field(api_server: Api
     assert "spec.configuration.migrations.parallelOutboundMigrationsPerNode" in refused.stderr
 
 
-def vmplane(server: ApiServer, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vmplane.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=server.env(),
-        check=False,
-    )
-
-
 def test_cli_migrate_to_a_node_sets_its_hostname_selector(api_server: ApiServer) -> None:
     running_vm(api_server, "mig-cli")
-    assert vmplane(api_server, "migrate", "mig-cli", "--node", "node02").returncode == 0
+    assert api_server.vmplane("migrate", "mig-cli", "--node", "node02", check=False).returncode == 0
     [migration] = migrations_of(api_server, "mig-cli")
     assert migration["spec"] == {
         "vmiName": "mig-cli",
@@ -140,11 +112,11 @@ def test_cli_migrate_to_a_node_sets_its_hostname_selector(api_server: ApiServer)
 
 def test_cli_migrate_cancel_deletes_the_migration_in_flight(api_server: ApiServer) -> None:
     running_vm(api_server, "mig-cancel")
-    vmplane(api_server, "migrate", "mig-cancel", "--selector", "zone=b")
-    assert vmplane(api_server, "migrate-cancel", "mig-cancel").returncode == 0
+    api_server.vmplane("migrate", "mig-cancel", "--selector", "zone=b", check=False)
+    assert api_server.vmplane("migrate-cancel", "mig-cancel", check=False).returncode == 0
     assert migrations_of(api_server, "mig-cancel") == []
 
 
 def test_cli_migrate_with_a_malformed_selector_fails_naming_it(api_server: ApiServer) -> None:
-    result = vmplane(api_server, "migrate", "mig-none", "--selector", "zone")
+    result = api_server.vmplane("migrate", "mig-none", "--selector", "zone", check=False)
     assert (result.returncode, result.stderr.strip()) == (1, "error: --selector 'zone': must be KEY=VALUE")

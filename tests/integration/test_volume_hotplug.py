@@ -5,8 +5,6 @@ the VMI's ``status.volumeStatus`` as the node agent reports it."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -92,17 +90,6 @@ def _ready(server: ApiServer, name: str, volume: str) -> dict[str, Any]:
     return _eventually(
         f"{volume} Ready in {name}",
         lambda: (v := _volume_status(server, name, volume)) is not None and v["phase"] == "Ready" and v,
-    )
-
-
-def _vmplane(server: ApiServer, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vmplane.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=server.env(),
-        check=False,
     )
 
 
@@ -202,19 +189,19 @@ def test_vm_addvolume_hotplugs_and_keeps_it_in_the_template_with_nothing_pending
 
 def test_vmplane_addvolume_and_removevolume_as_virtctl(server: ApiServer) -> None:
     _running(server, "vmi", "cli-vmi")
-    added = _vmplane(server, "addvolume", "cli-vmi", "--volume-name", "cli-claim")
+    added = server.vmplane("addvolume", "cli-vmi", "--volume-name", "cli-claim", check=False)
     assert (
         added.stdout.strip()
         == "Successfully submitted add volume request to VMI cli-vmi for volume cli-claim"
     )
     assert _ready(server, "cli-vmi", "cli-claim")["target"] == "sdb"
-    removed = _vmplane(server, "removevolume", "cli-vmi", "--volume-name", "cli-claim")
+    removed = server.vmplane("removevolume", "cli-vmi", "--volume-name", "cli-claim", check=False)
     assert removed.returncode == 0, removed.stderr
     _eventually("cli-claim gone", lambda: _volume_status(server, "cli-vmi", "cli-claim") is None)
 
 
 def test_vmplane_addvolume_refuses_a_hostile_volume_name_before_asking(server: ApiServer) -> None:
-    result = _vmplane(server, "addvolume", "cli-vmi", "--volume-name", "x/../../y")
+    result = server.vmplane("addvolume", "cli-vmi", "--volume-name", "x/../../y", check=False)
     assert result.returncode == 1
     assert result.stderr.startswith("error: --volume-name: invalid value 'x/../../y'")
 
