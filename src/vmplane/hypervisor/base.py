@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Literal, Protocol
 
 from vmplane.hypervisor.guest_info import GuestInterface
+from vmplane.hypervisor.migration import MigrationEndpoint, MigrationProgress, MigrationSettings
 
 __all__ = [
     "DiskSpec",
@@ -119,6 +120,10 @@ class MachineState(str, Enum):
     RUNNING = "Running"
     STOPPED = "Stopped"
     CRASHED = "Crashed"
+    #: A migration target: booted with the running spec, its vCPUs waiting for the incoming state.
+    INCOMING = "Incoming"
+    #: A migration source whose guest now runs on the target: stopped for good, to be forgotten.
+    MIGRATED = "Migrated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +223,39 @@ class Hypervisor(Protocol):
 
     async def soft_reboot(self, name: str) -> None:
         """Ask the guest to reboot itself: Ctrl-Alt-Delete on its keyboard (see ``agent.lifecycle``)."""
+        ...
+
+    async def migration_layout(self, name: str) -> str:
+        """The running machine's device layout (what was booted and hot-plugged, where), for the target."""
+        ...
+
+    async def prepare_incoming(
+        self, spec: MachineSpec, layout: str, *, listen_host: str, copied_disks: tuple[str, ...]
+    ) -> MigrationEndpoint:
+        """Boot a migration target (state Incoming) from ``spec`` and the source's ``layout``,
+        listening on ``listen_host``; the disks named in ``copied_disks`` (created empty, of their
+        size, by the agent) are exported for the source to copy into. Returns where it listens."""
+        ...
+
+    async def migrate(
+        self,
+        name: str,
+        target: MigrationEndpoint,
+        *,
+        copied_disks: tuple[str, ...],
+        settings: MigrationSettings,
+    ) -> None:
+        """Start moving a running machine to ``target`` (copying ``copied_disks`` first); returns once
+        started. Its end is reported through ``on_change`` and ``migration_progress``: completed
+        (this machine is then Migrated), or failed or cancelled (it runs on here as before)."""
+        ...
+
+    async def migration_progress(self, name: str) -> MigrationProgress:
+        """The source's migration as it stands (status ``none`` when none was started)."""
+        ...
+
+    async def cancel_migration(self, name: str) -> None:
+        """Abort the source's migration in flight; the guest keeps running here. Idempotent."""
         ...
 
     async def observe(self, name: str) -> ObservedMachine:
