@@ -111,6 +111,9 @@ class PlaneOptions:
     benchmarks, where the control plane's own cost is what is measured).
     ``node_health``: when a silent node is unreachable, and when its agent fences its guests.
     ``window_poll_interval``: the longest maintenance windows go without looking at the clock.
+    ``migration_address``: where this host's migration targets listen (an address the other nodes
+    reach). ``shared_volumes_dir``: a volume directory all nodes share, holding the claims (see
+    ``HostPaths``); without one, VMIs with claims cannot be live-migrated.
     """
 
     data_dir: Path
@@ -127,6 +130,8 @@ class PlaneOptions:
     guest_dir: Path | None = None
     simulated_latency: float = 0.01
     window_poll_interval: float = 30.0
+    migration_address: str = "127.0.0.1"
+    shared_volumes_dir: Path | None = None
 
     @property
     def guest_root(self) -> Path:
@@ -380,7 +385,8 @@ class NodeHost:
         ``vmplane serve`` has none, as its controllers die with it and fail nothing over."""
         self._options = options
         self.client = client
-        paths = HostPaths(options.guest_root, host_disk_dirs=options.allowed_host_dirs)
+        shared = options.shared_volumes_dir.absolute() if options.shared_volumes_dir is not None else None
+        paths = HostPaths(options.guest_root, host_disk_dirs=options.allowed_host_dirs, shared_volumes=shared)
         qemu = options.hypervisor == "qemu"
         self._user: GuestUser | None = None
         if qemu:
@@ -411,6 +417,8 @@ class NodeHost:
             capacity=None if qemu else SIMULATED_CAPACITY,
             fence_timeout=timeout,
             host=facts,
+            migration_address=options.migration_address,
+            shared_claims=shared is not None,
         )
         self._watchdog = (
             FenceWatchdog(guest_root=options.guest_root, machines_dir=options.machines_dir, timeout=timeout)

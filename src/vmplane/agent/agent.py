@@ -34,6 +34,8 @@ from vmplane.agent.hotplug import (
 )
 from vmplane.agent.lifecycle import LifecyclePlan, lifecycle_plan, perform
 from vmplane.agent.machine import machine_name, machine_spec, vmi_key_of
+from vmplane.agent.migration import MigrationActor
+from vmplane.agent.migration_plan import migration_step
 from vmplane.agent.node import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_LEASE_INTERVAL,
@@ -57,6 +59,7 @@ from vmplane.agent.plan import (
 from vmplane.agent.status import attached_to_node, machine_status, phase_status
 from vmplane.api.events import EventSink
 from vmplane.api.guest_ops import done_annotations
+from vmplane.api.migratable import MigrationSupport
 from vmplane.api.ownership import MACHINE_FINALIZER  # held on every VMI until its machine is stopped
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
 from vmplane.api.scheduling import Taint
@@ -107,6 +110,11 @@ class VolumePreparer(Protocol):
         ...
 
 
+def _migrating_from(vmi: VirtualMachineInstance, node: str) -> bool:
+    state = vmi.status.migration_state if vmi.status is not None else None
+    return state is not None and state.source_node == node and not (state.completed or state.failed)
+
+
 def _held(
     vmi: VirtualMachineInstance | None, raw: JsonObject | None
 ) -> tuple[VirtualMachineInstance, JsonObject]:
@@ -149,6 +157,8 @@ class NodeAgent:
         workers: int = 4,
         fence_timeout: float = DEFAULT_FENCE_TIMEOUT,
         informers: SharedInformerFactory | None = None,
+        migration_address: str = "127.0.0.1",
+        shared_claims: bool = False,
     ) -> None:
         chosen = resolver if resolver is not None else paths
         if chosen is None:
@@ -176,6 +186,21 @@ class NodeAgent:
         self.controller: Controller[Key] = Controller(name="node-agent", reconciler=self, workers=workers)
         self.hypervisor = hypervisor(self._machine_changed)
         self.vmis.on_change(self._vmi_changed)
+        # VMIs migrating to this node, bound to their source until the guest runs here.
+        self.incoming = informers.informer(
+            VIRTUAL_MACHINE_INSTANCES, field_selector=f"status.migrationState.targetNode={node_name}"
+        )
+        self.incoming.on_change(self.controller.queue.add)
+        # Both drivers copy node-local disks while migrating; claims move only on shared storage.
+        self._support = MigrationSupport(copies_local_disks=True, shared_claims=shared_claims)
+        self.migrations = MigrationActor(
+            client=client,
+            hypervisor=self.hypervisor,
+            events=self._events,
+            preparer=preparer,
+            listen_host=migration_address,
+            now=self._now,
+        )
         facts = host if host is not None else host_facts(runtime_version="unknown")
         self.registration = NodeRegistration(
             client=client,
@@ -220,7 +245,9 @@ class NodeAgent:
         for machine in await self.hypervisor.adopt():
             self.controller.queue.add(vmi_key_of(machine))
         self.vmis.start()
+        self.incoming.start()
         await self.vmis.wait_synced()
+        await self.incoming.wait_synced()
         self.controller.start()
 
     async def stop(self) -> None:
@@ -229,6 +256,7 @@ class NodeAgent:
         await self.registration.stop()
         await self.fence.stop()
         await self.vmis.stop()
+        await self.incoming.stop()
         await self.hypervisor.close()
 
     def _bound_keys(self) -> list[Key]:
@@ -269,7 +297,13 @@ class NodeAgent:
         vmi = VirtualMachineInstance.model_validate(raw) if raw is not None else None
         observed = await self._observe(machine)
         desired = self._desired(vmi) if vmi is not None else MachineSpecError("no VMI")
-        plan = decide(vmi, observed, desired, node=self._node, now=self._now())
+        progress = None
+        if vmi is not None and raw is not None and observed is not None and _migrating_from(vmi, self._node):
+            progress = await self.hypervisor.migration_progress(machine)
+        step = migration_step(vmi, observed, desired, node=self._node, progress=progress, now=self._now())
+        if step is not None:
+            return await self.migrations.act(step, *_held(vmi, raw), machine)
+        plan = decide(vmi, observed, desired, node=self._node, now=self._now(), support=self._support)
         await self._act(plan, vmi, raw, machine)
         return Result()
 
@@ -322,7 +356,8 @@ class NodeAgent:
         observed = await self._observe(machine)
         if observed is not None:
             desired = self._desired(vmi)
-            await self._sync(vmi, raw, machine, decide_sync(vmi, observed, desired, now=self._now()))
+            plan = decide_sync(vmi, observed, desired, now=self._now(), support=self._support)
+            await self._sync(vmi, raw, machine, plan)
 
     async def _sync(self, vmi: VirtualMachineInstance, raw: JsonObject, machine: str, plan: Sync) -> None:
         """Report the hotplugs in flight, apply them, and report what the machine then has."""
@@ -344,9 +379,10 @@ class NodeAgent:
             observed = await self._observe(machine)
             if observed is None:
                 return
-        await self._write(
-            vmi, raw, machine_status(vmi, observed, desired=plan.desired, failures=failures, now=self._now())
+        status = machine_status(
+            vmi, observed, desired=plan.desired, failures=failures, now=self._now(), support=self._support
         )
+        await self._write(vmi, raw, status)
 
     async def _operate(self, raw: JsonObject, machine: str, plan: LifecyclePlan) -> JsonObject:
         """Take the guest steps of ``plan``; its one-shot requests are marked done first (at most once)."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from vmplane.agent.hotplug import Operation, operations
 from vmplane.agent.status import FINAL_PHASES, machine_status, phase_status
+from vmplane.api.migratable import MigrationSupport
 from vmplane.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus, VMIPhase
 from vmplane.host.paths import MachineSpecError
 from vmplane.hypervisor.base import MachineSpec, MachineState, ObservedMachine
@@ -95,6 +96,7 @@ def decide(
     *,
     node: str,
     now: str,
+    support: MigrationSupport = MigrationSupport(),  # noqa: B008 - frozen, shared safely
 ) -> AgentPlan:
     """What to do for ``vmi`` (None: it is gone) whose machine the hypervisor reports as
     ``observed`` (None: it knows none) and whose spec translates to ``desired`` (or fails to)."""
@@ -114,7 +116,7 @@ def decide(
         if isinstance(desired, MachineSpecError):
             return Report(phase_status(vmi, VMIPhase.FAILED, reason=f"cannot start: {desired}", now=now))
         return Boot(desired)
-    return decide_sync(vmi, observed, desired, now=now)
+    return decide_sync(vmi, observed, desired, now=now, support=support)
 
 
 def decide_sync(
@@ -123,13 +125,19 @@ def decide_sync(
     desired: MachineSpec | MachineSpecError,
     *,
     now: str,
+    support: MigrationSupport = MigrationSupport(),  # noqa: B008 - frozen, shared safely
 ) -> Sync:
-    """The hotplugs that give a machine what its VMI spec says, failed paths left alone."""
+    """The hotplugs that give a machine what its VMI spec says, failed paths left alone (``support``:
+    what this node can do to migrate, for the ``LiveMigratable`` condition)."""
     spec = None if isinstance(desired, MachineSpecError) else desired
     failures = failed_hotplugs(vmi.status)
     pending: list[Operation] = []
     if spec is not None and observed.state is MachineState.RUNNING:
         pending = operations(spec, observed, skip=failures)
     # Report the hotplugs in flight (HotVCPUChange/HotMemoryChange True) before doing them.
-    in_flight = machine_status(vmi, observed, desired=spec, failures=failures, now=now) if pending else None
+    in_flight = (
+        machine_status(vmi, observed, desired=spec, failures=failures, now=now, support=support)
+        if pending
+        else None
+    )
     return Sync(spec, tuple(pending), in_flight, failures)

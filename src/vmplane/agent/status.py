@@ -59,6 +59,9 @@ _PHASES = {
     MachineState.RUNNING: VMIPhase.RUNNING,
     MachineState.STOPPED: VMIPhase.SUCCEEDED,
     MachineState.CRASHED: VMIPhase.FAILED,
+    # Seen only around a migration, whose steps report instead (``agent.migration_plan``).
+    MachineState.INCOMING: VMIPhase.SCHEDULED,
+    MachineState.MIGRATED: VMIPhase.RUNNING,
 }
 _HOT = {CPU_SOCKETS: HOT_VCPU_CHANGE, MEMORY_GUEST: HOT_MEMORY_CHANGE}
 # Conditions derived here; any other (PodScheduled, ...) is kept as it is.

@@ -77,105 +77,6 @@ class MigrationMode(str, Enum):
     PAUSED = "Paused"
 
 
-class VirtualMachineInstanceMigrationState(WireModel):
-    """One migration of a VMI as its VMI and its migration object both report it (upstream's names).
-
-    The source agent writes ``startTimestamp``, ``endTimestamp``, ``completed``, ``failed``,
-    ``failureReason``, ``mode`` and ``abortStatus``; the target agent ``targetNodeAddress``; the
-    migration controller ``sourceNode``, ``targetNode``, ``migrationUid`` and ``abortRequested``.
-    """
-
-    start_timestamp: str | None = Field(default=None, description="The time the migration action began")
-    end_timestamp: str | None = Field(default=None, description="The time the migration action ended")
-    target_node_domain_ready_timestamp: str | None = Field(
-        default=None, description="The timestamp at which the target node detects the domain is active"
-    )
-    target_node_domain_detected: bool | None = Field(
-        default=None, description="The Target Node has seen the Domain Start Event"
-    )
-    target_node_address: str | None = Field(
-        default=None,
-        description="The address of the target node to use for the migration (host:port of its incoming "
-        "QEMU)",
-    )
-    target_node: str | None = Field(default=None, description="The target node that the VMI is moving to")
-    source_node: str | None = Field(default=None, description="The source node that the VMI originated on")
-    completed: bool | None = Field(default=None, description="Indicates the migration completed")
-    failed: bool | None = Field(default=None, description="Indicates that the migration failed")
-    abort_requested: bool | None = Field(
-        default=None, description="Indicates that the migration has been requested to abort"
-    )
-    abort_status: MigrationAbortStatus | None = Field(
-        default=None, description="Indicates the final status of the live migration abortion"
-    )
-    failure_reason: str | None = Field(
-        default=None, description="Contains the reason why the migration failed"
-    )
-    migration_uid: str | None = Field(
-        default=None, description="The VirtualMachineInstanceMigration object associated with this migration"
-    )
-    mode: MigrationMode | None = Field(
-        default=None, description="Lets us know if the vmi is currently running pre or post copy migration"
-    )
-
-
-class VirtualMachineInstanceMigrationSpec(WireModel):
-    """What to migrate, and where it may go (on top of the VMI's own placement)."""
-
-    vmi_name: str | None = Field(
-        default=None,
-        description="The name of the VMI to perform the migration on. VMI must exist in "
-        "the migration objects namespace",
-    )
-    added_node_selector: dict[str, str] | None = Field(
-        default=None,
-        description="AddedNodeSelector is an additional selector that can be used to complement a "
-        "NodeSelector or NodeAffinity as set on the VM to restrict the set of allowed target nodes for "
-        "a migration. In case of key collisions, values set on the VM objects are going to be "
-        "preserved to ensure that addedNodeSelector can only restrict but not bypass constraints "
-        "already set on the VM object.",
-    )
-
-
-class VirtualMachineInstanceMigrationStatus(WireModel):
-    """Written by the migration controller."""
-
-    phase: MigrationPhase | None = None
-    conditions: list[Condition] | None = Field(default=None, description="The migration's conditions.")
-    phase_transition_timestamps: list[dict[str, str]] | None = Field(
-        default=None,
-        description="PhaseTransitionTimestamp is the timestamp of when the last phase change occurred",
-    )
-    migration_state: VirtualMachineInstanceMigrationState | None = Field(
-        default=None, description="Represents the status of a live migration"
-    )
-
-
-class VirtualMachineInstanceMigration(WireModel):
-    """A request to live-migrate one VMI; deleting it while in flight cancels the migration."""
-
-    api_version: Literal["kubevirt.io/v1"] = Field(
-        default="kubevirt.io/v1",
-        description="APIVersion defines the versioned schema of this representation of an object.",
-    )
-    kind: Literal["VirtualMachineInstanceMigration"] = Field(
-        default="VirtualMachineInstanceMigration",
-        description="Kind is a string value representing the REST resource this object represents.",
-    )
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
-    spec: VirtualMachineInstanceMigrationSpec = Field(default_factory=VirtualMachineInstanceMigrationSpec)
-    status: VirtualMachineInstanceMigrationStatus | None = None
-
-
-class MigrateOptions(WireModel):
-    """The body of ``PUT .../virtualmachines/NAME/migrate`` (upstream's ``MigrateOptions``)."""
-
-    api_version: str | None = None
-    kind: str | None = None
-    dry_run: list[Literal["All"]] | None = None
-    added_node_selector: dict[str, str] | None = None
-
-
 class MigrationConfiguration(WireModel):
     """``spec.configuration.migrations`` of the KubeVirt object (descriptions are upstream's)."""
 
@@ -251,6 +152,113 @@ class MigrationConfiguration(WireModel):
         description="Network is the name of the CNI network to use for live migrations (kept: vmplane "
         "migrates over each node's migration address).",
     )
+
+
+class VirtualMachineInstanceMigrationState(WireModel):
+    """One migration of a VMI as its VMI and its migration object both report it (upstream's names).
+
+    The source agent writes ``startTimestamp``, ``endTimestamp``, ``completed``, ``failed``,
+    ``failureReason``, ``mode`` and ``abortStatus``; the target agent ``targetNodeAddress``; the
+    migration controller ``sourceNode``, ``targetNode``, ``migrationUid`` and ``abortRequested``.
+    """
+
+    start_timestamp: str | None = Field(default=None, description="The time the migration action began")
+    end_timestamp: str | None = Field(default=None, description="The time the migration action ended")
+    target_node_domain_ready_timestamp: str | None = Field(
+        default=None, description="The timestamp at which the target node detects the domain is active"
+    )
+    target_node_domain_detected: bool | None = Field(
+        default=None, description="The Target Node has seen the Domain Start Event"
+    )
+    target_node_address: str | None = Field(
+        default=None,
+        description="The address of the target node to use for the migration (host:port of its incoming "
+        "QEMU)",
+    )
+    target_node: str | None = Field(default=None, description="The target node that the VMI is moving to")
+    source_node: str | None = Field(default=None, description="The source node that the VMI originated on")
+    completed: bool | None = Field(default=None, description="Indicates the migration completed")
+    failed: bool | None = Field(default=None, description="Indicates that the migration failed")
+    abort_requested: bool | None = Field(
+        default=None, description="Indicates that the migration has been requested to abort"
+    )
+    abort_status: MigrationAbortStatus | None = Field(
+        default=None, description="Indicates the final status of the live migration abortion"
+    )
+    failure_reason: str | None = Field(
+        default=None, description="Contains the reason why the migration failed"
+    )
+    migration_uid: str | None = Field(
+        default=None, description="The VirtualMachineInstanceMigration object associated with this migration"
+    )
+    mode: MigrationMode | None = Field(
+        default=None, description="Lets us know if the vmi is currently running pre or post copy migration"
+    )
+    target_direct_migration_node_ports: dict[str, int] | None = Field(
+        default=None,
+        description="The list of ports opened for live migration on the destination node (each port "
+        "the target listens on, with the stream it carries: 49152 the guest's state, 49153 its disks)",
+    )
+    migration_configuration: MigrationConfiguration | None = Field(
+        default=None, description="Config contains migration configuration options"
+    )
+
+
+class VirtualMachineInstanceMigrationSpec(WireModel):
+    """What to migrate, and where it may go (on top of the VMI's own placement)."""
+
+    vmi_name: str | None = Field(
+        default=None,
+        description="The name of the VMI to perform the migration on. VMI must exist in "
+        "the migration objects namespace",
+    )
+    added_node_selector: dict[str, str] | None = Field(
+        default=None,
+        description="AddedNodeSelector is an additional selector that can be used to complement a "
+        "NodeSelector or NodeAffinity as set on the VM to restrict the set of allowed target nodes for "
+        "a migration. In case of key collisions, values set on the VM objects are going to be "
+        "preserved to ensure that addedNodeSelector can only restrict but not bypass constraints "
+        "already set on the VM object.",
+    )
+
+
+class VirtualMachineInstanceMigrationStatus(WireModel):
+    """Written by the migration controller."""
+
+    phase: MigrationPhase | None = None
+    conditions: list[Condition] | None = Field(default=None, description="The migration's conditions.")
+    phase_transition_timestamps: list[dict[str, str]] | None = Field(
+        default=None,
+        description="PhaseTransitionTimestamp is the timestamp of when the last phase change occurred",
+    )
+    migration_state: VirtualMachineInstanceMigrationState | None = Field(
+        default=None, description="Represents the status of a live migration"
+    )
+
+
+class VirtualMachineInstanceMigration(WireModel):
+    """A request to live-migrate one VMI; deleting it while in flight cancels the migration."""
+
+    api_version: Literal["kubevirt.io/v1"] = Field(
+        default="kubevirt.io/v1",
+        description="APIVersion defines the versioned schema of this representation of an object.",
+    )
+    kind: Literal["VirtualMachineInstanceMigration"] = Field(
+        default="VirtualMachineInstanceMigration",
+        description="Kind is a string value representing the REST resource this object represents.",
+    )
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: VirtualMachineInstanceMigrationSpec = Field(default_factory=VirtualMachineInstanceMigrationSpec)
+    status: VirtualMachineInstanceMigrationStatus | None = None
+
+
+class MigrateOptions(WireModel):
+    """The body of ``PUT .../virtualmachines/NAME/migrate`` (upstream's ``MigrateOptions``)."""
+
+    api_version: str | None = None
+    kind: str | None = None
+    dry_run: list[Literal["All"]] | None = None
+    added_node_selector: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from vmplane.apiserver.authz import (
 from vmplane.apiserver.request_info import node_name_written, request_attributes
 from vmplane.store.base import NotFoundError, Store
 
-__all__ = ["USER_KEY", "check_access", "forbidden", "node_binding", "request_user"]
+__all__ = ["USER_KEY", "check_access", "forbidden", "node_relations", "request_user"]
 
 #: Where the middleware leaves the authenticated ``User`` for handlers (the self reviews).
 USER_KEY = "vmplane_user"
@@ -47,13 +47,22 @@ def forbidden(user: User, attrs: Attributes, reason: str = "", *, admission: boo
     )
 
 
-async def node_binding(store: Store, attrs: Attributes) -> str | None:
+async def node_relations(store: Store, attrs: Attributes) -> Attributes:
+    """``attrs`` with the VMI's nodes filled in: the one it is bound to, the one it migrates to."""
     try:
         vmi = await store.get(VIRTUAL_MACHINE_INSTANCES, attrs.namespace, attrs.name)
     except NotFoundError:
-        return None
-    node = (vmi.get("status") or {}).get("nodeName")
-    return node if isinstance(node, str) else None
+        return attrs
+    status = vmi.get("status") or {}
+    node = status.get("nodeName")
+    migration = status.get("migrationState") or {}
+    target = migration.get("targetNode") if isinstance(migration, dict) else None
+    ended = isinstance(migration, dict) and migration.get("failed")
+    return replace(
+        attrs,
+        node_binding=node if isinstance(node, str) else None,
+        migration_target=target if isinstance(target, str) and not ended else None,
+    )
 
 
 async def _created_name(request: web.Request) -> str:
@@ -87,7 +96,7 @@ async def check_access(
     if NODES_GROUP in user.groups and attrs.verb not in READ_VERBS:
         if attrs.resource == "virtualmachineinstances" and attrs.name and attrs.api_group == "kubevirt.io":
             written = node_name_written(await request.read(), request.headers.get("Content-Type", ""))
-            attrs = replace(attrs, node_binding=await node_binding(store, attrs), node_written=written)
+            attrs = replace(await node_relations(store, attrs), node_written=written)
         elif attrs.verb == "create" and attrs.resource in _NODE_CREATED and not attrs.name:
             attrs = replace(attrs, name=await _created_name(request))
     decision = authorize(user, attrs)

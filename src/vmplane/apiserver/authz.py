@@ -92,8 +92,10 @@ class Attributes:
 
     ``resource`` is empty for a non-resource request (``path`` is then what is asked for).
     ``node_binding`` is the node a VMI is bound to (its ``status.nodeName``), looked up by the caller
-    for node identities; ``None`` when unknown or unbound. ``node_written`` is the ``status.nodeName``
-    the request body would set (``""`` to clear it), None when the body leaves it alone.
+    for node identities; ``None`` when unknown or unbound. ``migration_target`` is the node a VMI is
+    migrating to (``status.migrationState.targetNode`` of a migration not yet ended), looked up the
+    same way. ``node_written`` is the ``status.nodeName`` the request body would set (``""`` to clear
+    it), None when the body leaves it alone.
     """
 
     verb: str
@@ -104,6 +106,7 @@ class Attributes:
     name: str = ""
     path: str = ""
     node_binding: str | None = None
+    migration_target: str | None = None
     node_written: str | None = None
 
     @property
@@ -301,10 +304,12 @@ def _node_restriction(user: User, attrs: Attributes) -> Decision:
             return Decision(True)
         return Decision(False, f"node '{node}' cannot modify lease '{attrs.namespace}/{attrs.name}'")
     if attrs.resource == "virtualmachineinstances":
-        if not attrs.name or attrs.node_binding != node:
+        # A migration's target writes the VMI too: where it listens, then the hand-over to itself.
+        if not attrs.name or node not in (attrs.node_binding, attrs.migration_target):
             return Decision(False, f"no relationship found between node '{node}' and this object")
-        if attrs.node_written is not None and attrs.node_written != node:
-            # NodeRestriction: a node keeps what is bound to it; it does not hand objects on.
+        if attrs.node_written is not None and attrs.node_written not in (node, attrs.node_binding):
+            # NodeRestriction: a node keeps what is bound to it (or takes over what migrates to it);
+            # it does not hand objects on to another node.
             return Decision(
                 False, f"node '{node}' cannot change the node this object is bound to", admission=True
             )

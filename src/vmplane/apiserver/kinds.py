@@ -125,7 +125,7 @@ def default_registry() -> Registry:
                     ready,
                 ),
                 # The node agent watches only its node's VMIs, as a kubelet its pods (spec.nodeName).
-                field_selectors=("status.nodeName", "status.phase"),
+                field_selectors=("status.nodeName", "status.phase", "status.migrationState.targetNode"),
                 description="VirtualMachineInstance is *the* VirtualMachineInstance Definition.",
             ),
             ResourceType(

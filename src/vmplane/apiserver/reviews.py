@@ -7,14 +7,13 @@ kubectl sends both as protobuf; the answer is JSON, which its ``Accept`` also al
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
 from vmplane.api.timestamps import timestamp
 from vmplane.apiserver import status as st
-from vmplane.apiserver.access import node_binding, request_user
+from vmplane.apiserver.access import node_relations, request_user
 from vmplane.apiserver.authz import NODES_GROUP, Attributes, authorize
 from vmplane.apiserver.bodies import decode_body
 from vmplane.apiserver.context import ApiContext, json_response
@@ -73,7 +72,7 @@ def add_review_routes(app: web.Application, ctx: ApiContext) -> None:
         obj = await _body(request, "SelfSubjectAccessReview")
         attrs = review_attributes(obj.get("spec"))
         if NODES_GROUP in user.groups and attrs.resource == "virtualmachineinstances" and attrs.name:
-            attrs = replace(attrs, node_binding=await node_binding(ctx.store, attrs))
+            attrs = await node_relations(ctx.store, attrs)
         decision = authorize(user, attrs)
         status: JsonObject = {"allowed": decision.allowed}
         if decision.reason:

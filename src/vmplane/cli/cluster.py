@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -115,6 +116,21 @@ def register(subparsers: Any) -> None:
     )
     add_fence_timeout_flag(agent, help_end="shorter than the controllers' grace period")
     agent.add_argument("--host-disk-dir", action="append", type=Path, default=[], metavar="DIR")
+    agent.add_argument(
+        "--migration-address",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="where guests migrating to this host are received: an address of this host the other "
+        "nodes reach (default: %(default)s)",
+    )
+    agent.add_argument(
+        "--shared-volumes-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a volume directory every node shares (NFS or similar) for claims, so that guests using "
+        "them can be live-migrated (default: claims stay on this host and such guests cannot move)",
+    )
     agent.add_argument(
         "--console-listen",
         default="127.0.0.1:0",
@@ -300,6 +316,14 @@ async def _node_agent(args: argparse.Namespace, options: PlaneOptions) -> int:
     return 0
 
 
+def _migration_address(text: str) -> str:
+    """An IP address (it reaches QEMU's ``tcp:`` URI and the target's listening socket)."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError as err:
+        raise ValueError(f"--migration-address: {text!r} is not an IP address") from err
+
+
 def _agent(args: argparse.Namespace) -> int:
     _logging(args)
     try:
@@ -315,6 +339,8 @@ def _agent(args: argparse.Namespace) -> int:
             node_status_interval=args.node_status_interval,
             host_disk_dirs=tuple(args.host_disk_dir),
             guest_dir=args.guest_dir,
+            migration_address=_migration_address(args.migration_address),
+            shared_volumes_dir=args.shared_volumes_dir,
         )
         args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(args.data_dir, 0o700)

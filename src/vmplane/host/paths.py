@@ -107,10 +107,14 @@ class HostPaths:
     * kernel boot: ``<root>/images/<image>/<kernelPath>`` (``/vmlinuz`` unless given) and ``initrdPath``.
 
     ``host_disk_dirs``: where ``hostDisk`` paths may lie (None: left to the preparer, which checks too).
+    ``shared_volumes``: a volume directory every node mounts (NFS or the like; ``--shared-volumes-dir``)
+    where claims live instead, as ``<shared_volumes>/<ns>/claims/<claim>.qcow2``, so that a guest can
+    move between nodes without copying them.
     """
 
     root: Path
     host_disk_dirs: tuple[Path, ...] | None = None
+    shared_volumes: Path | None = None
 
     @property
     def images(self) -> Path:
@@ -120,7 +124,7 @@ class HostPaths:
     def claims_dir(self, namespace: str) -> Path:
         """Where a namespace's PVC and DataVolume images live."""
         check_label("metadata.namespace", namespace)
-        return self.root / "volumes" / namespace / "claims"
+        return (self.shared_volumes or self.root / "volumes") / namespace / "claims"
 
     def claim(self, namespace: str, claim: str, *, field: str = "claimName") -> Path:
         """A PVC or DataVolume's image; ``claim`` must be a DNS-1123 subdomain (a Kubernetes name)."""

@@ -38,8 +38,23 @@ from vmplane.hypervisor.base import (
     OnChange,
     UnplugTimeoutError,
 )
+from vmplane.hypervisor.migration import (
+    MigrationEndpoint,
+    MigrationProgress,
+    MigrationSettings,
+    MigrationStatus,
+)
 from vmplane.hypervisor.qemu.argv import NIC_DRIVERS
 from vmplane.hypervisor.qemu.plans import MEMORY_BLOCK_BYTES
+from vmplane.hypervisor.simulated_migration import (
+    GuestState,
+    Incoming,
+    Outgoing,
+    layout_of,
+    listen,
+    parse_layout,
+    stream_guest,
+)
 
 __all__ = ["SIMULATED_CAPACITY", "HotplugKind", "SimulatedHost", "SimulatedHypervisor"]
 
@@ -71,6 +86,9 @@ class _Machine:
     paused: bool = False
     #: Guest reboots inside this machine (``reset``, ``soft_reboot``): the machine and its boot stay.
     reboots: int = 0
+    #: A migration target's listening socket, or a source's migration.
+    incoming: Incoming | None = None
+    outgoing: Outgoing | None = None
 
     def observed(self, name: str) -> ObservedMachine:
         if self.state not in _LIVE:  # as QEMU: an ended machine reports only how it ended
@@ -118,6 +136,10 @@ class SimulatedHost:
     #: Incremented by every boot; a machine's ``boot`` number tells tests whether it was restarted.
     boots: int = 0
     listeners: list[OnChange] = field(default_factory=list)
+    #: How long a migration from this host copies before the guest moves (cancel works meanwhile).
+    migration_seconds: float = 0.0
+    #: Targets on this host refuse incoming guests (the migration fails; the guest stays on its source).
+    refuse_incoming: bool = False
 
     def notify(self, name: str) -> None:
         """Tell every open driver that ``name`` may look different."""
@@ -200,6 +222,14 @@ class SimulatedHypervisor:
         """The guest shuts itself down: the machine is Stopped."""
         self._end(self.host.get(name), name, MachineState.STOPPED, reason)
 
+    def slow_migrations(self, seconds: float) -> None:
+        """Migrations from this host copy for ``seconds`` before the guest moves."""
+        self.host.migration_seconds = seconds
+
+    def refuse_incoming_guests(self, *, refuse: bool = True) -> None:
+        """Migration targets on this host refuse the guest (or accept it again)."""
+        self.host.refuse_incoming = refuse
+
     def boot_of(self, name: str) -> int:
         """The boot number of a machine: it changes only if the machine was started again."""
         return self.host.get(name).boot
@@ -209,6 +239,9 @@ class SimulatedHypervisor:
         return self.host.get(name).reboots
 
     def _end(self, machine: _Machine, name: str, state: MachineState, reason: str) -> None:
+        if machine.state is MachineState.INCOMING:
+            self._end_incoming(machine, name, reason, state=state)
+            return
         if machine.state not in _LIVE:
             return
         machine.state, machine.reason = state, reason
@@ -282,6 +315,9 @@ class SimulatedHypervisor:
     async def stop(self, name: str, *, grace_period: float) -> None:
         """ACPI power-down after ``latency``; a guest that ignores it is killed after the grace period."""
         machine = self._machine(name)
+        if machine.state is MachineState.INCOMING:
+            self._end_incoming(machine, name, "stopped before the guest arrived")
+            return
         if machine.state not in _LIVE:
             return
         if machine.ignores_powerdown:
@@ -488,6 +524,126 @@ class SimulatedHypervisor:
             ) from err
         if machine.state not in _LIVE:
             raise HypervisorError(f"{name} ended while {device} was being unplugged")
+
+    # -- migration -------------------------------------------------------------------------------
+
+    async def migration_layout(self, name: str) -> str:
+        """The source's devices now (see ``simulated_migration.SimulatedLayout``)."""
+        machine = self._running(name)
+        links = {n.name: n.link_up for n in machine.nics.values()}
+        return layout_of(machine.sockets, machine.memory_bytes, machine.disks, links)
+
+    async def prepare_incoming(
+        self, spec: MachineSpec, layout: str, *, listen_host: str, copied_disks: tuple[str, ...]
+    ) -> MigrationEndpoint:
+        """A target machine with the source's devices, Incoming until the guest streams in (its disks
+        travel with the guest's state: there is no separate disk stream)."""
+        if self._closed:
+            raise HypervisorError("the driver is closed")
+        existing = self.host.machines.get(spec.name)
+        if existing is not None and existing.state is MachineState.INCOMING and existing.incoming:
+            port = int(existing.incoming.server.sockets[0].getsockname()[1])
+            return MigrationEndpoint(host=listen_host, port=port)
+        if existing is not None:
+            raise HypervisorError(f"{spec.name} exists here ({existing.state.value}): cannot receive it")
+        _validate(spec)
+        wanted = parse_layout(layout, spec)
+        if unknown := set(copied_disks) - set(wanted.disks):
+            raise HypervisorError(f"{spec.name}: disks to copy that the source lacks: {sorted(unknown)}")
+        await self._delay()
+        machine = _Machine(
+            spec=spec,
+            boot=0,
+            state=MachineState.INCOMING,
+            sockets=wanted.sockets,
+            memory_bytes=wanted.memory_bytes,
+            disks={d.name: d for d in spec.disks if d.name in wanted.disks},
+            nics={
+                n.name: replace(n, link_up=wanted.links.get(n.name, n.link_up))
+                for n in spec.nics
+                if n.name in wanted.nics
+            },
+        )
+
+        def arrive(state: GuestState) -> bool:
+            if self.host.refuse_incoming or machine.state is not MachineState.INCOMING:
+                return False
+            machine.state, machine.boot, machine.reboots = MachineState.RUNNING, state.boot, state.reboots
+            machine.paused = state.paused
+            if machine.incoming is not None:
+                machine.incoming.close()
+                machine.incoming = None
+            self.host.notify(spec.name)
+            return True
+
+        machine.incoming, port = await listen(listen_host, arrive)
+        self.host.machines[spec.name] = machine
+        self._known.add(spec.name)
+        self.host.notify(spec.name)
+        return MigrationEndpoint(host=listen_host, port=port)
+
+    def _end_incoming(
+        self, machine: _Machine, name: str, reason: str, *, state: MachineState = MachineState.STOPPED
+    ) -> None:
+        if machine.incoming is not None:
+            machine.incoming.close()
+            machine.incoming = None
+        machine.state, machine.reason = state, reason
+        self.host.notify(name)
+
+    async def migrate(
+        self,
+        name: str,
+        target: MigrationEndpoint,
+        *,
+        copied_disks: tuple[str, ...],
+        settings: MigrationSettings,
+    ) -> None:
+        """Copy for ``migration_seconds``, then stream the guest; Migrated once the target runs it."""
+        machine = self._running(name)
+        if machine.outgoing is not None and not machine.outgoing.progress().finished:
+            return
+        await self._delay()
+        outgoing = Outgoing(total_bytes=machine.memory_bytes, seconds=self.host.migration_seconds)
+        machine.outgoing = outgoing
+        state = GuestState(boot=machine.boot, reboots=machine.reboots, paused=machine.paused)
+
+        async def run() -> None:
+            try:
+                async with asyncio.timeout(settings.completion_timeout):
+                    await self._sleep(self.host.migration_seconds)
+                    await stream_guest(target, state)
+            except asyncio.CancelledError:
+                outgoing.status, outgoing.error = MigrationStatus.CANCELLED, "the migration was cancelled"
+            except TimeoutError:
+                outgoing.status = MigrationStatus.FAILED
+                outgoing.error = f"the migration did not complete within {settings.completion_timeout:g}s"
+            except HypervisorError as err:
+                outgoing.status, outgoing.error = MigrationStatus.FAILED, str(err)
+            else:
+                outgoing.status = MigrationStatus.COMPLETED
+                machine.state, machine.reason = MachineState.MIGRATED, f"migrated to {target.host}"
+            self.host.notify(name)
+
+        outgoing.task = asyncio.get_running_loop().create_task(run())
+        self.host.notify(name)
+
+    async def migration_progress(self, name: str) -> MigrationProgress:
+        """The source's migration as it stands."""
+        machine = self._machine(name)
+        if machine.outgoing is None:
+            return MigrationProgress(status=MigrationStatus.NONE)
+        return machine.outgoing.progress()
+
+    async def cancel_migration(self, name: str) -> None:
+        """Stop the copy; the guest stays here. A no-op once the migration ended."""
+        machine = self._machine(name)
+        outgoing = machine.outgoing
+        if outgoing is None or outgoing.task is None or outgoing.task.done():
+            return
+        outgoing.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await outgoing.task
 
     # -- observation -----------------------------------------------------------------------------
 

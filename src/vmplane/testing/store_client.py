@@ -20,7 +20,7 @@ from vmplane.store.base import JsonObject, ListResult, Store, WatchEvent
 
 __all__ = ["StoreObjectClient"]
 
-_ANY_FIELD = ("status.nodeName", "status.phase", "spec.nodeName")
+_ANY_FIELD = ("status.nodeName", "status.phase", "spec.nodeName", "status.migrationState.targetNode")
 
 
 def _selectors(label_selector: str, field_selector: str) -> Selectors:
