@@ -242,6 +242,8 @@ def _source_step(
     if state.completed:
         return Hold()  # the target hands the VMI over to itself
     status = progress.status if progress is not None else MigrationStatus.NONE
+    if not state.start_timestamp:
+        status = MigrationStatus.NONE  # what the driver says is of an earlier migration's end
     if observed is None or observed.state is not MachineState.RUNNING:
         if observed is not None and observed.state is MachineState.MIGRATED:
             return _completed(state, progress, now=now)

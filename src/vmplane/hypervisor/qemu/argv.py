@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -48,9 +50,16 @@ __all__ = [
     "MIB",
     "NIC_DRIVERS",
     "SANDBOX",
+    "SCSI_BUS",
+    "SCSI_CONTROLLER",
+    "SERIAL_BUS",
+    "Placement",
+    "Slot",
     "blockdev_node",
+    "boot_placement",
     "boot_root_ports",
     "build_argv",
+    "disk_at",
     "disk_device",
     "nic_device",
     "scsi_hotplug_device",
@@ -68,6 +77,9 @@ _MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", re.ASCII)
 
 #: The virtio-serial controller that carries the guest agent's channel.
 SERIAL_BUS = "virtio-serial0"
+#: The virtio-scsi controller every guest boots with, and its bus.
+SCSI_CONTROLLER = "scsi0"
+SCSI_BUS = "scsi0.0"
 
 #: ``-sandbox``: QEMU's seccomp filter, every optional deny on.
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
@@ -80,7 +92,7 @@ NIC_DRIVERS: dict[str, str] = {
 }
 
 
-def _json(obj: dict[str, object]) -> str:
+def _json(obj: Mapping[str, object]) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
@@ -164,7 +176,7 @@ def disk_device(
     if port is not None:
         device |= {"driver": "virtio-blk-pci", "bus": port}
     elif scsi_lun is not None:
-        device |= {"driver": "scsi-cd" if disk.cdrom else "scsi-hd", "bus": "scsi0.0", "lun": scsi_lun}
+        device |= {"driver": "scsi-cd" if disk.cdrom else "scsi-hd", "bus": SCSI_BUS, "lun": scsi_lun}
     else:
         device |= {"driver": "ide-cd" if disk.cdrom else "ide-hd", "bus": f"ide.{sata}"}
     if disk.serial is not None:
@@ -178,7 +190,7 @@ def scsi_hotplug_device(disk: DiskSpec) -> dict[str, object]:
         "driver": "scsi-hd",
         "id": naming.disk_device_id(disk.name),
         "drive": naming.drive_node(disk.name),
-        "bus": "scsi0.0",
+        "bus": SCSI_BUS,
     }
     if disk.serial is not None:
         device["serial"] = disk.serial
@@ -202,40 +214,93 @@ def nic_device(nic: NicSpec, port: str) -> dict[str, object]:
     }
 
 
-def _devices(spec: MachineSpec) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """Where one device sits: ``bus`` (a root port ``rp<N>``, ``scsi0.0`` or a SATA port ``ide.<N>``)
+    and, on the SCSI bus, its ``lun`` and ``scsi_id`` (target)."""
+
+    bus: str
+    lun: int | None = None
+    scsi_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """The device tree's shape: how many root ports, and the slot of every disk, NIC and controller
+    (keyed by QEMU device id). A migration target boots with its source's placement."""
+
+    root_ports: int
+    slots: Mapping[str, Slot]
+
+
+def boot_placement(spec: MachineSpec) -> Placement:
+    """Where a fresh boot puts ``spec``'s devices: the boot's root ports in order, the SCSI
+    controller on the last of them, CD-ROMs and SATA disks on the AHCI ports."""
     total_ports = boot_root_ports(spec) + spec.spare_root_ports
     if spec.spare_root_ports < 0 or total_ports > MAX_ROOT_PORTS:
         raise ValueError(f"{total_ports} root ports requested; q35 has room for {MAX_ROOT_PORTS}")
-    argv: list[str] = []
-    for index in range(total_ports):
-        argv += _root_port(index)
     # The SCSI controller takes the last of the boot's ports, so the boot's disks and NICs keep the
-    # addresses they had before every guest had one; it precedes the disks that sit on its bus.
+    # addresses they had before every guest had one.
     controller = boot_root_ports(spec) - 1
-    argv += [
-        "-device",
-        _json({"driver": "virtio-scsi-pci", "id": "scsi0", "bus": naming.root_port_id(controller)}),
-    ]
+    slots = {SCSI_CONTROLLER: Slot(naming.root_port_id(controller))}
     ports = iter(naming.root_port_id(i) for i in range(total_ports) if i != controller)
     sata = scsi = 0
     for disk in spec.disks:
-        if not disk.empty:
-            argv += ["-blockdev", _json(blockdev_node(disk))]
+        device_id = naming.disk_device_id(disk.name)
         if _on_root_port(disk):
-            device = disk_device(disk, port=next(ports), sata=None, scsi_lun=None)
+            slots[device_id] = Slot(next(ports))
         elif disk.bus == "scsi":
-            device = disk_device(disk, port=None, sata=None, scsi_lun=scsi)
+            slots[device_id] = Slot(SCSI_BUS, lun=scsi)
             scsi += 1
         else:  # sata, and virtio cdroms (a CD-ROM cannot be virtio-blk)
             if sata == _SATA_PORTS:
                 raise ValueError(f"more than {_SATA_PORTS} SATA disks")
-            device = disk_device(disk, port=None, sata=sata, scsi_lun=None)
+            slots[device_id] = Slot(f"ide.{sata}")
             sata += 1
-        argv += ["-device", _json(device)]
+    for nic in spec.nics:
+        slots[naming.nic_device_id(nic.name)] = Slot(next(ports))
+    slots[SERIAL_BUS] = Slot(next(ports))
+    return Placement(root_ports=total_ports, slots=slots)
+
+
+def _slot(placement: Placement, device_id: str) -> Slot:
+    slot = placement.slots.get(device_id)
+    if slot is None:
+        raise ValueError(f"the placement has no slot for {device_id}")
+    return slot
+
+
+def disk_at(disk: DiskSpec, slot: Slot) -> dict[str, object]:
+    """The ``-device``/``device_add`` options of a disk in ``slot``."""
+    if slot.bus.startswith(naming.ROOT_PORT_PREFIX):
+        return disk_device(disk, port=slot.bus, sata=None, scsi_lun=None)
+    if slot.bus == SCSI_BUS:
+        device = disk_device(disk, port=None, sata=None, scsi_lun=slot.lun or 0)
+        return device if slot.scsi_id is None else {**device, "scsi-id": slot.scsi_id}
+    return disk_device(disk, port=None, sata=int(slot.bus.removeprefix("ide.")), scsi_lun=None)
+
+
+def _devices(spec: MachineSpec, placement: Placement) -> list[str]:
+    if placement.root_ports > MAX_ROOT_PORTS:
+        raise ValueError(f"{placement.root_ports} root ports requested; q35 has room for {MAX_ROOT_PORTS}")
+    argv: list[str] = []
+    for index in range(placement.root_ports):
+        argv += _root_port(index)
+    controller = {
+        "driver": "virtio-scsi-pci",
+        "id": SCSI_CONTROLLER,
+        "bus": _slot(placement, SCSI_CONTROLLER).bus,
+    }
+    argv += ["-device", _json(controller)]
+    for disk in spec.disks:
+        if not disk.empty:
+            argv += ["-blockdev", _json(blockdev_node(disk))]
+        argv += ["-device", _json(disk_at(disk, _slot(placement, naming.disk_device_id(disk.name))))]
     for nic in spec.nics:
         argv += ["-netdev", _json({"type": "user", "id": naming.netdev_id(nic.name)})]
-        argv += ["-device", _json(nic_device(nic, next(ports)))]
-    argv += ["-device", _json({"driver": "virtio-serial-pci", "id": SERIAL_BUS, "bus": next(ports)})]
+        argv += ["-device", _json(nic_device(nic, _slot(placement, naming.nic_device_id(nic.name)).bus))]
+    serial = {"driver": "virtio-serial-pci", "id": SERIAL_BUS, "bus": _slot(placement, SERIAL_BUS).bus}
+    argv += ["-device", _json(serial)]
     channel: dict[str, object] = {
         "driver": "virtserialport",
         "id": "guest-agent",
@@ -252,8 +317,13 @@ def build_argv(
     run_dir: Path,
     accel: Literal["kvm", "tcg"],
     qemu_binary: str = "qemu-system-x86_64",
+    placement: Placement | None = None,
+    incoming: bool = False,
 ) -> list[str]:
     """The full QEMU argv for ``spec``; ``run_dir`` holds the QMP socket, console log and pidfile.
+
+    ``placement`` (default: ``boot_placement``) says where each device sits; ``incoming`` boots a
+    migration target, waiting (``-incoming defer``) for ``migrate-incoming``.
 
     Raises ``ValueError`` for a spec QEMU would refuse (bad topology, unaligned memory, too many
     ports) so the error names the field instead of surfacing as a QEMU exit.
@@ -312,7 +382,9 @@ def build_argv(
             argv += ["-initrd", spec.kernel_boot.initrd]
         if spec.kernel_boot.cmdline:
             argv += ["-append", spec.kernel_boot.cmdline]
-    argv += _devices(spec)
+    argv += _devices(spec, placement or boot_placement(spec))
+    if incoming:
+        argv += ["-incoming", "defer"]
     if any("\x00" in arg for arg in argv):
         raise ValueError("a value of the spec holds a NUL character, which no command line can pass")
     return argv

@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import socket
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +36,7 @@ from vmplane.hypervisor.base import (
     HypervisorError,
     MachineNotFoundError,
     MachineSpec,
+    MachineState,
     NicSpec,
     ObservedMachine,
     OnChange,
@@ -50,12 +52,19 @@ from vmplane.hypervisor.guestfs import (
     privilege_argv,
     unsearchable,
 )
+from vmplane.hypervisor.migration import (
+    MigrationEndpoint,
+    MigrationProgress,
+    MigrationSettings,
+    MigrationStatus,
+)
 from vmplane.hypervisor.qemu import media, naming, plans
 from vmplane.hypervisor.qemu.accel import probe_accel
 from vmplane.hypervisor.qemu.agent_watch import AgentWatch
 from vmplane.hypervisor.qemu.argv import (
     DIMM_SLOTS,
     NIC_DRIVERS,
+    Placement,
     blockdev_node,
     build_argv,
     disk_device,
@@ -65,6 +74,14 @@ from vmplane.hypervisor.qemu.argv import (
 from vmplane.hypervisor.qemu.guest_agent import GuestAgentError
 from vmplane.hypervisor.qemu.machine import QemuMachine
 from vmplane.hypervisor.qemu.machine_types import MachineTypesError, q35_machine_types
+from vmplane.hypervisor.qemu.migration import (
+    IncomingTarget,
+    OutgoingMigration,
+    plug_layout,
+    read_layout,
+    tcp_uri,
+)
+from vmplane.hypervisor.qemu.migration_layout import incoming_boot, parse_layout
 from vmplane.hypervisor.qemu.observe import observed_machine, peripheral_types
 from vmplane.hypervisor.qemu.process import proc_starttime, spawn, stderr_tail
 from vmplane.hypervisor.qemu.records import MachineRecord, read_record, write_record
@@ -107,6 +124,8 @@ class QemuHypervisor:
         self._unplug_timeout = unplug_timeout
         self._machines: dict[str, QemuMachine] = {}
         self._agents: dict[str, AgentWatch] = {}
+        self._incoming: dict[str, IncomingTarget] = {}
+        self._outgoing: dict[str, OutgoingMigration] = {}
 
     @property
     def accel(self) -> Literal["kvm", "tcg"]:
@@ -173,10 +192,29 @@ class QemuHypervisor:
             raise HypervisorError(
                 f"{spec.name} exists ({existing.state.value}); forget it before starting again"
             )
+        await self._launch(spec, setup=QemuMachine.resume)
+
+    async def _launch(
+        self,
+        spec: MachineSpec,
+        *,
+        setup: Callable[[QemuMachine], Awaitable[None]],
+        placement: Placement | None = None,
+        incoming: bool = False,
+        links: Mapping[str, bool] | None = None,
+    ) -> QemuMachine:
+        """Spawn QEMU for ``spec``, connect QMP and run ``setup``; on any failure nothing is left."""
         run_dir = self.run_dir(spec.name)
         self._check_machine_type(spec)
         try:
-            argv = build_argv(spec, run_dir=run_dir, accel=self.accel, qemu_binary=self._qemu_binary)
+            argv = build_argv(
+                spec,
+                run_dir=run_dir,
+                accel=self.accel,
+                qemu_binary=self._qemu_binary,
+                placement=placement,
+                incoming=incoming,
+            )
         except ValueError as err:
             raise HypervisorError(f"{spec.name}: {err}") from err
         self._refuse_unadopted(run_dir)
@@ -195,7 +233,7 @@ class QemuHypervisor:
             starttime=proc_starttime(pid) or 0,
             accel=self.accel,
             spec=spec,
-            links={nic.name: nic.link_up for nic in spec.nics},
+            links=dict(links) if links is not None else {nic.name: nic.link_up for nic in spec.nics},
         )
         write_record(files["record"], record)
         machine = QemuMachine(record=record, run_dir=run_dir, on_change=self._on_change)
@@ -206,7 +244,7 @@ class QemuHypervisor:
             for socket_file in (files["qmp"], files["guest-agent"]):
                 with contextlib.suppress(OSError):
                     os.chmod(socket_file, 0o600)
-            await machine.resume()
+            await setup(machine)
         except (HypervisorError, ExecuteError) as err:
             machine.kill()
             await machine.wait_exit(_KILL_GRACE)
@@ -216,6 +254,7 @@ class QemuHypervisor:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise HypervisorError(f"{spec.name}: QEMU failed to start: {reason}") from err
         self._watch_agent(spec.name, run_dir)
+        return machine
 
     def _watch_agent(self, name: str, run_dir: Path) -> None:
         path = naming.run_files(run_dir)["guest-agent"]
@@ -322,6 +361,8 @@ class QemuHypervisor:
             await self._unwatch_agent(name)
             await machine.close()
             del self._machines[name]
+            self._incoming.pop(name, None)
+            self._outgoing.pop(name, None)
         else:
             self._refuse_unadopted(self.run_dir(name))
         shutil.rmtree(self.run_dir(name), ignore_errors=True)
@@ -524,10 +565,96 @@ class QemuHypervisor:
         if str(answer or "").strip():
             raise HypervisorError(f"{machine.name}: {command.split()[0]} refused: {str(answer).strip()}")
 
+    # -- migration -------------------------------------------------------------------------------
+
+    async def migration_layout(self, name: str) -> str:
+        machine = self._running(name)
+        try:
+            return await read_layout(machine)
+        except ExecuteError as err:
+            raise HypervisorError(f"{name}: QEMU refused a query: {err}") from err
+
+    async def prepare_incoming(
+        self, spec: MachineSpec, layout: str, *, listen_host: str, copied_disks: tuple[str, ...]
+    ) -> MigrationEndpoint:
+        existing = self._machines.get(spec.name)
+        waiting = self._incoming.get(spec.name)
+        if existing is not None and existing.state is None and waiting is not None:
+            return waiting.endpoint
+        if existing is not None:
+            raise HypervisorError(f"{spec.name} exists here: cannot receive it")
+        tcp_uri(listen_host, 0)
+        parsed = parse_layout(layout, spec)
+        if unknown := set(copied_disks) - {*parsed.boot.disks, *parsed.disks}:
+            raise HypervisorError(f"{spec.name}: disks to copy that the source lacks: {sorted(unknown)}")
+        boot, placement = incoming_boot(parsed, spec)
+        listening: list[IncomingTarget] = []
+
+        async def setup(machine: QemuMachine) -> None:
+            await plug_layout(machine, parsed, spec)
+            links = dict(parsed.links)
+            listening.append(
+                await IncomingTarget.listen(machine, host=listen_host, copied=copied_disks, links=links)
+            )
+
+        machine = await self._launch(
+            boot, setup=setup, placement=placement, incoming=True, links=parsed.links
+        )
+        self._incoming[spec.name] = target = listening[0]
+        machine.on_migration = lambda status: self._incoming_event(machine, target, status)
+        return target.endpoint
+
+    def _incoming_event(self, machine: QemuMachine, target: IncomingTarget, status: str) -> None:
+        if status == "completed" and not target.arrived:
+            machine.spawn(self._arrive(machine, target))
+
+    async def _arrive(self, machine: QemuMachine, target: IncomingTarget) -> None:
+        try:
+            await target.finish(machine)
+        except (HypervisorError, ExecuteError) as err:
+            log.error("%s: the migrated guest could not be resumed here: %s", machine.name, err)
+        self._incoming.pop(machine.name, None)
+        self._on_change(machine.name)
+
+    async def migrate(
+        self,
+        name: str,
+        target: MigrationEndpoint,
+        *,
+        copied_disks: tuple[str, ...],
+        settings: MigrationSettings,
+    ) -> None:
+        machine = self._running(name)
+        current = self._outgoing.get(name)
+        if current is not None and not current.progress.finished:
+            return
+        tcp_uri(target.host, target.port)
+        outgoing = OutgoingMigration(target=target, copied=copied_disks, settings=settings)
+        self._outgoing[name] = outgoing
+
+        async def run() -> None:
+            await outgoing.run(machine)
+            self._on_change(name)
+
+        machine.spawn(run())
+
+    async def migration_progress(self, name: str) -> MigrationProgress:
+        self._get(name)
+        outgoing = self._outgoing.get(name)
+        return outgoing.progress if outgoing is not None else MigrationProgress(MigrationStatus.NONE)
+
+    async def cancel_migration(self, name: str) -> None:
+        self._get(name)
+        outgoing = self._outgoing.get(name)
+        if outgoing is not None:
+            outgoing.cancel()
+
     # -- observation -----------------------------------------------------------------------------
 
     async def observe(self, name: str) -> ObservedMachine:
         machine = self._get(name)
+        if machine.state is None and name in self._incoming:
+            return ObservedMachine(name=name, state=MachineState.INCOMING, reason="waiting for the migration")
         if machine.state is None:
             try:
                 return await self._query(machine)

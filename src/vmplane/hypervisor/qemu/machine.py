@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,16 @@ log = logging.getLogger(__name__)
 
 #: Events after which the machine may look different: the agent is told to re-read it.
 _NOTIFY = frozenset(
-    {"DEVICE_DELETED", "DEVICE_UNPLUG_GUEST_ERROR", "SHUTDOWN", "STOP", "RESUME", "GUEST_PANICKED", "RESET"}
+    {
+        "DEVICE_DELETED",
+        "DEVICE_UNPLUG_GUEST_ERROR",
+        "SHUTDOWN",
+        "STOP",
+        "RESUME",
+        "GUEST_PANICKED",
+        "RESET",
+        "MIGRATION",
+    }
 )
 _RECONNECT_INTERVAL = 1.0
 
@@ -56,6 +65,8 @@ class QemuMachine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._finished = asyncio.Event()
         self._on_change = on_change
+        #: Called with each ``MIGRATION`` event's status (the driver's migration bookkeeping).
+        self.on_migration: Callable[[str], None] | None = None
         self._closed = False
         if self.state is not None:
             self._finished.set()
@@ -69,7 +80,7 @@ class QemuMachine:
         except ProcessLookupError as err:
             self._finish(None, reason="QEMU exited before it could be watched")
             raise HypervisorError(f"{self.name}: QEMU pid {self.record.pid} is gone") from err
-        self._spawn(self._await_exit(self._watch))
+        self.spawn(self._await_exit(self._watch))
         await self._connect(connect_timeout)
 
     async def _connect(self, timeout: float) -> None:
@@ -132,7 +143,7 @@ class QemuMachine:
         self.unplugs.clear()
         self._finished.set()
         if self._session is not None:
-            self._spawn(self._session.close())
+            self.spawn(self._session.close())
         self._notify()
 
     def save(self) -> None:
@@ -234,7 +245,7 @@ class QemuMachine:
         data: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if event == "DEVICE_DELETED" and "device" in data:
             # Child objects (e.g. a virtio-backend) send DEVICE_DELETED with only a path.
-            self._spawn(self._device_deleted(data["device"]))
+            self.spawn(self._device_deleted(data["device"]))
             return  # _device_deleted notifies once the backend is freed
         if event == "DEVICE_UNPLUG_GUEST_ERROR" and "device" in data:
             future = self.unplugs.pop(data["device"], None)
@@ -242,6 +253,8 @@ class QemuMachine:
                 future.set_result(f"{self.name}: the guest refused to release {data['device']}")
         elif event == "SHUTDOWN":
             self._shutdown_event = data
+        elif event == "MIGRATION" and self.on_migration is not None:
+            self.on_migration(str(data.get("status", "")))
         if event in _NOTIFY:
             self._notify()
 
@@ -266,7 +279,7 @@ class QemuMachine:
 
     def _on_lost(self) -> None:
         if self.state is None and not self._closed:
-            self._spawn(self._recover())
+            self.spawn(self._recover())
 
     async def _recover(self) -> None:
         """QMP dropped: either QEMU is exiting (the exit watch reports it) or reconnect."""
@@ -288,7 +301,8 @@ class QemuMachine:
         except Exception:
             log.exception("%s: on_change callback failed", self.name)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` for as long as this machine is watched (cancelled by ``close``)."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

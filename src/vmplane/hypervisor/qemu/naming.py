@@ -32,6 +32,8 @@ __all__ = [
     "drive_node",
     "machine_name_of",
     "memdev_id",
+    "migration_job",
+    "migration_node",
     "netdev_id",
     "nic_device_id",
     "nic_name_of",
@@ -85,10 +87,24 @@ def disk_name_of(device_id: str) -> str | None:
 
 def drive_node(disk: str) -> str:
     """The block node name of a disk's format layer (at most 31 characters, as QEMU requires)."""
-    node = f"drive-{disk}"
+    return _node_name("drive-", disk)
+
+
+def _node_name(prefix: str, disk: str) -> str:
+    node = f"{prefix}{disk}"
     if len(node) <= _NODE_NAME_MAX:
         return node
-    return "drive-" + hashlib.sha256(disk.encode()).hexdigest()[: _NODE_NAME_MAX - len("drive-")]
+    return prefix + hashlib.sha256(disk.encode()).hexdigest()[: _NODE_NAME_MAX - len(prefix)]
+
+
+def migration_node(disk: str) -> str:
+    """The source's NBD client node that a disk is mirrored into during a migration."""
+    return _node_name("mig-", disk)
+
+
+def migration_job(disk: str) -> str:
+    """The block job id of a disk's mirror during a migration."""
+    return _node_name("mirror-", disk)
 
 
 def nic_device_id(nic: str) -> str:

@@ -34,7 +34,8 @@ QmpReply = Any
 STATUS_TABLE: Mapping[str, tuple[MachineState, str]] = {
     "running": (MachineState.RUNNING, ""),
     "prelaunch": (MachineState.STARTING, ""),
-    "inmigrate": (MachineState.STARTING, "waiting for an incoming migration"),
+    "inmigrate": (MachineState.INCOMING, "waiting for the incoming migration"),
+    "postmigrate": (MachineState.MIGRATED, "the guest runs on the migration target"),
     "paused": (MachineState.RUNNING, "paused"),
     "suspended": (MachineState.RUNNING, "guest suspended"),
     "io-error": (MachineState.RUNNING, "paused on an I/O error"),
