@@ -42,7 +42,7 @@ from vmplane.hypervisor.migration import (
 from vmplane.hypervisor.qemu import naming, plans
 from vmplane.hypervisor.qemu.argv import Slot, blockdev_node, disk_at, nic_device
 from vmplane.hypervisor.qemu.machine import QemuMachine
-from vmplane.hypervisor.qemu.migration_layout import QemuLayout, layout_from
+from vmplane.hypervisor.qemu.migration_layout import QemuLayout, cpu_position, layout_from
 from vmplane.hypervisor.qemu.observe import peripheral_types
 
 __all__ = [
@@ -145,10 +145,11 @@ async def plug_layout(machine: QemuMachine, layout: QemuLayout, spec: MachineSpe
     """Plug what the source hot-plugged, in the same slots and order, before the state arrives."""
     slots = plans.cpu_slots(await machine.execute("query-hotpluggable-cpus"))
     for props in layout.cpus:
-        slot = next((s for s in slots if dict(s.props) == props and not s.present), None)
+        slot = next((s for s in slots if cpu_position(s.props) == props and not s.present), None)
         if slot is None:
             raise HypervisorError(f"{spec.name}: no free vCPU slot {props} on the target")
-        await machine.hotplug("device_add", {"driver": slot.driver, "id": naming.cpu_id(props), **props})
+        device = {"driver": slot.driver, "id": naming.cpu_id(dict(slot.props)), **slot.props}
+        await machine.hotplug("device_add", device)
     for dimm in layout.dimms:
         dimm_id = naming.dimm_id(dimm.index)
         memdev = naming.memdev_id(dimm_id)

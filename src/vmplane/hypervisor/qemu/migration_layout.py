@@ -30,7 +30,7 @@ from vmplane.hypervisor.qemu.argv import (
     boot_root_ports,
 )
 
-__all__ = ["QemuLayout", "incoming_boot", "layout_from", "parse_layout"]
+__all__ = ["QemuLayout", "cpu_position", "incoming_boot", "layout_from", "parse_layout"]
 
 _NAME = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 _BUS = re.compile(r"(rp([0-9]|[12][0-9])|scsi0\.0|ide\.[0-5])", re.ASCII)
@@ -87,6 +87,11 @@ def _bus_name(parent_bus: str) -> str:
     return parent_bus.rsplit("/", 1)[-1]
 
 
+def cpu_position(props: Mapping[str, Any]) -> dict[str, int]:
+    """A vCPU slot's place in the topology (its socket, die, core and thread ids; not its NUMA node)."""
+    return {k: int(v) for k, v in props.items() if k in _CPU_PROPS}
+
+
 def layout_from(
     boot: MachineSpec,
     *,
@@ -111,7 +116,7 @@ def layout_from(
         lun, scsi_id = scsi_addresses.get(device, (None, None))
         slots[device] = SlotModel(bus=_bus_name(parent), lun=lun, scsi_id=scsi_id)
     cpus = [
-        {k: int(v) for k, v in slot["props"].items() if k in _CPU_PROPS}
+        cpu_position(slot["props"])
         for slot in hotpluggable_cpus
         if str(slot.get("qom-path", "")).startswith("/machine/peripheral/")
     ]
