@@ -275,6 +275,8 @@ def _completed(
     state: VirtualMachineInstanceMigrationState, progress: MigrationProgress | None, *, now: str
 ) -> ReportMigration:
     took = f" in {progress.total_time_ms} ms" if progress is not None and progress.total_time_ms else ""
+    if progress is not None and progress.downtime_ms is not None:
+        took += f" (guest downtime {progress.downtime_ms} ms)"
     message = f"The VirtualMachineInstance migrated to node {state.target_node}{took}."
     return ReportMigration(
         state.model_copy(update={"completed": True, "end_timestamp": now}), ("Migrated", message, False)

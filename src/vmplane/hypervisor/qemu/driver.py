@@ -639,9 +639,13 @@ class QemuHypervisor:
         machine.spawn(run())
 
     async def migration_progress(self, name: str) -> MigrationProgress:
-        self._get(name)
+        machine = self._get(name)
         outgoing = self._outgoing.get(name)
-        return outgoing.progress if outgoing is not None else MigrationProgress(MigrationStatus.NONE)
+        if outgoing is None:
+            return MigrationProgress(MigrationStatus.NONE)
+        # Read QEMU afresh rather than the last poll, so a migration that just completed reports
+        # its end (and downtime) as soon as the machine observes as Migrated.
+        return await outgoing.current(machine)
 
     async def cancel_migration(self, name: str) -> None:
         self._get(name)

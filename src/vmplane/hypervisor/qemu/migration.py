@@ -241,6 +241,7 @@ class OutgoingMigration:
     settings: MigrationSettings
     progress: MigrationProgress = field(default_factory=lambda: MigrationProgress(MigrationStatus.ACTIVE))
     cancel_requested: bool = False
+    _streaming: bool = False
     _error: str = ""
     _started: float = field(default_factory=time.monotonic)
 
@@ -268,6 +269,7 @@ class OutgoingMigration:
             if not await self._mirrors_ready(machine):
                 return
         await machine.execute("migrate", {"uri": tcp_uri(self.target.host, self.target.port)})
+        self._streaming = True
         await self._follow(machine)
 
     async def _start_mirrors(self, machine: QemuMachine) -> None:
@@ -355,3 +357,15 @@ class OutgoingMigration:
 
     def cancel(self) -> None:
         self.cancel_requested = True
+
+    async def current(self, machine: QemuMachine) -> MigrationProgress:
+        """The progress as QEMU has it now (the last poll's, once the stream has ended or before
+        it began: ``query-migrate`` says nothing of the disk copy before it)."""
+        if not self._streaming or self.progress.finished or machine.state is not None:
+            return self.progress
+        try:
+            reply = await machine.execute("query-migrate")
+            jobs = await self._jobs(machine) if self.copied else []
+        except (HypervisorError, ExecuteError):
+            return self.progress
+        return progress_of(reply, jobs, error=self._error)
