@@ -71,6 +71,7 @@ from vmplane.hypervisor.simulated import SIMULATED_CAPACITY, SimulatedHypervisor
 from vmplane.metrics import FleetCollector, Metrics
 from vmplane.reconcile.events import EventRecorder
 from vmplane.reconcile.factory import SharedInformerFactory
+from vmplane.scheduler.migration import MigrationController
 from vmplane.scheduler.scheduler import Scheduler
 from vmplane.store.base import JsonObject, Store
 from vmplane.store.etcd import EtcdStore
@@ -319,15 +320,23 @@ class Controllers:
             informers=self.informers,
         )
         self.scheduler = Scheduler(client=client, clock=clock, informers=self.informers)
+        self.migrations = MigrationController(
+            client=client,
+            events=EventRecorder(client, component="virt-controller", clock=clock),
+            clock=clock,
+            informers=self.informers,
+        )
         self.kubevirt_status = KubeVirtStatusController(client=client, clock=clock, informers=self.informers)
 
     async def start(self) -> None:
         await self.manager.start()
         await self.scheduler.start()
+        await self.migrations.start()
         await self.kubevirt_status.start()
 
     async def stop(self) -> None:
         await self.kubevirt_status.stop()
+        await self.migrations.stop()
         await self.scheduler.stop()
         await self.manager.stop()
         await self.informers.stop()
@@ -341,6 +350,7 @@ def report_controllers(metrics: Metrics, controllers: Controllers) -> None:
         manager.namespace_controller,
         manager.garbage_collector.controller,
         controllers.scheduler.controller,
+        controllers.migrations.controller,
         controllers.kubevirt_status.controller,
     ):
         controller.queue.observer = metrics.queue(controller.name)

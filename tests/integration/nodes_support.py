@@ -24,6 +24,7 @@ from vmplane.host.paths import HostPaths
 from vmplane.hypervisor.base import Hypervisor, MachineState, OnChange
 from vmplane.hypervisor.simulated import SimulatedHost, SimulatedHypervisor
 from vmplane.reconcile.events import EventRecorder
+from vmplane.scheduler.migration import MigrationController
 from vmplane.scheduler.scheduler import Scheduler
 from vmplane.store.base import JsonObject, NotFoundError, Store
 from vmplane.store.sqlite import SqliteStore
@@ -118,8 +119,10 @@ async def running_cluster(
         client=client, events=events, clock=utc_now, crash_backoff=0.2, node_health=health
     )
     scheduler = Scheduler(client=client, clock=utc_now)
+    migrations = MigrationController(client=client, events=events, clock=utc_now)
     await manager.start()
     await scheduler.start()
+    await migrations.start()
     try:
         for node in nodes:
             await c.start_agent(node)
@@ -127,6 +130,7 @@ async def running_cluster(
     finally:
         for agent in c.agents.values():
             await agent.stop()
+        await migrations.stop()
         await scheduler.stop()
         await manager.stop()
         await store.close()

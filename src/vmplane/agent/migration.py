@@ -11,7 +11,6 @@ from typing import Protocol, assert_never
 from vmplane.agent.migration_plan import (
     DISK_PORT_ROLE,
     MEMORY_PORT_ROLE,
-    PROGRESS_ANNOTATION,
     AbandonTarget,
     CancelSource,
     HandOver,
@@ -27,7 +26,7 @@ from vmplane.agent.migration_plan import (
     published,
 )
 from vmplane.api.events import EventSink
-from vmplane.api.migration import MigrationLimits, VirtualMachineInstanceMigrationState
+from vmplane.api.migration import PROGRESS_ANNOTATION, MigrationLimits, VirtualMachineInstanceMigrationState
 from vmplane.api.resources import VIRTUAL_MACHINE_INSTANCES
 from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.client.base import ObjectClient

@@ -27,7 +27,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from vmplane.api.migration import MigrationAbortStatus, MigrationMode, VirtualMachineInstanceMigrationState
+from vmplane.api.migration import (
+    PROGRESS_ANNOTATION,
+    MigrationAbortStatus,
+    MigrationMode,
+    VirtualMachineInstanceMigrationState,
+)
 from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.host.paths import MachineSpecError
 from vmplane.hypervisor.base import MachineSpec, MachineState, ObservedMachine
@@ -59,9 +64,6 @@ __all__ = [
 
 #: The source's device layout for the target, as ``{"migrationUid": ..., "layout": ...}``.
 LAYOUT_ANNOTATION = "vmplane.io/migration-layout"
-#: How far the source's migration got (``vmplane migrate --wait`` draws it): bytes of guest memory
-#: transferred, remaining and in all, the dirty rate, and the disks' bytes copied.
-PROGRESS_ANNOTATION = "vmplane.io/migration-progress"
 #: Values of ``targetDirectMigrationNodePorts``: which of the target's ports carries what (upstream's
 #: own port numbers for the two streams: libvirt's direct migration and its block migration).
 MEMORY_PORT_ROLE = 49152

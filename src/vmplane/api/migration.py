@@ -26,6 +26,7 @@ from vmplane.api.quantity import Quantity
 __all__ = [
     "ACTIVE_PHASES",
     "MIGRATION_SELECTOR_LABEL",
+    "PROGRESS_ANNOTATION",
     "MigrateOptions",
     "MigrationAbortStatus",
     "MigrationConfiguration",
@@ -42,6 +43,9 @@ __all__ = [
 
 #: Upstream's mutating webhook labels every migration with the VMI it moves (``kubevirt.io/vmi-name``).
 MIGRATION_SELECTOR_LABEL = "kubevirt.io/vmi-name"
+#: On the VMI, how far the source's migration got (``vmplane migrate --wait`` draws it): bytes of guest memory
+#: transferred, remaining and in all, the dirty rate, and the disks' bytes copied.
+PROGRESS_ANNOTATION = "vmplane.io/migration-progress"
 
 
 class MigrationPhase(str, Enum):

@@ -16,10 +16,10 @@ import time
 import urllib.parse
 from typing import Any
 
-from vmplane.agent.migration_plan import PROGRESS_ANNOTATION
 from vmplane.api.migration import (
     ACTIVE_PHASES,
     MIGRATION_SELECTOR_LABEL,
+    PROGRESS_ANNOTATION,
     MigrationPhase,
     VirtualMachineInstanceMigration,
 )

@@ -29,7 +29,6 @@ from vmplane.client.base import ObjectClient
 from vmplane.controller.approval import ApprovalReconciler
 from vmplane.controller.garbage_collector import GarbageCollector
 from vmplane.controller.maintenance import MaintenanceReconciler
-from vmplane.controller.migration import MigrationController
 from vmplane.controller.namespace import NamespaceReconciler
 from vmplane.controller.node_health import HealthConfig
 from vmplane.controller.node_lifecycle import NodeLifecycleController
@@ -114,7 +113,6 @@ class ControllerManager:
         self.node_lifecycle = NodeLifecycleController(
             client=client, vmis=self.vmis, events=events, clock=clock, config=node_health, informers=informers
         )
-        self.migration = MigrationController(client=client, events=events, clock=clock, informers=informers)
         self._wire_restarts(client, events, clock, workers, window_poll_interval)
         self.garbage_collector = GarbageCollector(
             client=client,
@@ -211,7 +209,6 @@ class ControllerManager:
             self.events,
             self.windows,
             *self.node_lifecycle.informers(),
-            *self.migration.informers(),
         )
 
     async def start(self) -> None:
@@ -226,11 +223,9 @@ class ControllerManager:
         self.window_controller.start()
         self.garbage_collector.controller.start()
         self.node_lifecycle.controller.start()
-        self.migration.controller.start()
 
     async def stop(self) -> None:
         """Stop reconciling and watching."""
-        await self.migration.controller.stop()
         await self.node_lifecycle.controller.stop()
         await self.garbage_collector.controller.stop()
         await self.window_controller.stop()

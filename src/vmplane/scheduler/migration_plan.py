@@ -7,8 +7,6 @@ hands the migration to the agents by writing ``status.migrationState`` on the VM
 phase follows what the agents write into that state: the target's address (``TargetReady``), the
 source's start (``Running``), ``completed`` or ``failed``. Deleting an active migration asks the
 agents to abort (``abortRequested``); the migration object mirrors the VMI's state, as upstream's.
-
-Not yet used by a controller, nor by agents: the QEMU and simulated migrations are still to come.
 """
 
 from __future__ import annotations

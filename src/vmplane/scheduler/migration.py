@@ -1,5 +1,8 @@
 """The migration controller: moves each ``VirtualMachineInstanceMigration`` through upstream's phases.
 
+It lives beside the scheduler because choosing a migration's target is scheduling (upstream's
+target is a pod the kube-scheduler places) and it runs in the controller process next to it.
+
 What to do is ``scheduler.migration_plan.decide_migration``'s (limits, target choice, mirroring what
 the agents write into the VMI's ``status.migrationState``); this shell reads the migration, its VMI
 (fresh: the agents write it concurrently), the nodes and the other migrations, writes what the
@@ -37,7 +40,7 @@ from vmplane.api.timestamps import timestamp
 from vmplane.api.vmi import VirtualMachineInstance, VirtualMachineInstanceSpec
 from vmplane.client.base import ObjectClient
 from vmplane.reconcile.factory import SharedInformerFactory
-from vmplane.reconcile.informer import Informer, Key, key_of
+from vmplane.reconcile.informer import Key, key_of
 from vmplane.reconcile.loop import Controller, Result
 from vmplane.scheduler.migration_plan import MigrationDecision, decide_migration
 from vmplane.store.base import JsonObject, NotFoundError
@@ -53,7 +56,7 @@ _WAIT_RETRY = 2.0
 
 
 class MigrationController:
-    """Drives every migration of the cluster (its ``controller``, run by the controller manager)."""
+    """Drives every migration of the cluster (its ``controller``, run in the controller process)."""
 
     def __init__(
         self,
@@ -82,9 +85,20 @@ class MigrationController:
             if meta.get("namespace") == namespace and (migration.get("spec") or {}).get("vmiName") == name:
                 self.controller.queue.add(key_of(migration))
 
-    def informers(self) -> tuple[Informer, ...]:
-        """The informers this controller owns (the others are the manager's too)."""
-        return (self.migrations,)
+    async def start(self) -> None:
+        """Fill the caches (shared informers are started once, by whichever user comes first), then work."""
+        informers = (self.kubevirts, self.nodes, self.vmis, self.migrations)
+        for informer in informers:
+            informer.start()
+        for informer in informers:
+            await informer.wait_synced()
+        self.controller.start()
+
+    async def stop(self) -> None:
+        """Stop working and watching."""
+        await self.controller.stop()
+        for informer in (self.migrations, self.vmis, self.nodes, self.kubevirts):
+            await informer.stop()
 
     async def reconcile(self, key: Key) -> Result:
         try:
