@@ -27,6 +27,7 @@ from vmplane.api.resources import (
 )
 from vmplane.client.base import ObjectClient
 from vmplane.controller.approval import ApprovalReconciler
+from vmplane.controller.evacuation import EvacuationController
 from vmplane.controller.garbage_collector import GarbageCollector
 from vmplane.controller.maintenance import MaintenanceReconciler
 from vmplane.controller.migration import MigrationController
@@ -115,6 +116,8 @@ class ControllerManager:
             client=client, vmis=self.vmis, events=events, clock=clock, config=node_health, informers=informers
         )
         self.migration = MigrationController(client=client, events=events, clock=clock, informers=informers)
+        # Creates the migrations that empty a node carrying the drain taint; the one above moves them.
+        self.evacuation = EvacuationController(client=client, events=events, informers=informers)
         self._wire_restarts(client, events, clock, workers, window_poll_interval)
         self.garbage_collector = GarbageCollector(
             client=client,
@@ -212,6 +215,7 @@ class ControllerManager:
             self.windows,
             *self.node_lifecycle.informers(),
             *self.migration.informers(),
+            *self.evacuation.informers(),
         )
 
     async def start(self) -> None:
@@ -227,9 +231,11 @@ class ControllerManager:
         self.garbage_collector.controller.start()
         self.node_lifecycle.controller.start()
         self.migration.controller.start()
+        self.evacuation.controller.start()
 
     async def stop(self) -> None:
         """Stop reconciling and watching."""
+        await self.evacuation.controller.stop()
         await self.migration.controller.stop()
         await self.node_lifecycle.controller.stop()
         await self.garbage_collector.controller.stop()
