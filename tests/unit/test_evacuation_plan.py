@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from vmplane.api.kubevirt import KubeVirtConfiguration
+from vmplane.api.migratable import migrates_on_eviction
 from vmplane.api.migration import VirtualMachineInstanceMigration
 from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.controller.evacuation_plan import (
@@ -15,7 +16,6 @@ from vmplane.controller.evacuation_plan import (
     WARNING_RETRY,
     EvacuationPlan,
     evacuation_migration,
-    migrates_on_eviction,
     plan_evacuation,
 )
 from vmplane.store.base import JsonObject

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmplane.api.kubevirt import KubeVirtConfiguration
-from vmplane.api.migratable import LIVE_MIGRATABLE, eviction_strategy
+from vmplane.api.migratable import live_migratable, migrates_on_eviction
 from vmplane.api.migration import ACTIVE_PHASES, MIGRATION_SELECTOR_LABEL, MigrationPhase
 from vmplane.api.migration import VirtualMachineInstanceMigration as Migration
 from vmplane.api.scheduling import Taint
@@ -37,7 +37,6 @@ __all__ = [
     "EvacuationPlan",
     "drain_taint_on",
     "evacuation_migration",
-    "migrates_on_eviction",
     "plan_evacuation",
 ]
 
@@ -71,20 +70,6 @@ def drain_taint_on(node: Mapping[str, Any], taint_key: str) -> Taint | None:
         if taint.key == taint_key and taint.effect == "NoSchedule":
             return taint
     return None
-
-
-def migrates_on_eviction(vmi: VirtualMachineInstance, config: KubeVirtConfiguration) -> bool:
-    """Whether the VMI's eviction strategy moves it rather than stopping it (upstream's
-    ``VMIMigratableOnEviction``): ``LiveMigrate`` always, ``LiveMigrateIfPossible`` when migratable."""
-    strategy = eviction_strategy(vmi.spec, config)
-    if strategy == "LiveMigrate":
-        return True
-    return strategy == "LiveMigrateIfPossible" and _live_migratable(vmi)
-
-
-def _live_migratable(vmi: VirtualMachineInstance) -> bool:
-    condition = vmi.status.condition(LIVE_MIGRATABLE) if vmi.status is not None else None
-    return condition is not None and condition.status == "True"
 
 
 def _key(vmi: VirtualMachineInstance) -> VMIKey:
@@ -123,7 +108,7 @@ def _candidates(
             continue
         if not migrates_on_eviction(vmi, config):
             continue
-        if not _live_migratable(vmi):
+        if not live_migratable(vmi):
             stuck.append(_key(vmi))
             continue
         if _key(vmi) in migrating or _in_flight(vmi):
