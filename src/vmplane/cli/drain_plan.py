@@ -23,7 +23,12 @@ from enum import Enum
 from typing import Any
 
 from vmplane.api.kubevirt import KubeVirtConfiguration
-from vmplane.api.migratable import LIVE_MIGRATABLE, eviction_strategy, migrates_on_eviction
+from vmplane.api.migratable import (
+    LIVE_MIGRATABLE,
+    eviction_strategy,
+    live_migratable,
+    migrates_on_eviction,
+)
 from vmplane.api.vmi import VirtualMachineInstance, VMIPhase
 from vmplane.store.base import JsonObject
 
@@ -62,7 +67,8 @@ def drain_step(
     """The step for ``vmi`` (``run_strategy``: its VM's, None when no VM owns it)."""
     strategy = eviction_strategy(vmi.spec, config)
     phase = vmi.status.phase if vmi.status is not None else None
-    if phase not in _FINAL and migrates_on_eviction(vmi, config):
+    movable = migrates_on_eviction(vmi, config) and live_migratable(vmi)
+    if phase not in _FINAL and movable:
         state = vmi.status.migration_state if vmi.status is not None else None
         target = f" to {state.target_node}" if state is not None and state.target_node else ""
         return DrainStep(DrainAction.MIGRATE, f"migrating{target} (evictionStrategy {strategy})")
