@@ -1,7 +1,9 @@
 """``vmplane drain`` and ``vmplane uncordon`` as subprocesses against a multi-process LocalCluster
 (API server, one controller, agents node01 and node02 on simulated hypervisors): the command talks
-HTTPS with the admin kubeconfig, writes the node through the API and stops a VM's VMI, which its VM
-starts again on the other node. Every wait has a deadline; every process is stopped at the end.
+HTTPS with the admin kubeconfig and writes the node through the API; a LiveMigrate VM moves to the
+other node by the evacuation controller's migration, a VM's VMI with evictionStrategy None is
+stopped and its VM starts it again on the other node. Every wait has a deadline; every process is
+stopped at the end.
 """
 
 from __future__ import annotations
@@ -25,20 +27,20 @@ VM = """\
 apiVersion: kubevirt.io/v1
 kind: VirtualMachine
 metadata:
-  name: keeper
+  name: {name}
 spec:
   runStrategy: Always
   template:
     spec:
-      evictionStrategy: None
+      evictionStrategy: {eviction}
       domain:
-        cpu: {sockets: 1, cores: 1, threads: 1}
-        memory: {guest: 1Gi}
+        cpu: {{sockets: 1, cores: 1, threads: 1}}
+        memory: {{guest: 1Gi}}
         devices:
           disks:
-          - {name: root, disk: {bus: virtio}}
+          - {{name: root, disk: {{bus: virtio}}}}
       volumes:
-      - {name: root, containerDisk: {image: quay.io/containerdisks/fedora:latest}}
+      - {{name: root, containerDisk: {{image: quay.io/containerdisks/fedora:latest}}}}
       terminationGracePeriodSeconds: 0
 """
 
@@ -93,13 +95,26 @@ def running_on(node: str) -> Any:
     )
 
 
-def test_drain_stops_a_vm_there_its_vm_starts_it_elsewhere_and_uncordon_undoes_it(
+def live_migratable(o: dict[str, Any] | None) -> bool:
+    conditions = ((o or {}).get("status") or {}).get("conditions") or []
+    return any(c["type"] == "LiveMigratable" and c["status"] == "True" for c in conditions)
+
+
+def test_drain_migrates_one_vm_restarts_the_other_elsewhere_and_uncordon_undoes_it(
     local: LocalCluster, cluster: Cluster
 ) -> None:
     wait_nodes_ready(cluster)
     cluster.core.patch_node("node01", {"spec": {"unschedulable": True}})
-    cluster.create_vm(VM)
+    cluster.create_vm(VM.format(name="mover", eviction="LiveMigrate"))
+    cluster.create_vm(VM.format(name="keeper", eviction="None"))
+    moving = cluster.wait(
+        "virtualmachineinstances",
+        "mover",
+        lambda o: running_on("node02")(o) and live_migratable(o),
+        timeout=60,
+    )
     first = cluster.wait("virtualmachineinstances", "keeper", running_on("node02"), timeout=60)
+    assert moving is not None
     assert first is not None
     cluster.core.patch_node("node01", {"spec": {"unschedulable": False}})
 
@@ -109,7 +124,11 @@ def test_drain_stops_a_vm_there_its_vm_starts_it_elsewhere_and_uncordon_undoes_i
     lines = drained.stdout.splitlines()
     assert lines[0] == "node/node02 cordoned (taint kubevirt.io/drain:NoSchedule)"
     assert "vmi/default/keeper: stopping (evictionStrategy None): its VM starts it again" in drained.stdout
+    assert "vmi/default/mover: migrating" in drained.stdout
     assert lines[-1] == "node/node02 drained"
+    moved = cluster.wait("virtualmachineinstances", "mover", running_on("node01"), timeout=60)
+    assert moved is not None
+    assert moved["metadata"]["uid"] == moving["metadata"]["uid"]
     again = cluster.wait("virtualmachineinstances", "keeper", running_on("node01"), timeout=60)
     assert again is not None
     assert again["metadata"]["uid"] != first["metadata"]["uid"]
