@@ -144,7 +144,7 @@ async def drain(client: ObjectClient, node: str, *, timeout: float | None, say: 
         async with asyncio.timeout(timeout):
             await _empty(client, node, config, say)
     except TimeoutError:
-        left = await _vmis_on(client, node)
+        left, _ = await _vmis_on(client, node)
         names = ", ".join(_name(v) for v in left)
         say(f"node/{node}: timed out after {timeout:g}s with {len(left)} VMI(s) left: {names}")
         return False
@@ -156,9 +156,15 @@ def _name(vmi: JsonObject) -> str:
     return f"{vmi['metadata'].get('namespace', '')}/{vmi['metadata']['name']}"
 
 
-async def _vmis_on(client: ObjectClient, node: str) -> list[JsonObject]:
+def _uid(vmi: JsonObject) -> str:
+    return str(vmi["metadata"].get("uid") or _name(vmi))
+
+
+async def _vmis_on(client: ObjectClient, node: str) -> tuple[list[JsonObject], int]:
+    """The VMIs bound to ``node`` and the resourceVersion of that list."""
     listed = await client.list(VIRTUAL_MACHINE_INSTANCES)
-    return [v for v in listed.items if (v.get("status") or {}).get("nodeName") == node]
+    on_node = [v for v in listed.items if (v.get("status") or {}).get("nodeName") == node]
+    return on_node, listed.resource_version
 
 
 async def _run_strategy(client: ObjectClient, vmi: VirtualMachineInstance) -> str | None:
@@ -176,9 +182,8 @@ async def _empty(client: ObjectClient, node: str, config: KubeVirtConfiguration,
     """Act on the node's VMIs and report each change until none is bound to the node."""
     said: dict[str, str] = {}  # uid -> the last line printed for that VMI
     while True:
-        since = (await client.list(VIRTUAL_MACHINE_INSTANCES)).resource_version
-        present = await _vmis_on(client, node)
-        for uid in set(said) - {v["metadata"].get("uid", "") for v in present}:
+        present, since = await _vmis_on(client, node)
+        for uid in set(said) - {_uid(v) for v in present}:
             say(f"{said.pop(uid).split(':', 1)[0]}: left node/{node}")
         if not present:
             return
@@ -186,10 +191,9 @@ async def _empty(client: ObjectClient, node: str, config: KubeVirtConfiguration,
             vmi = VirtualMachineInstance.model_validate(raw)
             step = drain_step(vmi, config=config, run_strategy=await _run_strategy(client, vmi))
             line = f"vmi/{_name(raw)}: {step.message}"
-            uid = vmi.metadata.uid or _name(raw)
-            if said.get(uid) != line:
+            if said.get(_uid(raw)) != line:
                 say(line)
-                said[uid] = line
+                said[_uid(raw)] = line
             if step.action is DrainAction.STOP and not vmi.metadata.deletion_timestamp:
                 with contextlib.suppress(NotFoundError):
                     await client.delete(
