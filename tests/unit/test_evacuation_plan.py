@@ -128,6 +128,10 @@ def test_a_live_migrate_vmi_that_cannot_migrate_is_warned_about_not_migrated() -
         pytest.param(vmi("a", phase="Succeeded"), id="finished"),
         pytest.param(vmi("a", deleting=True), id="being-deleted"),
         pytest.param(vmi("a", state={"sourceNode": "node02", "targetNode": "node01"}), id="in-flight"),
+        pytest.param(
+            vmi("a", state={"sourceNode": "node02", "targetNode": "node01", "completed": True}),
+            id="completed-not-handed-over",
+        ),
     ],
 )
 def test_a_vmi_that_no_longer_runs_or_already_moves_gets_no_migration(
@@ -142,7 +146,15 @@ def test_a_vmi_with_an_unfinished_migration_gets_no_second_one() -> None:
 
 
 def test_a_vmi_whose_last_migration_failed_gets_a_new_one() -> None:
-    assert plan(node(DRAIN), [vmi("a")], [migration("a", "Failed")]).migrate == (("ns", "a"),)
+    failed = {"sourceNode": "node02", "targetNode": "node01", "failed": True}
+    assert plan(node(DRAIN), [vmi("a", state=failed)], [migration("a", "Failed")]).migrate == (("ns", "a"),)
+
+
+def test_a_vmi_that_came_here_by_a_migration_can_be_evacuated_again() -> None:
+    arrived = {"sourceNode": "node01", "targetNode": "node02", "completed": True}
+    assert plan(node(DRAIN), [vmi("a", state=arrived)], [migration("a", "Succeeded")]).migrate == (
+        ("ns", "a"),
+    )
 
 
 def test_no_more_migrations_leave_the_node_than_its_outbound_limit() -> None:

@@ -2,9 +2,10 @@
 
 What to migrate is ``controller.evacuation_plan.plan_evacuation``'s; this shell is keyed by node
 name, as upstream's: a Node, a VMI bound to it or a migration of one of its VMIs enqueues the node.
-The migrations are listed fresh from the API before deciding, so a reconcile right after a creation
-never creates a second migration for the same VMI from a cache that has not seen the first (upstream
-keeps creation expectations for the same reason). Moving the guests is the migration controller's.
+The node's VMIs and the migrations are listed fresh from the API before deciding, so a reconcile
+right after a creation, or right after a migration ended, never creates a second migration for the
+same VMI from a cache that is behind (upstream keeps creation expectations for the same reason).
+Moving the guests is the migration controller's.
 """
 
 from __future__ import annotations
@@ -101,11 +102,8 @@ class EvacuationController:
         if node is None:
             return Result()
         name = node["metadata"]["name"]
-        vmis = [
-            VirtualMachineInstance.model_validate(v)
-            for v in self.vmis.list()
-            if (v.get("status") or {}).get("nodeName") == name
-        ]
+        on_node = await self._client.list(VIRTUAL_MACHINE_INSTANCES, field_selector=f"status.nodeName={name}")
+        vmis = [VirtualMachineInstance.model_validate(v) for v in on_node.items]
         listed = await self._client.list(VIRTUAL_MACHINE_INSTANCE_MIGRATIONS)
         migrations = [VirtualMachineInstanceMigration.model_validate(m) for m in listed.items]
         plan = plan_evacuation(

@@ -1,16 +1,16 @@
 """The evacuation controller's decision for one node: which of its VMIs get a migration now. Pure.
 
-Upstream's virt-controller evacuation controller (``pkg/virt-controller/watch/drain/evacuation``):
-a node carrying the cluster's drain taint (``spec.configuration.migrations.nodeDrainTaintKey``,
+Upstream's virt-controller evacuation controller (``pkg/virt-controller/watch/drain/evacuation``): a
+node carrying the cluster's drain taint (``spec.configuration.migrations.nodeDrainTaintKey``,
 ``kubevirt.io/drain`` by default, effect ``NoSchedule``; the taint's value does not matter) has
 every VMI evacuated. A VMI is a candidate when it still runs (not final, not being deleted), its
 eviction strategy asks for a migration (``LiveMigrate``, or ``LiveMigrateIfPossible`` while
 ``LiveMigratable`` is True), it is ``LiveMigratable``, and it has no unfinished migration nor a
-migration state in flight. As many candidates as the free spots allow get a migration: the
-cluster's ``parallelMigrationsPerCluster`` less the migrations running, and the node's
-``parallelOutboundMigrationsPerNode`` less those running from this node's VMIs, whichever is
-smaller. A ``LiveMigrate`` VMI that is not migratable gets a ``FailedCreate`` event for each spot
-left over, as upstream's.
+migration state in flight (or completed but not yet handed over to the target). As many candidates
+as the free spots allow get a migration: the cluster's ``parallelMigrationsPerCluster`` less the
+migrations running, and the node's ``parallelOutboundMigrationsPerNode`` less those running from
+this node's VMIs, whichever is smaller. A ``LiveMigrate`` VMI that is not migratable gets a
+``FailedCreate`` event for each spot left over, as upstream's.
 
 Upstream also evacuates the VMIs whose ``status.evacuationNodeName`` its pod-eviction webhook set
 (``kubectl drain`` evicting the launcher pod). vmplane has no launcher pods nor eviction
@@ -87,9 +87,14 @@ def _running(migration: Migration) -> bool:
     return phase is not None and phase in ACTIVE_PHASES and phase is not MigrationPhase.PENDING
 
 
-def _in_flight(vmi: VirtualMachineInstance) -> bool:
+def _moving(vmi: VirtualMachineInstance) -> bool:
+    """A migration is in flight, or has completed and the target has not taken the VMI over yet
+    (the source writes ``completed`` before the target writes ``status.nodeName``; upstream waits
+    for the source pod to go, which covers the same window)."""
     state = vmi.status.migration_state if vmi.status is not None else None
-    return state is not None and not (state.completed or state.failed)
+    if state is None or state.failed:
+        return False
+    return not state.completed or state.source_node == (vmi.status.node_name if vmi.status else None)
 
 
 def _candidates(
@@ -111,7 +116,7 @@ def _candidates(
         if not live_migratable(vmi):
             stuck.append(_key(vmi))
             continue
-        if _key(vmi) in migrating or _in_flight(vmi):
+        if _key(vmi) in migrating or _moving(vmi):
             continue
         movable.append(_key(vmi))
     return movable, stuck
