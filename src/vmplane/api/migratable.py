@@ -15,7 +15,7 @@ from typing import Literal
 
 from vmplane.api.kubevirt import KubeVirtConfiguration
 from vmplane.api.meta import Condition
-from vmplane.api.vmi import EvictionStrategy, VirtualMachineInstanceSpec
+from vmplane.api.vmi import EvictionStrategy, VirtualMachineInstance, VirtualMachineInstanceSpec
 from vmplane.api.volumes import Volume
 
 __all__ = [
@@ -26,7 +26,9 @@ __all__ = [
     "Migratability",
     "MigrationSupport",
     "eviction_strategy",
+    "live_migratable",
     "migratability",
+    "migrates_on_eviction",
 ]
 
 LIVE_MIGRATABLE = "LiveMigratable"
@@ -139,3 +141,19 @@ def migratability(
 def eviction_strategy(spec: VirtualMachineInstanceSpec, config: KubeVirtConfiguration) -> EvictionStrategy:
     """The eviction strategy in force: the VMI's, else the cluster's, else ``None`` (upstream's order)."""
     return spec.eviction_strategy or config.eviction_strategy or "None"
+
+
+def live_migratable(vmi: VirtualMachineInstance) -> bool:
+    """Whether the VMI's ``LiveMigratable`` condition is True (its node agent computes it)."""
+    condition = vmi.status.condition(LIVE_MIGRATABLE) if vmi.status is not None else None
+    return condition is not None and condition.status == "True"
+
+
+def migrates_on_eviction(vmi: VirtualMachineInstance, config: KubeVirtConfiguration) -> bool:
+    """Whether the VMI's eviction strategy moves it off a drained node rather than stopping it
+    (upstream's ``VMIMigratableOnEviction``): ``LiveMigrate`` always, ``LiveMigrateIfPossible``
+    while it is migratable."""
+    strategy = eviction_strategy(vmi.spec, config)
+    if strategy == "LiveMigrate":
+        return True
+    return strategy == "LiveMigrateIfPossible" and live_migratable(vmi)

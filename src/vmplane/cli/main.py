@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "vmplane.cli.kubeconfig",
     "vmplane.cli.vm_commands",
     "vmplane.cli.migrate",
+    "vmplane.cli.drain",
     "vmplane.cli.guest_commands",
     "vmplane.cli.volume_commands",
     "vmplane.cli.port_forward",

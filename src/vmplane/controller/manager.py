@@ -27,6 +27,7 @@ from vmplane.api.resources import (
 )
 from vmplane.client.base import ObjectClient
 from vmplane.controller.approval import ApprovalReconciler
+from vmplane.controller.evacuation import EvacuationController
 from vmplane.controller.garbage_collector import GarbageCollector
 from vmplane.controller.maintenance import MaintenanceReconciler
 from vmplane.controller.namespace import NamespaceReconciler
@@ -113,6 +114,9 @@ class ControllerManager:
         self.node_lifecycle = NodeLifecycleController(
             client=client, vmis=self.vmis, events=events, clock=clock, config=node_health, informers=informers
         )
+        # Creates the migrations that empty a node carrying the drain taint (the scheduler's
+        # migration controller moves them).
+        self.evacuation = EvacuationController(client=client, events=events, informers=informers)
         self._wire_restarts(client, events, clock, workers, window_poll_interval)
         self.garbage_collector = GarbageCollector(
             client=client,
@@ -209,6 +213,7 @@ class ControllerManager:
             self.events,
             self.windows,
             *self.node_lifecycle.informers(),
+            *self.evacuation.informers(),
         )
 
     async def start(self) -> None:
@@ -223,9 +228,11 @@ class ControllerManager:
         self.window_controller.start()
         self.garbage_collector.controller.start()
         self.node_lifecycle.controller.start()
+        self.evacuation.controller.start()
 
     async def stop(self) -> None:
         """Stop reconciling and watching."""
+        await self.evacuation.controller.stop()
         await self.node_lifecycle.controller.stop()
         await self.garbage_collector.controller.stop()
         await self.window_controller.stop()
