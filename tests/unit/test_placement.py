@@ -7,12 +7,16 @@ from typing import Any
 
 import pytest
 
+from vmplane.api.kubevirt import KubeVirtConfiguration
+from vmplane.api.meta import ObjectMeta
 from vmplane.api.vm import VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstance
+from vmplane.apiserver.typed_kinds import VMAdmitter
 from vmplane.rollout.placement import PLACEMENT_VIOLATED, placement_violation
 from vmplane.rollout.plan import Plan
 from vmplane.rollout.restarts import vm_state
 from vmplane.rollout.vm_status import Observation, derive_status
+from vmplane.testing.builders import boot, config, vm_spec
 
 DRAIN = "kubevirt.io/drain"
 NOW = "2026-12-02T10:00:00Z"
@@ -170,3 +174,49 @@ def test_the_condition_and_pending_change_go_once_the_node_admits_the_placement(
 def test_restart_approval_does_not_count_a_violation_as_pending() -> None:
     reported = vm().model_copy(update={"status": violated_status()})
     assert vm_state(reported, None, {}).pending == ()
+
+
+class _OneNodeCluster:
+    """Admission's view: LiveUpdate, the VM's guest running on node01 (zone a)."""
+
+    def __init__(self, running: VirtualMachineInstance) -> None:
+        self._vmi = running
+
+    def configuration(self) -> KubeVirtConfiguration:
+        return config(strategy="LiveUpdate")
+
+    def vmi(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._vmi.to_wire()
+
+    def lookup(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return None
+
+    def migrations(self, namespace: str) -> list[dict[str, Any]]:
+        return []
+
+    def node(self, name: str) -> dict[str, Any] | None:
+        return node(zone="a") if name == "node01" else None
+
+
+def test_a_dry_run_of_a_placement_change_shows_the_violation_it_would_cause() -> None:
+    template = vm_spec()
+    booted = boot(template, config(strategy="LiveUpdate"))
+    running = VirtualMachineInstance(
+        metadata=ObjectMeta(name="web", namespace="default", uid="u1"),
+        spec=booted.spec,
+        status=booted.status.model_copy(update={"node_name": "node01"}),
+    )
+    changed = template.model_copy(update={"node_selector": {"zone": "b"}})
+    edited = VirtualMachine.model_validate(
+        {
+            "metadata": {"name": "web", "namespace": "default", "generation": 2},
+            "spec": {"runStrategy": "Always", "template": {"spec": changed.to_wire()}},
+        }
+    )
+    admitter = VMAdmitter(cluster=_OneNodeCluster(running))
+    status, live = admitter.project(edited, admitter.cluster.configuration(), None)
+    assert [c["path"] for c in live] == ["spec.template.spec.nodeSelector"]
+    assert [(p.path, p.reason) for p in status.pending_changes or ()] == [
+        ("spec.template.spec.nodeSelector", "PlacementViolatedByCurrentNode")
+    ]
+    assert PLACEMENT_VIOLATED in {c.type for c in status.conditions or ()}

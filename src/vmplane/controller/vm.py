@@ -38,7 +38,7 @@ from vmplane.controller.run_strategy import FINAL_PHASES, RunAction, RunConfig, 
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Result
 from vmplane.rollout.effective import EffectiveSpec
-from vmplane.rollout.placement import PlacementViolation, placement_violation
+from vmplane.rollout.placement import PlacementViolation, placement_after
 from vmplane.rollout.plan import Plan, plan, vm_path
 from vmplane.rollout.vm_effective import VMEffective, vm_effective
 from vmplane.rollout.vm_status import Observation, derive_status
@@ -348,14 +348,9 @@ class VMReconciler:
         for a VMI the rollout looked at: alive and not final)."""
         if vmi is None or rollout is None:
             return None
-        running = vmi.model_copy(update={"spec": rollout.next_running})
         node_name = vmi.status.node_name if vmi.status is not None else None
-        return placement_violation(
-            vmi=running,
-            node=self._nodes.get("", node_name) if node_name else None,
-            desired=desired,
-            drain_taint_key=config.migration_limits.node_drain_taint_key,
-        )
+        node = self._nodes.get("", node_name) if node_name else None
+        return placement_after(vmi=vmi, rollout=rollout, node=node, desired=desired, config=config)
 
     async def _report_pending(
         self, vm: VirtualMachine, rollout: Plan | None, placement: PlacementViolation | None

@@ -22,16 +22,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vmplane.api.kubevirt import KubeVirtConfiguration
 from vmplane.api.meta import Condition
 from vmplane.api.placement import REPELLING_EFFECTS, affinity_matches, selector_matches, tolerated
 from vmplane.api.scheduling import Taint
 from vmplane.api.vm import ChangeSource, PendingChange
 from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.rollout.effective import EffectiveSpec
-from vmplane.rollout.plan import change_source, vm_path
+from vmplane.rollout.plan import Plan, change_source, vm_path
 from vmplane.rollout.reasons import MESSAGES, Reason
 
-__all__ = ["NODE_CONDITION_TAINT_PREFIX", "PLACEMENT_VIOLATED", "PlacementViolation", "placement_violation"]
+__all__ = [
+    "NODE_CONDITION_TAINT_PREFIX",
+    "PLACEMENT_VIOLATED",
+    "PlacementViolation",
+    "placement_after",
+    "placement_violation",
+]
 
 #: The VM condition, True while the guest's node does not admit its placement (vmplane's; upstream has none).
 PLACEMENT_VIOLATED = "PlacementViolated"
@@ -116,3 +123,20 @@ def placement_violation(
         for path, detail in why.items()
     )
     return PlacementViolation(node=node_name, pending=pending)
+
+
+def placement_after(
+    *,
+    vmi: VirtualMachineInstance,
+    rollout: Plan,
+    node: Mapping[str, Any] | None,
+    desired: EffectiveSpec | None,
+    config: KubeVirtConfiguration,
+) -> PlacementViolation | None:
+    """``placement_violation`` for the VMI spec the rollout leaves (its live changes written)."""
+    return placement_violation(
+        vmi=vmi.model_copy(update={"spec": rollout.next_running}),
+        node=node,
+        desired=desired,
+        drain_taint_key=config.migration_limits.node_drain_taint_key,
+    )
