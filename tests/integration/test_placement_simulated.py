@@ -3,7 +3,8 @@
 Under LiveUpdate the VM's nodeSelector moves to node02 while its guest runs on node01. Without the
 opt-in the VM reports it (a pending change, ``PlacementViolated``) and the guest stays; with
 ``vmplane.io/migrate-on-placement-change: "true"`` on the VM or the KubeVirt object, or a migration
-asked for on demand, the same guest (same VMI uid) moves to node02 and the report goes.
+asked for on demand, the same guest (same VMI uid) moves to node02 and the report goes. Reverting
+the placement clears the report, and withdraws a placement migration still looking for a target.
 """
 
 from __future__ import annotations
@@ -49,6 +50,18 @@ async def select_node02(cluster: Cluster, *, annotations: dict[str, str] | None 
         vm = await cluster.store.get(VIRTUAL_MACHINES, NS, VM)
         vm["metadata"]["annotations"] = {**(vm["metadata"].get("annotations") or {}), **(annotations or {})}
         vm["spec"]["template"]["spec"]["nodeSelector"] = ON_NODE02
+        try:
+            await cluster.store.update(VIRTUAL_MACHINES, vm)
+            return
+        except ConflictError:
+            continue
+    raise AssertionError("could not update the VM")
+
+
+async def revert_placement(cluster: Cluster) -> None:
+    for _ in range(20):
+        vm = await cluster.store.get(VIRTUAL_MACHINES, NS, VM)
+        vm["spec"]["template"]["spec"].pop("nodeSelector")
         try:
             await cluster.store.update(VIRTUAL_MACHINES, vm)
             return
@@ -141,14 +154,30 @@ async def test_reverting_the_placement_clears_the_report_without_a_migration(clu
     await select_node02(cluster)
     await cluster.wait(VIRTUAL_MACHINES, VM, violated)
 
+    await revert_placement(cluster)
+    await cluster.wait(VIRTUAL_MACHINES, VM, reported_clean)
+    assert await migrations(cluster) == []
+    assert status(await cluster.store.get(VMIS, NS, VM))["nodeName"] == "node01"
+
+
+async def test_reverting_withdraws_a_placement_migration_that_found_no_target(cluster: Cluster) -> None:
+    await live_update(cluster)
+    await start_on_node01(cluster)
     for _ in range(20):
         vm = await cluster.store.get(VIRTUAL_MACHINES, NS, VM)
-        vm["spec"]["template"]["spec"].pop("nodeSelector")
+        vm["metadata"]["annotations"] = OPT_IN
+        vm["spec"]["template"]["spec"]["nodeSelector"] = {"zone": "nowhere"}
         try:
             await cluster.store.update(VIRTUAL_MACHINES, vm)
             break
         except ConflictError:
             continue
+    name = f"{VM}-placement-1"
+    await cluster.wait(
+        VIRTUAL_MACHINE_INSTANCE_MIGRATIONS, name, lambda m: status(m).get("phase") == "Scheduling"
+    )
+
+    await revert_placement(cluster)
+    await cluster.wait(VIRTUAL_MACHINE_INSTANCE_MIGRATIONS, name, lambda m: m is None)
     await cluster.wait(VIRTUAL_MACHINES, VM, reported_clean)
-    assert await migrations(cluster) == []
     assert status(await cluster.store.get(VMIS, NS, VM))["nodeName"] == "node01"

@@ -16,6 +16,7 @@ from vmplane.rollout.placement_migration import (
     RETRY_AFTER_FAILURE,
     opted_in,
     placement_migration,
+    withdrawn,
 )
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
@@ -115,3 +116,16 @@ def test_a_failed_attempt_is_retried_after_the_back_off_under_a_new_name() -> No
         vmi(), migration("web-placement-1", "Failed", at=NOW - timedelta(seconds=RETRY_AFTER_FAILURE))
     )
     assert later.create["metadata"]["name"] == "web-placement-2"
+
+
+def test_once_the_node_admits_the_placement_only_unscheduled_placement_migrations_are_withdrawn() -> None:
+    found = withdrawn(
+        vmi=vmi(),
+        migrations=[
+            migration("web-placement-1", "Scheduling"),
+            migration("web-placement-2", None),
+            migration("web-placement-3", "Running"),
+            migration("move", "Pending", ours=False),
+        ],
+    )
+    assert found == ["web-placement-1", "web-placement-2"]

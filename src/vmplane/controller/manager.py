@@ -182,6 +182,7 @@ class ControllerManager:
             vmis=self.vmis,
             nodes=self.nodes,
             kubevirts=self.kubevirts,
+            migrations=self.migrations,
             events=events,
             clock=clock,
         )

@@ -3,8 +3,9 @@
 ``rollout.placement_migration`` decides; this shell reads the VM, the KubeVirt object and the node
 from the manager's caches and, only once those say a migration may be due, the VMI and the
 namespace's migrations afresh (a cache one migration behind would start a second one), creates the
-migration, and records ``PlacementMigration`` on the VM. The VM controller reports the violation
-(``status.pendingChanges``, ``PlacementViolated``) whether or not anything is opted in.
+migration, and records ``PlacementMigration`` on the VM; once the violation is gone it deletes a
+placement migration not yet scheduled (``PlacementMigrationWithdrawn``). The VM controller reports
+the violation (``status.pendingChanges``, ``PlacementViolated``) whether or not anything is opted in.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from vmplane.client.base import InvalidError, ObjectClient
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Result
 from vmplane.rollout.placement import PlacementViolation, placement_violation
-from vmplane.rollout.placement_migration import RETRY_AFTER_FAILURE, opted_in, placement_migration
+from vmplane.rollout.placement_migration import RETRY_AFTER_FAILURE, opted_in, placement_migration, withdrawn
 from vmplane.store.base import AlreadyExistsError, JsonObject, NotFoundError
 
 __all__ = ["PlacementMigrationReconciler"]
@@ -42,6 +43,7 @@ class PlacementMigrationReconciler:
         vmis: Informer,
         nodes: Informer,
         kubevirts: Informer,
+        migrations: Informer,
         events: EventSink,
         clock: Callable[[], datetime],
     ) -> None:
@@ -50,6 +52,7 @@ class PlacementMigrationReconciler:
         self._vmis = vmis
         self._nodes = nodes
         self._kubevirts = kubevirts
+        self._migrations = migrations
         self._events = events
         self._clock = clock
 
@@ -61,12 +64,14 @@ class PlacementMigrationReconciler:
         kubevirts = self._kubevirts.list()
         kubevirt = installation(kubevirts)
         kubevirt_annotations = (kubevirt.get("metadata") or {}).get("annotations") if kubevirt else None
-        if not opted_in(raw_vm["metadata"].get("annotations"), kubevirt_annotations):
-            return Result()
+        opted = opted_in(raw_vm["metadata"].get("annotations"), kubevirt_annotations)
+        if not opted:
+            return Result()  # nothing to read afresh: only the report, which is the VM controller's
         drain_key = configuration_of(kubevirts).migration_limits.node_drain_taint_key
-        if self._violation(VirtualMachineInstance.model_validate(cached), drain_key) is None:
-            return Result()
         namespace, name = key
+        if self._violation(VirtualMachineInstance.model_validate(cached), drain_key) is None:
+            await self._withdraw(raw_vm, VirtualMachineInstance.model_validate(cached), namespace)
+            return Result()
         # Fresh, migrations first: a migration that ended shows on the VMI read after it.
         listed = await self._client.list(VIRTUAL_MACHINE_INSTANCE_MIGRATIONS, namespace)
         try:
@@ -80,13 +85,28 @@ class PlacementMigrationReconciler:
         decision = placement_migration(
             vmi=vmi,
             violation=self._violation(vmi, drain_key),
-            opted=True,
+            opted=opted,
             migrations=[VirtualMachineInstanceMigration.model_validate(m) for m in listed.items],
             now=self._clock(),
         )
         if decision.create is None:
             return Result(requeue_after=decision.retry_after)
         return await self._create(raw_vm, decision.create)
+
+    async def _withdraw(self, raw_vm: JsonObject, vmi: VirtualMachineInstance, namespace: str) -> None:
+        """Delete the placement migrations of ``vmi`` that are no longer needed and not yet scheduled."""
+        cached = [VirtualMachineInstanceMigration.model_validate(m) for m in self._migrations.list(namespace)]
+        for name in withdrawn(vmi=vmi, migrations=cached):
+            try:
+                await self._client.delete(VIRTUAL_MACHINE_INSTANCE_MIGRATIONS, namespace, name)
+            except NotFoundError:
+                continue
+            await self._events.record(
+                raw_vm,
+                type="Normal",
+                reason="PlacementMigrationWithdrawn",
+                message=f"the guest's node matches its placement again: deleted migration {name}",
+            )
 
     def _violation(self, vmi: VirtualMachineInstance, drain_key: str) -> PlacementViolation | None:
         node_name = vmi.status.node_name if vmi.status is not None else None

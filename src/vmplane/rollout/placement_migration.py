@@ -7,6 +7,10 @@ VMI is in flight: one at a time, as upstream's admission insists. The migration 
 sends the guest to a node its (new) placement admits. Without the opt-in the violation is only
 reported, and ``vmplane migrate VM`` moves the guest on demand.
 
+A placement migration that has not yet been scheduled when the violation goes (the placement was
+reverted, or the node relabelled) is withdrawn, as upstream's workload updater aborts its migrations
+once no change waits for them: left alone it would move a guest that has nowhere it must go.
+
 A migration that failed is tried again after ``RETRY_AFTER_FAILURE`` seconds, not at once, so a
 target that keeps refusing the guest does not turn into a stream of migrations. Names are the VMI's
 and a counter (the store gives no ``generateName``): a second create of the same attempt conflicts
@@ -38,12 +42,15 @@ __all__ = [
     "PlacementMigration",
     "opted_in",
     "placement_migration",
+    "withdrawn",
 ]
 
 #: The opt-in, on a VM or on the KubeVirt object (then for every VM).
 MIGRATE_ON_PLACEMENT_CHANGE = "vmplane.io/migrate-on-placement-change"
 #: Marks the migrations started here; the value is the uid of the VMI they move.
 PLACEMENT_MIGRATION = "vmplane.io/placement-migration"
+#: The phases in which a migration has not yet been handed to the nodes (withdrawing one costs nothing).
+_UNSCHEDULED = frozenset({MigrationPhase.PENDING, MigrationPhase.SCHEDULING})
 #: Seconds from a failed placement migration to the next attempt.
 RETRY_AFTER_FAILURE = 30.0
 
@@ -133,3 +140,18 @@ def placement_migration(
         "spec": {"vmiName": name},
     }
     return PlacementMigration(create=migration)
+
+
+def withdrawn(
+    *, vmi: VirtualMachineInstance, migrations: Sequence[VirtualMachineInstanceMigration]
+) -> list[str]:
+    """The names of the VMI's placement migrations to delete once its node admits its placement again:
+    those not yet scheduled."""
+    return [
+        m.metadata.name or ""
+        for m in migrations
+        if m.spec.vmi_name == vmi.metadata.name
+        and (m.metadata.annotations or {}).get(PLACEMENT_MIGRATION) == vmi.metadata.uid
+        and not m.metadata.deletion_timestamp
+        and (m.status is None or m.status.phase is None or m.status.phase in _UNSCHEDULED)
+    ]
