@@ -31,6 +31,7 @@ from vmplane.api.kubevirt import KubeVirtConfiguration
 from vmplane.api.resources import (
     CONTROLLER_REVISIONS,
     KUBEVIRTS,
+    NODES,
     VIRTUAL_MACHINE_INSTANCE_MIGRATIONS,
     VIRTUAL_MACHINE_INSTANCES,
 )
@@ -173,6 +174,8 @@ class InformerClusterView:
         self.kubevirts = informers.informer(KUBEVIRTS)
         self.vmis = informers.informer(VIRTUAL_MACHINE_INSTANCES)
         self.migration_objects = informers.informer(VIRTUAL_MACHINE_INSTANCE_MIGRATIONS)
+        # A dry run shows whether the VMI's node would still admit the placement (rollout.placement).
+        self.nodes = informers.informer(NODES)
         # Instance types, preferences and their snapshots, which a VM's admission expands.
         self.sizing = {r: informers.informer(r) for r in (*SIZING_RESOURCES, CONTROLLER_REVISIONS)}
 
@@ -188,6 +191,9 @@ class InformerClusterView:
 
     def migrations(self, namespace: str) -> list[JsonObject]:
         return self.migration_objects.list(namespace)
+
+    def node(self, name: str) -> JsonObject | None:
+        return self.nodes.get("", name)
 
 
 class _LateClusterView:
@@ -206,6 +212,9 @@ class _LateClusterView:
 
     def migrations(self, namespace: str) -> list[JsonObject]:
         return self.view.migrations(namespace) if self.view is not None else []
+
+    def node(self, name: str) -> JsonObject | None:
+        return self.view.node(name) if self.view is not None else None
 
 
 #: The API server's own identity on its in-process door (Kubernetes' loopback client is the same).

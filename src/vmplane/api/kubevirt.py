@@ -22,6 +22,7 @@ __all__ = [
     "RolloutStrategy",
     "WorkloadUpdateStrategy",
     "configuration_of",
+    "installation",
 ]
 
 DEFAULT_MAX_HOTPLUG_RATIO = 4
@@ -216,12 +217,11 @@ class KubeVirt(WireModel):
     status: KubeVirtStatus | None = None
 
 
-def configuration_of(kubevirts: Sequence[Mapping[str, Any]]) -> KubeVirtConfiguration:
-    """The configuration of the installation's KubeVirt object (``kubevirt/kubevirt``, else the
-    first one; defaults when there is none)."""
+def installation(kubevirts: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The installation's KubeVirt object: ``kubevirt/kubevirt``, else the first one (None: none)."""
     if not kubevirts:
-        return KubeVirtConfiguration()
-    chosen = next(
+        return None
+    return next(
         (
             k
             for k in kubevirts
@@ -230,6 +230,13 @@ def configuration_of(kubevirts: Sequence[Mapping[str, Any]]) -> KubeVirtConfigur
         ),
         kubevirts[0],
     )
+
+
+def configuration_of(kubevirts: Sequence[Mapping[str, Any]]) -> KubeVirtConfiguration:
+    """The configuration of the installation's KubeVirt object (defaults when there is none)."""
+    chosen = installation(kubevirts)
+    if chosen is None:
+        return KubeVirtConfiguration()
     return KubeVirt.model_validate(chosen).spec.configuration
 
 

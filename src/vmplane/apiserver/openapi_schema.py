@@ -62,7 +62,10 @@ VMPLANE_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "instance type or the preference.",
     },
     "VirtualMachineStatus": {
-        "pendingChanges": "Every change that waits for a restart, with running and desired values (vmplane).",
+        "pendingChanges": (
+            "Every change that waits for a restart (or, for a placement the VMI's node no longer "
+            "matches, a migration), with running and desired values (vmplane)."
+        ),
         "instancetypeRef": "The instance type the VM uses and the ControllerRevision snapshot of it.",
         "preferenceRef": "The preference the VM uses and the ControllerRevision snapshot of it.",
     },

@@ -33,6 +33,7 @@ from vmplane.apiserver.maintenance_kind import maintenance_window_type
 from vmplane.apiserver.migration_kind import MigrationAdmitter, migration_type
 from vmplane.apiserver.registry import Admitted, Operation, Registry
 from vmplane.apiserver.registry import FieldValidation as FieldValidationName
+from vmplane.rollout.placement import placement_after
 from vmplane.rollout.plan import plan, vm_path
 from vmplane.rollout.vm_effective import vm_effective
 from vmplane.rollout.vm_status import Observation, derive_status
@@ -70,6 +71,10 @@ class ClusterView(Protocol):
 
     def migrations(self, namespace: str) -> list[JsonObject]:
         """The VirtualMachineInstanceMigrations of the namespace."""
+        ...
+
+    def node(self, name: str) -> JsonObject | None:
+        """The Node of that name, if one exists."""
         ...
 
 
@@ -184,7 +189,13 @@ class VMAdmitter:
             {"path": vm_path(c.path), "running": c.running, "desired": c.desired, "kind": c.kind.value}
             for c in (rollout.live if rollout is not None else ())
         ]
-        return derive_status(vm, Observation(vmi, rollout, crash_loop=False, now=now)), live
+        placement = None
+        if vmi is not None and rollout is not None:
+            node_name = vmi.status.node_name if vmi.status is not None else None
+            node = self.cluster.node(node_name) if node_name else None
+            placement = placement_after(vmi=vmi, rollout=rollout, node=node, desired=desired, config=config)
+        observation = Observation(vmi, rollout, crash_loop=False, now=now, placement=placement)
+        return derive_status(vm, observation), live
 
 
 # Upstream's VMI update admitter (vmi-update-admitter.go) refuses every spec change not made by

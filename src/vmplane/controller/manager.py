@@ -22,6 +22,7 @@ from vmplane.api.resources import (
     NAMESPACES,
     NODES,
     PREFERENCES,
+    VIRTUAL_MACHINE_INSTANCE_MIGRATIONS,
     VIRTUAL_MACHINE_INSTANCES,
     VIRTUAL_MACHINES,
 )
@@ -33,6 +34,7 @@ from vmplane.controller.maintenance import MaintenanceReconciler
 from vmplane.controller.namespace import NamespaceReconciler
 from vmplane.controller.node_health import HealthConfig
 from vmplane.controller.node_lifecycle import NodeLifecycleController
+from vmplane.controller.placement_migration import PlacementMigrationReconciler
 from vmplane.controller.vm import VMReconciler
 from vmplane.reconcile.factory import SharedInformerFactory
 from vmplane.reconcile.informer import Informer, Key
@@ -79,6 +81,8 @@ class ControllerManager:
         self.events = informers.informer(EVENTS)
         self.nodes = informers.informer(NODES)
         self.windows = informers.informer(MAINTENANCE_WINDOWS)
+        # The placement-migration controller's: one migration at a time per VMI.
+        self.migrations = informers.informer(VIRTUAL_MACHINE_INSTANCE_MIGRATIONS)
         self.sizing = {resource: informers.informer(resource) for resource in SIZING_RESOURCES}
         reconciler = VMReconciler(
             client=client,
@@ -117,6 +121,7 @@ class ControllerManager:
         # Creates the migrations that empty a node carrying the drain taint (the scheduler's
         # migration controller moves them).
         self.evacuation = EvacuationController(client=client, events=events, informers=informers)
+        self._wire_placement(client, events, clock)
         self._wire_restarts(client, events, clock, workers, window_poll_interval)
         self.garbage_collector = GarbageCollector(
             client=client,
@@ -172,6 +177,39 @@ class ControllerManager:
         for informer in (self.vms, self.vmis):
             informer.on_change(lambda _key: self._enqueue_every_window())
 
+    def _wire_placement(self, client: ObjectClient, events: EventSink, clock: Callable[[], datetime]) -> None:
+        """Placement migrations per VM: re-read when the VM, its VMI, its node, the KubeVirt object
+        (the opt-in) or one of its VMI's migrations (one at a time) changes."""
+        reconciler = PlacementMigrationReconciler(
+            client=client,
+            vms=self.vms,
+            vmis=self.vmis,
+            nodes=self.nodes,
+            kubevirts=self.kubevirts,
+            migrations=self.migrations,
+            events=events,
+            clock=clock,
+        )
+        # One worker: two never decide for the same VMI at once (each reads the migrations first).
+        self.placement_controller: Controller[Key] = Controller(
+            name="placement-migration-controller", reconciler=reconciler, workers=1
+        )
+        queue = self.placement_controller.queue
+        self.vms.on_change(queue.add)
+        self.vmis.on_change(queue.add)
+        self.kubevirts.on_change(lambda key: self._enqueue_every_vm(key, queue=queue.add))
+        self.nodes.on_change(lambda key: self._enqueue_vms_on_node(key, queue=queue.add))
+        migrations = self.migrations
+
+        def migration_changed(key: Key) -> None:
+            # A deleted migration is no longer cached: nothing waits on it then.
+            migration = migrations.get(*key)
+            vmi_name = ((migration or {}).get("spec") or {}).get("vmiName")
+            if isinstance(vmi_name, str) and vmi_name:
+                queue.add((key[0], vmi_name))
+
+        migrations.on_change(migration_changed)
+
     def _window_changed(self, key: Key) -> None:
         self.window_controller.queue.add(key)
         for vm in self.vms.list():
@@ -185,16 +223,18 @@ class ControllerManager:
     def _enqueue(self, key: Key) -> None:
         self.controller.queue.add(key)
 
-    def _enqueue_every_vm(self, _key: Key) -> None:
+    def _enqueue_every_vm(self, _key: Key, *, queue: Callable[[Key], None] | None = None) -> None:
+        add = queue or self.controller.queue.add
         for vm in self.vms.list():
             meta = vm["metadata"]
-            self.controller.queue.add((meta.get("namespace", ""), meta["name"]))
+            add((meta.get("namespace", ""), meta["name"]))
 
-    def _enqueue_vms_on_node(self, key: Key) -> None:
+    def _enqueue_vms_on_node(self, key: Key, *, queue: Callable[[Key], None] | None = None) -> None:
+        add = queue or self.controller.queue.add
         for vmi in self.vmis.list():
             if (vmi.get("status") or {}).get("nodeName") == key[1]:
                 meta = vmi["metadata"]
-                self.controller.queue.add((meta.get("namespace", ""), meta["name"]))
+                add((meta.get("namespace", ""), meta["name"]))
 
     def lookup(self, resource: str, namespace: str, name: str) -> JsonObject | None:
         """An instance type, preference or ControllerRevision from the caches (None if not cached)."""
@@ -212,6 +252,7 @@ class ControllerManager:
             self.revisions,
             self.events,
             self.windows,
+            self.migrations,
             *self.node_lifecycle.informers(),
             *self.evacuation.informers(),
         )
@@ -229,9 +270,11 @@ class ControllerManager:
         self.garbage_collector.controller.start()
         self.node_lifecycle.controller.start()
         self.evacuation.controller.start()
+        self.placement_controller.start()
 
     async def stop(self) -> None:
         """Stop reconciling and watching."""
+        await self.placement_controller.stop()
         await self.evacuation.controller.stop()
         await self.node_lifecycle.controller.stop()
         await self.garbage_collector.controller.stop()

@@ -38,6 +38,7 @@ from vmplane.controller.run_strategy import FINAL_PHASES, RunAction, RunConfig, 
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Result
 from vmplane.rollout.effective import EffectiveSpec
+from vmplane.rollout.placement import PlacementViolation, placement_after
 from vmplane.rollout.plan import Plan, plan, vm_path
 from vmplane.rollout.vm_effective import VMEffective, vm_effective
 from vmplane.rollout.vm_status import Observation, derive_status
@@ -116,8 +117,11 @@ class VMReconciler:
             # write doing so once the VMI cache has seen it.
             raw_vmi, vmi = started, VirtualMachineInstance.model_validate(started)
         rollout = await self._rollout(vm, vmi, config, sized.effective)
-        await self._report_pending(vm, rollout)
-        observation = Observation(vmi, rollout, decision.crash_looping, timestamp(self._clock()))
+        placement = self._placement(vmi, rollout, config, sized.effective)
+        await self._report_pending(vm, rollout, placement)
+        observation = Observation(
+            vmi, rollout, decision.crash_looping, timestamp(self._clock()), placement=placement
+        )
         new_status = derive_status(vm.model_copy(update={"status": decision.status}), observation)
         if new_status != vm.status:
             await self._client.update(
@@ -333,7 +337,24 @@ class VMReconciler:
         others = requested_by_node(self._vmis.list(), cpu_allocation_ratio=ratio, exclude=key)
         return allocatable - others.get(node_name, Resources())
 
-    async def _report_pending(self, vm: VirtualMachine, rollout: Plan | None) -> None:
+    def _placement(
+        self,
+        vmi: VirtualMachineInstance | None,
+        rollout: Plan | None,
+        config: KubeVirtConfiguration,
+        desired: EffectiveSpec | None,
+    ) -> PlacementViolation | None:
+        """Whether the VMI's node still admits the placement the rollout left in the VMI spec (only
+        for a VMI the rollout looked at: alive and not final)."""
+        if vmi is None or rollout is None:
+            return None
+        node_name = vmi.status.node_name if vmi.status is not None else None
+        node = self._nodes.get("", node_name) if node_name else None
+        return placement_after(vmi=vmi, rollout=rollout, node=node, desired=desired, config=config)
+
+    async def _report_pending(
+        self, vm: VirtualMachine, rollout: Plan | None, placement: PlacementViolation | None
+    ) -> None:
         """One event per pending change when it first appears."""
         before = {(p.path, repr(p.desired)) for p in (vm.status.pending_changes if vm.status else None) or ()}
         for change in rollout.pending if rollout is not None else ():
@@ -344,4 +365,12 @@ class VMReconciler:
                     reason="RestartRequired",
                     message=f"{change.path}: {change.running!r} -> {change.desired!r} pending: "
                     + change.message,
+                )
+        for change in placement.pending if placement is not None else ():
+            if (change.path, repr(change.desired)) not in before:
+                await self._events.record(
+                    vm.to_wire(),
+                    type="Warning",
+                    reason="PlacementViolated",
+                    message=f"{change.path}: the guest runs on {change.running}: {change.message}",
                 )

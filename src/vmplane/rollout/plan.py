@@ -30,7 +30,15 @@ from vmplane.rollout.paths import set_path
 from vmplane.rollout.reasons import MEMORY_HOTPLUG_FAILED, MESSAGES, Reason
 from vmplane.rollout.table import Context, LiveKind, classify
 
-__all__ = ["TEMPLATE_SPEC_PREFIX", "LiveChange", "Plan", "RestartRequired", "plan", "vm_path"]
+__all__ = [
+    "TEMPLATE_SPEC_PREFIX",
+    "LiveChange",
+    "Plan",
+    "RestartRequired",
+    "change_source",
+    "plan",
+    "vm_path",
+]
 
 TEMPLATE_SPEC_PREFIX = "spec.template.spec."
 
@@ -82,8 +90,13 @@ _SOURCES = {
 }
 
 
+def change_source(effective: EffectiveSpec, path: str) -> ChangeSource:
+    """Who gave the effective spec its value at ``path`` (relative to the VMI spec)."""
+    return _SOURCES.get(effective.source_of(path), ChangeSource.TEMPLATE)
+
+
 def _source(effective: EffectiveSpec, diff: Difference) -> ChangeSource:
-    source = _SOURCES.get(effective.source_of(diff.path), ChangeSource.TEMPLATE)
+    source = change_source(effective, diff.path)
     if source is ChangeSource.TEMPLATE and diff.running is None and isinstance(diff.desired, dict):
         # An object the running guest lacks and only defaults fill in (``domain.machine`` holding
         # just the default machine type) is the change of whoever gave those defaults.

@@ -27,6 +27,7 @@ class Reason(str, Enum):
     INTERFACE_REMOVED = "InterfaceRemovedWithoutAbsent"
     WAITING_FOR_RESTART = "WaitingForRestart"
     INSUFFICIENT_NODE_RESOURCES = "InsufficientNodeResources"
+    PLACEMENT_VIOLATED = "PlacementViolatedByCurrentNode"
 
 
 MESSAGES: dict[Reason, str] = {
@@ -57,6 +58,12 @@ MESSAGES: dict[Reason, str] = {
     ),
     Reason.WAITING_FOR_RESTART: ("live-updatable, but no change is propagated while a restart is required"),
     Reason.INSUFFICIENT_NODE_RESOURCES: "the VMI's node cannot hold the change",
+    # Upstream writes the change into the VMI and says nothing; it "will only take effect on next
+    # migration, the change alone will not trigger one".
+    Reason.PLACEMENT_VIOLATED: (
+        "the VMI's node no longer matches its nodeSelector/affinity/tolerations; "
+        "the change takes effect at the next migration"
+    ),
 }
 
 # Upstream's own text for a failed memory hotplug; a failed CPU, disk or NIC hotplug has none upstream.

@@ -20,6 +20,7 @@ from vmplane.api.scheduling import LabelSelector
 from vmplane.api.vm import PrintableStatus, RunStrategy, VirtualMachine
 from vmplane.api.vmi import VirtualMachineInstance
 from vmplane.rollout.observed import HOT_MEMORY_CHANGE, HOT_VCPU_CHANGE
+from vmplane.rollout.reasons import Reason
 
 __all__ = [
     "GUEST_AGENT_CONDITION",
@@ -97,7 +98,12 @@ def vm_state(
         labels=vm.metadata.labels or {},
         namespace_labels=namespace_labels,
         approval=restart_approval(vm),
-        pending=tuple(p.path for p in (status.pending_changes if status else None) or ()),
+        # A guest on a node its placement excludes needs a migration, not a restart.
+        pending=tuple(
+            p.path
+            for p in (status.pending_changes if status else None) or ()
+            if p.reason != Reason.PLACEMENT_VIOLATED.value
+        ),
         vmi_uid=live.metadata.uid if live is not None else None,
         ready=ready,
         available=ready or (live is None and not wants_running),

@@ -1,4 +1,5 @@
-"""A VM's status, derived in one pure function from the VM, its VMI and the rollout plan.
+"""A VM's status, derived in one pure function from the VM, its VMI, the rollout plan and whether the
+VMI's node still admits its placement.
 
 The controller writes it after every reconcile; the API computes it for a dry run, to show what a
 change would do before it is made.
@@ -15,6 +16,7 @@ from vmplane.api.vm import PrintableStatus, VirtualMachine, VirtualMachineStatus
 from vmplane.api.vmi import VirtualMachineInstance, VMIPhase
 from vmplane.rollout.approval import RESTART_SCHEDULED
 from vmplane.rollout.conditions import merge_conditions
+from vmplane.rollout.placement import PLACEMENT_VIOLATED, PlacementViolation
 from vmplane.rollout.plan import Plan
 
 __all__ = ["NOT_MIRRORED", "READY", "RESTART_REQUIRED", "Observation", "derive_status"]
@@ -23,7 +25,7 @@ READY = "Ready"
 RESTART_REQUIRED = "RestartRequired"
 FAILURE = "Failure"
 # Upstream mirrors every VMI condition onto the VM except these, which the VM owns.
-NOT_MIRRORED = frozenset({READY, FAILURE, RESTART_REQUIRED, RESTART_SCHEDULED})
+NOT_MIRRORED = frozenset({READY, FAILURE, RESTART_REQUIRED, RESTART_SCHEDULED, PLACEMENT_VIOLATED})
 UNSCHEDULABLE = "Unschedulable"
 
 
@@ -35,6 +37,8 @@ class Observation:
     plan: Plan | None
     crash_loop: bool
     now: str
+    #: Whether the VMI's node no longer admits its placement (``rollout.placement``).
+    placement: PlacementViolation | None = None
 
 
 def _printable(vm: VirtualMachine, obs: Observation) -> PrintableStatus:
@@ -78,6 +82,8 @@ def derive_status(vm: VirtualMachine, obs: Observation) -> VirtualMachineStatus:
         conditions.append(
             Condition(type=RESTART_REQUIRED, status="True", reason=required.reason, message=required.message)
         )
+    if obs.placement is not None:
+        conditions.append(obs.placement.condition())
     if obs.vmi is not None and obs.vmi.status is not None:
         conditions += [c for c in obs.vmi.status.conditions or () if c.type not in NOT_MIRRORED]
     if obs.plan is not None and obs.plan.pending:
@@ -87,9 +93,14 @@ def derive_status(vm: VirtualMachine, obs: Observation) -> VirtualMachineStatus:
     # Each condition says which generation it was computed for, so ``kubectl wait --for=condition``
     # trusts it even while status.observedGeneration lags (it does while changes are pending).
     conditions = [c.model_copy(update={"observed_generation": generation}) for c in conditions]
+    # A placement violation leaves the generation observed: its change is in the VMI already, and
+    # only the node is wrong.
     converged = obs.vmi is not None and obs.plan is not None and obs.plan.empty
     observed_generation = generation if converged else previous.observed_generation
-    pending = list(obs.plan.pending) if obs.plan is not None and obs.plan.pending else None
+    pending = [
+        *(obs.plan.pending if obs.plan is not None else ()),
+        *(obs.placement.pending if obs.placement is not None else ()),
+    ]
     merged = merge_conditions(previous.conditions or (), conditions, now=obs.now)
     return previous.model_copy(
         update={
@@ -98,7 +109,7 @@ def derive_status(vm: VirtualMachine, obs: Observation) -> VirtualMachineStatus:
             "printable_status": _printable(vm, obs),
             "run_strategy": effective_run_strategy(vm),
             "conditions": merged,
-            "pending_changes": pending,
+            "pending_changes": pending or None,
             "observed_generation": observed_generation,
             "desired_generation": generation,
         }

@@ -5,8 +5,8 @@ A VMI is placed as its virt-launcher Pod would be: ``nodeSelector`` (plus the im
 ``NoSchedule``/``NoExecute`` effects that its tolerations do not tolerate (including the taints
 Kubernetes puts on cordoned and not-ready nodes), and the node's allocatable CPU and memory
 against what its VMIs already request (``NodeResourcesFit``; what a VMI requests is
-``api.guest_resources``). Reasons and the summary message are the scheduler's own words, so
-``kubectl describe`` reads as it would for a Pod.
+``api.guest_resources``; the placement predicates are ``api.placement``'s). Reasons and the summary
+message are the scheduler's own words, so ``kubectl describe`` reads as it would for a Pod.
 
 Among the nodes that fit, the highest preferred-affinity weight wins; among equals, the least
 allocated (the mean free fraction of CPU and memory after placing the VMI, as the
@@ -16,20 +16,25 @@ allocated (the mean free fraction of CPU and memory after placing the VMI, as th
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from vmplane.api.guest_resources import DEFAULT_CPU_ALLOCATION_RATIO, Resources, allocatable_of, guest_request
+from vmplane.api.placement import (
+    REPELLING_EFFECTS,
+    affinity_matches,
+    selector_matches,
+    term_matches,
+    tolerated,
+    tolerates,
+)
 from vmplane.api.scheduling import (
     NOT_READY_TAINT,
     SCHEDULABLE_LABEL,
     UNREACHABLE_TAINT,
     UNSCHEDULABLE_TAINT,
-    NodeSelectorRequirement,
-    NodeSelectorTerm,
     Taint,
-    Toleration,
 )
 from vmplane.api.vmi import VirtualMachineInstanceSpec
 
@@ -52,7 +57,6 @@ UNSCHEDULABLE_NODE = "node(s) were unschedulable"
 NO_NODES = "no nodes available to schedule pods"
 #: NodeResourcesFit's reason, per resource (``Insufficient cpu``, ``Insufficient memory``).
 INSUFFICIENT = "Insufficient {}"
-_REPELLING: frozenset[str] = frozenset({"NoSchedule", "NoExecute"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,62 +88,12 @@ class NodeInfo:
         )
 
 
-def tolerates(toleration: Toleration, taint: Taint) -> bool:
-    """Kubernetes' ``Toleration.ToleratesTaint``: empty effect or key match any, ``Exists`` any value."""
-    if toleration.effect and toleration.effect != taint.effect:
-        return False
-    if toleration.key and toleration.key != taint.key:
-        return False
-    if toleration.operator == "Exists":
-        return True
-    return (toleration.value or "") == taint.value
-
-
-def _tolerated(tolerations: Sequence[Toleration], taint: Taint) -> bool:
-    return any(tolerates(t, taint) for t in tolerations)
-
-
-def _requirement_holds(req: NodeSelectorRequirement, value: str | None) -> bool:
-    values = req.values or []
-    match req.operator:
-        case "In":
-            return value is not None and value in values
-        case "NotIn":
-            return value is None or value not in values
-        case "Exists":
-            return value is not None
-        case "DoesNotExist":
-            return value is None
-    # Gt / Lt: both sides must be integers (labels.Requirement.Matches parses them as int64).
-    if value is None or len(values) != 1:
-        return False
-    try:
-        number, bound = int(value), int(values[0])
-    except ValueError:
-        return False
-    return number > bound if req.operator == "Gt" else number < bound
-
-
-def _term_matches(term: NodeSelectorTerm, node: NodeInfo) -> bool:
-    expressions, fields = term.match_expressions or [], term.match_fields or []
-    if not expressions and not fields:
-        return False  # an empty term matches no node
-    # ``matchFields`` supports exactly one field, ``metadata.name``.
-    node_fields = {"metadata.name": node.name}
-    return all(_requirement_holds(r, node.labels.get(r.key)) for r in expressions) and all(
-        _requirement_holds(r, node_fields.get(r.key)) for r in fields
-    )
-
-
 def _affinity_matches(spec: VirtualMachineInstanceSpec, node: NodeInfo) -> bool:
+    # Every virt-launcher Pod also selects the label virt-handler puts on nodes that can run VMIs.
     selector = {SCHEDULABLE_LABEL: "true", **(spec.node_selector or {})}
-    if any(node.labels.get(k) != v for k, v in selector.items()):
-        return False
-    affinity = spec.affinity.node_affinity if spec.affinity is not None else None
-    required = affinity.required_during_scheduling_ignored_during_execution if affinity else None
-    if required is None:
-        return True
-    return any(_term_matches(term, node) for term in required.node_selector_terms)
+    return selector_matches(selector, node.labels) and affinity_matches(
+        spec, name=node.name, labels=node.labels
+    )
 
 
 def _condition_taints(node: NodeInfo) -> tuple[Taint, ...]:
@@ -162,10 +116,10 @@ def _filters(
     TaintToleration, NodeAffinity, NodeResourcesFit)."""
     tolerations = spec.tolerations or []
     failed: list[list[str]] = []
-    if node.unschedulable and not _tolerated(tolerations, UNSCHEDULABLE_TAINT):
+    if node.unschedulable and not tolerated(tolerations, UNSCHEDULABLE_TAINT):
         failed.append([UNSCHEDULABLE_NODE])
     for taint in (*node.taints, *_condition_taints(node)):
-        if taint.effect in _REPELLING and not _tolerated(tolerations, taint):
+        if taint.effect in REPELLING_EFFECTS and not tolerated(tolerations, taint):
             failed.append([untolerated_taint(taint)])
             break  # the filter reports the first untolerated taint only
     if not _affinity_matches(spec, node):
@@ -194,7 +148,9 @@ def fits(
 def _preference(spec: VirtualMachineInstanceSpec, node: NodeInfo) -> int:
     affinity = spec.affinity.node_affinity if spec.affinity is not None else None
     preferred = affinity.preferred_during_scheduling_ignored_during_execution if affinity else None
-    return sum(p.weight for p in preferred or () if _term_matches(p.preference, node))
+    return sum(
+        p.weight for p in preferred or () if term_matches(p.preference, name=node.name, labels=node.labels)
+    )
 
 
 def _free_fraction(node: NodeInfo, after: Resources) -> float:
