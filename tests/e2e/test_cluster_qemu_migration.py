@@ -6,7 +6,10 @@ Tests run in file order on one guest. The first moves it with ``vmplane migrate 
 vCPU was hot-plugged: from the target's serial console, its uptime goes on counting (no new boot)
 and both vCPUs are there; ``kubectl get vmim`` shows upstream's phases. The next two throttle the
 cluster's migrations and fail one on purpose: a target QEMU killed mid-stream, then a
-``vmplane migrate-cancel``; each time the guest keeps running on its source.
+``vmplane migrate-cancel``; each time the guest keeps running on its source. Then ``vmplane drain``
+empties the guest's node of it (``LiveMigrate``: moved, same boot) and of a second guest
+(``evictionStrategy: None``: stopped, and started again elsewhere by its VM); last, a nodeSelector
+that excludes the guest's node is reported, and migrates the guest once the VM opts in.
 """
 
 from __future__ import annotations
@@ -47,19 +50,19 @@ MIGRATION = 240.0
 PHASES = ["Pending", "Scheduling", "Scheduled", "PreparingTarget", "TargetReady", "Running", "Succeeded"]
 
 
-def vm() -> dict[str, Any]:
+def vm(name: str = NAME, eviction: str = "LiveMigrate") -> dict[str, Any]:
     manifest: dict[str, Any] = yaml.safe_load(
         f"""
 apiVersion: kubevirt.io/v1
 kind: VirtualMachine
 metadata:
-  name: {NAME}
+  name: {name}
 spec:
   runStrategy: Always
   template:
     spec:
       terminationGracePeriodSeconds: 0
-      evictionStrategy: LiveMigrate
+      evictionStrategy: {eviction}
       domain:
         cpu: {{sockets: 1, maxSockets: 4}}
         memory: {{guest: 256Mi}}
@@ -120,14 +123,14 @@ def vmplane(local: LocalCluster, *args: str, timeout: float = 60) -> subprocess.
     return run(local, sys.executable, "-m", "vmplane.cli.main", *args, timeout=timeout)
 
 
-def console_log(local: LocalCluster, node: str) -> Path | None:
+def console_log(local: LocalCluster, node: str, name: str = NAME) -> Path | None:
     assert local.guest_root is not None
-    found = list((local.guest_root / node / "machines").glob("*/qemu/console.log"))
+    found = list((local.guest_root / node / "machines").glob(f"*{name}/qemu/console.log"))
     return found[0] if found else None
 
 
-def statuses(local: LocalCluster, node: str) -> list[Status]:
-    log = console_log(local, node)
+def statuses(local: LocalCluster, node: str, name: str = NAME) -> list[Status]:
+    log = console_log(local, node, name)
     text = log.read_text(errors="replace") if log is not None and log.exists() else ""
     return [parse_status(line) for line in text.splitlines() if line.startswith("VMPLANE-STATUS ")]
 
@@ -146,20 +149,29 @@ def wait_console(
     )
 
 
-def vmi_status(cluster: Cluster) -> dict[str, Any]:
-    status: dict[str, Any] = cluster.get("virtualmachineinstances", NAME).get("status") or {}
-    return status
-
-
-def running_vmi(cluster: Cluster) -> dict[str, Any]:
+def running_vmi(cluster: Cluster, name: str = NAME) -> dict[str, Any]:
     vmi = cluster.wait(
         "virtualmachineinstances",
-        NAME,
+        name,
         lambda o: ((o or {}).get("status") or {}).get("phase") == "Running",
         BOOT,
     )
     assert vmi is not None
     return vmi
+
+
+def running_on(node: str, *, not_uid: str | None = None) -> Callable[[dict[str, Any] | None], bool]:
+    def holds(o: dict[str, Any] | None) -> bool:
+        status = (o or {}).get("status") or {}
+        fresh = not_uid is None or (o or {}).get("metadata", {}).get("uid") != not_uid
+        return status.get("phase") == "Running" and status.get("nodeName") == node and fresh
+
+    return holds
+
+
+def pending_reasons(cluster: Cluster, name: str = NAME) -> list[str]:
+    vm_status = cluster.get("virtualmachines", name).get("status") or {}
+    return [p.get("reason") for p in vm_status.get("pendingChanges") or []]
 
 
 def other(node: str) -> str:
@@ -286,3 +298,76 @@ def test_migrate_cancel_mid_migration_leaves_the_guest_on_its_source(
     assert (vmi["status"]["nodeName"], vmi["status"]["phase"]) == (source, "Running")
     last = float(statuses(local, source)[-1]["uptime"])
     wait_console(local, source, lambda s: float(s["uptime"]) > last + 2, 60)
+
+
+def test_drain_moves_a_live_migrate_guest_and_restarts_a_none_one_elsewhere(
+    local: LocalCluster, cluster: Cluster
+) -> None:
+    mover = running_vmi(cluster)
+    node = mover["status"]["nodeName"]
+    away = other(node)
+    assert run(local, "kubectl", "cordon", away).returncode == 0  # the second guest lands beside the first
+    try:
+        manifest = vm("keeper", "None")
+        cluster.custom.create_namespaced_custom_object(
+            "kubevirt.io", "v1", "default", "virtualmachines", manifest
+        )
+        keeper = running_vmi(cluster, "keeper")
+    finally:
+        assert run(local, "kubectl", "uncordon", away).returncode == 0
+    assert keeper["status"]["nodeName"] == node
+    before = wait_console(local, node, lambda s: True, BOOT)
+
+    drained = vmplane(local, "drain", node, "--timeout", str(MIGRATION), timeout=MIGRATION + 30)
+
+    assert drained.returncode == 0, drained.stdout + drained.stderr
+    assert drained.stdout.splitlines()[-1] == f"node/{node} drained"
+    moved = cluster.wait("virtualmachineinstances", NAME, running_on(away), 60)
+    assert moved is not None
+    assert moved["metadata"]["uid"] == mover["metadata"]["uid"]
+    after = wait_console(local, away, lambda s: float(s["uptime"]) > float(before["uptime"]), 60)
+    assert after["vcpus"] == "2"
+    again = cluster.wait(
+        "virtualmachineinstances", "keeper", running_on(away, not_uid=keeper["metadata"]["uid"]), BOOT
+    )
+    assert again is not None
+    nodes = json.loads(run(local, "kubectl", "get", "node", node, "-o", "json").stdout)
+    assert nodes["spec"].get("unschedulable") is True
+    assert vmplane(local, "uncordon", node).returncode == 0
+    cluster.custom.delete_namespaced_custom_object(
+        "kubevirt.io", "v1", "default", "virtualmachines", "keeper"
+    )
+
+
+def test_a_placement_that_excludes_the_node_is_reported_then_migrated_once_opted_in(
+    local: LocalCluster, cluster: Cluster
+) -> None:
+    placed = running_vmi(cluster)
+    node = placed["status"]["nodeName"]
+    away = other(node)
+    started = len(migrations(local))
+    selector = {"spec": {"template": {"spec": {"nodeSelector": {"kubernetes.io/hostname": away}}}}}
+    cluster.custom.patch_namespaced_custom_object(
+        "kubevirt.io", "v1", "default", "virtualmachines", NAME, selector
+    )
+    deadline = time.monotonic() + 60
+    while "PlacementViolatedByCurrentNode" not in pending_reasons(cluster):
+        assert time.monotonic() < deadline, f"no placement report: {pending_reasons(cluster)}"
+        time.sleep(0.25)
+    assert cluster.get("virtualmachineinstances", NAME)["status"]["nodeName"] == node
+    assert len(migrations(local)) == started  # reported, not acted on: no migration without the opt-in
+    before = statuses(local, node)[-1]
+
+    opt_in = {"metadata": {"annotations": {"vmplane.io/migrate-on-placement-change": "true"}}}
+    cluster.custom.patch_namespaced_custom_object(
+        "kubevirt.io", "v1", "default", "virtualmachines", NAME, opt_in
+    )
+
+    moved = cluster.wait("virtualmachineinstances", NAME, running_on(away), MIGRATION)
+    assert moved is not None
+    assert moved["metadata"]["uid"] == placed["metadata"]["uid"]
+    wait_console(local, away, lambda s: float(s["uptime"]) > float(before["uptime"]), 60)
+    deadline = time.monotonic() + 60
+    while "PlacementViolatedByCurrentNode" in pending_reasons(cluster):
+        assert time.monotonic() < deadline, "the placement report stayed after the migration"
+        time.sleep(0.25)
