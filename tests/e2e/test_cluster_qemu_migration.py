@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +38,7 @@ from plane_support import (
     parse_status,
     reachable_dir,
 )
+from processes_support import local_cluster, running_on, vmplane
 
 from vmplane.cli.dev_cluster import LocalCluster
 
@@ -85,14 +85,11 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     guests = reachable_dir("vmplane-migration-guests-")
     for node in NODES:
         install_images(guests / node)
-    cluster = LocalCluster(
-        root=tmp_path_factory.mktemp("qemu-migration"), hypervisor="qemu", guest_root=guests
-    )
+    root = tmp_path_factory.mktemp("qemu-migration")
     try:
-        cluster.start(controllers=1, nodes=NODES)
-        yield cluster
+        with local_cluster(root, NODES, hypervisor="qemu", guest_root=guests) as cluster:
+            yield cluster
     finally:
-        cluster.stop_all()
         kill_recorded_guests(guests)
         shutil.rmtree(guests, ignore_errors=True)
 
@@ -117,10 +114,6 @@ def run(local: LocalCluster, *command: str, timeout: float = 60) -> subprocess.C
     return subprocess.run(
         list(command), capture_output=True, text=True, timeout=timeout, env=env, check=False
     )
-
-
-def vmplane(local: LocalCluster, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return run(local, sys.executable, "-m", "vmplane.cli.main", *args, timeout=timeout)
 
 
 def console_log(local: LocalCluster, node: str, name: str = NAME) -> Path | None:
@@ -158,15 +151,6 @@ def running_vmi(cluster: Cluster, name: str = NAME) -> dict[str, Any]:
     )
     assert vmi is not None
     return vmi
-
-
-def running_on(node: str, *, not_uid: str | None = None) -> Callable[[dict[str, Any] | None], bool]:
-    def holds(o: dict[str, Any] | None) -> bool:
-        status = (o or {}).get("status") or {}
-        fresh = not_uid is None or (o or {}).get("metadata", {}).get("uid") != not_uid
-        return status.get("phase") == "Running" and status.get("nodeName") == node and fresh
-
-    return holds
 
 
 def pending_reasons(cluster: Cluster, name: str = NAME) -> list[str]:

@@ -8,14 +8,13 @@ stopped at the end.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import config
+from processes_support import local_cluster, running_on, vmplane
 from rollout_support import Cluster
 
 from vmplane.cli.dev_cluster import LocalCluster
@@ -47,12 +46,8 @@ spec:
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(root=tmp_path_factory.mktemp("cluster"))
-    try:
-        cluster.start(controllers=1, nodes=NODES)
+    with local_cluster(tmp_path_factory.mktemp("cluster"), NODES) as cluster:
         yield cluster
-    finally:
-        cluster.stop_all()
 
 
 @pytest.fixture
@@ -76,23 +71,6 @@ def wait_nodes_ready(cluster: Cluster) -> None:
             return
         time.sleep(0.5)
     raise AssertionError("the agents did not register Ready nodes within 60 s")
-
-
-def vmplane(local: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vmplane.cli.main", *args, "--kubeconfig", str(local.admin_kubeconfig)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def running_on(node: str) -> Any:
-    return (
-        lambda o: ((o or {}).get("status") or {}).get("phase") == "Running"
-        and (o or {}).get("status", {}).get("nodeName") == node
-    )
 
 
 def live_migratable(o: dict[str, Any] | None) -> bool:

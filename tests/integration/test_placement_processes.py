@@ -8,13 +8,12 @@ deadline; every process is stopped at the end.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import config
+from processes_support import local_cluster, running_on, vmplane
 from rollout_support import GROUP, VERSION, Cluster, condition
 
 from vmplane.cli.dev_cluster import LocalCluster
@@ -48,12 +47,8 @@ TO_NODE02 = {"spec": {"template": {"spec": {"nodeSelector": {"kubernetes.io/host
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(root=tmp_path_factory.mktemp("cluster"))
-    try:
-        cluster.start(controllers=1, nodes=NODES)
+    with local_cluster(tmp_path_factory.mktemp("cluster"), NODES) as cluster:
         yield cluster
-    finally:
-        cluster.stop_all()
 
 
 @pytest.fixture
@@ -64,24 +59,6 @@ def cluster(local: LocalCluster) -> Iterator[Cluster]:
     made.set_strategy("LiveUpdate")
     yield made
     api.close()
-
-
-def vmplane(local: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vmplane.cli.main", *args, "--kubeconfig", str(local.admin_kubeconfig)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def running_on(node: str) -> Any:
-    def holds(o: dict[str, Any] | None) -> bool:
-        status = (o or {}).get("status") or {}
-        return status.get("phase") == "Running" and status.get("nodeName") == node
-
-    return holds
 
 
 def migratable_on_node01(o: dict[str, Any] | None) -> bool:
