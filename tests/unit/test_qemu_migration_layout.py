@@ -145,6 +145,12 @@ def test_the_target_argv_puts_each_device_in_the_sources_slot() -> None:
         ({"dimms": [{"index": 0, "size": 4096 * MiB}]}, "more memory than the machine's maximum"),
         ({"dimms": [{"index": 0, "size": 200 * MiB}]}, "multiple of 128 MiB"),
         ({"boot__sockets": 8}, "boots 8 sockets of at most 4"),
+        ({"boot__max_sockets": 64}, "more than the VMI's maximum"),
+        (
+            {"boot__memory_bytes": 8192 * MiB, "boot__max_memory_bytes": 16384 * MiB},
+            "more memory than the VMI",
+        ),
+        ({"boot__cores": 2}, "the VMI 1 x 1"),
         ({"boot__root_ports": 99}, "less than or equal"),
         ({"extra": 1}, "Extra inputs are not permitted"),
     ],

@@ -184,6 +184,20 @@ def _check_slots(spec: MachineSpec, layout: QemuLayout) -> None:
         taken.add(key)
 
 
+def _check_bounds(spec: MachineSpec, layout: QemuLayout) -> None:
+    """The layout may not give the guest more than its VMI allows: the target host reserves it."""
+    boot = layout.boot
+    if (boot.cores, boot.threads) != (spec.cores, spec.threads):
+        raise _fail(
+            spec, f"has {boot.cores} cores x {boot.threads} threads, the VMI {spec.cores} x {spec.threads}"
+        )
+    if boot.max_sockets > max(spec.max_sockets, spec.sockets):
+        raise _fail(spec, f"has room for {boot.max_sockets} sockets, more than the VMI's maximum")
+    allowed = max(spec.max_memory_bytes or 0, spec.memory_bytes)
+    if max(boot.max_memory_bytes or 0, boot.memory_bytes + sum(d.size for d in layout.dimms)) > allowed:
+        raise _fail(spec, f"gives the guest more memory than the VMI's {allowed >> 20} MiB")
+
+
 def _check_sizes(spec: MachineSpec, layout: QemuLayout) -> None:
     boot = layout.boot
     if not boot.sockets <= boot.max_sockets:
@@ -213,6 +227,7 @@ def parse_layout(text: str, spec: MachineSpec) -> QemuLayout:
     _check_names(spec, layout)
     _check_slots(spec, layout)
     _check_sizes(spec, layout)
+    _check_bounds(spec, layout)
     return layout
 
 
