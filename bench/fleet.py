@@ -2,9 +2,10 @@
 
 A ``Target`` is a running control plane reached over HTTPS with a kubeconfig, plus the processes it is
 made of (their resident memory is summed). ``TARGETS`` maps ``--target`` names to starters: ``serve``
-(one ``vmplane serve --hypervisor simulated`` process with zero hypervisor latency) and ``api`` (the
-API server alone on the same store, the baseline for creates/s). The multi-process cluster is one more
-entry here: a starter returning the cluster's URL, token, CA and every process it runs.
+(one ``vmplane serve --hypervisor simulated`` process with zero hypervisor latency), ``cluster`` (the
+same parts as separate processes: ``vmplane apiserver``, ``vmplane controller`` and one ``vmplane
+agent --hypervisor simulated`` with zero latency, as ``LocalCluster`` starts them) and ``api`` (the
+API server alone on the same store, the baseline for creates/s).
 
 The ``Observer`` watches every resource the control plane writes from one revision on, counts each
 write by what it changed (``vmi status.phase,status.conditions``, ``event SuccessfulCreate``), and
@@ -15,6 +16,7 @@ to the store revisions that passed (any difference is printed as unwatched write
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import select
@@ -31,6 +33,8 @@ from typing import Any
 
 import aiohttp
 import yaml
+
+from vmplane.cli.dev_cluster import LocalCluster
 
 READY_TIMEOUT = 60.0
 # Every resource a control plane writes while VMs start and change (pods are read-only views).
@@ -55,6 +59,8 @@ class Target:
     ca_file: Path
     processes: list[subprocess.Popen[bytes]]
     data_dir: Path
+    #: How to stop it, when more than its processes must be told (a cluster's supervisor).
+    stopper: Callable[[], None] | None = None
 
     def rss_bytes(self) -> int:
         """Resident memory of all its processes (VmRSS)."""
@@ -77,6 +83,9 @@ class Target:
 
     def stop(self) -> None:
         """SIGTERM every process, SIGKILL any that has not ended after 30 s."""
+        if self.stopper is not None:
+            self.stopper()
+            return
         for process in self.processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -130,7 +139,28 @@ def start_api_alone(tmp: Path) -> Target:
     return _started(argv, data_dir, tmp / "api.log")
 
 
-TARGETS: dict[str, Callable[[Path], Target]] = {"serve": start_serve}
+def start_cluster(tmp: Path) -> Target:
+    """API server, controller and a simulated agent (zero latency, hourly Node heartbeat) as three
+    processes; the controller's leader Lease renewals are writes of the cluster's own."""
+    local = LocalCluster(root=tmp / "cluster", simulated_latency=0.0)
+    kubeconfig = local.start_apiserver()
+    local.start_controller("controller1")
+    local.start_agent("node01", labels="vmplane.io/node=node01", status_interval=3600)
+    config = yaml.safe_load(kubeconfig.read_text())
+    cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
+    ca_file = tmp / "cluster-ca.crt"
+    ca_file.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+    return Target(
+        url=cluster["server"],
+        token=user["token"],
+        ca_file=ca_file,
+        processes=list(local.processes.values()),
+        data_dir=local.api_dir,
+        stopper=local.stop_all,
+    )
+
+
+TARGETS: dict[str, Callable[[Path], Target]] = {"serve": start_serve, "cluster": start_cluster}
 
 
 def _digest(value: Any) -> int:

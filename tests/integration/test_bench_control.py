@@ -1,4 +1,5 @@
-"""``bench/control.py`` at a small fleet: it runs to the end against ``vmplane serve`` and prints every
+"""``bench/control.py`` at a small fleet: it runs to the end against ``vmplane serve`` and against the
+multi-process cluster, and prints every
 figure the fleet-scale issue asks for. Timing is the bench's business, not this test's: its exit code
 (1 when a goal is missed) is not asserted, only that it did not fail to run (2, or a traceback)."""
 
@@ -7,6 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "control.py"
 FIGURES = (
@@ -21,9 +24,10 @@ FIGURES = (
 )
 
 
-def test_control_bench_runs_at_50_vms_and_prints_every_figure() -> None:
+@pytest.mark.parametrize("target", ["serve", "cluster"])
+def test_control_bench_runs_at_50_vms_and_prints_every_figure(target: str) -> None:
     run = subprocess.run(
-        [sys.executable, str(BENCH), "--vms", "50", "--changes", "50"],
+        [sys.executable, str(BENCH), "--vms", "50", "--changes", "50", "--target", target],
         capture_output=True,
         text=True,
         timeout=120,

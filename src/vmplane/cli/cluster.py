@@ -105,6 +105,13 @@ def register(subparsers: Any) -> None:
     agent.add_argument("--data-dir", type=Path, required=True, help="this agent's state directory")
     agent.add_argument("--guest-dir", type=Path, default=None, help="default: DATA_DIR/guests")
     agent.add_argument("--hypervisor", default="qemu", choices=["qemu", "simulated"])
+    agent.add_argument(
+        "--simulated-latency",
+        type=float,
+        default=0.01,
+        metavar="SECONDS",
+        help="how long each request to the simulated hypervisor takes (default: %(default)s)",
+    )
     agent.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
     agent.add_argument("--node-labels", default="", metavar="K=V,...", help="labels of this Node")
     agent.add_argument("--node-taints", default="", metavar="K=V:EFFECT,...", help="taints of this Node")
@@ -332,6 +339,7 @@ def _agent(args: argparse.Namespace) -> int:
         options = PlaneOptions(
             data_dir=args.data_dir,
             hypervisor=args.hypervisor,
+            simulated_latency=args.simulated_latency,
             node_name=args.node,
             accel=args.accel,
             node_labels=parse_labels(args.node_labels),

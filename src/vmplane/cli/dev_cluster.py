@@ -65,6 +65,8 @@ class LocalCluster:
     #: controllers and agents (None: their defaults, 40 s and 30 s).
     grace_period: float | None = None
     fence_timeout: float | None = None
+    #: The simulated agents' ``--simulated-latency`` (None: its default).
+    simulated_latency: float | None = None
     port: int = field(default_factory=_free_port)
     #: ``etcd``: a 3-member etcd on loopback under ``DIR/etcd`` and a second API server over it
     #: (``apiserver2`` on ``port2``); None: one API server on SQLite.
@@ -170,6 +172,7 @@ class LocalCluster:
             *self._metrics_listen(node),
             *(("--guest-dir", str(self.guest_root / node)) if self.guest_root is not None else ()),
             *self._flag("--node-fence-timeout", self.fence_timeout),
+            *self._flag("--simulated-latency", self.simulated_latency),
         )
 
     def start(self, *, controllers: int = 2, nodes: tuple[str, ...] = NODES) -> Path:
