@@ -1,7 +1,7 @@
 """``bench/control.py`` at a small fleet: it runs to the end against ``vmplane serve`` and against the
-multi-process cluster, and prints every
-figure the fleet-scale issue asks for. Timing is the bench's business, not this test's: its exit code
-(1 when a goal is missed) is not asserted, only that it did not fail to run (2, or a traceback)."""
+multi-process cluster, and prints every figure the fleet-scale issue asks for. Timing is the bench's
+business, not this test's: its exit code (1 when a goal is missed) is not asserted, only that it did
+not fail to run (2, or a traceback)."""
 
 from __future__ import annotations
 
