@@ -60,8 +60,10 @@ __all__ = ["SIMULATED_CAPACITY", "HotplugKind", "SimulatedHost", "SimulatedHyper
 
 #: What the Node of a simulated host reports: its guests take nothing of the real host, so its
 #: capacity is a made-up large machine, not this host's (which would limit a scale test to a
-#: laptop's size). ``vmplane serve --hypervisor simulated`` registers its node with it.
-SIMULATED_CAPACITY = {"cpu": "64", "memory": "256Gi"}
+#: laptop's size). ``vmplane serve --hypervisor simulated`` registers its node with it. Sized for
+#: the fleet bench on one node: 10,000 guests of 64 MiB after a live change to two vCPUs each
+#: (100m per vCPU at the default allocation ratio) need 2,000 CPUs and about 1 TiB.
+SIMULATED_CAPACITY = {"cpu": "4096", "memory": "4Ti"}
 
 HotplugKind = Literal["cpu", "memory", "disk", "nic", "link"]
 _MIB = 1 << 20
