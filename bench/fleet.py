@@ -205,12 +205,20 @@ class Observer:
         return sum(self.writes.values())
 
     async def _watch(self, short: str, path: str) -> None:
-        query = f"?watch=1&resourceVersion={self.since}"
-        async with self.session.get(path + query, timeout=aiohttp.ClientTimeout(total=None)) as response:
-            assert response.status == 200, await response.text()
-            async for line in response.content:
-                if line.strip():
-                    self._seen(short, json.loads(line))
+        # The API server ends a watch at its timeout and drops a watcher that falls 16 MiB behind
+        # (this process also drives the load): watch again from the last revision seen, as an
+        # informer does, so no write goes uncounted.
+        since = self.since
+        while True:
+            query = f"?watch=1&resourceVersion={since}"
+            timeout = aiohttp.ClientTimeout(total=None)
+            async with self.session.get(path + query, timeout=timeout) as response:
+                assert response.status == 200, await response.text()
+                async for line in response.content:
+                    if line.strip():
+                        event = json.loads(line)
+                        since = int(event["object"]["metadata"].get("resourceVersion") or since)
+                        self._seen(short, event)
 
     def _seen(self, short: str, event: dict[str, Any]) -> None:
         obj, kind = event["object"], event["type"]

@@ -40,6 +40,7 @@ from plane_support import (
 )
 from processes_support import local_cluster, running_on, vmplane
 
+from vmplane.api.migration import PROGRESS_ANNOTATION
 from vmplane.cli.dev_cluster import LocalCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.requires("qemu"), pytest.mark.timeout(600)]
@@ -176,14 +177,20 @@ def throttle(cluster: Cluster, bandwidth: str | None) -> None:
     )
 
 
-def wait_started(cluster: Cluster) -> dict[str, Any]:
-    """The VMI once its source started streaming (``migrationState.startTimestamp``), not yet ended."""
-    vmi = cluster.wait(
-        "virtualmachineinstances",
-        NAME,
-        lambda o: bool((((o or {}).get("status") or {}).get("migrationState") or {}).get("startTimestamp")),
-        MIGRATION,
-    )
+def wait_moving(cluster: Cluster) -> dict[str, Any]:
+    """The VMI once its source has sent guest memory (its published ``query-migrate`` figures): the
+    disks' copy, which comes first, is over."""
+
+    def moving(o: dict[str, Any] | None) -> bool:
+        state = ((o or {}).get("status") or {}).get("migrationState") or {}
+        raw = ((o or {}).get("metadata") or {}).get("annotations", {}).get(PROGRESS_ANNOTATION)
+        figures = json.loads(raw) if raw else {}
+        return (
+            figures.get("migrationUid") == state.get("migrationUid")
+            and figures.get("transferredBytes", 0) > 0
+        )
+
+    vmi = cluster.wait("virtualmachineinstances", NAME, moving, MIGRATION)
     assert vmi is not None
     return vmi
 
@@ -242,7 +249,7 @@ def test_a_migration_whose_target_qemu_is_killed_fails_and_the_guest_runs_on(
     throttle(cluster, "2Mi")
     try:
         assert vmplane(local, "migrate", NAME).returncode == 0
-        wait_started(cluster)
+        wait_moving(cluster)
         assert local.guest_root is not None
         [pidfile] = (local.guest_root / target / "machines").glob("*/qemu/qemu.pid")
         os.kill(int(pidfile.read_text()), signal.SIGKILL)
@@ -271,7 +278,7 @@ def test_migrate_cancel_mid_migration_leaves_the_guest_on_its_source(
     throttle(cluster, "2Mi")
     try:
         assert vmplane(local, "migrate", NAME).returncode == 0
-        wait_started(cluster)
+        wait_moving(cluster)
         cancelled = vmplane(local, "migrate-cancel", NAME)
         assert cancelled.returncode == 0, cancelled.stderr
         vmi = wait_ended(cluster)
