@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,9 +45,15 @@ def server(etcd: EtcdCluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def test_a_vm_created_with_kubectl_is_one_key_in_etcd(server: ApiServer, etcd: EtcdCluster) -> None:
     server.kubectl("apply", "-f", "-", stdin=CPU_HOTPLUG_VM.format(name="etcd-vm"))
-    got = json.loads(server.kubectl("get", "vm", "etcd-vm", "-o", "json").stdout)
     key = "/registry/virtualmachines.kubevirt.io/default/etcd-vm"
-    [stored] = json.loads(etcd.etcdctl("get", key, "-w", "json"))["kvs"]
+    # The VM controller goes on writing the VM's status for a while: compare once a read through
+    # the API and the key in etcd are of the same write (the key's mod_revision is the version).
+    deadline = time.monotonic() + 30
+    while True:
+        got = json.loads(server.kubectl("get", "vm", "etcd-vm", "-o", "json").stdout)
+        [stored] = json.loads(etcd.etcdctl("get", key, "-w", "json"))["kvs"]
+        if str(stored["mod_revision"]) == got["metadata"]["resourceVersion"] or time.monotonic() > deadline:
+            break
     assert str(stored["mod_revision"]) == got["metadata"]["resourceVersion"]
     assert not (server.data_dir / "store.db").exists()
 
