@@ -55,6 +55,7 @@ from vmplane.api.migration import MigrationLimits  # noqa: E402
 from vmplane.cli.dev_cluster import LocalCluster  # noqa: E402
 from vmplane.hypervisor.base import KernelBoot, MachineSpec  # noqa: E402
 from vmplane.hypervisor.qemu.argv import build_argv  # noqa: E402
+from vmplane.hypervisor.qemu.migration import CAPABILITIES, UNLIMITED_BANDWIDTH  # noqa: E402
 from vmplane.hypervisor.qemu.naming import run_files  # noqa: E402
 
 GUEST = ROOT / "guest" / "out"
@@ -63,7 +64,6 @@ BOOT_TIMEOUT = 240.0
 MIGRATION_TIMEOUT = 300.0
 POLL = 0.01
 STATUS = b"VMPLANE-STATUS "
-_CAPABILITIES = [{"capability": "events", "state": True}, {"capability": "return-path", "state": True}]
 
 
 class ConsoleTail(threading.Thread):
@@ -186,11 +186,14 @@ async def raw_migrations(size: int, reps: int, root: Path) -> tuple[list[float],
         for rep in range(1, reps + 1):
             started = time.monotonic()
             target = await RawQemu.spawn(spec, root / f"raw-{rep}", incoming=True)
-            await target.qmp.execute("migrate-set-capabilities", {"capabilities": _CAPABILITIES})
+            await target.qmp.execute("migrate-set-capabilities", {"capabilities": CAPABILITIES})
             await target.qmp.execute("migrate-incoming", {"uri": "tcp:127.0.0.1:0"})
             port = (await target.qmp.execute("query-migrate"))["socket-address"][0]["port"]
-            await source.qmp.execute("migrate-set-capabilities", {"capabilities": _CAPABILITIES})
-            parameters = {"max-bandwidth": 1 << 50, "downtime-limit": MigrationLimits().max_downtime_ms}
+            await source.qmp.execute("migrate-set-capabilities", {"capabilities": CAPABILITIES})
+            parameters = {
+                "max-bandwidth": UNLIMITED_BANDWIDTH,
+                "downtime-limit": MigrationLimits().max_downtime_ms,
+            }
             await source.qmp.execute("migrate-set-parameters", parameters)
             await source.qmp.execute("migrate", {"uri": f"tcp:127.0.0.1:{port}"})
             while (info := await source.qmp.execute("query-migrate"))["status"] != "completed":

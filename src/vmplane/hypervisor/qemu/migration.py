@@ -46,6 +46,8 @@ from vmplane.hypervisor.qemu.migration_layout import QemuLayout, cpu_position, l
 from vmplane.hypervisor.qemu.observe import peripheral_types
 
 __all__ = [
+    "CAPABILITIES",
+    "UNLIMITED_BANDWIDTH",
     "IncomingTarget",
     "OutgoingMigration",
     "plug_layout",
@@ -61,7 +63,8 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.05
 #: ``max-bandwidth`` for "unlimited" (QEMU's own default is 32 MiB/s).
 UNLIMITED_BANDWIDTH = 1 << 50
-_CAPABILITIES = [{"capability": "events", "state": True}, {"capability": "return-path", "state": True}]
+#: The migration capabilities both sides set (``return-path``: see the module docstring).
+CAPABILITIES = [{"capability": "events", "state": True}, {"capability": "return-path", "state": True}]
 _JOB_END_TIMEOUT = 10.0
 _ENDED = {
     "completed": MigrationStatus.COMPLETED,
@@ -193,7 +196,7 @@ class IncomingTarget:
         cls, machine: QemuMachine, *, host: str, copied: tuple[str, ...], links: dict[str, bool]
     ) -> IncomingTarget:
         """Export ``copied`` over NBD and start listening for the stream on ``host``."""
-        await machine.execute("migrate-set-capabilities", {"capabilities": _CAPABILITIES})
+        await machine.execute("migrate-set-capabilities", {"capabilities": CAPABILITIES})
         disk_port = None
         exports: list[str] = []
         if copied:
@@ -262,7 +265,7 @@ class OutgoingMigration:
     async def _run(self, machine: QemuMachine) -> None:
         bandwidth = self.settings.bandwidth_bytes_per_second or UNLIMITED_BANDWIDTH
         parameters = {"max-bandwidth": bandwidth, "downtime-limit": self.settings.max_downtime_ms}
-        await machine.execute("migrate-set-capabilities", {"capabilities": _CAPABILITIES})
+        await machine.execute("migrate-set-capabilities", {"capabilities": CAPABILITIES})
         await machine.execute("migrate-set-parameters", parameters)
         if self.copied:
             await self._start_mirrors(machine)
