@@ -195,6 +195,21 @@ async def test_a_killed_target_fails_the_migration_and_the_guest_runs_on(hosts: 
     await target.hv.forget(NAME)
 
 
+async def test_a_target_killed_as_the_migration_starts_fails_it_and_the_guest_runs_on(
+    hosts: tuple[Host, Host],
+) -> None:
+    source, target = hosts
+    endpoint = await prepare_target(source, target, data=False)
+    await source.hv.migrate(NAME, endpoint, copied_disks=copied(False), settings=SLOW)
+    os.kill(target.pid(), signal.SIGKILL)
+    ended = await until_finished(source)
+    assert ended.status is MigrationStatus.FAILED
+    assert (await source.hv.observe(NAME)).state is MachineState.RUNNING
+    last = float(source.console().statuses()[-1]["uptime"])
+    await source.console().wait(lambda s: float(s["uptime"]) > last + 1)
+    await forget_target(target)
+
+
 async def test_migrates_with_hotplugged_devices_and_no_reboot(hosts: tuple[Host, Host]) -> None:
     source, target = hosts
     await source.hv.set_sockets(NAME, 2)

@@ -61,9 +61,11 @@ def _without_zeros(value: Any) -> Any:
 
 
 def _same_write(server: ApiServer, path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The object read in protobuf and in JSON, once both reads are of the same write with a status:
-    the agent registers its node and then goes on heartbeating into its status."""
+    """The object read in protobuf and in JSON, once it exists and both reads are of the same write with
+    a status: the agent registers its node after the server is up, then goes on heartbeating into it."""
     deadline = time.monotonic() + 30
+    while server.request("GET", path)[0] == 404 and time.monotonic() < deadline:
+        time.sleep(0.1)
     while True:
         decoded, listed = _as_protobuf(server, path), _as_json(server, path)
         same = decoded["metadata"]["resourceVersion"] == listed["metadata"]["resourceVersion"]
