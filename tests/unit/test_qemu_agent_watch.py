@@ -28,6 +28,8 @@ ANSWERS: dict[str, object] = {
 
 
 CONNECTIONS: list[asyncio.StreamWriter] = []
+#: Seconds the scripted agent takes over each command, by command (a busy guest's slow answers).
+DELAYS: dict[str, float] = {}
 
 
 async def _agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -36,6 +38,7 @@ async def _agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         while line := await reader.readline():
             request = json.loads(line.rpartition(b"\xff")[2])
             command, rid = request["execute"], request["id"]
+            await asyncio.sleep(DELAYS.get(command, 0.0))
             if command == "guest-sync-delimited":
                 writer.write(
                     b"\xff" + json.dumps({"return": request["arguments"]["id"], "id": rid}).encode() + b"\n"
@@ -100,6 +103,24 @@ async def test_an_agent_that_goes_away_is_disconnected(tmp_path: Path) -> None:
         assert watch.interfaces == ()
     finally:
         await watch.close()
+
+
+async def test_an_agent_too_slow_to_list_its_interfaces_is_still_connected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(DELAYS, "guest-network-get-interfaces", 1.0)
+    server = await asyncio.start_unix_server(_agent, tmp_path / "ga.sock")
+    changes = Changes()
+    watch = AgentWatch(
+        "vm", tmp_path / "ga.sock", on_change=changes, interval=0.05, timeout=0.5, query_timeout=0.2
+    ).start()
+    try:
+        await changes.wait(watch, connected=True)
+        assert watch.interfaces == ()
+    finally:
+        await watch.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_guestosinfo_leaves_out_what_the_agent_lacks(tmp_path: Path) -> None:

@@ -3,9 +3,12 @@
 One ``AgentWatch`` per machine holds the guest agent channel (its socket serves one client) and pings
 the agent every ``interval`` seconds: ``connected`` and the guest's ``interfaces`` change only from
 what the agent answered, and every change calls ``on_change`` so the node agent re-reads the status
-(``AgentConnected``, ``status.interfaces``). ``observe`` reads the last values and never waits on the
-guest. Queries for the API (``guestosinfo``, ``userlist``, ``filesystemlist``) and the agent's
-reboot share the same connection.
+(``AgentConnected``, ``status.interfaces``). The ping alone decides ``connected``: a busy guest may
+take longer to list its interfaces (the queries have ``query_timeout``) than to answer a ping, and an
+agent that answers is connected (the ping's ``timeout`` allows for a guest under TCG on a busy host
+resynchronising first); an interface list that does not come in time keeps the last one.
+``observe`` reads the last values and never waits on the guest. Queries for the API (``guestosinfo``,
+``userlist``, ``filesystemlist``) and the agent's reboot share the same connection.
 """
 
 from __future__ import annotations
@@ -43,12 +46,20 @@ class AgentWatch:
     """Polls the guest agent of machine ``name`` on socket ``path``."""
 
     def __init__(
-        self, name: str, path: Path, *, on_change: OnChange, interval: float = 3.0, timeout: float = 2.0
+        self,
+        name: str,
+        path: Path,
+        *,
+        on_change: OnChange,
+        interval: float = 3.0,
+        timeout: float = 5.0,
+        query_timeout: float = 10.0,
     ) -> None:
         self._name = name
         self._agent = GuestAgent(name, path, timeout=timeout)
         self._on_change = on_change
         self._interval = interval
+        self._query_timeout = query_timeout
         self._task: asyncio.Task[None] | None = None
         self.connected = False
         self.interfaces: tuple[GuestInterface, ...] = ()
@@ -63,13 +74,21 @@ class AgentWatch:
             await asyncio.sleep(self._interval)
 
     async def _poll(self) -> None:
+        found: tuple[GuestInterface, ...]
         try:
             await self._agent.execute("guest-ping")
-            found = guest_info.interfaces(await self._agent.execute("guest-network-get-interfaces"))
-            connected = True
         except GuestAgentError as err:
             log.debug("%s", err)
             connected, found = False, ()
+        else:
+            connected, found = True, self.interfaces
+            try:
+                listed = await self._agent.execute(
+                    "guest-network-get-interfaces", timeout=self._query_timeout
+                )
+                found = guest_info.interfaces(listed)
+            except GuestAgentError as err:
+                log.debug("%s", err)
         if (connected, found) != (self.connected, self.interfaces):
             self.connected, self.interfaces = connected, found
             try:
@@ -79,7 +98,7 @@ class AgentWatch:
 
     async def _answer(self, command: str) -> Any:
         try:
-            return await self._agent.execute(command)
+            return await self._agent.execute(command, timeout=self._query_timeout)
         except GuestAgentError as err:
             if isinstance(err.__cause__, ExecuteError):
                 return None  # the agent lacks this command: upstream leaves the part out

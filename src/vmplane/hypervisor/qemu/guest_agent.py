@@ -90,11 +90,14 @@ class GuestAgent:
         self._client: QgaClient | None = None
         self._lock = asyncio.Lock()
 
-    async def execute(self, command: str, arguments: dict[str, object] | None = None) -> object:
-        """The ``return`` of ``command``; GuestAgentError when the agent does not answer in time."""
+    async def execute(
+        self, command: str, arguments: dict[str, object] | None = None, *, timeout: float | None = None
+    ) -> object:
+        """The ``return`` of ``command``; GuestAgentError when the agent does not answer within
+        ``timeout`` seconds (the agent's default when None)."""
         async with self._lock:
             try:
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(self._timeout if timeout is None else timeout):
                     client = await self._connected()
                     return await client.execute(command, arguments)
             except ExecuteError as err:  # the agent answered, with an error: the connection is fine
