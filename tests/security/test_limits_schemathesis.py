@@ -21,7 +21,7 @@ from limits_support import LimitsServer, serving
 
 pytestmark = pytest.mark.integration
 
-BUDGET = 75.0  # seconds of fuzzing
+BUDGET = 55.0  # seconds of fuzzing
 EXAMPLES_PER_ROUND = 5
 CALL_TIMEOUT = 5.0
 
