@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from vmplane.agent.agent import NodeAgent, VolumePreparer
+from vmplane.agent.agent import DEFAULT_IN_FLIGHT_GRACE, NodeAgent, VolumePreparer
 from vmplane.agent.machine import machine_name
 from vmplane.api.defaults import initial_cpu_topology, initial_memory_status
 from vmplane.api.ownership import MACHINE_FINALIZER
@@ -70,7 +70,12 @@ class Harness:
     def hv(self) -> SimulatedHypervisor:
         return self.drivers[-1]
 
-    async def start_agent(self, preparer: VolumePreparer | None = None, **labels: str) -> NodeAgent:
+    async def start_agent(
+        self,
+        preparer: VolumePreparer | None = None,
+        in_flight_grace: float = DEFAULT_IN_FLIGHT_GRACE,
+        **labels: str,
+    ) -> NodeAgent:
         self.agent = NodeAgent(
             client=StoreObjectClient(self.store),
             hypervisor=self._driver,
@@ -81,6 +86,7 @@ class Harness:
             capacity={"cpu": "4", "memory": "8Gi"},
             unplug_timeout=0.3,
             preparer=preparer,
+            in_flight_grace=in_flight_grace,
         )
         await self.agent.start()
         return self.agent
@@ -326,8 +332,14 @@ async def test_a_new_agent_adopts_running_machines_without_restarting_them(harne
 # -- hotplug ----------------------------------------------------------------------------------------
 
 
-async def test_cpu_and_memory_changes_reach_the_guest_and_the_status(harness: Harness) -> None:
-    await harness.running("grow", base_spec())
+def _grow(spec: dict[str, Any]) -> None:
+    spec["domain"]["cpu"]["sockets"] = 3
+    spec["domain"]["memory"]["guest"] = "2Gi"
+
+
+async def _grown_watching_in_flight(harness: Harness, name: str) -> tuple[JsonObject | None, list[str]]:
+    """Grow ``name`` to 3 sockets and 2Gi; the VMI once it shows both done, and the hotplug
+    conditions it showed True on the way."""
     seen_in_flight: list[str] = []
 
     def watching(obj: JsonObject | None) -> bool:
@@ -346,18 +358,33 @@ async def test_cpu_and_memory_changes_reach_the_guest_and_the_status(harness: Ha
             and condition(obj, "HotMemoryChange") is None
         )
 
-    def grow(spec: dict[str, Any]) -> None:
-        spec["domain"]["cpu"]["sockets"] = 3
-        spec["domain"]["memory"]["guest"] = "2Gi"
+    await harness.edit(name, _grow)
+    return await harness.wait(name, watching), seen_in_flight
 
-    await harness.edit("grow", grow)
-    vmi = await harness.wait("grow", watching)
+
+async def test_cpu_and_memory_changes_reach_the_guest_and_the_status(harness: Harness) -> None:
+    await harness.running("grow", base_spec())
+    vmi, _ = await _grown_watching_in_flight(harness, "grow")
     observed = await harness.hv.observe(machine_name(NS, "grow"))
     assert (observed.sockets, observed.memory_bytes) == (3, 2 << 30)
     assert str(status_of(vmi).memory.guest_at_boot) == "1Gi"  # type: ignore[union-attr]
-    assert set(seen_in_flight) == {"HotVCPUChange", "HotMemoryChange"}
     applied = sorted(e["message"].split(":")[0] for e in await harness.events("HotplugApplied", at_least=2))
     assert applied == ["domain.cpu.sockets", "domain.memory.guest"]
+
+
+async def test_hotplugs_done_within_the_grace_are_reported_once_done(harness: Harness) -> None:
+    await harness.running("quick", base_spec())
+    _, seen_in_flight = await _grown_watching_in_flight(harness, "quick")
+    assert seen_in_flight == []
+
+
+async def test_hotplugs_that_outlast_the_grace_are_reported_in_flight_first(harness: Harness) -> None:
+    assert harness.agent is not None
+    await harness.agent.stop()
+    await harness.start_agent(in_flight_grace=0.0)
+    await harness.running("slow", base_spec())
+    _, seen_in_flight = await _grown_watching_in_flight(harness, "slow")
+    assert set(seen_in_flight) == {"HotVCPUChange", "HotMemoryChange"}
 
 
 async def test_a_hotpluggable_disk_is_attached_and_detached(harness: Harness) -> None:

@@ -31,7 +31,15 @@ from vmplane.hypervisor.base import (
     ObservedMachine,
     ObservedNic,
 )
-from vmplane.rollout.fields import CPU_SOCKETS, MEMORY_GUEST, LiveKind, family_of, interface_path, volume_path
+from vmplane.rollout.fields import (
+    CPU_SOCKETS,
+    MEMORY_GUEST,
+    REPORTED_BY_NODE_AGENT,
+    LiveKind,
+    family_of,
+    interface_path,
+    volume_path,
+)
 
 GiB = 1 << 30
 ROOT = DiskSpec("root", "/v/root.qcow2")
@@ -203,6 +211,11 @@ def test_every_live_field_family_has_its_agent_operations() -> None:
         assert all(op.kind is kind for op in ops)
     declared = {op for ops in AGENT_OPERATIONS.values() for op in ops}
     assert declared == set(get_args(Operation))
+
+
+def test_the_families_the_agent_reports_are_those_it_has_operations_for() -> None:
+    # The VM controller leaves these to the agent's HotplugApplied/HotplugFailed events.
+    assert {kind for kind, ops in AGENT_OPERATIONS.items() if ops} == REPORTED_BY_NODE_AGENT
 
 
 def test_every_operation_serves_a_path_of_its_own_family() -> None:

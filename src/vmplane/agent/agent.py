@@ -13,6 +13,7 @@ spec and the guest agree again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -80,11 +81,15 @@ from vmplane.reconcile.events import EventRecorder
 from vmplane.reconcile.factory import SharedInformerFactory
 from vmplane.reconcile.informer import Key
 from vmplane.reconcile.loop import Controller, Result
-from vmplane.store.base import JsonObject, NotFoundError
+from vmplane.store.base import ConflictError, JsonObject, NotFoundError
 
-__all__ = ["DEFAULT_GRACE_PERIOD", "NodeAgent", "VolumePreparer"]
+__all__ = ["DEFAULT_GRACE_PERIOD", "DEFAULT_IN_FLIGHT_GRACE", "NodeAgent", "VolumePreparer"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds hotplugs may take before the VMI reports them in flight (``HotVCPUChange`` True, ...):
+#: shorter ones are reported once, done.
+DEFAULT_IN_FLIGHT_GRACE = 1.0
 
 
 def _ignore_renewal(sent: float) -> None:
@@ -159,6 +164,7 @@ class NodeAgent:
         informers: SharedInformerFactory | None = None,
         migration_address: str = "127.0.0.1",
         shared_claims: bool = False,
+        in_flight_grace: float = DEFAULT_IN_FLIGHT_GRACE,
     ) -> None:
         chosen = resolver if resolver is not None else paths
         if chosen is None:
@@ -173,6 +179,7 @@ class NodeAgent:
         self._taints = [t if isinstance(t, Taint) else Taint.from_wire(t) for t in node_taints]
         self._capacity = capacity
         self._unplug_timeout = unplug_timeout
+        self._in_flight_grace = in_flight_grace
         #: Told each in-place operation's name, whether it succeeded and how long it took (the
         #: composition root points it at ``metrics.Metrics.hotplug``).
         self.on_hotplug: Callable[[str, bool, float], None] = _ignore_hotplug
@@ -364,10 +371,7 @@ class NodeAgent:
         failures = dict(plan.failures)
         observed: ObservedMachine | None = None
         if plan.operations and plan.desired is not None:
-            assert plan.in_flight is not None
-            raw = await self._write(vmi, raw, plan.in_flight)
-            vmi = VirtualMachineInstance.model_validate(raw)
-            vmi, raw = await self._perform(vmi, raw, machine, plan.desired, plan.operations, failures)
+            vmi, raw = await self._hotplug(vmi, raw, machine, plan, failures)
         elif plan.desired is None:
             log.warning("%s/%s: the spec cannot run here; hot-plugging nothing", *vmi_key_of(machine))
         observed = await self._observe(machine)
@@ -403,6 +407,36 @@ class NodeAgent:
                 raw, type="Normal", reason=step.value, message=f"The guest was {step.value.lower()}."
             )
         return raw
+
+    async def _hotplug(
+        self, vmi: VirtualMachineInstance, raw: JsonObject, machine: str, plan: Sync, failures: dict[str, str]
+    ) -> tuple[VirtualMachineInstance, JsonObject]:
+        """Apply the plan's hotplugs, reporting them in flight only when they outlast the grace.
+
+        What QEMU does at once (a vCPU, a DIMM, a NIC) is then one status write, the result, rather
+        than a True condition removed a moment later (and the VM's mirror of both). A disk attach is
+        reported first: preparing its image takes time and writes the volume's phase meanwhile."""
+        assert plan.desired is not None
+        assert plan.in_flight is not None
+        if any(isinstance(op, AttachDisk | ChangeMedium) for op in plan.operations):
+            raw = await self._write(vmi, raw, plan.in_flight)
+            vmi = VirtualMachineInstance.model_validate(raw)
+            return await self._perform(vmi, raw, machine, plan.desired, plan.operations, failures)
+        # These operations write nothing to the VMI, so the report cannot race them.
+        work = asyncio.ensure_future(
+            self._perform(vmi, raw, machine, plan.desired, plan.operations, failures)
+        )
+        try:
+            done, _ = await asyncio.wait({work}, timeout=self._in_flight_grace)
+            if not done:
+                with contextlib.suppress(ConflictError):  # only a report: the final write settles it
+                    raw = await self._write(vmi, raw, plan.in_flight)
+                    vmi = VirtualMachineInstance.model_validate(raw)
+            await work
+        finally:
+            if not work.done():
+                work.cancel()
+        return vmi, raw
 
     async def _perform(
         self,

@@ -73,8 +73,8 @@ class Report:
 
 @dataclass(frozen=True, slots=True)
 class Sync:
-    """Bring a machine in line with its spec: report ``in_flight`` (when there are ``operations``),
-    apply the operations in order, then report what the machine has.
+    """Bring a machine in line with its spec: apply the operations in order, reporting ``in_flight``
+    (when there are operations) if they take a while, then report what the machine has.
 
     ``desired`` is None when the spec cannot be translated (nothing is then hot-plugged);
     ``failures`` are the paths already failed (not retried), to which the act adds its own.
@@ -134,7 +134,7 @@ def decide_sync(
     pending: list[Operation] = []
     if spec is not None and observed.state is MachineState.RUNNING:
         pending = operations(spec, observed, skip=failures)
-    # Report the hotplugs in flight (HotVCPUChange/HotMemoryChange True) before doing them.
+    # The hotplugs in flight (HotVCPUChange/HotMemoryChange True), reported if they take a while.
     in_flight = (
         machine_status(vmi, observed, desired=spec, failures=failures, now=now, support=support)
         if pending

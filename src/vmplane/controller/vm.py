@@ -38,6 +38,7 @@ from vmplane.controller.run_strategy import FINAL_PHASES, RunAction, RunConfig, 
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Result
 from vmplane.rollout.effective import EffectiveSpec
+from vmplane.rollout.fields import REPORTED_BY_NODE_AGENT
 from vmplane.rollout.placement import PlacementViolation, placement_after
 from vmplane.rollout.plan import Plan, plan, vm_path
 from vmplane.rollout.vm_effective import VMEffective, vm_effective
@@ -312,7 +313,11 @@ class VMReconciler:
             await self._client.update(
                 VIRTUAL_MACHINE_INSTANCES, {**vmi.to_wire(), "spec": result.next_running.to_wire()}
             )
+            # A hotplug's node agent records its outcome (HotplugApplied/HotplugFailed, with its
+            # time); one event per change, so only what no agent applies is announced here.
             for change in result.live:
+                if change.kind in REPORTED_BY_NODE_AGENT:
+                    continue
                 await self._events.record(
                     vm.to_wire(),
                     type="Normal",

@@ -28,6 +28,7 @@ __all__ = [
     "NETWORK_FIELDS",
     "NODE_SELECTOR_FIELDS",
     "PARTNERS",
+    "REPORTED_BY_NODE_AGENT",
     "SOCKETS_FIELDS",
     "TOLERATION_FIELDS",
     "VOLUMES",
@@ -52,6 +53,11 @@ class LiveKind(str, Enum):
     PLACEMENT = "placement"
     DISK = "disk"
     INTERFACE = "interface"
+
+
+#: The live kinds a node agent applies to the guest and reports itself, as one ``HotplugApplied`` or
+#: ``HotplugFailed`` event with the outcome; the VM controller announces only the others (placement).
+REPORTED_BY_NODE_AGENT = frozenset({LiveKind.CPU, LiveKind.MEMORY, LiveKind.DISK, LiveKind.INTERFACE})
 
 
 CPU_SOCKETS = "domain.cpu.sockets"
