@@ -146,6 +146,22 @@ async def test_a_sync_answered_with_another_id_is_out_of_sync(tmp_path: Path) ->
         await agent.close()
 
 
+async def test_an_earlier_connections_late_sync_answer_is_not_taken_for_this_ones(tmp_path: Path) -> None:
+    def reply(request: dict[str, object]) -> bytes:
+        answer = honest({"guest-ping": {}})(request) or b""
+        if request["execute"] != "guest-sync-delimited":
+            return answer
+        # What a slow guest answered the first request of the connection before, with its id.
+        return b"\xff" + json.dumps({"return": 7, "id": "__qmp#00000"}).encode() + b"\n" + answer
+
+    async with guest(tmp_path, serve_lines(reply)) as path:
+        agent = GuestAgent("vm", path)
+        try:
+            assert await agent.execute("guest-ping") == {}
+        finally:
+            await agent.close()
+
+
 async def test_stale_bytes_before_the_delimiter_are_skipped(tmp_path: Path) -> None:
     def reply(request: dict[str, object]) -> bytes:
         answer = honest({"guest-ping": {}})(request) or b""

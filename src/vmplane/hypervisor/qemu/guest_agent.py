@@ -11,6 +11,9 @@ for QGA), plus what QGA adds and what a hostile guest calls for:
   ``readbuflen``), and every command has a deadline (``timeout``); a guest that answers garbage or
   nothing costs one reconnect, never a hung agent.
 * Each request ends with a newline, which qemu-ga's JSON parser skips as whitespace.
+* Request ids are unique across connections (qemu.qmp numbers each client's from ``__qmp#00000``):
+  a slow guest's answer to an earlier connection's sync arrives on the next connection, and with a
+  reused id it would be taken for that connection's sync and fail it, and the next, and so on.
 * QGA sends no events, so an ``event`` from the guest is dropped instead of queued (qemu.qmp's event
   queue is unbounded); replies to ids never issued are dropped by qemu.qmp itself.
 
@@ -48,10 +51,14 @@ class QgaClient(QMPClient):
 
     def __init__(self, name: str, *, max_message: int = MAX_MESSAGE) -> None:
         super().__init__(name, readbuflen=max_message)
+        self._id_prefix = secrets.token_hex(4)
         self.await_greeting = False
         self.negotiate = False
         # A guest can make qemu.qmp log each message it cannot route; that is the guest's noise.
         self.logger.setLevel(logging.CRITICAL)
+
+    def _get_exec_id(self) -> str:
+        return f"{super()._get_exec_id()}-{self._id_prefix}"
 
     async def _do_recv(self) -> Message:
         while True:
