@@ -26,7 +26,7 @@ from vmplane.hypervisor.simulated import SimulatedHost, SimulatedHypervisor
 from vmplane.reconcile.events import EventRecorder
 from vmplane.scheduler.migration import MigrationController
 from vmplane.scheduler.scheduler import Scheduler
-from vmplane.store.base import JsonObject, NotFoundError, Store
+from vmplane.store.base import ConflictError, JsonObject, NotFoundError, Store
 from vmplane.store.sqlite import SqliteStore
 from vmplane.testing.builders import container_disk, disk, interface, network, vm_spec
 from vmplane.testing.store_client import StoreObjectClient
@@ -176,3 +176,16 @@ async def create_vm(store: Store, name: str = VM, *, guest: str = "1Gi") -> None
             "spec": {"runStrategy": "Always", "template": {"spec": template.to_wire()}},
         },
     )
+
+
+async def edit_vm(store: Store, change: Callable[[JsonObject], None], name: str = VM) -> None:
+    """Change the VM as a user does: read, change, update, and again on a conflict (the controllers
+    write its status meanwhile)."""
+    while True:
+        vm = await store.get(VIRTUAL_MACHINES, NS, name)
+        change(vm)
+        try:
+            await store.update(VIRTUAL_MACHINES, vm)
+        except ConflictError:
+            continue
+        return

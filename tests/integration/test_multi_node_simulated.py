@@ -27,6 +27,7 @@ from nodes_support import (
     VM,
     Cluster,
     create_vm,
+    edit_vm,
     given_up,
     ready_status,
     running_cluster,
@@ -128,9 +129,11 @@ async def test_a_memory_hotplug_the_node_cannot_hold_is_pending_insufficient_nod
     )
     await create_vm(cluster.store, guest="2Gi")  # maxGuest 8Gi; the node has 7.75Gi allocatable
     await cluster.wait(VIRTUAL_MACHINE_INSTANCES, VM, running_on("node01"))
-    vm = await cluster.store.get(VIRTUAL_MACHINES, NS, VM)
-    vm["spec"]["template"]["spec"]["domain"]["memory"]["guest"] = "8Gi"
-    await cluster.store.update(VIRTUAL_MACHINES, vm)
+
+    def grow(vm: JsonObject) -> None:
+        vm["spec"]["template"]["spec"]["domain"]["memory"]["guest"] = "8Gi"
+
+    await edit_vm(cluster.store, grow)
 
     def pending_reasons(obj: JsonObject | None) -> list[str]:
         return [p["reason"] for p in status(obj).get("pendingChanges") or ()]
