@@ -208,7 +208,12 @@ class Observer:
         # The API server ends a watch at its timeout and drops a watcher that falls 16 MiB behind
         # (this process also drives the load): watch again from the last revision seen, as an
         # informer does, so no write goes uncounted.
-        since = self.since
+        try:
+            await self._follow(short, path, self.since)
+        finally:
+            self._changed.set()  # wakes ``until``, which raises what ended the watch
+
+    async def _follow(self, short: str, path: str, since: int) -> None:
         while True:
             query = f"?watch=1&resourceVersion={since}"
             timeout = aiohttp.ClientTimeout(total=None)
@@ -217,6 +222,8 @@ class Observer:
                 async for line in response.content:
                     if line.strip():
                         event = json.loads(line)
+                        if event["type"] == "ERROR":  # 410 Gone: writes went by unseen, uncounted
+                            raise RuntimeError(f"the {short} watch from {since} ended: {event['object']}")
                         since = int(event["object"]["metadata"].get("resourceVersion") or since)
                         self._seen(short, event)
 
@@ -259,6 +266,7 @@ class Observer:
         """Wait until ``condition`` holds after a VMI event (False if ``timeout`` passes first)."""
         deadline = time.monotonic() + timeout
         while not condition():
+            self._raise_if_a_watch_ended()
             self._changed.clear()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -268,6 +276,11 @@ class Observer:
             except TimeoutError:
                 return condition()
         return True
+
+    def _raise_if_a_watch_ended(self) -> None:
+        for task in self._tasks:
+            if task.done() and not task.cancelled():
+                raise RuntimeError("a watch of the observer ended") from task.exception()
 
     def sockets_shown(self, name: str, sockets: int) -> asyncio.Future[float]:
         """Resolves with the arrival time of the VMI status showing ``sockets`` (register first)."""
