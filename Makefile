@@ -29,8 +29,9 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 # -rs prints the reason of every skip; a skip of a test needing a VMPLANE_REQUIRE component fails.
+# Two workers: tests/conftest.py keeps the guest-booting tests on one of them, one at a time.
 test: deps lint
-	$(VENV)/bin/pytest -q -rs
+	$(VENV)/bin/pytest -q -rs -n 2 --dist loadgroup
 
 # Every benchmark under bench/; each exits non-zero when it misses its goal, and so does this target.
 # fleet.py is the support module of control.py and control_memory.py, not a benchmark.

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 GUEST = Path(__file__).resolve().parents[1] / "guest" / "out"
 GUEST_FILES = ("vmlinuz", "initrd.img", "cmdline")
 REQUIRE_ENV = "VMPLANE_REQUIRE"
+#: What a test that boots a guest or drives a browser needs (see ``_worker_group``).
+GUEST_COMPONENTS = frozenset({"qemu", "browser"})
 
 
 def _tools(*tools: str, install: str) -> str | None:
@@ -89,11 +91,26 @@ def pytest_configure(config: pytest.Config) -> None:
     required()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         unknown = [name for name in needs(item) if name not in COMPONENTS]
         if unknown:
             raise pytest.UsageError(f"{item.nodeid}: unknown component(s) {unknown} in requires()")
+        item.add_marker(pytest.mark.xdist_group(_worker_group(item)))
+
+
+def _worker_group(item: pytest.Item) -> str:
+    """Which tests ``make test`` runs on one pytest-xdist worker, in order (``--dist loadgroup``).
+
+    Tests that boot guests or drive a browser all go to one worker, one at a time: two TCG guests
+    booting side by side would each get half of the two cores these machines have, and their timings
+    are what those tests check. Every other module stays whole on its worker, so its module-scoped
+    fixtures (a control plane, an etcd cluster) start once.
+    """
+    if GUEST_COMPONENTS.intersection(needs(item)):
+        return "guests"
+    return item.nodeid.partition("::")[0]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
