@@ -7,6 +7,7 @@ import pytest
 from vmplane.api.guest_resources import (
     QEMU_OVERHEAD_BYTES,
     Resources,
+    GuestRequests,
     allocatable_of,
     cpu_allocation_ratio,
     guest_request,
@@ -57,9 +58,11 @@ def test_allocatable_of_a_node() -> None:
     assert allocatable_of({}) is None
 
 
-def _vmi(name: str, node: str | None, phase: str, sockets: int = 1) -> dict[str, object]:
+def _vmi(
+    name: str, node: str | None, phase: str, sockets: int = 1, generation: int | None = None
+) -> dict[str, object]:
     return {
-        "metadata": {"namespace": "default", "name": name},
+        "metadata": {"namespace": "default", "name": name, "uid": f"uid-{name}", "generation": generation},
         "spec": vm_spec(sockets=sockets, guest="1Gi").to_wire(),
         "status": {"nodeName": node, "phase": phase},
     }
@@ -77,6 +80,33 @@ def test_requested_by_node_sums_the_bound_vmis_that_still_run() -> None:
     two = guest_request(vm_spec(sockets=2, guest="1Gi"))
     assert requested_by_node(vmis) == {"n1": one + two}
     assert requested_by_node(vmis, exclude=("default", "b")) == {"n1": one}
+
+
+def test_remembered_requests_follow_a_spec_change_by_its_generation() -> None:
+    requests = GuestRequests()
+    assert requests.by_node([_vmi("a", "n1", "Running", generation=1)]) == {"n1": guest_request(vm_spec())}
+    grown = _vmi("a", "n1", "Running", sockets=2, generation=2)
+    assert requests.by_node([grown]) == {"n1": guest_request(vm_spec(sockets=2))}
+
+
+def test_remembered_requests_follow_the_cpu_allocation_ratio() -> None:
+    requests, vmis = GuestRequests(), [_vmi("a", "n1", "Running", generation=1)]
+    assert requests.by_node(vmis, cpu_allocation_ratio=10)["n1"].cpu_millis == 100
+    assert requests.by_node(vmis, cpu_allocation_ratio=1)["n1"].cpu_millis == 1000
+
+
+def test_remembered_requests_sum_as_requested_by_node_does() -> None:
+    vmis = [
+        _vmi("a", "n1", "Running", generation=1),
+        _vmi("b", "n1", "Scheduled", sockets=2, generation=1),
+        _vmi("c", "n2", "Failed", generation=1),
+    ]
+    requests = GuestRequests()
+    for _ in range(2):
+        assert requests.by_node(vmis, exclude=("default", "a")) == requested_by_node(
+            vmis, exclude=("default", "a")
+        )
+        assert requests.by_node(vmis) == requested_by_node(vmis)
 
 
 def test_short_of_names_each_resource_in_the_schedulers_order() -> None:
