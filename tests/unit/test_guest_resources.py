@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from vmplane.api.guest_resources import (
     QEMU_OVERHEAD_BYTES,
+    NodeUsage,
     Resources,
-    GuestRequests,
     allocatable_of,
     cpu_allocation_ratio,
     guest_request,
@@ -82,31 +85,66 @@ def test_requested_by_node_sums_the_bound_vmis_that_still_run() -> None:
     assert requested_by_node(vmis, exclude=("default", "b")) == {"n1": one}
 
 
-def test_remembered_requests_follow_a_spec_change_by_its_generation() -> None:
-    requests = GuestRequests()
-    assert requests.by_node([_vmi("a", "n1", "Running", generation=1)]) == {"n1": guest_request(vm_spec())}
-    grown = _vmi("a", "n1", "Running", sockets=2, generation=2)
-    assert requests.by_node([grown]) == {"n1": guest_request(vm_spec(sockets=2))}
+class _Cache:
+    """A VMI informer's cache, as NodeUsage sees it."""
+
+    def __init__(self, *vmis: dict[str, Any]) -> None:
+        self.objects = {_key(v): v for v in vmis}
+        self.handlers: list[Callable[[tuple[str, str]], None]] = []
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get((namespace, name))
+
+    def list(self) -> list[dict[str, Any]]:
+        return list(self.objects.values())
+
+    def on_change(self, handler: Callable[[tuple[str, str]], None]) -> None:
+        self.handlers.append(handler)
+
+    def put(self, vmi: dict[str, Any]) -> None:
+        self.objects[_key(vmi)] = vmi
+        for handler in self.handlers:
+            handler(_key(vmi))
+
+    def remove(self, name: str) -> None:
+        del self.objects[("default", name)]
+        for handler in self.handlers:
+            handler(("default", name))
 
 
-def test_remembered_requests_follow_the_cpu_allocation_ratio() -> None:
-    requests, vmis = GuestRequests(), [_vmi("a", "n1", "Running", generation=1)]
-    assert requests.by_node(vmis, cpu_allocation_ratio=10)["n1"].cpu_millis == 100
-    assert requests.by_node(vmis, cpu_allocation_ratio=1)["n1"].cpu_millis == 1000
+def _key(vmi: dict[str, Any]) -> tuple[str, str]:
+    return (vmi["metadata"]["namespace"], vmi["metadata"]["name"])
 
 
-def test_remembered_requests_sum_as_requested_by_node_does() -> None:
-    vmis = [
-        _vmi("a", "n1", "Running", generation=1),
-        _vmi("b", "n1", "Scheduled", sockets=2, generation=1),
-        _vmi("c", "n2", "Failed", generation=1),
-    ]
-    requests = GuestRequests()
-    for _ in range(2):
-        assert requests.by_node(vmis, exclude=("default", "a")) == requested_by_node(
-            vmis, exclude=("default", "a")
-        )
-        assert requests.by_node(vmis) == requested_by_node(vmis)
+def test_node_usage_counts_what_the_cache_held_before_it() -> None:
+    vmis = [_vmi("a", "n1", "Running", generation=1), _vmi("b", "n2", "Scheduled", sockets=2, generation=1)]
+    assert NodeUsage(_Cache(*vmis)).by_node() == requested_by_node(vmis)
+
+
+def test_node_usage_follows_binding_growth_completion_and_deletion() -> None:
+    cache = _Cache()
+    usage = NodeUsage(cache)
+    cache.put(_vmi("a", None, "Pending", generation=1))
+    assert usage.by_node() == {}
+    cache.put(_vmi("a", "n1", "Scheduled", generation=1))
+    cache.put(_vmi("b", "n1", "Running", generation=1))
+    assert usage.by_node() == {"n1": guest_request(vm_spec()) + guest_request(vm_spec())}
+    cache.put(_vmi("a", "n1", "Running", sockets=2, generation=2))
+    assert usage.by_node() == {"n1": guest_request(vm_spec(sockets=2)) + guest_request(vm_spec())}
+    cache.put(_vmi("a", "n1", "Succeeded", sockets=2, generation=2))
+    cache.remove("b")
+    assert usage.by_node() == {}
+
+
+def test_node_usage_leaves_out_the_vmi_being_judged() -> None:
+    cache = _Cache(_vmi("a", "n1", "Running", generation=1), _vmi("b", "n1", "Running", generation=1))
+    assert NodeUsage(cache).by_node(exclude=("default", "a")) == {"n1": guest_request(vm_spec())}
+
+
+def test_node_usage_follows_the_cpu_allocation_ratio() -> None:
+    usage = NodeUsage(_Cache(_vmi("a", "n1", "Running", generation=1)))
+    assert usage.by_node(cpu_allocation_ratio=10)["n1"].cpu_millis == 100
+    assert usage.by_node(cpu_allocation_ratio=1)["n1"].cpu_millis == 1000
 
 
 def test_short_of_names_each_resource_in_the_schedulers_order() -> None:

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from vmplane.api.kubevirt import KubeVirtConfiguration
 from vmplane.api.quantity import Quantity, QuantityError
@@ -38,8 +38,9 @@ __all__ = [
     "DEFAULT_CPU_ALLOCATION_RATIO",
     "PAGE_TABLE_DIVISOR",
     "QEMU_OVERHEAD_BYTES",
-    "GuestRequests",
+    "NodeUsage",
     "Resources",
+    "VmiCache",
     "allocatable_of",
     "cpu_allocation_ratio",
     "guest_request",
@@ -141,51 +142,102 @@ def requested_by_node(
 ) -> dict[str, Resources]:
     """The sum of the requests of the VMIs bound to each node and not yet final (``exclude``: the
     ``(namespace, name)`` of one VMI to leave out, the one whose change is being judged)."""
-    return GuestRequests().by_node(vmis, cpu_allocation_ratio=cpu_allocation_ratio, exclude=exclude)
+    totals: dict[str, Resources] = {}
+    for vmi in vmis:
+        meta = vmi.get("metadata") or {}
+        if exclude is not None and (meta.get("namespace", ""), meta.get("name", "")) == exclude:
+            continue
+        bound = _node_of(vmi)
+        if bound is not None:
+            totals[bound] = totals.get(bound, Resources()) + _request_of(vmi, cpu_allocation_ratio)
+    return totals
 
 
-class GuestRequests:
-    """``requested_by_node`` for a caller that sums the same VMIs again and again, computing each
-    VMI's request once per version of its spec.
+def _node_of(vmi: Mapping[str, Any]) -> str | None:
+    """The node whose room a VMI takes: the one it is bound to, until its guest is over."""
+    status = vmi.get("status") or {}
+    node = status.get("nodeName")
+    if not isinstance(node, str) or not node or status.get("phase") in _FINAL_PHASES:
+        return None
+    return node
 
-    The scheduler, the migration planner and the VM controller sum the requests of every bound VMI for
-    each decision they make. Validating every VMI's spec each time made a fleet's start quadratic in
-    pydantic work: at 10,000 VMs that was more than half of the control plane's CPU. A VMI's request
-    changes only with its spec (and the allocation ratio), and a spec change bumps
-    ``metadata.generation``, so the request is remembered by uid and generation. Each sum keeps only
-    the VMIs it counted, so a deleted VMI's entry goes with the next one.
+
+def _request_of(vmi: Mapping[str, Any], cpu_allocation_ratio: int) -> Resources:
+    spec = VirtualMachineInstanceSpec.model_validate(vmi.get("spec") or {})
+    return guest_request(spec, cpu_allocation_ratio=cpu_allocation_ratio)
+
+
+class VmiCache(Protocol):
+    """What ``NodeUsage`` reads: an informer's cache of VMIs."""
+
+    def get(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
+
+    def list(self) -> Sequence[Mapping[str, Any]]: ...
+
+    def on_change(self, handler: Callable[[tuple[str, str]], None]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Counted:
+    node: str
+    generation: object
+    request: Resources
+
+
+class NodeUsage:
+    """``requested_by_node`` kept current one VMI change at a time, for a component that weighs each
+    decision against it.
+
+    The scheduler, the migration planner and the VM controller (is there room for a hotplug?) weigh
+    every decision against what each node's VMIs request. Summing and validating every VMI for each
+    decision made a fleet's start quadratic: at 10,000 VMs that was more than half of the control
+    plane's CPU, and it started fewer than 5 VMs a second. So the sums are kept: ``changed``, called
+    by the VMI cache on each change, moves one VMI's request in or out of its node's total. A request
+    changes only with its spec, whose every change bumps ``metadata.generation``, so each is computed
+    once per generation and allocation ratio.
     """
 
-    def __init__(self) -> None:
-        self._known: dict[str, tuple[object, Resources]] = {}
+    def __init__(self, vmis: VmiCache, *, cpu_allocation_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO) -> None:
+        self._get = vmis.get
+        self._ratio = cpu_allocation_ratio
+        self._counted: dict[tuple[str, str], _Counted] = {}
+        self._totals: dict[str, Resources] = {}
+        vmis.on_change(self.changed)
+        for vmi in vmis.list():  # what the cache already holds, should it be filled before us
+            meta = vmi.get("metadata") or {}
+            self.changed((meta.get("namespace", ""), meta.get("name", "")))
+
+    def changed(self, key: tuple[str, str]) -> None:
+        """Count VMI ``key`` as it is now in the cache (or not at all, once it is gone or over)."""
+        old = self._counted.pop(key, None)
+        if old is not None:
+            self._totals[old.node] = self._totals[old.node] - old.request
+        vmi = self._get(*key)
+        node = _node_of(vmi) if vmi is not None else None
+        if vmi is None or node is None:
+            return
+        generation = (vmi.get("metadata") or {}).get("generation")
+        if old is not None and generation is not None and old.generation == generation:
+            request = old.request
+        else:
+            request = _request_of(vmi, self._ratio)
+        self._counted[key] = _Counted(node, generation, request)
+        self._totals[node] = self._totals.get(node, Resources()) + request
 
     def by_node(
         self,
-        vmis: Iterable[Mapping[str, Any]],
         *,
         cpu_allocation_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO,
         exclude: tuple[str, str] | None = None,
     ) -> dict[str, Resources]:
-        """What ``requested_by_node`` answers."""
-        counted: dict[str, tuple[object, Resources]] = {}
-        totals: dict[str, Resources] = {}
-        for vmi in vmis:
-            status, meta = vmi.get("status") or {}, vmi.get("metadata") or {}
-            node = status.get("nodeName")
-            if not node or status.get("phase") in _FINAL_PHASES:
-                continue
-            if exclude is not None and (meta.get("namespace", ""), meta.get("name", "")) == exclude:
-                continue
-            uid = str(meta.get("uid") or (meta.get("namespace"), meta.get("name")))
-            version = (
-                meta.get("generation") or ("resourceVersion", meta.get("resourceVersion")),
-                cpu_allocation_ratio,
-            )
-            entry = self._known.get(uid)
-            if entry is None or entry[0] != version:
-                spec = VirtualMachineInstanceSpec.model_validate(vmi.get("spec") or {})
-                entry = (version, guest_request(spec, cpu_allocation_ratio=cpu_allocation_ratio))
-            counted[uid] = entry
-            totals[node] = totals.get(node, Resources()) + entry[1]
-        self._known = counted
+        """What ``requested_by_node`` answers for the VMIs in the cache."""
+        if cpu_allocation_ratio != self._ratio:
+            self._ratio = cpu_allocation_ratio
+            for key in list(self._counted):
+                self._counted[key] = replace(self._counted[key], generation=None)
+                self.changed(key)
+        totals = {node: total for node, total in self._totals.items() if total != Resources()}
+        left_out = self._counted.get(exclude) if exclude is not None else None
+        if left_out is not None:
+            totals[left_out.node] = totals[left_out.node] - left_out.request
         return totals

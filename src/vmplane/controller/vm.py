@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from vmplane.api.events import EventSink
-from vmplane.api.guest_resources import GuestRequests, Resources, allocatable_of, cpu_allocation_ratio
+from vmplane.api.guest_resources import NodeUsage, Resources, allocatable_of, cpu_allocation_ratio
 from vmplane.api.instancetype_refs import Lookup
 from vmplane.api.kubevirt import KubeVirtConfiguration, configuration_of
 from vmplane.api.ownership import (
@@ -88,7 +88,7 @@ class VMReconciler:
         self._client = client
         self._vms = vms
         self._vmis = vmis
-        self._requests = GuestRequests()
+        self._usage = NodeUsage(vmis)
         self._kubevirts = kubevirts
         self._nodes = nodes
         self._events = events
@@ -340,7 +340,7 @@ class VMReconciler:
         if allocatable is None or node_name is None:
             return None
         key = (vmi.metadata.namespace or "", vmi.metadata.name or "")
-        others = self._requests.by_node(self._vmis.list(), cpu_allocation_ratio=ratio, exclude=key)
+        others = self._usage.by_node(cpu_allocation_ratio=ratio, exclude=key)
         return allocatable - others.get(node_name, Resources())
 
     def _placement(

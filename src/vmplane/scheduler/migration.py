@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from vmplane.api.events import EventSink
-from vmplane.api.guest_resources import GuestRequests, Resources, cpu_allocation_ratio, guest_request
+from vmplane.api.guest_resources import NodeUsage, Resources, cpu_allocation_ratio, guest_request
 from vmplane.api.kubevirt import configuration_of
 from vmplane.api.migration import (
     ACTIVE_PHASES,
@@ -72,7 +72,7 @@ class MigrationController:
         self._clock = clock
         self.migrations = informers.informer(VIRTUAL_MACHINE_INSTANCE_MIGRATIONS)
         self.vmis = informers.informer(VIRTUAL_MACHINE_INSTANCES)
-        self._requests = GuestRequests()
+        self._usage = NodeUsage(self.vmis)
         self.nodes = informers.informer(NODES)
         self.kubevirts = informers.informer(KUBEVIRTS)
         self.controller: Controller[Key] = Controller(name="migration-controller", reconciler=self, workers=1)
@@ -148,7 +148,7 @@ class MigrationController:
         """What each node's VMIs request, counting migrations in flight on their target as well (the
         target holds the guest's room from its hand-over on, as upstream's target pod does)."""
         vmis = self.vmis.list()
-        used = self._requests.by_node(vmis, cpu_allocation_ratio=ratio, exclude=exclude)
+        used = self._usage.by_node(cpu_allocation_ratio=ratio, exclude=exclude)
         for vmi in vmis:
             state = (vmi.get("status") or {}).get("migrationState") or {}
             target = state.get("targetNode")

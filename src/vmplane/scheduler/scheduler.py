@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from vmplane.api.events import EventSink
-from vmplane.api.guest_resources import GuestRequests, Resources, cpu_allocation_ratio, guest_request
+from vmplane.api.guest_resources import NodeUsage, Resources, cpu_allocation_ratio, guest_request
 from vmplane.api.kubevirt import configuration_of
 from vmplane.api.meta import Condition
 from vmplane.api.ownership import MACHINE_FINALIZER
@@ -67,9 +67,9 @@ class Scheduler:
         self.kubevirts = informers.informer(KUBEVIRTS)
         # Bound by us, not yet bound in the cache: key -> (node, request).
         self._assumed: dict[Key, tuple[str, Resources]] = {}
-        self._requests = GuestRequests()
         # One worker: binding decisions are cheap, and one at a time they never race for a node.
         self.controller: Controller[Key] = Controller(name="scheduler", reconciler=self, workers=1)
+        self._usage = NodeUsage(self.vmis)
         self.vmis.on_change(self._vmi_changed)
         self.nodes.on_change(self._nodes_changed)
 
@@ -152,7 +152,7 @@ class Scheduler:
 
     def _used(self, ratio: int, *, exclude: Key) -> dict[str, Resources]:
         """What each node's VMIs request: the cache's bound VMIs plus our assumed bindings."""
-        used = self._requests.by_node(self.vmis.list(), cpu_allocation_ratio=ratio, exclude=exclude)
+        used = self._usage.by_node(cpu_allocation_ratio=ratio, exclude=exclude)
         for key, (node, request) in self._assumed.items():
             if key != exclude:
                 used[node] = used.get(node, Resources()) + request
