@@ -141,6 +141,13 @@ def test_node_usage_leaves_out_the_vmi_being_judged() -> None:
     assert NodeUsage(cache).by_node(exclude=("default", "a")) == {"n1": guest_request(vm_spec())}
 
 
+def test_node_usage_without_the_only_vmi_of_a_node_leaves_the_node_out() -> None:
+    vmis = [_vmi("a", "n1", "Running", generation=1)]
+    assert NodeUsage(_Cache(*vmis)).by_node(exclude=("default", "a")) == requested_by_node(
+        vmis, exclude=("default", "a")
+    )
+
+
 def test_node_usage_follows_the_cpu_allocation_ratio() -> None:
     usage = NodeUsage(_Cache(_vmi("a", "n1", "Running", generation=1)))
     assert usage.by_node(cpu_allocation_ratio=10)["n1"].cpu_millis == 100

@@ -236,8 +236,8 @@ class NodeUsage:
             for key in list(self._counted):
                 self._counted[key] = replace(self._counted[key], generation=None)
                 self.changed(key)
-        totals = {node: total for node, total in self._totals.items() if total != Resources()}
+        totals = dict(self._totals)
         left_out = self._counted.get(exclude) if exclude is not None else None
         if left_out is not None:
             totals[left_out.node] = totals[left_out.node] - left_out.request
-        return totals
+        return {node: total for node, total in totals.items() if total != Resources()}
