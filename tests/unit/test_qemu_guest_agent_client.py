@@ -63,6 +63,16 @@ async def guest(tmp_path: Path, handle: Handler) -> AsyncIterator[Path]:
         await server.wait_closed()
 
 
+async def ping(tmp_path: Path, reply: Reply) -> object:
+    """What ``guest-ping`` returns through a guest that answers with ``reply``."""
+    async with guest(tmp_path, serve_lines(reply)) as path:
+        agent = GuestAgent("vm", path)
+        try:
+            return await agent.execute("guest-ping")
+        finally:
+            await agent.close()
+
+
 async def test_an_honest_agent_answers_after_the_delimited_sync(tmp_path: Path) -> None:
     async with guest(tmp_path, serve_lines(honest({"guest-get-host-name": {"host-name": "g"}}))) as path:
         agent = GuestAgent("vm", path)
@@ -154,12 +164,7 @@ async def test_an_earlier_connections_late_sync_answer_is_not_taken_for_this_one
         # What a slow guest answered the first request of the connection before, with its id.
         return b"\xff" + json.dumps({"return": 7, "id": "__qmp#00000"}).encode() + b"\n" + answer
 
-    async with guest(tmp_path, serve_lines(reply)) as path:
-        agent = GuestAgent("vm", path)
-        try:
-            assert await agent.execute("guest-ping") == {}
-        finally:
-            await agent.close()
+    assert await ping(tmp_path, reply) == {}
 
 
 async def test_stale_bytes_before_the_delimiter_are_skipped(tmp_path: Path) -> None:
@@ -171,12 +176,7 @@ async def test_stale_bytes_before_the_delimiter_are_skipped(tmp_path: Path) -> N
             else answer
         )
 
-    async with guest(tmp_path, serve_lines(reply)) as path:
-        agent = GuestAgent("vm", path)
-        try:
-            assert await agent.execute("guest-ping") == {}
-        finally:
-            await agent.close()
+    assert await ping(tmp_path, reply) == {}
 
 
 async def test_events_from_the_guest_are_dropped_not_queued(tmp_path: Path) -> None:
@@ -184,12 +184,7 @@ async def test_events_from_the_guest_are_dropped_not_queued(tmp_path: Path) -> N
         answer = honest({"guest-ping": {}})(request) or b""
         return b'{"event": "SPAM", "data": {}}\n' * 100 + answer
 
-    async with guest(tmp_path, serve_lines(reply)) as path:
-        agent = GuestAgent("vm", path)
-        try:
-            assert await agent.execute("guest-ping") == {}
-        finally:
-            await agent.close()
+    assert await ping(tmp_path, reply) == {}
 
 
 async def test_no_socket_is_an_error(tmp_path: Path) -> None:
