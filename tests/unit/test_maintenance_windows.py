@@ -352,10 +352,10 @@ def test_an_unknown_restart_approval_is_refused_naming_the_annotation() -> None:
     assert cause.message.startswith('Unsupported value: "Sometimes"')
 
 
-def vm_object(strategy: str = "Always", **status: Any) -> VirtualMachine:
+def vm_object(strategy: str = "Always", generation: int = 1, **status: Any) -> VirtualMachine:
     return VirtualMachine.model_validate(
         {
-            "metadata": {"name": "a", "namespace": "default", "uid": "vm-uid"},
+            "metadata": {"name": "a", "namespace": "default", "uid": "vm-uid", "generation": generation},
             "spec": {"runStrategy": strategy, "template": {"spec": {}}},
             "status": {"pendingChanges": [{"path": "p", "reason": "r", "message": "m"}], **status},
         }
@@ -384,6 +384,13 @@ def test_a_vm_with_a_hotplug_in_flight_is_blocked_from_restarting() -> None:
 def test_a_vm_whose_restart_is_queued_is_blocked_from_a_second_one() -> None:
     queued = vm_object(stateChangeRequests=[{"action": "Stop", "uid": "vmi-1"}, {"action": "Start"}])
     assert vm_state(queued, vmi_object(("Ready", "True")), {}).blocked is not None
+
+
+def test_a_vm_whose_status_was_computed_for_an_older_spec_is_blocked_until_it_is_planned_again() -> None:
+    edited = vm_object(generation=3, desiredGeneration=2)
+    assert vm_state(edited, vmi_object(("Ready", "True")), {}).blocked is not None
+    planned = vm_object(generation=3, desiredGeneration=3)
+    assert vm_state(planned, vmi_object(("Ready", "True")), {}).blocked is None
 
 
 def test_a_vmi_being_deleted_is_no_running_vmi_and_the_vm_is_down() -> None:

@@ -28,7 +28,7 @@ from vmplane.rollout.conditions import merge_conditions
 from vmplane.rollout.restarts import VMState, vm_state
 from vmplane.store.base import ConflictError, NotFoundError
 
-__all__ = ["ApprovalReconciler", "state_of"]
+__all__ = ["ApprovalReconciler", "state_from", "state_of"]
 
 
 def _same(a: Condition | None, b: Condition | None) -> bool:
@@ -37,16 +37,23 @@ def _same(a: Condition | None, b: Condition | None) -> bool:
     return (a.status, a.reason, a.message) == (b.status, b.reason, b.message)
 
 
-def state_of(raw_vm: dict[str, Any], vmis: Informer, namespaces: Informer) -> VMState:
-    """The VM's :class:`VMState` from the caches (a VMI another owner controls is not the VM's)."""
+def state_from(
+    raw_vm: dict[str, Any], raw_vmi: dict[str, Any] | None, raw_namespace: dict[str, Any] | None
+) -> VMState:
+    """The VM's :class:`VMState` from the VM, the VMI of its name and its namespace, as stored (a
+    VMI another owner controls is not the VM's)."""
     vm = VirtualMachine.model_validate(raw_vm)
-    namespace, name = vm.metadata.namespace or "", vm.metadata.name or ""
-    raw_vmi = vmis.get(namespace, name)
     owner = controller_of(raw_vmi.get("metadata") or {}) if raw_vmi is not None else None
     owned = raw_vmi is not None and (owner is None or owner.get("uid") == vm.metadata.uid)
     vmi = VirtualMachineInstance.model_validate(raw_vmi) if owned else None
-    raw_namespace = namespaces.get("", namespace) or {}
-    return vm_state(vm, vmi, (raw_namespace.get("metadata") or {}).get("labels") or {})
+    return vm_state(vm, vmi, ((raw_namespace or {}).get("metadata") or {}).get("labels") or {})
+
+
+def state_of(raw_vm: dict[str, Any], vmis: Informer, namespaces: Informer) -> VMState:
+    """The VM's :class:`VMState` from the caches."""
+    metadata = raw_vm.get("metadata") or {}
+    namespace, name = metadata.get("namespace") or "", metadata.get("name") or ""
+    return state_from(raw_vm, vmis.get(namespace, name), namespaces.get("", namespace))
 
 
 class ApprovalReconciler:

@@ -1,9 +1,11 @@
 """The maintenance-window controller: runs each ``MaintenanceWindow`` (``rollout.windows`` decides).
 
-Each reconcile reads the window and every VM from the caches, asks ``step_window`` what to do now,
-writes the window's status first (the run, the batch in flight with each VM's VMI) and then asks for
-the batch's restarts (``restart_request.restart_vm``), so a control plane stopped between the two
-resumes from the status and asks again; a restart is never asked twice for one VMI.
+Each reconcile reads the window and every VM from the caches and asks ``step_window`` what to do
+now; each VM that step would restart is read afresh from the store and the step asked again, so a
+cache lagging a revert never restarts a VM. It writes the window's status first (the run, the batch
+in flight with each VM's VMI) and then asks for the batch's restarts (``restart_request.restart_vm``),
+so a control plane stopped between the two resumes from the status and asks again; a restart is
+never asked twice for one VMI.
 
 Time drives windows, so a reconcile is due when the step says (the next start, a gate's deadline,
 the window's end) or after ``poll_interval`` seconds, whichever is sooner: the clock may be a test's.
@@ -14,18 +16,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from vmplane.api.events import EventSink
 from vmplane.api.maintenance import MaintenanceWindow, MaintenanceWindowStatus
-from vmplane.api.resources import MAINTENANCE_WINDOWS
+from vmplane.api.resources import MAINTENANCE_WINDOWS, VIRTUAL_MACHINE_INSTANCES, VIRTUAL_MACHINES
 from vmplane.api.timestamps import timestamp
 from vmplane.client.base import ObjectClient
-from vmplane.controller.approval import state_of
+from vmplane.controller.approval import state_from, state_of
 from vmplane.controller.restart_request import restart_vm
 from vmplane.reconcile.informer import Informer, Key
 from vmplane.reconcile.loop import Result
 from vmplane.rollout.conditions import merge_conditions
-from vmplane.rollout.windows import step_window
+from vmplane.rollout.restarts import VMState
+from vmplane.rollout.windows import WindowStep, step_window
 from vmplane.store.base import NotFoundError
 
 __all__ = ["MaintenanceReconciler"]
@@ -63,9 +67,8 @@ class MaintenanceReconciler:
         if raw is None or raw["metadata"].get("deletionTimestamp"):
             return Result()
         window = MaintenanceWindow.model_validate(raw)
-        states = [state_of(vm, self._vmis, self._namespaces) for vm in self._vms.list()]
         now = self._clock()
-        step = step_window(window, states, now)
+        step = await self._step(window, now)
         previous = window.status or MaintenanceWindowStatus()
         status = previous.model_copy(
             update={
@@ -92,6 +95,37 @@ class MaintenanceReconciler:
                 log.info("window %s: restarting %s", key[1], vm.key)
         wait = self._poll if step.wake_at is None else (step.wake_at - now).total_seconds()
         return Result(requeue_after=min(max(wait, 0.0), self._poll))
+
+    async def _step(self, window: MaintenanceWindow, now: datetime) -> WindowStep:
+        """The window's step, with each VM it would restart read afresh from the store first: the
+        caches may lag a revert by a moment, and a batch is stored before its restarts are asked."""
+        states = {s.key: s for s in (state_of(vm, self._vmis, self._namespaces) for vm in self._vms.list())}
+        fresh: set[str] = set()
+        while True:
+            step = step_window(window, list(states.values()), now)
+            stale = [vm for vm in step.restart if vm.key not in fresh]
+            if not stale:
+                return step
+            for vm in stale:
+                fresh.add(vm.key)
+                state = await self._read_state(vm.namespace, vm.name)
+                if state is None:
+                    del states[vm.key]
+                else:
+                    states[vm.key] = state
+
+    async def _read_state(self, namespace: str, name: str) -> VMState | None:
+        try:
+            raw_vm = await self._client.get(VIRTUAL_MACHINES, namespace, name)
+        except NotFoundError:
+            return None
+        try:
+            raw_vmi: dict[str, Any] | None = await self._client.get(
+                VIRTUAL_MACHINE_INSTANCES, namespace, name
+            )
+        except NotFoundError:
+            raw_vmi = None
+        return state_from(raw_vm, raw_vmi, self._namespaces.get("", namespace))
 
     def window_keys(self) -> list[Key]:
         """Every window's key (a VM change may let any window move on)."""

@@ -76,6 +76,14 @@ def _true(vmi: VirtualMachineInstance, type_: str) -> bool | None:
     return None if condition is None else condition.status == "True"
 
 
+def _describes_an_older_spec(vm: VirtualMachine) -> bool:
+    """Whether the VM's status (its pending changes) was computed for an earlier generation: a spec
+    just edited or reverted, which the VM controller has not planned yet."""
+    desired = vm.status.desired_generation if vm.status is not None else None
+    generation = vm.metadata.generation
+    return desired is not None and generation is not None and desired != generation
+
+
 def vm_state(
     vm: VirtualMachine, vmi: VirtualMachineInstance | None, namespace_labels: Mapping[str, str]
 ) -> VMState:
@@ -85,6 +93,8 @@ def vm_state(
     blocked: str | None = None
     if status is not None and status.state_change_requests:
         blocked = "a start or stop request is still being carried out"
+    elif status is not None and _describes_an_older_spec(vm):
+        blocked = "its pending changes are not yet computed for its latest spec"
     elif status is not None and status.printable_status is PrintableStatus.MIGRATING:
         blocked = "the VMI is migrating"
     elif live is not None and any(_true(live, c) for c in _BUSY_CONDITIONS):
