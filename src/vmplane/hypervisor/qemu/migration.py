@@ -59,7 +59,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: How often the source reads ``query-migrate`` and ``query-block-jobs``.
+#: How often the source reads ``query-migrate`` and ``query-block-jobs`` (at once on a MIGRATION
+#: event: the ``events`` capability is on).
 POLL_INTERVAL = 0.05
 #: ``max-bandwidth`` for "unlimited" (QEMU's own default is 32 MiB/s).
 UNLIMITED_BANDWIDTH = 1 << 50
@@ -247,9 +248,12 @@ class OutgoingMigration:
     _streaming: bool = False
     _error: str = ""
     _started: float = field(default_factory=time.monotonic)
+    # Set by each MIGRATION event, so the end is seen when QEMU reports it, not at the next poll.
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self, machine: QemuMachine) -> None:
         """Copy the disks, move the memory, follow it to its end; never raises."""
+        machine.on_migration = lambda _status: self._changed.set()
         try:
             await self._run(machine)
         except (HypervisorError, ExecuteError) as err:
@@ -258,6 +262,7 @@ class OutgoingMigration:
                 await machine.execute("migrate_cancel")
             self.progress = MigrationProgress(MigrationStatus.FAILED, error=self._error)
         finally:
+            machine.on_migration = None
             with contextlib.suppress(HypervisorError, ExecuteError):
                 await self._drop_mirrors(machine)
         log.info("%s: migration to %s: %s", machine.name, self.target.host, self.progress.status.value)
@@ -342,7 +347,14 @@ class OutgoingMigration:
             if (self._error or self.cancel_requested) and not cancel_sent:
                 await machine.execute("migrate_cancel")
                 cancel_sent = True
-            await asyncio.sleep(POLL_INTERVAL)
+            await self._next_poll()
+
+    async def _next_poll(self) -> None:
+        """Wait ``POLL_INTERVAL``, or less when QEMU sends a MIGRATION event meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(POLL_INTERVAL):
+                await self._changed.wait()
+        self._changed.clear()
 
     async def _drop_mirrors(self, machine: QemuMachine) -> None:
         """End the mirror jobs and their NBD nodes (after the migration, whatever its outcome)."""
