@@ -11,7 +11,12 @@ from vmplane.api.migration import (
     VirtualMachineInstanceMigrationState,
 )
 from vmplane.api.vmi import VirtualMachineInstance
-from vmplane.scheduler.migration_plan import MigrationDecision, decide_migration, target_spec_selector
+from vmplane.scheduler.migration_plan import (
+    MigrationDecision,
+    decide_migration,
+    decide_through,
+    target_spec_selector,
+)
 from vmplane.store.base import JsonObject
 
 UID = "m-uid"
@@ -133,6 +138,34 @@ def test_a_failed_state_fails_the_migration_with_its_reason() -> None:
 def test_deleting_an_active_migration_requests_an_abort() -> None:
     decision = decide(migration("Running", deleting=True), vmi(handed()))
     assert decision.vmi_state == handed(abort_requested=True)
+
+
+def through(m: VirtualMachineInstanceMigration, v: VirtualMachineInstance | None, others: Any = ()) -> Any:
+    return decide_through(m, v, nodes=NODES, used={}, others=list(others), limits=MigrationLimits())
+
+
+def test_a_new_migration_with_room_is_scheduled_and_handed_to_the_vmi_in_one_decision() -> None:
+    decision = through(migration(), vmi())
+    assert decision.passed == (MigrationPhase.SCHEDULING, MigrationPhase.SCHEDULED)
+    assert (decision.phase, decision.vmi_state, decision.migration_state) == (
+        MigrationPhase.PREPARING_TARGET,
+        handed(),
+        handed(),
+    )
+
+
+def test_a_new_migration_without_a_target_stops_in_scheduling_saying_why() -> None:
+    m = VirtualMachineInstanceMigration.model_validate(
+        {"metadata": {"uid": UID}, "spec": {"vmiName": "vm", "addedNodeSelector": {"zone": "x"}}}
+    )
+    decision = through(m, vmi())
+    assert (decision.passed, decision.phase, decision.vmi_state) == ((MigrationPhase.SCHEDULING,), None, None)
+    assert "didn't match Pod's node affinity/selector" in (decision.waiting or "")
+
+
+def test_a_new_migration_over_the_cluster_limit_passes_no_phase() -> None:
+    decision = through(migration(), vmi(), [migration("Running") for _ in range(5)])
+    assert (decision.passed, decision.phase) == ((), None)
 
 
 def test_a_migration_of_a_vmi_that_is_gone_fails() -> None:

@@ -3,7 +3,7 @@
 It lives beside the scheduler because choosing a migration's target is scheduling (upstream's
 target is a pod the kube-scheduler places) and it runs in the controller process next to it.
 
-What to do is ``scheduler.migration_plan.decide_migration``'s (limits, target choice, mirroring what
+What to do is ``scheduler.migration_plan.decide_through``'s (limits, target choice, mirroring what
 the agents write into the VMI's ``status.migrationState``); this shell reads the migration, its VMI
 (fresh: the agents write it concurrently), the nodes and the other migrations, writes what the
 decision says, and records ``SuccessfulMigration`` / ``FailedMigration`` events as upstream's
@@ -42,7 +42,7 @@ from vmplane.client.base import ObjectClient
 from vmplane.reconcile.factory import SharedInformerFactory
 from vmplane.reconcile.informer import Key, key_of
 from vmplane.reconcile.loop import Controller, Result
-from vmplane.scheduler.migration_plan import MigrationDecision, decide_migration
+from vmplane.scheduler.migration_plan import MigrationDecision, decide_through
 from vmplane.store.base import JsonObject, NotFoundError
 
 __all__ = ["MIGRATION_FINALIZER", "MigrationController"]
@@ -122,7 +122,7 @@ class MigrationController:
             raw = await self._set_finalizers(raw, [*finalizers, MIGRATION_FINALIZER])
         config = configuration_of(self.kubevirts.list())
         ratio = cpu_allocation_ratio(config)
-        decision = decide_migration(
+        decision = decide_through(
             migration,
             vmi,
             nodes=self.nodes.list(),
@@ -177,9 +177,11 @@ class MigrationController:
         if before.phase is None:  # a new migration is Pending first, whatever comes next
             stamps.append({"phase": MigrationPhase.PENDING.value, "phaseTransitionTimestamp": now})
             update["phase"] = MigrationPhase.PENDING
-        if decision.phase is not None and decision.phase is not (before.phase or MigrationPhase.PENDING):
-            update["phase"] = decision.phase
-            stamps.append({"phase": decision.phase.value, "phaseTransitionTimestamp": now})
+        entered = [*decision.passed, *([decision.phase] if decision.phase is not None else [])]
+        for phase in entered:
+            if phase is not (update.get("phase") or before.phase or MigrationPhase.PENDING):
+                update["phase"] = phase
+                stamps.append({"phase": phase.value, "phaseTransitionTimestamp": now})
         if "phase" in update:
             update["phase_transition_timestamps"] = stamps
         if not update:

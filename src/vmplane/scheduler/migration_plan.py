@@ -12,7 +12,7 @@ agents to abort (``abortRequested``); the migration object mirrors the VMI's sta
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vmplane.api.guest_resources import Resources
@@ -22,11 +22,12 @@ from vmplane.api.migration import (
     MigrationPhase,
     VirtualMachineInstanceMigration,
     VirtualMachineInstanceMigrationState,
+    VirtualMachineInstanceMigrationStatus,
 )
 from vmplane.api.vmi import VirtualMachineInstance, VMIPhase
 from vmplane.scheduler.scheduling import choose_node, unschedulable_message
 
-__all__ = ["MigrationDecision", "decide_migration", "target_spec_selector"]
+__all__ = ["MigrationDecision", "decide_migration", "decide_through", "target_spec_selector"]
 
 _ORDER = list(MigrationPhase)
 _FINAL_VMI = frozenset({VMIPhase.SUCCEEDED, VMIPhase.FAILED})
@@ -42,6 +43,8 @@ class MigrationDecision:
     vmi_state: VirtualMachineInstanceMigrationState | None = None
     failure: str | None = None
     waiting: str | None = None
+    #: Phases entered and left on the way to ``phase`` in this one decision (each gets its stamp).
+    passed: tuple[MigrationPhase, ...] = ()
 
 
 def target_spec_selector(
@@ -155,3 +158,33 @@ def decide_migration(
         return MigrationDecision(phase=MigrationPhase.PREPARING_TARGET, vmi_state=chosen)
     # Handed over, but the VMI read here does not show it yet (a cache behind the write): wait.
     return MigrationDecision(waiting="the VMI does not carry this migration's state yet")
+
+
+#: Phases the controller alone moves a migration out of, with nothing to wait for from the agents.
+_CONTROLLER_PHASES = frozenset({MigrationPhase.SCHEDULING, MigrationPhase.SCHEDULED})
+
+
+def decide_through(
+    migration: VirtualMachineInstanceMigration,
+    vmi: VirtualMachineInstance | None,
+    *,
+    nodes: Iterable[Mapping[str, Any]],
+    used: Mapping[str, Resources],
+    others: Sequence[VirtualMachineInstanceMigration],
+    limits: MigrationLimits,
+) -> MigrationDecision:
+    """``decide_migration`` taken as far as it goes at once: a migration with room and a target is
+    Pending, Scheduling and Scheduled in one decision that hands the VMI its state (so the agents
+    start one write after the request, not three), each phase passed listed in ``passed``."""
+    passed: list[MigrationPhase] = []
+    chosen: VirtualMachineInstanceMigrationState | None = None
+    while True:
+        decision = decide_migration(migration, vmi, nodes=nodes, used=used, others=others, limits=limits)
+        chosen = decision.migration_state or chosen
+        if decision.phase not in _CONTROLLER_PHASES or decision.vmi_state is not None or decision.waiting:
+            return replace(decision, migration_state=chosen, passed=tuple(passed))
+        assert decision.phase is not None
+        passed.append(decision.phase)
+        before = migration.status or VirtualMachineInstanceMigrationStatus()
+        status = before.model_copy(update={"phase": decision.phase, "migration_state": chosen})
+        migration = migration.model_copy(update={"status": status})
