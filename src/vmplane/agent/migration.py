@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Protocol, assert_never
 
@@ -73,8 +74,12 @@ class MigrationActor:
         preparer: _Preparer | None,
         listen_host: str,
         now: Callable[[], str],
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
+        self._monotonic = monotonic
+        # VMI uid -> (migration uid, when its progress was last published).
+        self._last_progress: dict[str, tuple[str, float]] = {}
         self._hypervisor = hypervisor
         self._events = events
         self._preparer = preparer
@@ -96,12 +101,12 @@ class MigrationActor:
             case StartSource():
                 await self._start_source(step, vmi, raw, machine)
             case ReportProgress(progress=progress):
-                await self._report_progress(vmi, raw, progress)
-                return Result(requeue_after=PROGRESS_INTERVAL)
+                return Result(requeue_after=await self._report_progress(vmi, raw, progress))
             case CancelSource():
                 with contextlib.suppress(HypervisorError):
                     await self._hypervisor.cancel_migration(machine)
             case ReportMigration(state=state, event=event):
+                self._last_progress.pop(vmi.metadata.uid or "", None)
                 stored = await self._write_state(raw, state)
                 if event is not None:
                     reason, message, warning = event
@@ -166,13 +171,23 @@ class MigrationActor:
 
     async def _report_progress(
         self, vmi: VirtualMachineInstance, raw: JsonObject, progress: MigrationProgress
-    ) -> None:
+    ) -> float:
+        """Publish ``progress`` at most once per ``PROGRESS_INTERVAL`` per migration (each write
+        wakes this loop again, which would otherwise write as fast as the store takes it, on the
+        cores the migration needs); the seconds until the next may go out."""
         state = vmi.status.migration_state if vmi.status is not None else None
-        uid = state.migration_uid if state is not None else None
-        value = progress_annotation(uid or "", progress)
+        uid = (state.migration_uid if state is not None else None) or ""
+        now = self._monotonic()
+        last_uid, last_at = self._last_progress.get(vmi.metadata.uid or "", ("", -PROGRESS_INTERVAL))
+        wait = last_at + PROGRESS_INTERVAL - now if last_uid == uid else 0.0
+        if wait > 0:
+            return wait
+        value = progress_annotation(uid, progress)
         annotations = vmi.metadata.annotations or {}
         if annotations.get(PROGRESS_ANNOTATION) != value:
             await self._update(raw, annotations={**annotations, PROGRESS_ANNOTATION: value})
+            self._last_progress[vmi.metadata.uid or ""] = (uid, now)
+        return PROGRESS_INTERVAL
 
     async def _throw_away(self, vmi: VirtualMachineInstance, machine: str) -> None:
         """Stop and forget this node's machine of a VMI that runs elsewhere, and its files here."""
