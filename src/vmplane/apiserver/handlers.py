@@ -11,7 +11,7 @@ from vmplane.apiserver import deletes, namespaces, paging, writes
 from vmplane.apiserver import status as st
 from vmplane.apiserver.context import ApiContext, json_response, query_bool, wants_table
 from vmplane.apiserver.freshness import too_large, wait_for_revision
-from vmplane.apiserver.list_history import key_of, list_at
+from vmplane.apiserver.list_history import list_at
 from vmplane.apiserver.list_options import EXACT, list_options
 from vmplane.apiserver.listing import filtered_snapshot, list_body, parse_selectors, selected
 from vmplane.apiserver.routing import Target, parse_target
@@ -136,8 +136,7 @@ class ResourceHandlers:
             items = [
                 item
                 for item in items
-                if key_of(item.object) > resume.after
-                and (not any(selectors) or selected(selectors, item.object))
+                if item.key > resume.after and (not any(selectors) or selected(selectors, item.object))
             ]
             resource_version = resume.resource_version
         else:
@@ -158,7 +157,7 @@ class ResourceHandlers:
                 resource_version = wanted
         page = paging.page(
             items,
-            key=lambda item: key_of(item.object),
+            key=lambda item: item.key,
             resource_version=resource_version,
             limit=limit,
             scope=scope,

@@ -38,9 +38,9 @@ def state_at(
     """The objects at R, sorted by namespace and name: ``current`` except those ``touched`` after R,
     plus each touched object's state at R (``earlier``; None where it did not exist)."""
     changed = set(touched)
-    items = [item for item in current if key_of(item.object) not in changed]
+    items = [item for item in current if item.key not in changed]
     items += [CachedObject.of(obj) for obj in earlier.values() if obj is not None]
-    return sorted(items, key=lambda item: key_of(item.object))
+    return sorted(items, key=lambda item: item.key)
 
 
 async def _close(events: AsyncIterator[WatchEvent]) -> None:

@@ -124,13 +124,13 @@ async def serve_watch(ctx: ApiContext, target: Target, request: web.Request) -> 
     if not options.resource_version or options.send_initial_events:
         snapshot = await ctx.caches.snapshot(resource_type.store_resource, target.namespace)
         since = snapshot.resource_version
-        initial = [item for item in snapshot.items if selected(selectors, item.object)]
-        matching = {_key(item.object) for item in initial}
+        initial = [item for item in snapshot.items if not filtering or selected(selectors, item.object)]
+        matching = {item.key for item in initial}
     else:
         since = options.resource_version
         if filtering:
             current = await ctx.caches.snapshot(resource_type.store_resource, target.namespace)
-            matching = {_key(item.object) for item in current.items if selected(selectors, item.object)}
+            matching = {item.key for item in current.items if selected(selectors, item.object)}
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
     await response.prepare(request)
