@@ -286,6 +286,13 @@ class ApiServerPlane:
         self._informers.start()
         await self._informers.wait_synced()
 
+    @property
+    def informers(self) -> SharedInformerFactory:
+        """The informers admission reads (once started), for components of the same process to share."""
+        if self._informers is None:
+            raise RuntimeError("the API server plane is not started")
+        return self._informers
+
     async def stop(self) -> None:
         if self._informers is not None:
             try:
@@ -314,10 +321,14 @@ class Controllers:
         window_poll_interval: float = 30.0,
         node_health: HealthConfig | None = None,
         namespaced: tuple[str, ...],
+        informers: SharedInformerFactory | None = None,
     ) -> None:
-        """``node_health``: when a silent node is unreachable and its VMIs may run elsewhere."""
+        """``node_health``: when a silent node is unreachable and its VMIs may run elsewhere.
+        ``informers``: caches another component of this process owns and shares (the controllers
+        then read through them and write through ``client``); default their own, on ``client``."""
         self.client = client
-        self.informers = SharedInformerFactory(client)
+        self._owns_informers = informers is None
+        self.informers = informers or SharedInformerFactory(client)
         self.manager = ControllerManager(
             client=client,
             events=EventRecorder(client, component="virt-controller", clock=clock),
@@ -348,7 +359,8 @@ class Controllers:
         await self.migrations.stop()
         await self.scheduler.stop()
         await self.manager.stop()
-        await self.informers.stop()
+        if self._owns_informers:
+            await self.informers.stop()
 
 
 def report_controllers(metrics: Metrics, controllers: Controllers) -> None:
@@ -606,6 +618,8 @@ class ControlPlane:
                 window_poll_interval=self._options.window_poll_interval,
                 node_health=self._options.node_health,
                 namespaced=namespaced_resources(self.registry),
+                # One cache of each resource per process: the controllers read admission's.
+                informers=self.api.informers,
             )
             stack.push_async_callback(controllers.client.close)
             host = NodeHost(
