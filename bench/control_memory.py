@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import sys
 import tempfile
 import tracemalloc
@@ -24,7 +25,10 @@ from aiohttp.test_utils import TestServer
 from control import MB, VMS, vm_manifest
 
 from vmplane.apiserver.app import bootstrap, create_app
+from vmplane.apiserver.door import InProcessDoor
+from vmplane.apiserver.tokens import single_token
 from vmplane.app import ControlPlane, PlaneOptions
+from vmplane.reconcile.informer import Informer
 from vmplane.store.sqlite import SqliteStore
 
 VMIS = "/apis/kubevirt.io/v1/namespaces/default/virtualmachineinstances"
@@ -39,15 +43,32 @@ async def all_running(store: SqliteStore, n: int) -> None:
         await asyncio.sleep(1)
 
 
+def print_informers() -> None:
+    """Every informer cache in the process: its resource, how many objects, their JSON size."""
+    print("informer caches (resource, objects, JSON MB):")
+    for informer in (o for o in gc.get_objects() if isinstance(o, Informer)):
+        objects = informer.list()
+        size = sum(len(json.dumps(o)) for o in objects) / MB
+        print(f"  {informer.resource:48} {len(objects):6} {size:7.2f}")
+
+
 async def measure(n: int, tmp: Path) -> float:
     store = SqliteStore.open(tmp / "store.db")
     await bootstrap(store)
     options = PlaneOptions(data_dir=tmp, hypervisor="simulated", simulated_latency=0.0)
     plane = ControlPlane(store, options)
-    app = create_app(store=store, registry=plane.registry, token="bench", extra_routes=plane.add_routes)
+    door = InProcessDoor()
+    app = create_app(
+        store=store,
+        registry=plane.registry,
+        authenticate=door.authenticate(single_token("bench")),
+        extra_routes=plane.add_routes,
+    )
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    running = asyncio.create_task(plane.run())
+    assert server.runner is not None
+    await door.open(server.runner)
+    running = asyncio.create_task(plane.run(door))
     try:
         await asyncio.sleep(1)  # the informers' first lists
         gc.collect()
@@ -63,6 +84,7 @@ async def measure(n: int, tmp: Path) -> float:
         await asyncio.sleep(2)
         gc.collect()
         after = tracemalloc.take_snapshot()
+        print_informers()
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
