@@ -78,7 +78,8 @@ def decode_request(obj: object) -> tuple[ObjectKey, JsonObject]:
     except (TypeError, ValueError, RecursionError) as err:  # unserialisable, NaN, cycle, too deep
         raise InvalidObjectError(f"object is not JSON: {err}") from err
     # json.dumps quietly turns int/float/bool/None keys into strings; refuse them instead.
-    _check_keys(obj, "")
+    if not _all_keys_strings(obj):
+        _check_keys(obj, "")
     copy = json.loads(text)
     if not isinstance(copy, dict):
         raise InvalidObjectError("object must be a JSON object")
@@ -97,6 +98,22 @@ def decode_request(obj: object) -> tuple[ObjectKey, JsonObject]:
     if not isinstance(finalizers, list) or not all(isinstance(f, str) for f in finalizers):
         raise InvalidObjectError("metadata.finalizers: must be a list of strings")
     return ObjectKey(namespace, name), copy
+
+
+def _all_keys_strings(value: object) -> bool:
+    """Whether every mapping key in ``value`` is a string: the check every write makes, so it builds
+    no paths (``_check_keys`` names the offending one, only once there is one)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            for key in item:
+                if type(key) is not str:
+                    return False
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return True
 
 
 def _check_keys(value: object, path: str) -> None:
@@ -166,7 +183,7 @@ def updated(old: JsonObject, new: JsonObject, *, revision: int, subresource: Sub
         for field in _SERVER_FIELDS:
             if field in old_meta:
                 metadata[field] = old_meta[field]
-        if _spec_of(result) != _spec_of(old):
+        if _spec_changed(result, old):
             metadata["generation"] = old_meta["generation"] + 1
         if "deletionTimestamp" in old_meta:
             added = set(metadata.get("finalizers", [])) - set(old_meta.get("finalizers", []))
@@ -233,11 +250,21 @@ def _without_server_fields(metadata: JsonObject) -> JsonObject:
     return {key: value for key, value in metadata.items() if key not in _SERVER_FIELDS}
 
 
-def _spec_of(obj: JsonObject) -> str:
-    # Compared as canonical JSON text, not with ==, because Python equates True with 1 and 1 with
-    # 1.0 while the stored JSON (and any client diffing it) does not.
-    spec: dict[str, Any] = {key: value for key, value in obj.items() if key not in _NOT_SPEC}
-    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+def _spec_changed(new: JsonObject, old: JsonObject) -> bool:
+    new_spec, old_spec = _spec_of(new), _spec_of(old)
+    if new_spec != old_spec:
+        return True  # both are decoded JSON (no tuples, no NaN), so their texts differ too
+    # Equal in Python is not enough: Python equates True with 1 and 1 with 1.0 while the stored
+    # JSON (and any client diffing it) does not, so equal specs are compared as canonical text.
+    return _canonical(new_spec) != _canonical(old_spec)
+
+
+def _spec_of(obj: JsonObject) -> dict[str, Any]:
+    return {key: value for key, value in obj.items() if key not in _NOT_SPEC}
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def decode_list(bodies: list[str]) -> list[JsonObject]:
