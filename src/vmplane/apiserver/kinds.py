@@ -126,6 +126,9 @@ def default_registry() -> Registry:
                 ),
                 # The node agent watches only its node's VMIs, as a kubelet its pods (spec.nodeName).
                 field_selectors=("status.nodeName", "status.phase", "status.migrationState.targetNode"),
+                # KubeVirt's VMI CRD has no status subresource: virt-controller creates a VMI with
+                # its first status (phase, topology, revision name) in one write.
+                status_on_create=True,
                 description="VirtualMachineInstance is *the* VirtualMachineInstance Definition.",
             ),
             ResourceType(

@@ -145,6 +145,10 @@ class ResourceType:
     #: Served for reading only (get, list, watch; writes are 405): kinds clients ask about that
     #: vmplane never has, such as Pods, listed honestly empty.
     read_only: bool = False
+    #: A create by the control plane's controllers keeps the status it carries (anyone else's is
+    #: dropped, as for every kind with a status subresource): for kinds whose upstream has no status
+    #: subresource, so their controllers create an object and its first status in one write.
+    status_on_create: bool = False
 
     @property
     def api_version(self) -> str:

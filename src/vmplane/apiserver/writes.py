@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from dataclasses import replace
 from typing import Any, Literal
 
 from aiohttp import web
@@ -19,6 +20,8 @@ from vmplane.api.timestamps import timestamp
 from vmplane.apiserver import decoders, field_ownership, protobuf
 from vmplane.apiserver import patch as patches
 from vmplane.apiserver import status as st
+from vmplane.apiserver.access import request_user
+from vmplane.apiserver.authz import CONTROLLERS
 from vmplane.apiserver.bodies import (
     SERVER_OWNED,
     WriteOptions,
@@ -116,15 +119,28 @@ async def create(ctx: ApiContext, target: Target, request: web.Request) -> web.R
     opts = write_options(request)
     obj, decode_warnings = _decode(target, request, await read_body(ctx, request), opts)
     manager = _manager(request, opts, "CreateOptions")
-    stored, warnings = await create_object(ctx, target, obj, opts, manager=manager)
+    # Only the control plane's own controllers create an object with its first status; anyone
+    # else's is dropped, so a manifest exported with its status does not arrive bound and Running.
+    keep_status = target.resource_type.status_on_create and CONTROLLERS in request_user(request).groups
+    stored, warnings = await create_object(ctx, target, obj, opts, manager=manager, keep_status=keep_status)
     return json_response(stored, status=201, warnings=decode_warnings + warnings)
 
 
 async def create_object(
-    ctx: ApiContext, target: Target, obj: JsonObject, opts: WriteOptions, *, manager: str
+    ctx: ApiContext,
+    target: Target,
+    obj: JsonObject,
+    opts: WriteOptions,
+    *,
+    manager: str,
+    keep_status: bool = False,
 ) -> tuple[JsonObject, list[str]]:
     """Create ``obj`` as a POST would (generateName, checks, admission), for subresources that create
-    objects of another kind (a VM's ``migrate`` creates a migration). Returns it and the warnings."""
+    objects of another kind (a VM's ``migrate`` creates a migration). Returns it and the warnings.
+
+    ``keep_status``: the status ``obj`` carries is stored with it, owned by ``manager`` as a write of
+    the status subresource would own it (otherwise a kind with that subresource drops it).
+    """
     metadata = obj.get("metadata") or {}
     generate_name = metadata.get("generateName")
     if not metadata.get("name") and generate_name:
@@ -141,18 +157,26 @@ async def create_object(
         # apiserver's SimpleNameGenerator keeps at most 58 characters of the prefix.
         obj = {**obj, "metadata": {**metadata, "name": f"{generate_name[:_MAX_PREFIX]}{suffix}"}}
     obj = check_object(obj, target)
-    obj = field_ownership.recorded(target=target, live=None, new=obj, manager=manager, now=_now_rfc3339(ctx))
-    return await _create_checked(ctx, target, obj, opts)
+    now = _now_rfc3339(ctx)
+    obj = field_ownership.recorded(target=target, live=None, new=obj, manager=manager, now=now)
+    keep_status = keep_status and bool(obj.get("status"))
+    if keep_status:
+        without_status = {k: v for k, v in obj.items() if k != "status"}
+        status_target = replace(target, subresource="status")
+        obj = field_ownership.recorded(
+            target=status_target, live=without_status, new=obj, manager=manager, now=now
+        )
+    return await _create_checked(ctx, target, obj, opts, keep_status=keep_status)
 
 
 async def _create_checked(
-    ctx: ApiContext, target: Target, obj: JsonObject, opts: WriteOptions
+    ctx: ApiContext, target: Target, obj: JsonObject, opts: WriteOptions, *, keep_status: bool
 ) -> tuple[JsonObject, list[str]]:
     resource_type = target.resource_type
     # managedFields were worked out by the caller from the write itself.
     metadata = {k: v for k, v in obj["metadata"].items() if k not in SERVER_OWNED or k == "managedFields"}
     obj = {**obj, "metadata": metadata}
-    if resource_type.has_status_subresource:
+    if resource_type.has_status_subresource and not keep_status:
         obj.pop("status", None)
     await _check_namespace(ctx, Target(resource_type, target.namespace, metadata["name"]))
     admitted = _admit(target, "CREATE", obj, None, opts)
@@ -343,7 +367,7 @@ async def _server_side_apply(
             created = field_ownership.applied(
                 target=target, live=None, config=applied, manager=manager, now=_now_rfc3339(ctx), force=True
             )
-            stored, warnings = await _create_checked(ctx, target, created, opts)
+            stored, warnings = await _create_checked(ctx, target, created, opts, keep_status=False)
             return json_response(stored, status=201, warnings=decode_warnings + warnings)
         new = field_ownership.applied(
             target=target,

@@ -256,8 +256,8 @@ class VMReconciler:
             created = await self._client.create(VIRTUAL_MACHINE_INSTANCES, vmi)
         except AlreadyExistsError:
             return None  # created by an earlier reconcile the VMI cache has not seen yet
-        if vmi.get("status"):
-            # The API drops the status of a create (a status subresource); it is written after.
+        if vmi.get("status") and not created.get("status"):
+            # An API that drops the status of a create (a status subresource) gets it written after.
             created = await self._client.update_status(
                 VIRTUAL_MACHINE_INSTANCES, {**created, "status": vmi["status"]}
             )
