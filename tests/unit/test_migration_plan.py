@@ -135,6 +135,23 @@ def test_a_failed_state_fails_the_migration_with_its_reason() -> None:
     assert (decision.phase, decision.failure) == (MigrationPhase.FAILED, "target QEMU died")
 
 
+def test_a_state_seen_past_a_phase_still_passes_through_it() -> None:
+    state = handed(target_node_address="127.0.0.1:4444", start_timestamp="2026-12-02T06:00:00Z")
+    decision = decide(migration("PreparingTarget"), vmi(state))
+    assert (decision.passed, decision.phase) == ((MigrationPhase.TARGET_READY,), MigrationPhase.RUNNING)
+
+
+def test_a_completed_state_seen_while_preparing_passes_through_every_later_phase() -> None:
+    decision = decide(migration("PreparingTarget"), vmi(handed(completed=True)))
+    assert decision.passed == (MigrationPhase.TARGET_READY, MigrationPhase.RUNNING)
+    assert decision.phase is MigrationPhase.SUCCEEDED
+
+
+def test_a_failure_seen_while_preparing_passes_no_phase() -> None:
+    decision = decide(migration("PreparingTarget"), vmi(handed(failed=True, failure_reason="no target")))
+    assert (decision.passed, decision.phase) == ((), MigrationPhase.FAILED)
+
+
 def test_deleting_an_active_migration_requests_an_abort() -> None:
     decision = decide(migration("Running", deleting=True), vmi(handed()))
     assert decision.vmi_state == handed(abort_requested=True)

@@ -66,6 +66,15 @@ def _phase_of_state(state: VirtualMachineInstanceMigrationState) -> MigrationPha
     return MigrationPhase.PREPARING_TARGET
 
 
+def _gone_through(phase: MigrationPhase, advanced: MigrationPhase | None) -> tuple[MigrationPhase, ...]:
+    """The phases between ``phase`` and ``advanced`` that a migration which got there went through:
+    a cache that took in two of the agents' writes at once (the target's address, then the source's
+    start) shows it past a phase it never saw, which is still stamped. None on the way to Failed."""
+    if advanced is None or advanced is MigrationPhase.FAILED:
+        return ()
+    return tuple(_ORDER[_ORDER.index(phase) + 1 : _ORDER.index(advanced)])
+
+
 def _limit_reached(
     source: str, others: Sequence[VirtualMachineInstanceMigration], limits: MigrationLimits
 ) -> str | None:
@@ -143,7 +152,12 @@ def decide_migration(
         found = _phase_of_state(state)
         advanced = found if _ORDER.index(found) > _ORDER.index(phase) else None
         failure = state.failure_reason or "the migration failed" if found is MigrationPhase.FAILED else None
-        return MigrationDecision(phase=advanced, migration_state=state, failure=failure if advanced else None)
+        return MigrationDecision(
+            phase=advanced,
+            migration_state=state,
+            failure=failure if advanced else None,
+            passed=_gone_through(phase, advanced),
+        )
     if phase is MigrationPhase.PENDING:
         waiting = _limit_reached(source, others, limits)
         return (
@@ -182,7 +196,7 @@ def decide_through(
         decision = decide_migration(migration, vmi, nodes=nodes, used=used, others=others, limits=limits)
         chosen = decision.migration_state or chosen
         if decision.phase not in _CONTROLLER_PHASES or decision.vmi_state is not None or decision.waiting:
-            return replace(decision, migration_state=chosen, passed=tuple(passed))
+            return replace(decision, migration_state=chosen, passed=(*passed, *decision.passed))
         assert decision.phase is not None
         passed.append(decision.phase)
         before = migration.status or VirtualMachineInstanceMigrationStatus()
