@@ -281,7 +281,8 @@ class ApiServerPlane:
         """List and watch what admission reads, through the door."""
         if self._proxy is not None:
             self._proxy.token = door.mint(CONSOLE_PROXY_USER)
-        self._informers = SharedInformerFactory(door.client(APISERVER_USER))
+        # This process caches every object admission reads: components of it select from those.
+        self._informers = SharedInformerFactory(door.client(APISERVER_USER), select_locally=True)
         self._cluster.view = InformerClusterView(self._informers)
         self._informers.start()
         await self._informers.wait_synced()
@@ -407,13 +408,15 @@ class NodeHost:
         console: ConsoleServing | None = None,
         fence_timeout: float | None = None,
         fence_watchdog: bool = False,
+        informers: SharedInformerFactory | None = None,
     ) -> None:
         """With the QEMU driver this resolves who QEMU runs as and prepares the guest directory, raising
         ``guestfs.GuestSetupError`` (one line saying what to do) if either is impossible.
         ``fence_timeout``: the agent's own (``vmplane agent``, which knows no grace period); default
         the one of ``options.node_health``. ``fence_watchdog`` (QEMU only): a detached watchdog stops the
         guests when this process stops renewing, even if it is killed (``hypervisor.qemu.watchdog``);
-        ``vmplane serve`` has none, as its controllers die with it and fail nothing over."""
+        ``vmplane serve`` has none, as its controllers die with it and fail nothing over.
+        ``informers``: caches of this process to read from (``vmplane serve``); default the agent's own."""
         self._options = options
         self.client = client
         shared = options.shared_volumes_dir.absolute() if options.shared_volumes_dir is not None else None
@@ -450,6 +453,7 @@ class NodeHost:
             host=facts,
             migration_address=options.migration_address,
             shared_claims=shared is not None,
+            informers=informers,
         )
         self._watchdog = (
             FenceWatchdog(guest_root=options.guest_root, machines_dir=options.machines_dir, timeout=timeout)
@@ -627,6 +631,7 @@ class ControlPlane:
                 self._options,
                 clock=self._clock,
                 hypervisor=self._hypervisor,
+                informers=self.api.informers,
             )
             stack.push_async_callback(host.client.close)
             if isinstance(host.agent.hypervisor, QemuHypervisor):

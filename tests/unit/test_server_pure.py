@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from vmplane.api import fieldpath
-from vmplane.apiserver import discovery, openapi, paging, patch, routing, selectors, tables
+from vmplane.api import fieldpath, selectors
+from vmplane.apiserver import discovery, openapi, paging, patch, routing, tables
 from vmplane.apiserver.context import wants_table
 from vmplane.apiserver.kinds import default_registry
 from vmplane.apiserver.status import ApiError

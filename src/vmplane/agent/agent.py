@@ -187,14 +187,14 @@ class NodeAgent:
         self.on_renewed: Callable[[float], None] = _ignore_renewal
         informers = informers or SharedInformerFactory(client)
         # Only this node's VMIs, as a kubelet watches only its pods.
-        self.vmis = informers.informer(
+        self.vmis = informers.selected(
             VIRTUAL_MACHINE_INSTANCES, field_selector=f"status.nodeName={node_name}"
         )
         self.controller: Controller[Key] = Controller(name="node-agent", reconciler=self, workers=workers)
         self.hypervisor = hypervisor(self._machine_changed)
         self.vmis.on_change(self._vmi_changed)
         # VMIs migrating to this node, bound to their source until the guest runs here.
-        self.incoming = informers.informer(
+        self.incoming = informers.selected(
             VIRTUAL_MACHINE_INSTANCES, field_selector=f"status.migrationState.targetNode={node_name}"
         )
         self.incoming.on_change(self.controller.queue.add)

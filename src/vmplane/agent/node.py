@@ -386,7 +386,7 @@ class NodeRegistration:
         self._lease_interval = lease_interval
         self._status_due = 0.0  # monotonic time of the next status heartbeat
         self._on_renewed = on_renewed
-        self.nodes = informers.informer(NODES, field_selector=f"metadata.name={name}")
+        self.nodes = informers.selected(NODES, field_selector=f"metadata.name={name}")
         self.controller: Controller[Key] = Controller(name="node-registration", reconciler=self, workers=1)
         self.nodes.on_change(self._changed)
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from vmplane.apiserver import status as st
-from vmplane.apiserver.context import ApiContext
-from vmplane.apiserver.routing import Target
-from vmplane.apiserver.selectors import (
+from vmplane.api.selectors import (
     FieldRequirement,
     LabelRequirement,
     SelectorError,
@@ -17,6 +14,9 @@ from vmplane.apiserver.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+from vmplane.apiserver import status as st
+from vmplane.apiserver.context import ApiContext
+from vmplane.apiserver.routing import Target
 from vmplane.apiserver.watch_cache import CachedObject, encode
 from vmplane.store.base import JsonObject
 

@@ -11,9 +11,9 @@ import json
 from collections.abc import AsyncIterator
 from typing import Literal
 
+from vmplane.api.selectors import parse_field_selector, parse_label_selector
 from vmplane.apiserver.listing import Selectors, selected
 from vmplane.apiserver.patch import json_patch, merge_patch
-from vmplane.apiserver.selectors import parse_field_selector, parse_label_selector
 from vmplane.apiserver.watch import translate
 from vmplane.client.base import Patch, PatchType
 from vmplane.store.base import JsonObject, ListResult, Store, WatchEvent

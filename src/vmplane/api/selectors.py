@@ -12,8 +12,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from vmplane.store.base import JsonObject
-
 __all__ = [
     "FieldRequirement",
     "LabelRequirement",
@@ -23,6 +21,9 @@ __all__ = [
     "parse_field_selector",
     "parse_label_selector",
 ]
+
+#: An object as its JSON, as the store and the API hand it over.
+JsonObject = Mapping[str, Any]
 
 LabelOp = Literal["=", "!=", "in", "notin", "exists", "!", ">", "<"]
 
@@ -174,8 +175,11 @@ def _field_value(obj: JsonObject, path: str) -> str:
 BASE_FIELDS = ("metadata.name", "metadata.namespace")
 
 
-def parse_field_selector(text: str | None, allowed: tuple[str, ...] = ()) -> tuple[FieldRequirement, ...]:
-    """Parse a ``fieldSelector``; fields outside ``metadata.name``/``namespace`` and ``allowed`` fail."""
+def parse_field_selector(
+    text: str | None, allowed: tuple[str, ...] = (), *, any_field: bool = False
+) -> tuple[FieldRequirement, ...]:
+    """Parse a ``fieldSelector``; fields outside ``metadata.name``/``namespace`` and ``allowed`` fail
+    unless ``any_field`` (a client filtering its own cache, which has every field at hand)."""
     if not text or not text.strip():
         return ()
     requirements: list[FieldRequirement] = []
@@ -184,7 +188,7 @@ def parse_field_selector(text: str | None, allowed: tuple[str, ...] = ()) -> tup
         if not match:
             raise SelectorError(f"invalid selector: '{text}'; can't understand '{term}'")
         field, op, value = match.groups()
-        if field not in BASE_FIELDS and field not in allowed:
+        if not any_field and field not in BASE_FIELDS and field not in allowed:
             raise SelectorError(f"field label not supported: {field}")
         requirements.append(FieldRequirement(field, value, op != "!="))
     return tuple(requirements)
