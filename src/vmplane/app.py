@@ -382,7 +382,7 @@ def report_controllers(metrics: Metrics, controllers: Controllers) -> None:
 def report_node(metrics: Metrics, host: NodeHost) -> None:
     """The node agent's work queue and its hotplugs, to ``metrics``."""
     host.agent.controller.queue.observer = metrics.queue(host.agent.controller.name)
-    host.agent.on_hotplug = metrics.hotplug
+    host.agent.in_place.on_hotplug = metrics.hotplug
 
 
 @dataclass(frozen=True, slots=True)

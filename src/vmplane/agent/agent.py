@@ -4,7 +4,8 @@ Level-triggered, as every vmplane loop: a VMI change and a hypervisor ``on_chang
 the VMI's key; a reconcile re-reads the VMI, ``observe()``-s its machine and translates its spec,
 asks the pure ``agent.plan.decide`` for an ``AgentPlan`` (boot, sync with the in-place operations
 ``hotplug.operations`` lists, finalize a deleted VMI, discard an ended machine, report a status), and
-then ``_act``-s on it: the one place that sequences the hypervisor calls and the API writes.
+then ``_act``-s on it: the one place that sequences the hypervisor calls and the API writes (the
+hotplugs themselves are ``agent.inplace``'s).
 
 A failed operation is recorded against its VMI spec path in the VMI status (``rollout.failures``: the
 agent writes it, the agent and the VM planner read it through one decoder) and not retried until the
@@ -13,26 +14,14 @@ spec and the guest agree again.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol, assert_never
+from typing import assert_never
 
 from vmplane.agent.fencing import DEFAULT_FENCE_TIMEOUT, Fence
-from vmplane.agent.hotplug import (
-    AttachDisk,
-    AttachNic,
-    ChangeMedium,
-    DetachDisk,
-    DetachNic,
-    Operation,
-    SetLink,
-    SetMemory,
-    SetSockets,
-)
+from vmplane.agent.inplace import InPlaceOperations, VolumePreparer
 from vmplane.agent.lifecycle import LifecyclePlan, lifecycle_plan, perform
 from vmplane.agent.machine import machine_name, machine_spec, vmi_key_of
 from vmplane.agent.migration import MigrationActor
@@ -57,7 +46,7 @@ from vmplane.agent.plan import (
     decide,
     decide_sync,
 )
-from vmplane.agent.status import attached_to_node, machine_status, phase_status
+from vmplane.agent.status import machine_status, phase_status
 from vmplane.api.events import EventSink
 from vmplane.api.guest_ops import done_annotations
 from vmplane.api.migratable import MigrationSupport
@@ -81,7 +70,7 @@ from vmplane.reconcile.events import EventRecorder
 from vmplane.reconcile.factory import SharedInformerFactory
 from vmplane.reconcile.informer import Key
 from vmplane.reconcile.loop import Controller, Result
-from vmplane.store.base import ConflictError, JsonObject, NotFoundError
+from vmplane.store.base import JsonObject, NotFoundError
 
 __all__ = ["DEFAULT_GRACE_PERIOD", "DEFAULT_IN_FLIGHT_GRACE", "NodeAgent", "VolumePreparer"]
 
@@ -96,23 +85,7 @@ def _ignore_renewal(sent: float) -> None:
     return None
 
 
-def _ignore_hotplug(kind: str, succeeded: bool, seconds: float) -> None:
-    """The default ``NodeAgent.on_hotplug``: nothing is counted."""
-
-
 _LIVE = (MachineState.STARTING, MachineState.RUNNING)
-
-
-class VolumePreparer(Protocol):
-    """Creates the files a machine's disks need before it boots or a disk is hot-plugged."""
-
-    async def prepare(self, vmi: VirtualMachineInstance, spec: MachineSpec) -> None:
-        """Make every disk of ``spec`` exist on this host (idempotent)."""
-        ...
-
-    async def release(self, vmi: VirtualMachineInstance) -> None:
-        """Remove the files that live and die with the VMI."""
-        ...
 
 
 def _migrating_from(vmi: VirtualMachineInstance, node: str) -> bool:
@@ -178,11 +151,6 @@ class NodeAgent:
         self._labels = dict(node_labels or {})
         self._taints = [t if isinstance(t, Taint) else Taint.from_wire(t) for t in node_taints]
         self._capacity = capacity
-        self._unplug_timeout = unplug_timeout
-        self._in_flight_grace = in_flight_grace
-        #: Told each in-place operation's name, whether it succeeded and how long it took (the
-        #: composition root points it at ``metrics.Metrics.hotplug``).
-        self.on_hotplug: Callable[[str, bool, float], None] = _ignore_hotplug
         #: Told when each successful Lease renewal was sent (the QEMU host's fence watchdog).
         self.on_renewed: Callable[[float], None] = _ignore_renewal
         informers = informers or SharedInformerFactory(client)
@@ -192,6 +160,14 @@ class NodeAgent:
         )
         self.controller: Controller[Key] = Controller(name="node-agent", reconciler=self, workers=workers)
         self.hypervisor = hypervisor(self._machine_changed)
+        self.in_place = InPlaceOperations(
+            hypervisor=self.hypervisor,
+            events=self._events,
+            preparer=preparer,
+            write=self._write,
+            unplug_timeout=unplug_timeout,
+            in_flight_grace=in_flight_grace,
+        )
         self.vmis.on_change(self._vmi_changed)
         # VMIs migrating to this node, bound to their source until the guest runs here.
         self.incoming = informers.selected(
@@ -371,7 +347,7 @@ class NodeAgent:
         failures = dict(plan.failures)
         observed: ObservedMachine | None = None
         if plan.operations and plan.desired is not None:
-            vmi, raw = await self._hotplug(vmi, raw, machine, plan, failures)
+            vmi, raw = await self.in_place.apply(vmi, raw, machine, plan, failures)
         elif plan.desired is None:
             log.warning("%s/%s: the spec cannot run here; hot-plugging nothing", *vmi_key_of(machine))
         observed = await self._observe(machine)
@@ -407,97 +383,6 @@ class NodeAgent:
                 raw, type="Normal", reason=step.value, message=f"The guest was {step.value.lower()}."
             )
         return raw
-
-    async def _hotplug(
-        self, vmi: VirtualMachineInstance, raw: JsonObject, machine: str, plan: Sync, failures: dict[str, str]
-    ) -> tuple[VirtualMachineInstance, JsonObject]:
-        """Apply the plan's hotplugs, reporting them in flight only when they outlast the grace.
-
-        What QEMU does at once (a vCPU, a DIMM, a NIC) is then one status write, the result, rather
-        than a True condition removed a moment later (and the VM's mirror of both). A disk attach is
-        reported first: preparing its image takes time and writes the volume's phase meanwhile."""
-        assert plan.desired is not None
-        assert plan.in_flight is not None
-        if any(isinstance(op, AttachDisk | ChangeMedium) for op in plan.operations):
-            raw = await self._write(vmi, raw, plan.in_flight)
-            vmi = VirtualMachineInstance.model_validate(raw)
-            return await self._perform(vmi, raw, machine, plan.desired, plan.operations, failures)
-        # These operations write nothing to the VMI, so the report cannot race them.
-        work = asyncio.ensure_future(
-            self._perform(vmi, raw, machine, plan.desired, plan.operations, failures)
-        )
-        try:
-            done, _ = await asyncio.wait({work}, timeout=self._in_flight_grace)
-            if not done:
-                with contextlib.suppress(ConflictError):  # only a report: the final write settles it
-                    raw = await self._write(vmi, raw, plan.in_flight)
-                    vmi = VirtualMachineInstance.model_validate(raw)
-            await work
-        finally:
-            if not work.done():
-                work.cancel()
-        return vmi, raw
-
-    async def _perform(
-        self,
-        vmi: VirtualMachineInstance,
-        raw: JsonObject,
-        machine: str,
-        desired: MachineSpec,
-        pending: Sequence[Operation],
-        failures: dict[str, str],
-    ) -> tuple[VirtualMachineInstance, JsonObject]:
-        """Apply ``pending`` in order, recording each outcome as an event and each failure in ``failures``;
-        returns the VMI as last written (a volume's ``AttachedToNode`` phase once its image is ready)."""
-        for op in pending:
-            if op.path in failures:
-                continue  # e.g. the plug half of a volume swap whose unplug failed
-            started = time.monotonic()
-            try:
-                if isinstance(op, AttachDisk | ChangeMedium) and self._preparer is not None:
-                    await self._preparer.prepare(vmi, desired)
-                    if vmi.status is not None:
-                        raw = await self._write(vmi, raw, attached_to_node(vmi.status, op.disk.name))
-                        vmi = VirtualMachineInstance.model_validate(raw)
-                await self._apply(machine, op)
-            except MachineNotFoundError:
-                return vmi, raw
-            except (HypervisorError, MachineSpecError, OSError) as err:  # the preparer's too
-                now = await self._observe(machine)
-                if now is None or now.state is not MachineState.RUNNING:
-                    return vmi, raw  # the machine ended meanwhile: that is not a failed hotplug
-                self.on_hotplug(op.name, False, time.monotonic() - started)
-                failures[op.path] = str(err)
-                message = f"{op.path}: {op.before} -> {op.after} failed: {err}"
-                await self._events.record(raw, type="Warning", reason="HotplugFailed", message=message)
-                continue
-            self.on_hotplug(op.name, True, time.monotonic() - started)
-            elapsed = (time.monotonic() - started) * 1000
-            message = f"{op.path}: {op.before} -> {op.after} in {elapsed:.0f} ms"
-            await self._events.record(raw, type="Normal", reason="HotplugApplied", message=message)
-        return vmi, raw
-
-    async def _apply(self, machine: str, op: Operation) -> None:
-        hv, timeout = self.hypervisor, self._unplug_timeout
-        match op:
-            case SetSockets(sockets=sockets):
-                await hv.set_sockets(machine, sockets)
-            case SetMemory(memory_bytes=memory_bytes):
-                await hv.set_memory(machine, memory_bytes)
-            case AttachDisk(disk=disk):
-                await hv.attach_disk(machine, disk)
-            case DetachDisk(device=device):
-                await hv.detach_disk(machine, device, timeout=timeout)
-            case ChangeMedium(disk=disk):
-                await hv.change_medium(machine, disk)
-            case AttachNic(nic=nic):
-                await hv.attach_nic(machine, nic)
-            case DetachNic(device=device):
-                await hv.detach_nic(machine, device, timeout=timeout)
-            case SetLink(device=device, link_up=link_up):
-                await hv.set_link(machine, device, up=link_up)
-            case _:
-                assert_never(op)
 
     async def _write(
         self, vmi: VirtualMachineInstance, raw: JsonObject, status: VirtualMachineInstanceStatus

@@ -153,7 +153,7 @@ class Metrics:
         return QueueMetrics(self, name)
 
     def hotplug(self, kind: str, succeeded: bool, seconds: float) -> None:
-        """One in-place operation on a running guest (``agent.NodeAgent.on_hotplug``)."""
+        """One in-place operation on a running guest (``agent.inplace.InPlaceOperations.on_hotplug``)."""
         self.live_updates.labels(family=family_of(kind), result="applied" if succeeded else "failed").inc()
         self.hotplug_duration.labels(kind=kind).observe(seconds)
 
